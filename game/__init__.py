@@ -1,0 +1,25 @@
+"""aggregame: strategic, alpha-fair energy aggregators in a wholesale market.
+
+Layers point one way: ``studies -> solvers -> models -> game definition -> data``.
+This root package holds the game definition (users, price, fairness, players, scenario
+files); ``aggregame.models`` builds Pyomo components from it, ``aggregame.solvers``
+drives solvers (Pyomo/Ipopt and the native numpy backend), ``aggregame.studies``
+reproduces the paper's Section IV.
+"""
+
+from aggregame.errors import (AggregameError, GameDefinitionError, InnerSolveError,
+                              ScenarioError, SolverError, SolverUnavailableError)
+from aggregame.fairness import DEFAULT_FLOOR_EPS, Fairness, PricedOutRule
+from aggregame.players import Game, Player, individuals, quadratic_users
+from aggregame.price import AffinePrice, FunctionPrice, LinearPrice, PowerPrice, Price
+from aggregame.utilities import LogUtility, QuadraticUtility, User, Utility
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AggregameError", "GameDefinitionError", "InnerSolveError", "ScenarioError",
+    "SolverError", "SolverUnavailableError", "DEFAULT_FLOOR_EPS", "Fairness",
+    "PricedOutRule", "Game", "Player", "individuals", "quadratic_users",
+    "AffinePrice", "FunctionPrice", "LinearPrice", "PowerPrice", "Price",
+    "LogUtility", "QuadraticUtility", "User", "Utility", "__version__",
+]

@@ -1,0 +1,31 @@
+"""Exceptions of aggregame.
+
+Every error a user can trigger derives from :class:`AggregameError` *and* from the
+built-in type that fits it, so ``except ValueError`` keeps working in user code.
+"""
+
+from __future__ import annotations
+
+
+class AggregameError(Exception):
+    """Base class of every error raised on purpose by aggregame."""
+
+
+class GameDefinitionError(ValueError, AggregameError):
+    """A user, price, fairness or player was given invalid data."""
+
+
+class ScenarioError(ValueError, AggregameError):
+    """A scenario file (TOML or its CSV of users) is missing or invalid."""
+
+
+class SolverError(RuntimeError, AggregameError):
+    """A numerical solve did not produce an answer we can trust."""
+
+
+class SolverUnavailableError(SolverError):
+    """A required solver (Ipopt through cyipopt, PyNumero's ASL library) is missing."""
+
+
+class InnerSolveError(SolverError):
+    """The inner allocation problem of one player did not end at an optimal point."""

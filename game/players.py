@@ -1,0 +1,243 @@
+"""Players and the game (paper Sec. II-B): the one definition every backend reads.
+
+A player is an aggregator: a named, non-empty set of users with an alpha-fair
+objective and a rule for priced-out members. An individual user (large or small,
+trading alone) is a player with one member. A game is players plus a price.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from aggregame.errors import GameDefinitionError
+from aggregame.fairness import DEFAULT_FLOOR_EPS, Fairness, PricedOutRule
+from aggregame.price import Price
+from aggregame.utilities import QuadraticUtility, User, Utility
+
+
+@dataclass(frozen=True)
+class MemberFamily:
+    """The members of one player that share a utility family, as numpy arrays.
+
+    ``index`` locates them in the player's member order; ``params`` holds one array per
+    parameter name. Backends vectorize over these arrays.
+    """
+
+    family: type[Utility]
+    index: np.ndarray
+    params: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True, eq=False)
+class Player:
+    """An aggregator, or an individual user as a one-member player.
+
+    Parameters
+    ----------
+    name : str
+        Unique among the game's players.
+    members : sequence of User
+        At least one; names unique within the game.
+    fairness : Fairness
+        alpha, priced-out rule and floor eps used by this player.
+    """
+
+    name: str
+    members: tuple[User, ...]
+    fairness: Fairness = field(default_factory=Fairness)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise GameDefinitionError(
+                f"player: field 'name' must be a non-empty string, got {self.name!r}"
+            )
+        members = tuple(self.members)
+        if not members:
+            raise GameDefinitionError(
+                f"player '{self.name}': field 'members' must not be empty (an "
+                "aggregator needs at least one user)"
+            )
+        for member in members:
+            if not isinstance(member, User):
+                raise GameDefinitionError(
+                    f"player '{self.name}': every member must be a User, got "
+                    f"{type(member).__name__}"
+                )
+        dupes = [n for n, k in Counter(m.name for m in members).items() if k > 1]
+        if dupes:
+            raise GameDefinitionError(
+                f"player '{self.name}': duplicate user name(s) {sorted(dupes)}"
+            )
+        if not isinstance(self.fairness, Fairness):
+            raise GameDefinitionError(
+                f"player '{self.name}': field 'fairness' must be a Fairness, got "
+                f"{type(self.fairness).__name__}"
+            )
+        object.__setattr__(self, "members", members)
+
+    @classmethod
+    def aggregator(cls, name: str, members: Iterable[User], alpha: float | str = 0.0,
+                   rule: PricedOutRule | str = PricedOutRule.FLOOR,
+                   eps: float = DEFAULT_FLOOR_EPS) -> "Player":
+        """An aggregator with alpha-fair allocation among ``members``."""
+        try:
+            fairness = Fairness(alpha=alpha, rule=rule, eps=eps)
+        except GameDefinitionError as err:
+            raise GameDefinitionError(f"player '{name}': {err}") from None
+        return cls(name=name, members=tuple(members), fairness=fairness)
+
+    @classmethod
+    def individual(cls, user: User, rule: PricedOutRule | str = PricedOutRule.FLOOR,
+                   eps: float = DEFAULT_FLOOR_EPS) -> "Player":
+        """A user trading alone. With one member every Phi_alpha is increasing in its
+        surplus, so alpha does not change its best response; alpha = 0 is used."""
+        return cls.aggregator(user.name, [user], alpha=0.0, rule=rule, eps=eps)
+
+    @property
+    def alpha(self) -> float:
+        return self.fairness.alpha
+
+    @property
+    def size(self) -> int:
+        return len(self.members)
+
+    @cached_property
+    def families(self) -> tuple[MemberFamily, ...]:
+        """Members grouped by utility family, as arrays (built once, then cached)."""
+        groups: dict[type[Utility], list[int]] = {}
+        for i, member in enumerate(self.members):
+            groups.setdefault(type(member.utility), []).append(i)
+        out = []
+        for family, idx in groups.items():
+            params = {
+                name: np.array([getattr(self.members[i].utility, name) for i in idx])
+                for name in family.param_names
+            }
+            out.append(MemberFamily(family, np.array(idx, dtype=int), params))
+        return tuple(out)
+
+    @cached_property
+    def marginal_at_zero(self) -> np.ndarray:
+        """U_i'(0) of every member: member i is priced out once p >= this."""
+        return np.array([m.utility.marginal_at_zero() for m in self.members])
+
+    def zero_surplus_consumption(self, price: float) -> np.ndarray:
+        """x_i at which member i's surplus returns to zero at this price (0 if priced
+        out): member i's feasible consumption is [0, this]."""
+        out = np.zeros(self.size)
+        for fam in self.families:
+            out[fam.index] = fam.family.zero_surplus_consumption(np.full(len(fam.index),
+                                                                         price),
+                                                                 fam.params)
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        alpha = self.alpha
+        return {
+            "name": self.name,
+            "alpha": "inf" if math.isinf(alpha) else alpha,
+            "rule": self.fairness.rule.value,
+            "eps": self.fairness.eps,
+            "members": [
+                {"name": m.name, "utility": m.utility.family, **m.utility.params()}
+                for m in self.members
+            ],
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class Game:
+    """Players competing through a common price of their total purchase."""
+
+    players: tuple[Player, ...]
+    price: Price
+
+    def __post_init__(self) -> None:
+        players = tuple(self.players)
+        if not players:
+            raise GameDefinitionError("game: field 'players' must not be empty")
+        for player in players:
+            if not isinstance(player, Player):
+                raise GameDefinitionError(
+                    f"game: every player must be a Player, got {type(player).__name__}"
+                )
+        dupes = [n for n, k in Counter(p.name for p in players).items() if k > 1]
+        if dupes:
+            raise GameDefinitionError(f"game: duplicate player name(s) {sorted(dupes)}")
+        users = Counter(m.name for p in players for m in p.members)
+        dupes = [n for n, k in users.items() if k > 1]
+        if dupes:
+            raise GameDefinitionError(
+                f"game: user name(s) {sorted(dupes)[:5]} appear in more than one place; "
+                "a user belongs to one player"
+            )
+        if not isinstance(self.price, Price):
+            raise GameDefinitionError(
+                f"game: field 'price' must be a Price, got {type(self.price).__name__}"
+            )
+        object.__setattr__(self, "players", players)
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.players]
+
+    def player(self, name: str) -> Player:
+        for p in self.players:
+            if p.name == name:
+                return p
+        raise KeyError(f"no player named {name!r}; players are {self.names}")
+
+    def feasible_max(self, j: int, others_total: float) -> float:
+        """Largest y_j at which player j can still give every member s >= 0.
+
+        y_j is feasible iff y_j <= sum_i xbar_i(p(Y_-j + y_j)); the right side falls as
+        y_j grows, so the feasible set is [0, y_max] (MODEL.md) and y_max is its root.
+        """
+        player = self.players[j]
+
+        def slack(y: float) -> float:
+            price = float(self.price.value(others_total + y))
+            return float(player.zero_surplus_consumption(price).sum()) - y
+
+        if slack(0.0) <= 0:
+            return 0.0
+        hi = max(1.0, float(player.zero_surplus_consumption(
+            float(self.price.value(others_total))).sum()))
+        # slack(hi) <= 0 holds: the capacity at the higher price is at most hi.
+        lo = 0.0
+        for _ in range(200):
+            mid = 0.5 * (lo + hi)
+            if slack(mid) > 0:
+                lo = mid
+            else:
+                hi = mid
+            if hi - lo <= 1e-14 * max(hi, 1.0):
+                break
+        return lo
+
+    def describe(self) -> dict[str, Any]:
+        return {"market": self.price.describe(),
+                "players": [p.describe() for p in self.players]}
+
+
+def individuals(users: Sequence[User], rule: PricedOutRule | str = PricedOutRule.FLOOR,
+                eps: float = DEFAULT_FLOOR_EPS) -> list[Player]:
+    """One one-member player per user (users trading alone)."""
+    return [Player.individual(u, rule=rule, eps=eps) for u in users]
+
+
+def quadratic_users(a: Sequence[float], b: Sequence[float], prefix: str = "u"
+                    ) -> list[User]:
+    """Users with U = -a x^2 + b x, named ``prefix0``, ``prefix1``, ..."""
+    if len(a) != len(b):
+        raise GameDefinitionError(
+            f"quadratic users: fields 'a' and 'b' differ in length ({len(a)} vs {len(b)})"
+        )
+    return [User(f"{prefix}{i}", QuadraticUtility(ai, bi)) for i, (ai, bi) in
+            enumerate(zip(a, b))]

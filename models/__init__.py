@@ -1,0 +1,1 @@
+"""Pyomo components built from a checked game: no solving, no files, no plots."""

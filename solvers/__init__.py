@@ -1,0 +1,1 @@
+"""Everything that calls a solver: inner solves, best response, dynamics, certificates."""

@@ -1,0 +1,226 @@
+"""Best response of one player to the others' total purchase (paper eq. 11, Alg. 1).
+
+Two strategies over the feasible interval [0, y_max(Y_-j)] (MODEL.md):
+
+* ``bisection``: the paper's quasiconcave search, on the sign of the *total*
+  derivative dJ_j/dy_j (not lambda alone: the price moves with y_j). Fast, and right
+  wherever J_j is quasiconcave.
+* ``scan``: does not trust quasiconcavity. Samples J_j and dJ_j/dy_j on a grid plus
+  both sides of every price-out point (where a member's U'(0) equals the price),
+  refines every sign change of the derivative and keeps the best candidate. This is
+  also the certificate's search (solvers/certificate.py).
+
+Max-min players have no derivative where the minimum changes hands; they use golden
+section on (J, total surplus) compared lexicographically (MODEL.md's tie-break).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import brentq
+
+from aggregame.solvers.inner import InnerBatch, InnerSolver
+
+#: Purchases closer than this (relative to the interval) are the same best response.
+Y_RTOL = 1e-12
+#: Welfare values closer than this (relative) are ties, broken by total surplus.
+TIE_RTOL = 1e-11
+#: Grid of the scan: points spread over the interval, before price-out points.
+SCAN_POINTS = 48
+
+_GOLDEN = (math.sqrt(5) - 1) / 2
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A purchase and the payoff it gives."""
+
+    y: float
+    welfare: float
+    tiebreak: float
+
+    def beats(self, other: "Candidate", maxmin: bool) -> bool:
+        """Strictly better payoff (lexicographic with total surplus for max-min)."""
+        scale = max(1.0, abs(self.welfare), abs(other.welfare))
+        if self.welfare > other.welfare + TIE_RTOL * scale:
+            return True
+        if maxmin and abs(self.welfare - other.welfare) <= TIE_RTOL * scale:
+            tscale = max(1.0, abs(self.tiebreak), abs(other.tiebreak))
+            return self.tiebreak > other.tiebreak + TIE_RTOL * tscale
+        return False
+
+
+def _candidates(batch: InnerBatch) -> list[Candidate]:
+    return [Candidate(float(y), float(w), float(t)) for y, w, t in
+            zip(batch.y, batch.welfare, batch.tiebreak)]
+
+
+def _best(cands: list[Candidate], maxmin: bool) -> Candidate:
+    best = cands[0]
+    for c in cands[1:]:
+        if c.beats(best, maxmin):
+            best = c
+    return best
+
+
+@dataclass(frozen=True)
+class BestResponse:
+    """The chosen purchase, its payoff, and how it was found."""
+
+    y: float
+    welfare: float
+    tiebreak: float
+    strategy: str
+    evaluations: int
+    y_max: float
+
+
+class _Counted:
+    """Wraps an inner solver to count evaluated purchases."""
+
+    def __init__(self, inner: InnerSolver, others_total: float) -> None:
+        self.inner, self.others_total, self.count = inner, others_total, 0
+
+    def __call__(self, ys) -> InnerBatch:
+        ys = np.atleast_1d(np.asarray(ys, dtype=float))
+        self.count += ys.size
+        return self.inner.solve(ys, self.others_total)
+
+    def slope(self, y: float) -> float:
+        """Sign source for bisection: the total derivative, -1 where J = -inf."""
+        row = self(y)
+        if not np.isfinite(row.welfare[0]):
+            return -1.0  # J = -inf only at high prices: the optimum lies left
+        d = float(row.derivative[0])
+        return d if np.isfinite(d) else -1.0
+
+
+def _root_of_slope(f: _Counted, lo: float, hi: float, d_lo: float, d_hi: float,
+                   xtol: float) -> float:
+    if d_lo <= 0:
+        return lo
+    if d_hi >= 0:
+        return hi
+    return float(brentq(f.slope, lo, hi, xtol=xtol, rtol=4 * np.finfo(float).eps,
+                        maxiter=200))
+
+
+def _golden(f: _Counted, lo: float, hi: float, maxmin: bool, xtol: float
+            ) -> list[Candidate]:
+    """Golden-section search of a unimodal payoff; returns every point it evaluated."""
+    seen: list[Candidate] = []
+    a, b = lo, hi
+    c = b - _GOLDEN * (b - a)
+    d = a + _GOLDEN * (b - a)
+    fc, fd = _candidates(f([c, d]))
+    seen += [fc, fd]
+    while b - a > xtol:
+        if fc.beats(fd, maxmin) or not fd.beats(fc, maxmin) and fc.welfare >= fd.welfare:
+            b, d, fd = d, c, fc
+            c = b - _GOLDEN * (b - a)
+            fc = _candidates(f([c]))[0]
+            seen.append(fc)
+        else:
+            a, c, fc = c, d, fd
+            d = a + _GOLDEN * (b - a)
+            fd = _candidates(f([d]))[0]
+            seen.append(fd)
+    return seen
+
+
+def best_response(inner: InnerSolver, others_total: float, *, strategy: str = "bisection",
+                  current: float | None = None) -> BestResponse:
+    """Best purchase of player ``inner.index`` against the others' total.
+
+    Parameters
+    ----------
+    inner : InnerSolver
+        Backend (native or pyomo) of the player.
+    others_total : float
+        Y_-j.
+    strategy : {'bisection', 'scan'}
+        See the module docstring.
+    current : float, optional
+        The player's present purchase; always among the candidates, so a best
+        response is never worse than staying put.
+    """
+    game, j = inner.game, inner.index
+    maxmin = math.isinf(game.players[j].alpha)
+    y_max = game.feasible_max(j, others_total)
+    f = _Counted(inner, others_total)
+    xtol = max(Y_RTOL * max(y_max, 1.0), 1e-14)
+    fixed = [0.0, y_max] + ([min(max(current, 0.0), y_max)] if current is not None
+                            else [])
+    if y_max <= 0:
+        cands = _candidates(f([0.0]))
+        return BestResponse(0.0, cands[0].welfare, cands[0].tiebreak, strategy,
+                            f.count, y_max)
+    if strategy == "bisection":
+        ends = f(np.array(fixed))
+        cands = _candidates(ends)
+        if maxmin:
+            cands += _golden(f, 0.0, y_max, maxmin, xtol)
+        else:
+            d_lo = float(ends.derivative[0]) if np.isfinite(ends.welfare[0]) else -1.0
+            d_hi = float(ends.derivative[1]) if np.isfinite(ends.welfare[1]) else -1.0
+            d_lo = d_lo if np.isfinite(d_lo) else 1.0
+            d_hi = d_hi if np.isfinite(d_hi) else -1.0
+            root = _root_of_slope(f, 0.0, y_max, d_lo, d_hi, xtol)
+            cands += _candidates(f([root]))
+    elif strategy == "scan":
+        cands = scan(f, game, j, others_total, y_max, maxmin, xtol, fixed)
+    else:
+        raise ValueError(f"strategy must be 'bisection' or 'scan', got {strategy!r}")
+    best = _best(cands, maxmin)
+    return BestResponse(best.y, best.welfare, best.tiebreak, strategy, f.count, y_max)
+
+
+def price_out_points(game, j: int, others_total: float, y_max: float) -> np.ndarray:
+    """Purchases in (0, y_max) at which one of player j's members is priced out."""
+    thresholds = game.players[j].marginal_at_zero
+    ys = np.array([game.price.inverse(float(b)) - others_total for b in
+                   np.unique(thresholds)])
+    return ys[(ys > 0) & (ys < y_max)]
+
+
+def scan(f: _Counted, game, j: int, others_total: float, y_max: float, maxmin: bool,
+         xtol: float, fixed: list[float]) -> list[Candidate]:
+    """Every candidate of the sound search (grid, price-out points, refined roots)."""
+    grid = np.linspace(0.0, y_max, SCAN_POINTS)
+    kinks = price_out_points(game, j, others_total, y_max)
+    delta = 1e-9 * max(y_max, 1.0)
+    pts = np.unique(np.clip(np.concatenate([grid, kinks - delta, kinks + delta,
+                                            fixed]), 0.0, y_max))
+    batch = f(pts)
+    cands = _candidates(batch)
+    if maxmin:
+        best = int(np.argmax([c.welfare for c in cands]))
+        order = [c for c in cands]
+        # Refine around the best grid point, and around the best tie-break among
+        # the points that share the best level.
+        for k in {best, _best_index(order, maxmin)}:
+            lo = pts[max(k - 1, 0)]
+            hi = pts[min(k + 1, len(pts) - 1)]
+            if hi > lo:
+                cands += _golden(f, float(lo), float(hi), maxmin, xtol)
+        return cands
+    d = np.where(np.isfinite(batch.welfare),
+                 np.nan_to_num(batch.derivative, nan=-1.0, posinf=1.0, neginf=-1.0),
+                 -1.0)
+    for k in range(len(pts) - 1):
+        if d[k] > 0 and d[k + 1] < 0:
+            root = _root_of_slope(f, float(pts[k]), float(pts[k + 1]), d[k], d[k + 1],
+                                  xtol)
+            cands += _candidates(f([root]))
+    return cands
+
+
+def _best_index(cands: list[Candidate], maxmin: bool) -> int:
+    best = 0
+    for k, c in enumerate(cands):
+        if c.beats(cands[best], maxmin):
+            best = k
+    return best

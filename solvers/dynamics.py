@@ -1,0 +1,220 @@
+"""Best-response dynamics (paper Algorithm 1): Gauss-Seidel and Jacobi.
+
+Each round every player best-responds to the others' current purchases (Gauss-Seidel:
+the ones already updated this round; Jacobi: those at the start of the round), and
+moves only if the response is strictly better for it (Algorithm 1, line 5). The whole
+path is kept. The run stops when no purchase moves by more than ``tol`` (relative),
+when a profile repeats (cycling), or at ``max_rounds``; only the first is called
+converged, and every end point carries a certificate of its regret.
+
+With ``best_response='auto'`` the fast bisection drives the rounds; if the converged
+profile fails its certificate (J_j not quasiconcave, MODEL.md), the dynamics go on
+from there with the scan best response.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from aggregame.errors import GameDefinitionError
+from aggregame.players import Game
+from aggregame.solvers.best_response import Candidate, best_response
+from aggregame.solvers.certificate import CERTIFICATE_RTOL, certify
+from aggregame.solvers.inner import InnerSolver
+from aggregame.solvers.results import Equilibrium
+
+LOG = logging.getLogger(__name__)
+
+BACKENDS = ("native", "pyomo")
+METHODS = ("gauss-seidel", "jacobi")
+STRATEGIES = ("auto", "bisection", "scan")
+
+
+@dataclass(frozen=True)
+class DynamicsSettings:
+    """Settings of a best-response run; checked at construction.
+
+    Attributes
+    ----------
+    method : 'gauss-seidel' or 'jacobi'.
+    best_response : 'auto' (bisection, then scan if the certificate fails),
+        'bisection' or 'scan'.
+    tol : stop when max_j |y_j - y_j'| <= tol * max(1, max_j y_j) over a round.
+    max_rounds : round limit; reaching it is reported as not converged.
+    start : 'zero', 'random' or a list of purchases, one per player.
+    seed : seed of the random start.
+    certificate_rtol : regret tolerance of the certificate, relative to max(1, |J|).
+    """
+
+    method: str = "gauss-seidel"
+    best_response: str = "auto"
+    tol: float = 1e-10
+    max_rounds: int = 200
+    start: str | tuple[float, ...] = "zero"
+    seed: int = 0
+    certificate_rtol: float = CERTIFICATE_RTOL
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise GameDefinitionError(
+                f"settings: field 'method' must be one of {list(METHODS)}, got "
+                f"{self.method!r}")
+        if self.best_response not in STRATEGIES:
+            raise GameDefinitionError(
+                f"settings: field 'best_response' must be one of {list(STRATEGIES)}, "
+                f"got {self.best_response!r}")
+        if not (isinstance(self.tol, (int, float)) and 0 < self.tol < 1):
+            raise GameDefinitionError(
+                f"settings: field 'tol' must be in (0, 1), got {self.tol!r}")
+        if not (isinstance(self.max_rounds, int) and self.max_rounds >= 1):
+            raise GameDefinitionError(
+                f"settings: field 'max_rounds' must be an integer >= 1, got "
+                f"{self.max_rounds!r}")
+        if isinstance(self.start, str):
+            if self.start not in ("zero", "random"):
+                raise GameDefinitionError(
+                    f"settings: field 'start' must be 'zero', 'random' or a list of "
+                    f"purchases, got {self.start!r}")
+        else:
+            start = tuple(float(v) for v in self.start)
+            if any(not math.isfinite(v) or v < 0 for v in start):
+                raise GameDefinitionError(
+                    f"settings: field 'start' must hold finite purchases >= 0, got "
+                    f"{list(self.start)!r}")
+            object.__setattr__(self, "start", start)
+
+    def describe(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["start"] = list(self.start) if not isinstance(self.start, str) else self.start
+        return out
+
+
+def make_inners(game: Game, backend: str = "native",
+                ipopt_options: dict[str, Any] | None = None) -> list[InnerSolver]:
+    """One inner solver per player, built once and reused by every round."""
+    if backend == "native":
+        from aggregame.solvers.native import NativeInner
+
+        return [NativeInner(game, j) for j in range(len(game.players))]
+    if backend == "pyomo":
+        from aggregame.solvers.pyomo_inner import PyomoInner
+
+        return [PyomoInner(game, j, ipopt_options) for j in range(len(game.players))]
+    raise GameDefinitionError(
+        f"settings: field 'backend' must be one of {list(BACKENDS)}, got {backend!r}")
+
+
+def _start_profile(game: Game, settings: DynamicsSettings) -> np.ndarray:
+    m = len(game.players)
+    if settings.start == "zero":
+        return np.zeros(m)
+    if settings.start == "random":
+        rng = np.random.default_rng(settings.seed)
+        # Uniform on each player's feasible interval when the others buy nothing.
+        return np.array([rng.uniform(0, game.feasible_max(j, 0.0)) for j in range(m)])
+    start = np.asarray(settings.start, dtype=float)
+    if start.shape != (m,):
+        raise GameDefinitionError(
+            f"settings: field 'start' must have one purchase per player ({m}), got "
+            f"{len(start)}")
+    return start
+
+
+@dataclass
+class _Run:
+    path: list[np.ndarray] = field(default_factory=list)
+    evaluations: int = 0
+    strategies: list[str] = field(default_factory=list)
+
+
+def _round(inners: Sequence[InnerSolver], y: np.ndarray, method: str, strategy: str,
+           run: _Run) -> np.ndarray:
+    new = y.copy()
+    base = y.copy()
+    for j, inner in enumerate(inners):
+        ref = new if method == "gauss-seidel" else base
+        others = float(ref.sum() - ref[j])
+        br = best_response(inner, others, strategy=strategy, current=float(ref[j]))
+        run.evaluations += br.evaluations
+        here = inner.solve(np.array([ref[j]]), others)
+        stay = Candidate(float(ref[j]), float(here.welfare[0]), float(here.tiebreak[0]))
+        move = Candidate(br.y, br.welfare, br.tiebreak)
+        maxmin = math.isinf(inner.game.players[j].alpha)
+        if move.beats(stay, maxmin):
+            new[j] = br.y
+    return new
+
+
+def solve_equilibrium(game: Game, backend: str = "native",
+                      settings: DynamicsSettings | None = None, *,
+                      inners: list[InnerSolver] | None = None,
+                      ipopt_options: dict[str, Any] | None = None,
+                      progress: bool = False) -> Equilibrium:
+    """Run best-response dynamics on ``game`` and certify where they stop.
+
+    Returns an :class:`Equilibrium`; check ``converged`` and ``certified`` before
+    calling it one (a run that cycles or hits ``max_rounds`` says so, with its path).
+    """
+    settings = settings or DynamicsSettings()
+    inners = inners or make_inners(game, backend, ipopt_options)
+    y = _start_profile(game, settings)
+    run = _Run(path=[y.copy()])
+    strategy = "bisection" if settings.best_response == "auto" else settings.best_response
+    status = "round-limit"
+    start_time = time.perf_counter()
+    certificate = None
+    rounds = 0
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=settings.max_rounds, desc="best-response rounds", unit="round",
+                   leave=False)
+    try:
+        while rounds < settings.max_rounds:
+            new = _round(inners, y, settings.method, strategy, run)
+            rounds += 1
+            run.strategies.append(strategy)
+            run.path.append(new.copy())
+            if bar is not None:
+                bar.update(1)
+            step = float(np.max(np.abs(new - y)))
+            y = new
+            if step <= settings.tol * max(1.0, float(np.max(np.abs(y)))):
+                certificate = certify(inners, y, settings.certificate_rtol)
+                if certificate.certified or settings.best_response != "auto" or \
+                        strategy == "scan":
+                    status = "converged"
+                    break
+                LOG.info("bisection best response stopped at a profile with regret "
+                         "%.3g; continuing with the scan best response",
+                         certificate.max_regret)
+                strategy = "scan"
+                continue
+            if _repeats(run.path, settings.tol):
+                status = "cycling"
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    if certificate is None or status != "converged":
+        certificate = certify(inners, y, settings.certificate_rtol)
+    return Equilibrium.from_run(
+        game, y, inners, converged=status == "converged", status=status,
+        iterations=rounds, path=np.array(run.path), certificate=certificate,
+        backend=backend, method=settings.method, settings=settings.describe(),
+        seconds=time.perf_counter() - start_time, evaluations=run.evaluations,
+        strategies=run.strategies)
+
+
+def _repeats(path: list[np.ndarray], tol: float) -> bool:
+    """True if the newest profile revisits one at least two rounds back (a cycle)."""
+    last = path[-1]
+    scale = tol * max(1.0, float(np.max(np.abs(last))))
+    return any(float(np.max(np.abs(last - p))) <= scale for p in path[:-2])

@@ -1,0 +1,370 @@
+"""Native (numpy) inner backend: water filling in lambda, vectorized over members.
+
+For alpha < inf and a multiplier lambda, member i's allocation solves
+g_i(x) = w_i phi'(s_i(x) + e_i) (U_i'(x) - p) = lambda on [0, xbar_i]; g_i is strictly
+decreasing there (MODEL.md, "Allocation for a given lambda"), so x_i(lambda) is unique
+and sum_i x_i(lambda) is decreasing: the inner problem is a 1-D root in lambda.
+Closed forms: quadratic users with alpha = 0 (a clip) and alpha = 1 (a quadratic in x);
+otherwise a safeguarded Newton per member, all members and all purchases at once.
+
+Max-min (alpha = inf) is water filling in the level t: each member needs x in the
+interval where s_i + e_i >= t; t* is the largest level whose intervals can add up to
+y_j, and the total surplus then decides within those intervals (MODEL.md's tie-break).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from aggregame.players import Game
+from aggregame.utilities import QuadraticUtility
+from aggregame.solvers.inner import (InnerBatch, member_terms, price_sensitivity,
+                                     welfare_of)
+
+#: Relative accuracy of the lambda and level roots (sum x_i = y_j to this).
+ROOT_RTOL = 1e-13
+_MAX_ITER = 200
+
+
+class NativeInner:
+    """Inner problem of ``game.players[index]`` solved with numpy, batched over y."""
+
+    def __init__(self, game: Game, index: int) -> None:
+        self.game = game
+        self.index = index
+        self.player = game.players[index]
+        self.fairness = self.player.fairness
+        n = self.player.size
+        self._u0 = self.player.marginal_at_zero
+        # Dense per-member parameters by family, broadcast over the batch axis.
+        self._families = self.player.families
+        self._all_quadratic = all(f.family is QuadraticUtility for f in self._families)
+        if self._all_quadratic:
+            fam = self._families[0]
+            order = np.argsort(fam.index)
+            self._a = np.empty(n)
+            self._b = np.empty(n)
+            self._a[fam.index[order]] = fam.params["a"][order]
+            self._b[fam.index[order]] = fam.params["b"][order]
+
+    # -- utility pieces over (G, N) ---------------------------------------------
+    def _apply(self, fn_name: str, x: np.ndarray) -> np.ndarray:
+        out = np.empty_like(x)
+        for fam in self._families:
+            fn = getattr(fam.family, fn_name)
+            out[..., fam.index] = fn(x[..., fam.index], fam.params)
+        return out
+
+    def _xbar(self, price: np.ndarray) -> np.ndarray:
+        g = price.shape[0]
+        out = np.empty((g, self.player.size))
+        for fam in self._families:
+            pr = np.broadcast_to(price[:, None], (g, len(fam.index)))
+            out[:, fam.index] = fam.family.zero_surplus_consumption(pr, fam.params)
+        return out
+
+    def _U(self, x):  # noqa: N802
+        if self._all_quadratic:
+            return -self._a * x**2 + self._b * x
+        return self._apply("U", x)
+
+    def _dU(self, x):  # noqa: N802
+        if self._all_quadratic:
+            return self._b - 2 * self._a * x
+        return self._apply("dU", x)
+
+    def _d2U(self, x):  # noqa: N802
+        if self._all_quadratic:
+            return np.broadcast_to(-2 * self._a, x.shape)
+        return self._apply("d2U", x)
+
+    # -- member response to a multiplier -------------------------------------
+    def _g(self, x, price, weight, floor):
+        """g_i(x) = w phi'(s + e) (U' - p), the marginal welfare of member i."""
+        s = self._U(x) - price * x
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return weight * self.fairness.dphi(np.maximum(s + floor, 0.0)) * (
+                self._dU(x) - price)
+
+    def _dg(self, x, price, weight, floor):
+        s = np.maximum(self._U(x) - price * x + floor, 0.0)
+        slope = self._dU(x) - price
+        f = self.fairness
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return weight * (f.d2phi(s) * slope**2 + f.dphi(s) * self._d2U(x))
+
+    def _members_at(self, lam, price, xbar, weight, floor):
+        """x_i(lambda): argmax over [0, xbar_i] of w phi(s_i + e_i) - lambda x_i."""
+        lam = lam[:, None]
+        alpha = self.fairness.alpha
+        if self._all_quadratic and alpha == 0:
+            q = self._b - price
+            return np.clip((q - lam) / (2 * self._a), 0.0, xbar)
+        if self._all_quadratic and alpha == 1:
+            # (q - 2 a x) = lambda (q x - a x^2 + e): A x^2 - B x + C = 0 with the
+            # root 2C / (B + sqrt(B^2 - 4AC)), the one inside [0, xbar] for either
+            # sign of lambda (stable: B + sqrt(D) > 0 whenever that root exists).
+            q = self._b - price
+            a = self._a
+            A = lam * a
+            B = 2 * a + lam * q
+            C = q - lam * floor
+            disc = np.maximum(B * B - 4 * A * C, 0.0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                root = 2 * C / (B + np.sqrt(disc))
+            root = np.where(np.isfinite(root), root, np.where(C > 0, xbar, 0.0))
+            return np.clip(root, 0.0, xbar)
+        return self._members_newton(lam, price, xbar, weight, floor)
+
+    def _members_newton(self, lam, price, xbar, weight, floor):
+        """Safeguarded Newton on g_i(x) = lambda over [0, xbar_i], all at once."""
+        shape = np.broadcast_shapes(lam.shape, xbar.shape)
+        lo = np.zeros(shape)
+        hi = np.broadcast_to(xbar, shape).copy()
+        g_lo = self._g(lo, price, weight, floor) - lam
+        g_hi = self._g(hi, price, weight, floor) - lam
+        x = np.where(g_lo <= 0, 0.0, np.where(g_hi >= 0, hi, 0.5 * (lo + hi)))
+        active = (g_lo > 0) & (g_hi < 0)
+        for _ in range(_MAX_ITER):
+            if not active.any():
+                break
+            val = self._g(x, price, weight, floor) - lam
+            lo = np.where(active & (val > 0), x, lo)
+            hi = np.where(active & (val <= 0), x, hi)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                step = x - val / self._dg(x, price, weight, floor)
+            bad = ~np.isfinite(step) | (step <= lo) | (step >= hi)
+            new = np.where(bad, 0.5 * (lo + hi), step)
+            done = (np.abs(new - x) <= 1e-15 * np.maximum(hi, 1e-300)) | (
+                hi - lo <= 1e-15 * np.maximum(hi, 1e-300))
+            x = np.where(active, new, x)
+            active = active & ~done
+        return x
+
+    def _member_slope(self, x, lam, price, xbar, weight, floor):
+        """dx_i/dlambda (0 at the bounds): 1 / g_i'(x_i) for interior members."""
+        interior = (x > 0) & (x < xbar)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            slope = 1.0 / self._dg(x, price, weight, floor)
+        return np.where(interior & np.isfinite(slope), slope, 0.0)
+
+    # -- the lambda root ------------------------------------------------------
+    def _solve_lambda(self, y, price, xbar, weight, floor):
+        """lambda with sum_i x_i(lambda) = y, row by row (y strictly inside (0, cap))."""
+        g = y.shape[0]
+        # Bracket: every member at 0 once lambda >= max g_i(0), at xbar once
+        # lambda <= min g_i(xbar); these are infinite for the strict rule.
+        with np.errstate(invalid="ignore"):
+            top = self._g(np.zeros_like(xbar), price, weight, floor)
+            bottom = self._g(xbar, price, weight, floor)
+        viable = xbar > 0
+        hi = np.where(viable, top, -np.inf).max(axis=1)
+        lo = np.where(viable, bottom, np.inf).min(axis=1)
+        hi = np.where(np.isfinite(hi), hi, np.nan)
+        lo = np.where(np.isfinite(lo), lo, np.nan)
+        # Infinite ends: double away from 0 until the bracket holds.
+        for side, sign in ((0, 1.0), (1, -1.0)):
+            end = hi if side == 0 else lo
+            missing = np.isnan(end)
+            step = np.ones(g)
+            while missing.any():
+                trial = sign * step
+                total = self._members_at(trial, price, xbar, weight, floor).sum(axis=1)
+                ok = (total <= y) if side == 0 else (total >= y)
+                end = np.where(missing & ok, trial, end)
+                missing = missing & ~ok
+                step = step * 4.0
+                if step.max() > 1e300:
+                    break
+            if side == 0:
+                hi = end
+            else:
+                lo = end
+        lam = 0.5 * (lo + hi)
+        lam = np.where(np.isfinite(lam), lam, 0.0)
+        tol = ROOT_RTOL * np.maximum(y, 1.0)
+        active = np.ones(g, dtype=bool)
+        x = None
+        for _ in range(_MAX_ITER):
+            x = self._members_at(lam, price, xbar, weight, floor)
+            resid = x.sum(axis=1) - y
+            done = np.abs(resid) <= tol
+            # Sum too big -> lambda too small.
+            lo = np.where(resid > 0, lam, lo)
+            hi = np.where(resid < 0, lam, hi)
+            active = active & ~done & (hi - lo > 1e-15 * np.maximum(np.abs(lam), 1e-300))
+            if not active.any():
+                break
+            slope = self._member_slope(x, lam, price, xbar, weight, floor).sum(axis=1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                newton = lam - resid / slope
+            bad = ~np.isfinite(newton) | (newton <= lo) | (newton >= hi)
+            lam = np.where(active, np.where(bad, 0.5 * (lo + hi), newton), lam)
+        return lam, x
+
+    # -- public --------------------------------------------------------------
+    def solve(self, y: np.ndarray, others_total: float) -> InnerBatch:
+        y = np.atleast_1d(np.asarray(y, dtype=float))
+        game, player = self.game, self.player
+        total = others_total + y
+        price = np.asarray(game.price.value(total), dtype=float) + 0 * y
+        slope_p = np.asarray(game.price.derivative(total), dtype=float) + 0 * y
+        p2 = price[:, None]
+        priced_out = self._u0[None, :] <= p2
+        xbar = self._xbar(price)
+        weight, floor = member_terms(player, priced_out)
+        cap = xbar.sum(axis=1)
+        if self.fairness.is_maxmin:
+            return self._solve_maxmin(y, price, p2, xbar, weight, floor, priced_out, cap)
+
+        x = np.zeros((y.size, player.size))
+        lam = np.full(y.size, np.nan)
+        at_zero = y <= 0
+        at_cap = y >= cap * (1 - 1e-14)
+        inside = ~(at_zero | at_cap)
+        with np.errstate(invalid="ignore"):
+            g0 = self._g(np.zeros_like(xbar), p2, weight, floor)
+            gcap = self._g(xbar, p2, weight, floor)
+        viable = xbar > 0
+        # One-sided multipliers at the ends of the feasible interval.
+        lam[at_zero] = np.where(viable, g0, -np.inf).max(axis=1)[at_zero]
+        lam[at_cap] = np.where(viable, gcap, np.inf).min(axis=1)[at_cap]
+        x[at_cap] = xbar[at_cap]
+        if inside.any():
+            lam_in, x_in = self._solve_lambda(y[inside], p2[inside], xbar[inside],
+                                              weight[inside], floor[inside])
+            lam[inside] = lam_in
+            x[inside] = x_in
+        infeasible = y > cap * (1 + 1e-12) + 1e-300
+        surplus = self._U(x) - p2 * x
+        welfare = welfare_of(player, surplus, weight, floor, priced_out)
+        welfare = np.where(infeasible, -np.inf, welfare)
+        # Coefficient w phi'(s + e) + sigma: lambda / (U' - p) wherever x_i > 0
+        # (interior: stationarity; at xbar: it defines sigma_i).
+        slope_u = self._dU(x) - p2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            interior = weight * self.fairness.dphi(np.maximum(surplus + floor, 0.0))
+            at_bound = lam[:, None] / slope_u
+        coef = np.where(x >= xbar * (1 - 1e-12), at_bound, interior)
+        coef = np.where(x > 0, coef, 0.0)
+        with np.errstate(invalid="ignore"):
+            derivative = lam + slope_p * price_sensitivity(player, x, coef)
+        derivative = np.where(infeasible | ~np.isfinite(welfare), np.nan, derivative)
+        return InnerBatch(y, price, x, surplus, welfare, surplus.sum(axis=1), lam,
+                          derivative)
+
+    # -- max-min ----------------------------------------------------------------
+    def _level_interval(self, level, price, xbar):
+        """[lo_i, hi_i]: the x in [0, xbar_i] with s_i(x) >= level (level > 0)."""
+        if self._all_quadratic:
+            q = self._b - price
+            a = self._a
+            disc = q * q - 4 * a * level
+            root = np.sqrt(np.maximum(disc, 0.0))
+            lo = np.clip((q - root) / (2 * a), 0.0, xbar)
+            hi = np.clip((q + root) / (2 * a), 0.0, xbar)
+            empty = disc < 0
+            return np.where(empty, np.nan, lo), np.where(empty, np.nan, hi)
+        # Generic: the surplus is concave; bisect each side of its peak.
+        peak = self._peak(price, xbar)
+        s_peak = self._U(peak) - price * peak
+        empty = s_peak < level
+        lo = self._bisect_surplus(level, price, np.zeros_like(peak), peak, rising=True)
+        hi = self._bisect_surplus(level, price, peak, xbar, rising=False)
+        return np.where(empty, np.nan, lo), np.where(empty, np.nan, hi)
+
+    def _peak(self, price, xbar):
+        lo, hi = np.zeros_like(xbar), xbar.copy()
+        for _ in range(80):
+            mid = 0.5 * (lo + hi)
+            up = self._dU(mid) - price > 0
+            lo, hi = np.where(up, mid, lo), np.where(up, hi, mid)
+        return 0.5 * (lo + hi)
+
+    def _bisect_surplus(self, level, price, lo, hi, rising):
+        for _ in range(80):
+            mid = 0.5 * (lo + hi)
+            above = self._U(mid) - price * mid >= level
+            if rising:
+                lo, hi = np.where(above, lo, mid), np.where(above, mid, hi)
+            else:
+                lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
+        return hi if rising else lo
+
+    def _solve_maxmin(self, y, price, p2, xbar, weight, floor, priced_out, cap):
+        player = self.player
+        g = y.size
+        counted = weight > 0
+        if self.fairness.rule.value == "strict":
+            counted = np.ones_like(priced_out)  # priced-out members pin t at 0
+        # Level t* by bisection: feasible(t) iff all counted intervals exist and
+        # sum lo <= y <= sum hi (uncounted members span [0, xbar]).
+        s_max = np.where(xbar > 0, self._max_surplus(p2, xbar), 0.0)
+        t_hi = np.where(counted, s_max + floor, np.inf).min(axis=1)
+        t_hi = np.where(np.isfinite(t_hi), t_hi, 0.0)
+        t_lo = np.zeros(g) + np.where(counted, floor, np.inf).min(axis=1).clip(max=0)
+        t_lo = np.minimum(t_lo, 0.0)
+
+        def bounds(t):
+            need = np.maximum(t[:, None] - floor, 0.0)
+            lo_i, hi_i = self._level_interval(need, p2, xbar)
+            lo_i = np.where(counted, lo_i, 0.0)
+            hi_i = np.where(counted, hi_i, xbar)
+            # A counted member whose requirement is <= 0 may take anything in [0, xbar].
+            free = need <= 0
+            lo_i = np.where(free, 0.0, lo_i)
+            hi_i = np.where(free, xbar, hi_i)
+            return lo_i, hi_i
+
+        for _ in range(100):
+            mid = 0.5 * (t_lo + t_hi)
+            lo_i, hi_i = bounds(mid)
+            ok = ~np.isnan(lo_i).any(axis=1)
+            ok &= (np.nan_to_num(lo_i).sum(axis=1) <= y) & (np.nan_to_num(hi_i).sum(axis=1)
+                                                             >= y)
+            t_lo, t_hi = np.where(ok, mid, t_lo), np.where(ok, t_hi, mid)
+            if np.all(t_hi - t_lo <= 1e-14 * np.maximum(np.abs(t_hi), 1.0)):
+                break
+        lo_i, hi_i = bounds(t_lo)
+        lo_i, hi_i = np.nan_to_num(lo_i), np.nan_to_num(hi_i)
+        x = self._fill_total_surplus(y, p2, lo_i, hi_i)
+        surplus = self._U(x) - p2 * x
+        welfare = welfare_of(player, surplus, weight, floor, priced_out)
+        welfare = np.where(y > cap * (1 + 1e-12), -np.inf, welfare)
+        nan = np.full(g, np.nan)
+        return InnerBatch(y, price, x, surplus, welfare, surplus.sum(axis=1), nan,
+                          nan.copy())
+
+    def _max_surplus(self, p2, xbar):
+        peak = np.minimum(self._peak(p2, xbar), xbar)
+        return self._U(peak) - p2 * peak
+
+    def _fill_total_surplus(self, y, p2, lo_i, hi_i):
+        """max sum_i s_i s.t. x in [lo, hi], sum x = y: water filling in nu."""
+        def at(nu):
+            if self._all_quadratic:
+                free = (self._b - p2 - nu[:, None]) / (2 * self._a)
+                return np.clip(free, lo_i, hi_i)
+            # U' - p = nu per member by bisection (U' decreasing).
+            lo, hi = lo_i.copy(), hi_i.copy()
+            for _ in range(80):
+                mid = 0.5 * (lo + hi)
+                up = self._dU(mid) - p2 - nu[:, None] > 0
+                lo, hi = np.where(up, mid, lo), np.where(up, hi, mid)
+            return 0.5 * (lo + hi)
+
+        span = np.abs(self._dU(hi_i) - p2).max() + np.abs(self._dU(lo_i) - p2).max() + 1
+        nu_lo = np.full(y.size, -span)
+        nu_hi = np.full(y.size, span)
+        for _ in range(200):
+            mid = 0.5 * (nu_lo + nu_hi)
+            over = at(mid).sum(axis=1) > y
+            nu_lo, nu_hi = np.where(over, mid, nu_lo), np.where(over, nu_hi, mid)
+            if np.all(nu_hi - nu_lo <= 1e-15 * span):
+                break
+        x = at(0.5 * (nu_lo + nu_hi))
+        # Put the last rounding residue on members with room, so sum x = y exactly.
+        resid = y - x.sum(axis=1)
+        room = np.where(resid[:, None] > 0, hi_i - x, x - lo_i)
+        share = room / np.maximum(room.sum(axis=1, keepdims=True), 1e-300)
+        return x + resid[:, None] * share

@@ -1,0 +1,269 @@
+"""Pyomo inner backend: the aggregator model of models/aggregator.py solved by Ipopt.
+
+The model is built once per player; each solve only changes mutable Params (purchase,
+price, member weights and floors) and fixes the priced-out members at x = 0. Every
+solve is checked: a termination other than optimal raises ``InnerSolveError`` and
+the model's variables are put back, so a last iterate is never returned as an answer.
+
+Multipliers. ``model.dual[eq_balance]`` is lambda_j = dJ_j/dy_j (maximize model,
+``sum(x) == purchase``; PYOMO-NOTES.md). For an inequality ``body >= 0`` of the same
+maximize model cyipopt reports d J / d(lower bound) = -(its nonnegative multiplier),
+so sigma_i = -dual[ineq_surplus[i]] and mu_i = -dual[ineq_maxmin[i]]. The tests check
+both through the total derivative against finite differences of J.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyomo.environ as pyo
+
+from aggregame.errors import InnerSolveError, SolverUnavailableError
+from aggregame.fairness import PricedOutRule
+from aggregame.models.aggregator import build_aggregator_model
+from aggregame.players import Game
+from aggregame.solvers.inner import (InnerBatch, member_terms, price_sensitivity,
+                                     welfare_of)
+
+LOG = logging.getLogger(__name__)
+
+#: Ipopt options of every inner solve: a tight tolerance because duals feed the total
+#: derivative that the best response bisects on.
+DEFAULT_IPOPT_OPTIONS: dict[str, Any] = {
+    "tol": 1e-10,
+    "constr_viol_tol": 1e-10,
+    "max_iter": 3000,
+    "print_level": 0,
+    "sb": "yes",
+}
+
+_ACCEPTED = {pyo.TerminationCondition.optimal, pyo.TerminationCondition.locallyOptimal}
+
+
+def ipopt_solver(options: dict[str, Any] | None = None) -> Any:
+    """Pyomo's cyipopt solver with our options, or a clear error naming what is missing."""
+    try:
+        solver = pyo.SolverFactory("cyipopt")
+        available = solver.available(exception_flag=False)
+    except Exception as err:  # pragma: no cover - depends on the machine
+        raise SolverUnavailableError(f"cyipopt solver could not be created: {err}") from err
+    if not available:
+        raise SolverUnavailableError(
+            "Ipopt is not available to Pyomo: the module `cyipopt` is missing. Install "
+            "it with `pip install cyipopt-wheels` (or run `bash bootstrap.sh setup`)."
+        )
+    from pyomo.contrib.pynumero.asl import AmplInterface
+
+    if not AmplInterface.available():
+        raise SolverUnavailableError(
+            "PyNumero's ASL library is missing, so Pyomo cannot hand models to cyipopt. "
+            "Build it with `bash bootstrap.sh setup` (needs Debian's libamplsolver-dev, "
+            "cmake and g++)."
+        )
+    solver.config.options.update(DEFAULT_IPOPT_OPTIONS)
+    solver.config.options.update(options or {})
+    return solver
+
+
+@dataclass
+class SolveCounter:
+    """How many Ipopt solves a backend made (for the benchmarks' time accounting)."""
+
+    solves: int = 0
+    seconds: float = 0.0
+    by_phase: dict[str, int] = field(default_factory=dict)
+
+
+class PyomoInner:
+    """Inner problem of ``game.players[index]`` as a Pyomo model solved by Ipopt."""
+
+    def __init__(self, game: Game, index: int, options: dict[str, Any] | None = None
+                 ) -> None:
+        self.game = game
+        self.index = index
+        self.player = game.players[index]
+        self.model = build_aggregator_model(self.player)
+        self.solver = ipopt_solver(options)
+        self.counter = SolveCounter()
+        self._names = [m.name for m in self.player.members]
+        self._u0 = self.player.marginal_at_zero
+
+    # -- model bookkeeping -----------------------------------------------------
+    def _set_data(self, y: float, price: float, priced_out: np.ndarray) -> None:
+        m = self.model
+        m.purchase.set_value(y)
+        m.price.set_value(price)
+        weight, floor = member_terms(self.player, priced_out)
+        for k, name in enumerate(self._names):
+            m.member_weight[name].set_value(float(weight[k]))
+            m.surplus_floor[name].set_value(float(floor[k]))
+            if priced_out[k]:
+                # Only x = 0 is feasible; fixing it keeps the solver off an empty
+                # interior (and the constraint becomes trivial, so drop it).
+                m.x[name].fix(0.0)
+                m.ineq_surplus[name].deactivate()
+                if self.player.fairness.is_maxmin:
+                    counted = self.player.fairness.rule is not PricedOutRule.VIABLE
+                    m.ineq_maxmin[name].activate() if counted else \
+                        m.ineq_maxmin[name].deactivate()
+            else:
+                m.x[name].unfix()
+                m.ineq_surplus[name].activate()
+                if self.player.fairness.is_maxmin:
+                    m.ineq_maxmin[name].activate()
+
+    def _run(self, phase: str) -> None:
+        import time
+
+        m = self.model
+        saved = [(v, v.value) for v in m.component_data_objects(pyo.Var)]
+        start = time.perf_counter()
+        try:
+            results = self.solver.solve(m, tee=False)
+        except Exception as err:
+            for v, val in saved:
+                v.set_value(val, skip_validation=True)
+            raise InnerSolveError(
+                f"Ipopt failed on the inner model of player '{self.player.name}' "
+                f"(y = {pyo.value(m.purchase):g}, p = {pyo.value(m.price):g}): {err}"
+            ) from err
+        finally:
+            self.counter.solves += 1
+            self.counter.seconds += time.perf_counter() - start
+            self.counter.by_phase[phase] = self.counter.by_phase.get(phase, 0) + 1
+        term = results.solver.termination_condition
+        if term not in _ACCEPTED:
+            for v, val in saved:
+                v.set_value(val, skip_validation=True)
+            raise InnerSolveError(
+                f"Ipopt did not reach an optimal solution of the inner model of player "
+                f"'{self.player.name}' (y = {pyo.value(m.purchase):g}, "
+                f"p = {pyo.value(m.price):g}): termination '{term}', message "
+                f"'{results.solver.message}'"
+            )
+
+    def _dual(self, con: Any) -> float:
+        return float(self.model.dual.get(con, 0.0))
+
+    def _inequality_multiplier(self, con: Any) -> float:
+        """The nonnegative multiplier of an active inequality of the maximize model.
+
+        cyipopt reports dJ/d(bound): negative for ``body >= lower``, positive for
+        ``body <= upper``; Pyomo keeps whichever form the expression was written in.
+        """
+        if not con.active:
+            return 0.0
+        dual = self._dual(con)
+        return -dual if con.has_lb() and not con.has_ub() else dual
+
+    # -- one purchase -----------------------------------------------------------
+    def _solve_one(self, y: float, others_total: float) -> dict[str, Any]:
+        player, fairness = self.player, self.player.fairness
+        total = others_total + y
+        price = float(self.game.price.value(total))
+        slope_p = float(self.game.price.derivative(total))
+        priced_out = self._u0 <= price
+        xbar = player.zero_surplus_consumption(price)
+        weight, floor = member_terms(player, priced_out)
+        cap = float(xbar.sum())
+        out: dict[str, Any] = {"price": price}
+
+        def finish(x: np.ndarray, lam: float, coef: np.ndarray | None) -> dict:
+            surplus = self._surplus(x, price)
+            welfare = float(welfare_of(player, surplus[None], weight[None], floor[None],
+                                       priced_out[None])[0])
+            deriv = np.nan
+            if coef is not None and np.isfinite(lam):
+                deriv = lam + slope_p * float(price_sensitivity(player, x, coef))
+            out.update(x=x, surplus=surplus, welfare=welfare, lam=lam, deriv=deriv)
+            return out
+
+        if y > cap * (1 + 1e-12):
+            res = finish(xbar.copy(), np.nan, None)
+            res["welfare"] = -np.inf
+            return res
+        edge = y <= 0 or y >= cap * (1 - 1e-14)
+        strict_dead = (fairness.rule is PricedOutRule.STRICT and fairness.alpha >= 1
+                       and not fairness.is_maxmin and priced_out.any())
+        if edge or strict_dead:
+            x = np.zeros(player.size) if y <= 0 else (
+                xbar.copy() if y >= cap * (1 - 1e-14) else y * xbar / cap)
+            lam = np.nan
+            if edge and not fairness.is_maxmin and not strict_dead:
+                s = self._surplus(x, price)
+                g = weight * fairness.dphi(np.maximum(s + floor, 0.0)) * (
+                    self._marginal(x) - price)
+                g = g[xbar > 0]
+                lam = float(g.max() if y <= 0 else g.min()) if g.size else np.nan
+            coef = None
+            if np.isfinite(lam):
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    coef = np.where(x > 0, lam / (self._marginal(x) - price), 0.0)
+            return finish(x, lam, coef)
+
+        self._set_data(y, price, priced_out)
+        m = self.model
+        for k, name in enumerate(self._names):
+            if not priced_out[k]:
+                m.x[name].set_value(y * xbar[k] / cap)
+        x0 = np.array([m.x[n].value for n in self._names])
+        if fairness.is_maxmin:
+            s0 = self._surplus(x0, price)
+            m.min_surplus.unfix()
+            m.min_surplus.set_value(float((s0 + floor).min()) - 1.0)
+        self._run("welfare")
+        x = self._read_x(xbar)
+        lam = self._dual(m.eq_balance)
+        if fairness.is_maxmin:
+            mu = np.array([self._inequality_multiplier(m.ineq_maxmin[n])
+                           for n in self._names])
+            coef = mu
+            level = float(m.min_surplus.value)
+            deriv_x = x.copy()
+            # Phase 2 (MODEL.md tie-break): keep the max-min level, maximize total
+            # surplus. The level is relaxed by 1e-9 relative so phase 2 keeps an
+            # interior.
+            m.min_surplus.fix(level - 1e-9 * max(1.0, abs(level)))
+            m.obj.deactivate()
+            m.obj_tiebreak.activate()
+            try:
+                self._run("tiebreak")
+            finally:
+                m.obj_tiebreak.deactivate()
+                m.obj.activate()
+                m.min_surplus.unfix()
+            x = self._read_x(xbar)
+            res = finish(x, lam, None)
+            res["deriv"] = lam + slope_p * float(price_sensitivity(player, deriv_x, coef))
+            return res
+        sigma = np.array([self._inequality_multiplier(m.ineq_surplus[n])
+                          for n in self._names])
+        s = self._surplus(x, price)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            coef = weight * fairness.dphi(np.maximum(s + floor, 0.0)) + sigma
+        coef = np.where(x > 0, coef, 0.0)
+        return finish(x, lam, coef)
+
+    def _read_x(self, xbar: np.ndarray) -> np.ndarray:
+        # Ipopt relaxes bounds by ~1e-8 relative; project back onto [0, xbar].
+        x = np.array([self.model.x[n].value for n in self._names], dtype=float)
+        return np.clip(x, 0.0, xbar)
+
+    def _surplus(self, x: np.ndarray, price: float) -> np.ndarray:
+        return np.array([m.utility.U(xi, m.utility.params()) for m, xi in
+                         zip(self.player.members, x)]) - price * x
+
+    def _marginal(self, x: np.ndarray) -> np.ndarray:
+        return np.array([m.utility.dU(xi, m.utility.params()) for m, xi in
+                         zip(self.player.members, x)])
+
+    def solve(self, y: np.ndarray, others_total: float) -> InnerBatch:
+        y = np.atleast_1d(np.asarray(y, dtype=float))
+        rows = [self._solve_one(float(v), others_total) for v in y]
+        stack = lambda key: np.array([r[key] for r in rows])  # noqa: E731
+        return InnerBatch(y, stack("price"), stack("x"), stack("surplus"),
+                          stack("welfare"), stack("surplus").sum(axis=1), stack("lam"),
+                          stack("deriv"))
