@@ -44,6 +44,8 @@ class Candidate:
 
     def beats(self, other: "Candidate", maxmin: bool) -> bool:
         """Strictly better payoff (lexicographic with total surplus for max-min)."""
+        if not math.isfinite(self.welfare) or not math.isfinite(other.welfare):
+            return self.welfare > other.welfare  # -inf loses to any finite payoff
         scale = max(1.0, abs(self.welfare), abs(other.welfare))
         if self.welfare > other.welfare + TIE_RTOL * scale:
             return True
@@ -90,12 +92,20 @@ class _Counted:
         return self.inner.solve(ys, self.others_total)
 
     def slope(self, y: float) -> float:
-        """Sign source for bisection: the total derivative, -1 where J = -inf."""
-        row = self(y)
-        if not np.isfinite(row.welfare[0]):
-            return -1.0  # J = -inf only at high prices: the optimum lies left
-        d = float(row.derivative[0])
-        return d if np.isfinite(d) else -1.0
+        """Sign source for bisection (see ``slopes``)."""
+        return float(slopes(self(y))[0])
+
+
+def slopes(batch: InnerBatch) -> np.ndarray:
+    """The total derivative, with the sign of the way out where J = -inf.
+
+    J = -inf (alpha >= 1 without a floor) happens at y = 0, where every member has
+    zero surplus (go right), and at high prices, where the strict rule counts a
+    priced-out member or everyone sits at zero surplus (go left).
+    """
+    d = np.nan_to_num(batch.derivative, nan=-1.0, posinf=1.0, neginf=-1.0)
+    dead = ~np.isfinite(batch.welfare)
+    return np.where(dead, np.where(batch.y <= 0, 1.0, -1.0), d)
 
 
 def _root_of_slope(f: _Counted, lo: float, hi: float, d_lo: float, d_hi: float,
@@ -164,10 +174,7 @@ def best_response(inner: InnerSolver, others_total: float, *, strategy: str = "b
         if maxmin:
             cands += _golden(f, 0.0, y_max, maxmin, xtol)
         else:
-            d_lo = float(ends.derivative[0]) if np.isfinite(ends.welfare[0]) else -1.0
-            d_hi = float(ends.derivative[1]) if np.isfinite(ends.welfare[1]) else -1.0
-            d_lo = d_lo if np.isfinite(d_lo) else 1.0
-            d_hi = d_hi if np.isfinite(d_hi) else -1.0
+            d_lo, d_hi = slopes(ends)[:2]
             root = _root_of_slope(f, 0.0, y_max, d_lo, d_hi, xtol)
             cands += _candidates(f([root]))
     elif strategy == "scan":
@@ -207,9 +214,7 @@ def scan(f: _Counted, game, j: int, others_total: float, y_max: float, maxmin: b
             if hi > lo:
                 cands += _golden(f, float(lo), float(hi), maxmin, xtol)
         return cands
-    d = np.where(np.isfinite(batch.welfare),
-                 np.nan_to_num(batch.derivative, nan=-1.0, posinf=1.0, neginf=-1.0),
-                 -1.0)
+    d = slopes(batch)
     for k in range(len(pts) - 1):
         if d[k] > 0 and d[k + 1] < 0:
             root = _root_of_slope(f, float(pts[k]), float(pts[k + 1]), d[k], d[k + 1],

@@ -60,8 +60,14 @@ class InnerSolver(Protocol):
     game: Game
     index: int
 
-    def solve(self, y: np.ndarray, others_total: float) -> InnerBatch:
-        """Solve the inner problem for every purchase in ``y``."""
+    def solve(self, y: np.ndarray, others_total: float,
+              fixed_price: float | None = None) -> InnerBatch:
+        """Solve the inner problem for every purchase in ``y``.
+
+        The price is p(others_total + y) unless ``fixed_price`` is given; then it is
+        held there (p' = 0), so ``derivative`` equals ``multiplier``: the
+        price-taking view in which lambda_j = dJ_j/dy_j.
+        """
         ...
 
 

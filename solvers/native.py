@@ -203,12 +203,17 @@ class NativeInner:
         return lam, x
 
     # -- public --------------------------------------------------------------
-    def solve(self, y: np.ndarray, others_total: float) -> InnerBatch:
+    def solve(self, y: np.ndarray, others_total: float,
+              fixed_price: float | None = None) -> InnerBatch:
+        """Inner solutions for purchases ``y`` (see InnerSolver.solve)."""
         y = np.atleast_1d(np.asarray(y, dtype=float))
         game, player = self.game, self.player
         total = others_total + y
-        price = np.asarray(game.price.value(total), dtype=float) + 0 * y
-        slope_p = np.asarray(game.price.derivative(total), dtype=float) + 0 * y
+        if fixed_price is None:
+            price = np.asarray(game.price.value(total), dtype=float) + 0 * y
+            slope_p = np.asarray(game.price.derivative(total), dtype=float) + 0 * y
+        else:
+            price, slope_p = np.full(y.shape, float(fixed_price)), np.zeros(y.shape)
         p2 = price[:, None]
         priced_out = self._u0[None, :] <= p2
         xbar = self._xbar(price)

@@ -1,0 +1,39 @@
+"""Shared fixtures: small games built from the one game definition."""
+
+import numpy as np
+import pytest
+
+from aggregame import Game, LinearPrice, Player, quadratic_users
+
+#: Finite-difference step for dJ/dy checks: central differences of J (O(1..1e3))
+#: with h = 1e-5 have truncation error ~h^2 |J'''| and rounding ~1e-16 |J| / h.
+FD_STEP = 1e-5
+#: Agreement of an analytic derivative with its finite difference.
+FD_RTOL = 1e-5
+
+
+def _solver_available() -> bool:
+    try:
+        from aggregame.solvers.pyomo_inner import ipopt_solver
+
+        ipopt_solver()
+        return True
+    except Exception:
+        return False
+
+
+SOLVER = _solver_available()
+# CI installs Ipopt; a solver test is skipped only on a machine that truly lacks it.
+needs_ipopt = pytest.mark.skipif(not SOLVER, reason="Ipopt/PyNumero not installed "
+                                                    "(run bash bootstrap.sh setup)")
+
+
+@pytest.fixture
+def small_users():
+    rng = np.random.default_rng(7)
+    return quadratic_users(rng.uniform(0.1, 0.9, 8), rng.uniform(0.5, 10, 8))
+
+
+def one_aggregator_game(users, alpha, rule="floor", c=0.05):
+    return Game((Player.aggregator("A", users, alpha=alpha, rule=rule),),
+                LinearPrice(c))

@@ -1,0 +1,169 @@
+"""The inner problem: multipliers and total derivatives against finite differences,
+the two backends against each other, the Block against the standalone model."""
+
+import math
+
+import numpy as np
+import pyomo.environ as pyo
+import pytest
+
+from aggregame import Game, InnerSolveError, LinearPrice, Player
+from aggregame.models.aggregator import add_aggregator, build_aggregator_model
+from aggregame.solvers.native import NativeInner
+from conftest import FD_RTOL, FD_STEP, needs_ipopt, one_aggregator_game
+
+ALPHAS = [0, 0.5, 1, 2, "inf"]
+RULES = ["floor", "viable", "strict"]
+OTHERS = 20.0  # Y_-j: puts p near 1-1.5, so some of the 8 members get priced out
+FRACTIONS = [0.15, 0.5, 0.85]
+#: Native and Ipopt allocations agree to Ipopt's tolerance (tol = 1e-9 on scaled KKT).
+BACKEND_ATOL = 1e-6
+
+
+def backends(game):
+    from aggregame.solvers.pyomo_inner import PyomoInner
+
+    return {"native": NativeInner(game, 0), "pyomo": PyomoInner(game, 0)}
+
+
+def fd(inner, ys, **kw):
+    up = inner.solve(ys + FD_STEP, OTHERS, **kw).welfare
+    down = inner.solve(ys - FD_STEP, OTHERS, **kw).welfare
+    return (up - down) / (2 * FD_STEP)
+
+
+def check_close(analytic, numeric, label):
+    for a, n in zip(analytic, numeric):
+        if not (math.isfinite(a) and math.isfinite(n)):
+            continue
+        assert a == pytest.approx(n, rel=FD_RTOL, abs=FD_RTOL), label
+
+
+@needs_ipopt
+@pytest.mark.solver
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("alpha", ALPHAS)
+def test_multiplier_and_total_derivative_match_finite_differences(small_users, alpha,
+                                                                  rule):
+    game = one_aggregator_game(small_users, alpha, rule)
+    ys = np.array(FRACTIONS) * game.feasible_max(0, OTHERS)
+    checked = 0
+    for name, inner in backends(game).items():
+        sol = inner.solve(ys, OTHERS)
+        if math.isinf(game.players[0].alpha) and name == "native":
+            assert np.all(np.isnan(sol.derivative))  # derivative-free by design
+            continue
+        check_close(sol.derivative, fd(inner, ys), f"{name} dJ/dy")
+        price = float(sol.price[1])
+        fixed = inner.solve(ys[1:2], OTHERS, fixed_price=price)
+        check_close(fixed.multiplier, fd(inner, ys[1:2], fixed_price=price),
+                    f"{name} lambda")
+        checked += int(np.isfinite(sol.derivative).sum())
+    if not (rule == "strict" and game.players[0].alpha >= 1):
+        assert checked >= 3  # the test compared something
+
+
+@needs_ipopt
+@pytest.mark.solver
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("alpha", ALPHAS)
+def test_native_and_pyomo_agree(small_users, alpha, rule):
+    game = one_aggregator_game(small_users, alpha, rule)
+    ys = np.array(FRACTIONS) * game.feasible_max(0, OTHERS)
+    b = backends(game)
+    nat, pyo_sol = b["native"].solve(ys, OTHERS), b["pyomo"].solve(ys, OTHERS)
+    np.testing.assert_array_equal(np.isfinite(nat.welfare), np.isfinite(pyo_sol.welfare))
+    ok = np.isfinite(nat.welfare)
+    np.testing.assert_allclose(nat.welfare[ok], pyo_sol.welfare[ok], rtol=1e-7, atol=1e-7)
+    # Max-min: phase 2 of Ipopt keeps the level to 1e-9, which frees x by ~sqrt(1e-9).
+    atol = 1e-3 if math.isinf(game.players[0].alpha) else BACKEND_ATOL
+    np.testing.assert_allclose(nat.x[ok], pyo_sol.x[ok], atol=atol)
+    np.testing.assert_allclose(nat.x.sum(axis=1), ys, rtol=1e-12)
+
+
+@needs_ipopt
+@pytest.mark.solver
+def test_total_derivative_differs_from_lambda_when_price_moves(small_users):
+    """The paper's J' = lambda misses p'(Y) dPhi/dp; the difference is not small."""
+    game = one_aggregator_game(small_users, 1.0, "floor", c=0.05)
+    sol = NativeInner(game, 0).solve(np.array([5.0]), OTHERS)
+    assert abs(sol.derivative[0] - sol.multiplier[0]) > 0.01
+    check_close(sol.derivative, fd(NativeInner(game, 0), np.array([5.0])), "dJ/dy")
+
+
+@needs_ipopt
+@pytest.mark.solver
+def test_block_in_a_market_model_matches_standalone(small_users):
+    """Two aggregators as Blocks of one model, with y_j and p the model's own Vars."""
+    from aggregame.solvers.pyomo_inner import ipopt_solver
+
+    half = len(small_users) // 2
+    a = Player.aggregator("A", small_users[:half], alpha=1)
+    b = Player.aggregator("B", small_users[half:], alpha=0.5)
+    market = pyo.ConcreteModel()
+    market.y = pyo.Var(["A", "B"], bounds=(0, None))
+    market.p = pyo.Var(bounds=(0, None))
+    market.agg = pyo.Block(["A", "B"])
+    for name, player in (("A", a), ("B", b)):
+        add_aggregator(market.agg[name], player, purchase=market.y[name],
+                       price=market.p, objective=False)
+    market.y["A"].fix(6.0)
+    market.y["B"].fix(4.0)
+    market.p.fix(1.2)
+    for blk in market.agg.values():
+        for i in blk.MEMBERS:
+            blk.x[i].set_value(0.1)
+    market.obj = pyo.Objective(expr=sum(blk.welfare for blk in market.agg.values()),
+                               sense=pyo.maximize)
+    results = ipopt_solver().solve(market)
+    assert results.solver.termination_condition == pyo.TerminationCondition.optimal
+    for name, player, y in (("A", a, 6.0), ("B", b, 4.0)):
+        alone = build_aggregator_model(player, purchase=y, price=1.2)
+        for i in alone.MEMBERS:
+            alone.x[i].set_value(0.1)
+        ipopt_solver().solve(alone)
+        for i in alone.MEMBERS:
+            assert market.agg[name].x[i].value == pytest.approx(alone.x[i].value,
+                                                                abs=1e-7)
+        # And both match the native backend at the same y and p.
+        game = Game((player,), LinearPrice(0.01))
+        nat = NativeInner(game, 0).solve(np.array([y]), 0.0, fixed_price=1.2)
+        np.testing.assert_allclose([alone.x[i].value for i in alone.MEMBERS], nat.x[0],
+                                   atol=1e-7)
+
+
+def test_block_refuses_to_overwrite():
+    from aggregame import quadratic_users
+
+    m = pyo.ConcreteModel()
+    player = Player.aggregator("A", quadratic_users([0.5], [3.0]))
+    add_aggregator(m, player)
+    with pytest.raises(ValueError, match="already has a component 'x'"):
+        add_aggregator(m, player)
+
+
+@needs_ipopt
+@pytest.mark.solver
+def test_non_optimal_ipopt_raises_and_keeps_model(small_users):
+    from aggregame.solvers.pyomo_inner import PyomoInner
+
+    game = one_aggregator_game(small_users, 1.0)
+    inner = PyomoInner(game, 0, {"max_iter": 1})
+    with pytest.raises(InnerSolveError, match=r"did not reach an optimal solution .* "
+                                              r"player 'A'.*termination"):
+        inner.solve(np.array([5.0]), OTHERS)
+    # The same model solves once the options allow it: nothing was left half-changed.
+    inner.solver.config.options["max_iter"] = 3000
+    ok = inner.solve(np.array([5.0]), OTHERS)
+    assert ok.x.sum() == pytest.approx(5.0)
+
+
+@needs_ipopt
+@pytest.mark.solver
+def test_resolve_gives_same_answer(small_users):
+    from aggregame.solvers.pyomo_inner import PyomoInner
+
+    inner = PyomoInner(one_aggregator_game(small_users, 2.0), 0)
+    first = inner.solve(np.array([3.0, 7.0, 3.0]), OTHERS)
+    np.testing.assert_allclose(first.x[0], first.x[2], atol=1e-9)
+    assert inner.counter.solves == 3  # the model was built once and re-solved
