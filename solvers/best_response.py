@@ -28,6 +28,8 @@ from aggregame.solvers.inner import InnerBatch, InnerSolver
 Y_RTOL = 1e-12
 #: Welfare values closer than this (relative) are ties, broken by total surplus.
 TIE_RTOL = 1e-11
+#: Interval width (relative) at which golden section stops.
+GOLDEN_RTOL = 1e-9
 #: Grid of the scan: points spread over the interval, before price-out points.
 SCAN_POINTS = 48
 
@@ -42,16 +44,20 @@ class Candidate:
     welfare: float
     tiebreak: float
 
-    def beats(self, other: "Candidate", maxmin: bool) -> bool:
-        """Strictly better payoff (lexicographic with total surplus for max-min)."""
+    def beats(self, other: "Candidate", maxmin: bool, rtol: float = TIE_RTOL) -> bool:
+        """Strictly better payoff (lexicographic with total surplus for max-min).
+
+        ``rtol`` makes near-equal payoffs ties; golden section passes 0, since it only
+        needs an ordering and a tolerance there would stop it ~sqrt(rtol) short.
+        """
         if not math.isfinite(self.welfare) or not math.isfinite(other.welfare):
             return self.welfare > other.welfare  # -inf loses to any finite payoff
         scale = max(1.0, abs(self.welfare), abs(other.welfare))
-        if self.welfare > other.welfare + TIE_RTOL * scale:
+        if self.welfare > other.welfare + rtol * scale:
             return True
         if maxmin and abs(self.welfare - other.welfare) <= TIE_RTOL * scale:
             tscale = max(1.0, abs(self.tiebreak), abs(other.tiebreak))
-            return self.tiebreak > other.tiebreak + TIE_RTOL * tscale
+            return self.tiebreak > other.tiebreak + rtol * tscale
         return False
 
 
@@ -128,7 +134,7 @@ def _golden(f: _Counted, lo: float, hi: float, maxmin: bool, xtol: float
     fc, fd = _candidates(f([c, d]))
     seen += [fc, fd]
     while b - a > xtol:
-        if fc.beats(fd, maxmin) or not fd.beats(fc, maxmin) and fc.welfare >= fd.welfare:
+        if fc.beats(fd, maxmin, rtol=0.0) or not fd.beats(fc, maxmin, rtol=0.0):
             b, d, fd = d, c, fc
             c = b - _GOLDEN * (b - a)
             fc = _candidates(f([c]))[0]
@@ -162,6 +168,8 @@ def best_response(inner: InnerSolver, others_total: float, *, strategy: str = "b
     y_max = game.feasible_max(j, others_total)
     f = _Counted(inner, others_total)
     xtol = max(Y_RTOL * max(y_max, 1.0), 1e-14)
+    # Golden section compares payoffs, which resolve y only to ~1e-8 relative.
+    golden_xtol = max(xtol, GOLDEN_RTOL * y_max)
     fixed = [0.0, y_max] + ([min(max(current, 0.0), y_max)] if current is not None
                             else [])
     if y_max <= 0:
@@ -172,13 +180,15 @@ def best_response(inner: InnerSolver, others_total: float, *, strategy: str = "b
         ends = f(np.array(fixed))
         cands = _candidates(ends)
         if maxmin:
-            cands += _golden(f, 0.0, y_max, maxmin, xtol)
+            cands = _golden(f, 0.0, y_max, maxmin, golden_xtol)[::-1] + cands
         else:
             d_lo, d_hi = slopes(ends)[:2]
             root = _root_of_slope(f, 0.0, y_max, d_lo, d_hi, xtol)
-            cands += _candidates(f([root]))
+            # First in the list wins ties: the refined root is the most accurate.
+            cands = _candidates(f([root])) + cands
     elif strategy == "scan":
-        cands = scan(f, game, j, others_total, y_max, maxmin, xtol, fixed)
+        cands = scan(f, game, j, others_total, y_max, maxmin,
+                     golden_xtol if maxmin else xtol, fixed)
     else:
         raise ValueError(f"strategy must be 'bisection' or 'scan', got {strategy!r}")
     best = _best(cands, maxmin)
@@ -212,15 +222,16 @@ def scan(f: _Counted, game, j: int, others_total: float, y_max: float, maxmin: b
             lo = pts[max(k - 1, 0)]
             hi = pts[min(k + 1, len(pts) - 1)]
             if hi > lo:
-                cands += _golden(f, float(lo), float(hi), maxmin, xtol)
+                cands = _golden(f, float(lo), float(hi), maxmin, xtol)[::-1] + cands
         return cands
     d = slopes(batch)
+    roots: list[Candidate] = []
     for k in range(len(pts) - 1):
         if d[k] > 0 and d[k + 1] < 0:
             root = _root_of_slope(f, float(pts[k]), float(pts[k + 1]), d[k], d[k + 1],
                                   xtol)
-            cands += _candidates(f([root]))
-    return cands
+            roots += _candidates(f([root]))
+    return roots + cands  # refined roots first: they win ties against grid points
 
 
 def _best_index(cands: list[Candidate], maxmin: bool) -> int:
