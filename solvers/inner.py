@@ -13,7 +13,6 @@ disagree on what J means.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -103,6 +102,3 @@ def price_sensitivity(player: Player, x: np.ndarray, coefficient: np.ndarray
     """dPhi/dp = -sum_i coefficient_i x_i with coefficient = w phi'(s + e) + sigma."""
     return -(coefficient * x).sum(axis=-1)
 
-
-def is_maxmin(player: Player) -> bool:
-    return math.isinf(player.alpha)

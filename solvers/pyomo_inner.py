@@ -108,9 +108,11 @@ class PyomoInner:
                 m.x[name].fix(0.0)
                 m.ineq_surplus[name].deactivate()
                 if self.player.fairness.is_maxmin:
-                    counted = self.player.fairness.rule is not PricedOutRule.VIABLE
-                    m.ineq_maxmin[name].activate() if counted else \
+                    # Under viable it leaves the minimum; otherwise it pins t <= e_i.
+                    if self.player.fairness.rule is PricedOutRule.VIABLE:
                         m.ineq_maxmin[name].deactivate()
+                    else:
+                        m.ineq_maxmin[name].activate()
             else:
                 m.x[name].unfix()
                 m.ineq_surplus[name].activate()

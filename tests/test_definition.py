@@ -8,7 +8,7 @@ import pytest
 
 from aggregame import (AffinePrice, Fairness, FunctionPrice, Game, GameDefinitionError,
                        LinearPrice, LogUtility, Player, QuadraticUtility, ScenarioError,
-                       User, quadratic_users)
+                       quadratic_users)
 from aggregame.scenario import load_scenario
 
 pytestmark = pytest.mark.unit

@@ -1,7 +1,6 @@
 """Equilibria: closed form, backend agreement, certificates, non-convergence, CLI."""
 
 import json
-import math
 import subprocess
 import sys
 
