@@ -84,6 +84,8 @@ class BestResponse:
     strategy: str
     evaluations: int
     y_max: float
+    #: Payoff of the ``current`` purchase passed in (None if none was).
+    current: "Candidate | None" = None
 
 
 class _Counted:
@@ -120,7 +122,13 @@ def _root_of_slope(f: _Counted, lo: float, hi: float, d_lo: float, d_hi: float,
         return lo
     if d_hi >= 0:
         return hi
-    return float(brentq(f.slope, lo, hi, xtol=xtol, rtol=4 * np.finfo(float).eps,
+
+    # The ends' signs are known; re-solving there could flip a derivative that is
+    # zero to rounding, which brentq would refuse.
+    def slope(y: float) -> float:
+        return d_lo if y == lo else d_hi if y == hi else f.slope(y)
+
+    return float(brentq(slope, lo, hi, xtol=xtol, rtol=4 * np.finfo(float).eps,
                         maxiter=200))
 
 
@@ -148,7 +156,8 @@ def _golden(f: _Counted, lo: float, hi: float, maxmin: bool, xtol: float
 
 
 def best_response(inner: InnerSolver, others_total: float, *, strategy: str = "bisection",
-                  current: float | None = None) -> BestResponse:
+                  current: float | None = None, step_hint: float | None = None
+                  ) -> BestResponse:
     """Best purchase of player ``inner.index`` against the others' total.
 
     Parameters
@@ -162,6 +171,9 @@ def best_response(inner: InnerSolver, others_total: float, *, strategy: str = "b
     current : float, optional
         The player's present purchase; always among the candidates, so a best
         response is never worse than staying put.
+    step_hint : float, optional
+        How far the player moved last round; bisection probes around ``current``
+        with it to start from a narrow bracket.
     """
     game, j = inner.game, inner.index
     maxmin = math.isinf(game.players[j].alpha)
@@ -177,13 +189,31 @@ def best_response(inner: InnerSolver, others_total: float, *, strategy: str = "b
         return BestResponse(0.0, cands[0].welfare, cands[0].tiebreak, strategy,
                             f.count, y_max)
     if strategy == "bisection":
-        ends = f(np.array(fixed))
+        probes = list(fixed)
+        if step_hint is not None and current is not None and not maxmin:
+            # Dynamics near convergence move y_j a little each round: probing
+            # current +- 2 * last move usually brackets the root tightly, so brentq
+            # needs 3-4 evaluations instead of ~10 on the whole interval.
+            width = 2.0 * max(step_hint, xtol)
+            probes += [min(max(current - width, 0.0), y_max),
+                       min(max(current + width, 0.0), y_max)]
+        ends = f(np.array(probes))
         cands = _candidates(ends)
         if maxmin:
             cands = _golden(f, 0.0, y_max, maxmin, golden_xtol)[::-1] + cands
         else:
-            d_lo, d_hi = slopes(ends)[:2]
-            root = _root_of_slope(f, 0.0, y_max, d_lo, d_hi, xtol)
+            order = np.argsort(ends.y, kind="stable")
+            ys, ds = ends.y[order], slopes(ends)[order]
+            # Quasiconcave: D > 0 left of the root, D <= 0 right of it.
+            first_down = int(np.argmax(ds <= 0)) if np.any(ds <= 0) else len(ys)
+            if first_down == 0:
+                root = 0.0
+            elif first_down == len(ys):
+                root = y_max
+            else:
+                root = _root_of_slope(f, float(ys[first_down - 1]),
+                                      float(ys[first_down]), ds[first_down - 1],
+                                      ds[first_down], xtol)
             # First in the list wins ties: the refined root is the most accurate.
             cands = _candidates(f([root])) + cands
     elif strategy == "scan":
@@ -192,7 +222,12 @@ def best_response(inner: InnerSolver, others_total: float, *, strategy: str = "b
     else:
         raise ValueError(f"strategy must be 'bisection' or 'scan', got {strategy!r}")
     best = _best(cands, maxmin)
-    return BestResponse(best.y, best.welfare, best.tiebreak, strategy, f.count, y_max)
+    here = None
+    if current is not None:
+        y_cur = min(max(current, 0.0), y_max)
+        here = next((c for c in cands if c.y == y_cur), None)
+    return BestResponse(best.y, best.welfare, best.tiebreak, strategy, f.count, y_max,
+                        here)
 
 
 def price_out_points(game, j: int, others_total: float, y_max: float) -> np.ndarray:

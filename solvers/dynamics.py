@@ -145,13 +145,19 @@ def _round(inners: Sequence[InnerSolver], y: np.ndarray, method: str, strategy: 
            run: _Run) -> np.ndarray:
     new = y.copy()
     base = y.copy()
+    last_move = np.abs(run.path[-1] - run.path[-2]) if len(run.path) > 1 else None
     for j, inner in enumerate(inners):
         ref = new if method == "gauss-seidel" else base
         others = float(ref.sum() - ref[j])
-        br = best_response(inner, others, strategy=strategy, current=float(ref[j]))
+        hint = None if last_move is None else float(last_move[j])
+        br = best_response(inner, others, strategy=strategy, current=float(ref[j]),
+                           step_hint=hint)
         run.evaluations += br.evaluations
-        here = inner.solve(np.array([ref[j]]), others)
-        stay = Candidate(float(ref[j]), float(here.welfare[0]), float(here.tiebreak[0]))
+        stay = br.current
+        if stay is None or stay.y != ref[j]:  # y_j above the new y_max: evaluate it
+            here = inner.solve(np.array([ref[j]]), others)
+            stay = Candidate(float(ref[j]), float(here.welfare[0]),
+                             float(here.tiebreak[0]))
         move = Candidate(br.y, br.welfare, br.tiebreak)
         maxmin = math.isinf(inner.game.players[j].alpha)
         # Algorithm 1 moves only to a better outcome; near an optimum J is flat to

@@ -76,6 +76,9 @@ def member_terms(player: Player, priced_out: np.ndarray) -> tuple[np.ndarray,
     f = player.fairness
     w_in, e_in = f.member_terms(False)
     w_out, e_out = f.member_terms(True)
+    if w_in == w_out and e_in == e_out:  # floor rule: status does not matter
+        full = np.ones(priced_out.shape)
+        return full * w_in, full * e_in
     return (np.where(priced_out, w_out, w_in), np.where(priced_out, e_out, e_in))
 
 

@@ -26,14 +26,47 @@ ROOT_RTOL = 1e-13
 _MAX_ITER = 200
 
 
+def _decreasing_root(residual, lo: np.ndarray, hi: np.ndarray, start: np.ndarray,
+                     atol: np.ndarray):
+    """Row-wise root of a residual that decreases in z, by safeguarded Newton.
+
+    ``residual(z)`` returns (r, dr/dz, aux); ``lo``/``hi`` bracket the roots
+    (r(lo) >= 0 >= r(hi)). A Newton step leaving the bracket becomes a bisection, so
+    this converges on the piecewise-smooth residuals of water filling. Returns the
+    roots and the ``aux`` evaluated there.
+    """
+    z = start
+    active = np.ones(z.shape, dtype=bool)
+    aux = None
+    for _ in range(_MAX_ITER):
+        r, slope, aux = residual(z)
+        lo = np.where(r > 0, z, lo)
+        hi = np.where(r < 0, z, hi)
+        active &= (np.abs(r) > atol) & (hi - lo > 1e-15 * np.maximum(np.abs(z), 1e-300))
+        if not active.any():
+            break
+        with np.errstate(divide="ignore", invalid="ignore"):
+            newton = z - r / slope
+        bad = ~np.isfinite(newton) | (newton <= lo) | (newton >= hi)
+        z = np.where(active, np.where(bad, 0.5 * (lo + hi), newton), z)
+    return z, aux
+
+
 class NativeInner:
     """Inner problem of ``game.players[index]`` solved with numpy, batched over y."""
+
+    #: Evaluating many purchases in one call costs about as much as one: searches
+    #: (golden section for max-min) may batch their probes.
+    batched = True
 
     def __init__(self, game: Game, index: int) -> None:
         self.game = game
         self.index = index
         self.player = game.players[index]
         self.fairness = self.player.fairness
+        # Multiplier of the last single-purchase solve: best-response searches call
+        # with nearby purchases, so Newton started there needs 2-3 steps, not 5-6.
+        self._warm_lambda: float | None = None
         n = self.player.size
         self._u0 = self.player.marginal_at_zero
         # Dense per-member parameters by family, broadcast over the batch axis.
@@ -56,6 +89,8 @@ class NativeInner:
         return out
 
     def _xbar(self, price: np.ndarray) -> np.ndarray:
+        if self._all_quadratic:  # the same closed form as QuadraticUtility's
+            return np.maximum(self._b - price[:, None], 0.0) / self._a
         g = price.shape[0]
         out = np.empty((g, self.player.size))
         for fam in self._families:
@@ -149,17 +184,13 @@ class NativeInner:
         return np.where(interior & np.isfinite(slope), slope, 0.0)
 
     # -- the lambda root ------------------------------------------------------
-    def _solve_lambda(self, y, price, xbar, weight, floor):
-        """lambda with sum_i x_i(lambda) = y, row by row (y strictly inside (0, cap))."""
+    def _solve_lambda(self, y, price, xbar, weight, floor, hi, lo):
+        """lambda with sum_i x_i(lambda) = y, row by row (y strictly inside (0, cap)).
+
+        ``hi`` = max_i g_i(0) and ``lo`` = min_i g_i(xbar_i) bracket it: every member
+        is at 0 above ``hi`` and at xbar below ``lo`` (both infinite under strict).
+        """
         g = y.shape[0]
-        # Bracket: every member at 0 once lambda >= max g_i(0), at xbar once
-        # lambda <= min g_i(xbar); these are infinite for the strict rule.
-        with np.errstate(invalid="ignore"):
-            top = self._g(np.zeros_like(xbar), price, weight, floor)
-            bottom = self._g(xbar, price, weight, floor)
-        viable = xbar > 0
-        hi = np.where(viable, top, -np.inf).max(axis=1)
-        lo = np.where(viable, bottom, np.inf).min(axis=1)
         hi = np.where(np.isfinite(hi), hi, np.nan)
         lo = np.where(np.isfinite(lo), lo, np.nan)
         # Infinite ends: double away from 0 until the bracket holds.
@@ -182,24 +213,17 @@ class NativeInner:
                 lo = end
         lam = 0.5 * (lo + hi)
         lam = np.where(np.isfinite(lam), lam, 0.0)
-        tol = ROOT_RTOL * np.maximum(y, 1.0)
-        active = np.ones(g, dtype=bool)
-        x = None
-        for _ in range(_MAX_ITER):
+        if g == 1 and self._warm_lambda is not None and lo[0] < self._warm_lambda < hi[0]:
+            lam = np.array([self._warm_lambda])
+        def residual(lam):
+            # Sum too big -> lambda too small: decreasing in lambda.
             x = self._members_at(lam, price, xbar, weight, floor)
-            resid = x.sum(axis=1) - y
-            done = np.abs(resid) <= tol
-            # Sum too big -> lambda too small.
-            lo = np.where(resid > 0, lam, lo)
-            hi = np.where(resid < 0, lam, hi)
-            active = active & ~done & (hi - lo > 1e-15 * np.maximum(np.abs(lam), 1e-300))
-            if not active.any():
-                break
             slope = self._member_slope(x, lam, price, xbar, weight, floor).sum(axis=1)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                newton = lam - resid / slope
-            bad = ~np.isfinite(newton) | (newton <= lo) | (newton >= hi)
-            lam = np.where(active, np.where(bad, 0.5 * (lo + hi), newton), lam)
+            return x.sum(axis=1) - y, slope, x
+
+        lam, x = _decreasing_root(residual, lo, hi, lam, ROOT_RTOL * np.maximum(y, 1.0))
+        if g == 1 and np.isfinite(lam[0]):
+            self._warm_lambda = float(lam[0])
         return lam, x
 
     # -- public --------------------------------------------------------------
@@ -231,13 +255,17 @@ class NativeInner:
             g0 = self._g(np.zeros_like(xbar), p2, weight, floor)
             gcap = self._g(xbar, p2, weight, floor)
         viable = xbar > 0
-        # One-sided multipliers at the ends of the feasible interval.
-        lam[at_zero] = np.where(viable, g0, -np.inf).max(axis=1)[at_zero]
-        lam[at_cap] = np.where(viable, gcap, np.inf).min(axis=1)[at_cap]
+        # One-sided multipliers at the ends of the feasible interval; they also
+        # bracket the multiplier inside it.
+        lam_top = np.where(viable, g0, -np.inf).max(axis=1)
+        lam_bottom = np.where(viable, gcap, np.inf).min(axis=1)
+        lam[at_zero] = lam_top[at_zero]
+        lam[at_cap] = lam_bottom[at_cap]
         x[at_cap] = xbar[at_cap]
         if inside.any():
             lam_in, x_in = self._solve_lambda(y[inside], p2[inside], xbar[inside],
-                                              weight[inside], floor[inside])
+                                              weight[inside], floor[inside],
+                                              lam_top[inside], lam_bottom[inside])
             lam[inside] = lam_in
             x[inside] = x_in
         infeasible = y > cap * (1 + 1e-12) + 1e-300
