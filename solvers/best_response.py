@@ -132,9 +132,35 @@ def _root_of_slope(f: _Counted, lo: float, hi: float, d_lo: float, d_hi: float,
                         maxiter=200))
 
 
+#: Points per batch of the zoom search that replaces golden section on batched backends.
+ZOOM_POINTS = 17
+
+
+def _zoom(f: _Counted, lo: float, hi: float, maxmin: bool, xtol: float
+          ) -> list[Candidate]:
+    """Grid-and-shrink search of a unimodal payoff for backends whose batches are
+    cheap: each call evaluates ZOOM_POINTS purchases and keeps the two cells around
+    the best, shrinking the interval 8-fold per call (golden section: 1.6-fold per
+    single evaluation)."""
+    seen: list[Candidate] = []
+    while True:
+        pts = np.linspace(lo, hi, ZOOM_POINTS)
+        cands = _candidates(f(pts))
+        seen += cands
+        k = 0
+        for i, c in enumerate(cands):
+            if c.beats(cands[k], maxmin, rtol=0.0):
+                k = i
+        lo, hi = float(pts[max(k - 1, 0)]), float(pts[min(k + 1, ZOOM_POINTS - 1)])
+        if hi - lo <= xtol:
+            return seen
+
+
 def _golden(f: _Counted, lo: float, hi: float, maxmin: bool, xtol: float
             ) -> list[Candidate]:
     """Golden-section search of a unimodal payoff; returns every point it evaluated."""
+    if getattr(f.inner, "batched", False):
+        return _zoom(f, lo, hi, maxmin, xtol)
     seen: list[Candidate] = []
     a, b = lo, hi
     c = b - _GOLDEN * (b - a)

@@ -27,16 +27,17 @@ _MAX_ITER = 200
 
 
 def _decreasing_root(residual, lo: np.ndarray, hi: np.ndarray, start: np.ndarray,
-                     atol: np.ndarray):
+                     atol: np.ndarray, active: np.ndarray | None = None):
     """Row-wise root of a residual that decreases in z, by safeguarded Newton.
 
     ``residual(z)`` returns (r, dr/dz, aux); ``lo``/``hi`` bracket the roots
     (r(lo) >= 0 >= r(hi)). A Newton step leaving the bracket becomes a bisection, so
     this converges on the piecewise-smooth residuals of water filling. Returns the
-    roots and the ``aux`` evaluated there.
+    roots and the ``aux`` evaluated there. Rows where ``active`` is False keep
+    ``start``.
     """
     z = start
-    active = np.ones(z.shape, dtype=bool)
+    active = np.ones(z.shape, dtype=bool) if active is None else active.copy()
     aux = None
     for _ in range(_MAX_ITER):
         r, slope, aux = residual(z)
@@ -296,7 +297,8 @@ class NativeInner:
             root = np.sqrt(np.maximum(disc, 0.0))
             lo = np.clip((q - root) / (2 * a), 0.0, xbar)
             hi = np.clip((q + root) / (2 * a), 0.0, xbar)
-            empty = disc < 0
+            # At the peak level disc is 0 up to rounding: keep that one-point interval.
+            empty = disc < -1e-12 * q * q
             return np.where(empty, np.nan, lo), np.where(empty, np.nan, hi)
         # Generic: the surplus is concave; bisect each side of its peak.
         peak = self._peak(price, xbar)
@@ -307,6 +309,9 @@ class NativeInner:
         return np.where(empty, np.nan, lo), np.where(empty, np.nan, hi)
 
     def _peak(self, price, xbar):
+        """Consumption where member i's surplus peaks (U' = p), within [0, xbar]."""
+        if self._all_quadratic:
+            return np.clip((self._b - price) / (2 * self._a), 0.0, xbar)
         lo, hi = np.zeros_like(xbar), xbar.copy()
         for _ in range(80):
             mid = 0.5 * (lo + hi)
@@ -330,36 +335,50 @@ class NativeInner:
         counted = weight > 0
         if self.fairness.rule.value == "strict":
             counted = np.ones_like(priced_out)  # priced-out members pin t at 0
-        # Level t* by bisection: feasible(t) iff all counted intervals exist and
-        # sum lo <= y <= sum hi (uncounted members span [0, xbar]).
+        # Level t*: the largest t in [0, t_hi] with sum lo_i(t) <= y <= sum hi_i(t),
+        # i.e. min(t_hi, root of sum hi_i(t) = y, root of sum lo_i(t) = y); both sums
+        # are monotone in t (uncounted members span [0, xbar] whatever t is).
         s_max = np.where(xbar > 0, self._max_surplus(p2, xbar), 0.0)
         t_hi = np.where(counted, s_max + floor, np.inf).min(axis=1)
-        t_hi = np.where(np.isfinite(t_hi), t_hi, 0.0)
-        t_lo = np.zeros(g) + np.where(counted, floor, np.inf).min(axis=1).clip(max=0)
-        t_lo = np.minimum(t_lo, 0.0)
+        t_hi = np.maximum(np.where(np.isfinite(t_hi), t_hi, 0.0), 0.0)
 
         def bounds(t):
-            need = np.maximum(t[:, None] - floor, 0.0)
+            # Capped at the peak surplus: at t = t_hi rounding would otherwise make
+            # the binding member's one-point interval empty.
+            need = np.minimum(np.maximum(t[:, None] - floor, 0.0), s_max)
             lo_i, hi_i = self._level_interval(need, p2, xbar)
-            lo_i = np.where(counted, lo_i, 0.0)
-            hi_i = np.where(counted, hi_i, xbar)
-            # A counted member whose requirement is <= 0 may take anything in [0, xbar].
-            free = need <= 0
-            lo_i = np.where(free, 0.0, lo_i)
-            hi_i = np.where(free, xbar, hi_i)
-            return lo_i, hi_i
+            # A member whose requirement is <= 0 may take anything in [0, xbar].
+            free = (need <= 0) | ~counted
+            lo_i = np.where(free, 0.0, np.nan_to_num(lo_i))
+            hi_i = np.where(free, xbar, np.nan_to_num(hi_i, nan=0.0))
+            return lo_i, hi_i, free
 
-        for _ in range(100):
-            mid = 0.5 * (t_lo + t_hi)
-            lo_i, hi_i = bounds(mid)
-            ok = ~np.isnan(lo_i).any(axis=1)
-            ok &= (np.nan_to_num(lo_i).sum(axis=1) <= y) & (np.nan_to_num(hi_i).sum(axis=1)
-                                                             >= y)
-            t_lo, t_hi = np.where(ok, mid, t_lo), np.where(ok, t_hi, mid)
-            if np.all(t_hi - t_lo <= 1e-14 * np.maximum(np.abs(t_hi), 1.0)):
-                break
-        lo_i, hi_i = bounds(t_lo)
-        lo_i, hi_i = np.nan_to_num(lo_i), np.nan_to_num(hi_i)
+        def level_slopes(x, free):
+            # d x / d t = 1 / s'(x) on either side of a member's surplus peak.
+            with np.errstate(divide="ignore", invalid="ignore"):
+                d = 1.0 / (self._dU(x) - p2)
+            return np.where(free, 0.0, d)
+
+        def upper(t):
+            lo_i, hi_i, free = bounds(t)
+            return hi_i.sum(axis=1) - y, level_slopes(hi_i, free).sum(axis=1), None
+
+        def lower(t):
+            lo_i, hi_i, free = bounds(t)
+            return y - lo_i.sum(axis=1), -level_slopes(lo_i, free).sum(axis=1), None
+
+        zero = np.zeros(g)
+        atol = ROOT_RTOL * np.maximum(y, 1.0)
+        t_star = t_hi.copy()
+        for residual in (upper, lower):
+            at_top = residual(t_hi)[0] >= 0  # feasible all the way up: no root
+            if at_top.all():
+                continue
+            root, _ = _decreasing_root(residual, zero, t_hi.copy(), t_hi.copy(), atol,
+                                       active=~at_top)
+            t_star = np.minimum(t_star, root)
+        t_lo = t_star
+        lo_i, hi_i, _ = bounds(t_lo)
         x = self._fill_total_surplus(y, p2, lo_i, hi_i)
         surplus = self._U(x) - p2 * x
         welfare = welfare_of(player, surplus, weight, floor, priced_out)
@@ -389,13 +408,25 @@ class NativeInner:
         span = np.abs(self._dU(hi_i) - p2).max() + np.abs(self._dU(lo_i) - p2).max() + 1
         nu_lo = np.full(y.size, -span)
         nu_hi = np.full(y.size, span)
-        for _ in range(200):
+        if self._all_quadratic:
+            inv_slope = 1.0 / (2 * self._a)
+
+            def residual(nu):
+                x = at(nu)
+                inside = (x > lo_i) & (x < hi_i)
+                return x.sum(axis=1) - y, -np.where(inside, inv_slope, 0.0).sum(axis=1), x
+
+            _, x = _decreasing_root(residual, nu_lo, nu_hi, np.zeros(y.size),
+                                    ROOT_RTOL * np.maximum(y, 1.0))
+            nu_lo = nu_hi = None
+        for _ in range(200 if nu_lo is not None else 0):
             mid = 0.5 * (nu_lo + nu_hi)
             over = at(mid).sum(axis=1) > y
             nu_lo, nu_hi = np.where(over, mid, nu_lo), np.where(over, nu_hi, mid)
             if np.all(nu_hi - nu_lo <= 1e-15 * span):
                 break
-        x = at(0.5 * (nu_lo + nu_hi))
+        if nu_lo is not None:
+            x = at(0.5 * (nu_lo + nu_hi))
         # Put the last rounding residue on members with room, so sum x = y exactly.
         resid = y - x.sum(axis=1)
         room = np.where(resid[:, None] > 0, hi_i - x, x - lo_i)
