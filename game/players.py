@@ -122,6 +122,16 @@ class Player:
             out.append(MemberFamily(family, np.array(idx, dtype=int), params))
         return tuple(out)
 
+    def evaluate(self, formula: str, x: np.ndarray) -> np.ndarray:
+        """``'U'``, ``'dU'`` or ``'d2U'`` of every member at x (shape (..., members)),
+        vectorized over each utility family."""
+        x = np.asarray(x, dtype=float)
+        out = np.empty_like(x)
+        for fam in self.families:
+            out[..., fam.index] = getattr(fam.family, formula)(x[..., fam.index],
+                                                                fam.params)
+        return out
+
     @cached_property
     def marginal_at_zero(self) -> np.ndarray:
         """U_i'(0) of every member: member i is priced out once p >= this."""

@@ -4,7 +4,8 @@ Two strategies over the feasible interval [0, y_max(Y_-j)] (MODEL.md):
 
 * ``bisection``: the paper's quasiconcave search, on the sign of the *total*
   derivative dJ_j/dy_j (not lambda alone: the price moves with y_j). Fast, and right
-  wherever J_j is quasiconcave.
+  wherever J_j is quasiconcave. One-member quadratic players under an affine price
+  use their closed form instead.
 * ``scan``: does not trust quasiconcavity. Samples J_j and dJ_j/dy_j on a grid plus
   both sides of every price-out point (where a member's U'(0) equals the price),
   refines every sign change of the derivative and keeps the best candidate. This is
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 from scipy.optimize import brentq
@@ -32,6 +34,10 @@ TIE_RTOL = 1e-11
 GOLDEN_RTOL = 1e-9
 #: Grid of the scan: points spread over the interval, before price-out points.
 SCAN_POINTS = 48
+#: Price-out points a scan samples at most (both sides of each), and of those how
+#: many nearest each known purchase (see ``price_out_points``).
+MAX_PRICE_OUT_POINTS = 256
+NEAR_PRICE_OUT_POINTS = 32
 
 _GOLDEN = (math.sqrt(5) - 1) / 2
 
@@ -99,25 +105,27 @@ class _Counted:
         self.count += ys.size
         return self.inner.solve(ys, self.others_total)
 
-    def slope(self, y: float) -> float:
+    def slope(self, y: float, tiebreak: bool = False) -> float:
         """Sign source for bisection (see ``slopes``)."""
-        return float(slopes(self(y))[0])
+        return float(slopes(self(y), tiebreak)[0])
 
 
-def slopes(batch: InnerBatch) -> np.ndarray:
+def slopes(batch: InnerBatch, tiebreak: bool = False) -> np.ndarray:
     """The total derivative, with the sign of the way out where J = -inf.
 
     J = -inf (alpha >= 1 without a floor) happens at y = 0, where every member has
     zero surplus (go right), and at high prices, where the strict rule counts a
-    priced-out member or everyone sits at zero surplus (go left).
+    priced-out member or everyone sits at zero surplus (go left). With ``tiebreak``
+    it is the derivative of the max-min tie-break (total surplus) instead.
     """
-    d = np.nan_to_num(batch.derivative, nan=-1.0, posinf=1.0, neginf=-1.0)
+    source = batch.tiebreak_derivative if tiebreak else batch.derivative
+    d = np.nan_to_num(source, nan=-1.0, posinf=1.0, neginf=-1.0)
     dead = ~np.isfinite(batch.welfare)
     return np.where(dead, np.where(batch.y <= 0, 1.0, -1.0), d)
 
 
 def _root_of_slope(f: _Counted, lo: float, hi: float, d_lo: float, d_hi: float,
-                   xtol: float) -> float:
+                   xtol: float, tiebreak: bool = False) -> float:
     if d_lo <= 0:
         return lo
     if d_hi >= 0:
@@ -126,7 +134,7 @@ def _root_of_slope(f: _Counted, lo: float, hi: float, d_lo: float, d_hi: float,
     # The ends' signs are known; re-solving there could flip a derivative that is
     # zero to rounding, which brentq would refuse.
     def slope(y: float) -> float:
-        return d_lo if y == lo else d_hi if y == hi else f.slope(y)
+        return d_lo if y == lo else d_hi if y == hi else f.slope(y, tiebreak)
 
     return float(brentq(slope, lo, hi, xtol=xtol, rtol=4 * np.finfo(float).eps,
                         maxiter=200))
@@ -214,9 +222,12 @@ def best_response(inner: InnerSolver, others_total: float, *, strategy: str = "b
         cands = _candidates(f([0.0]))
         return BestResponse(0.0, cands[0].welfare, cands[0].tiebreak, strategy,
                             f.count, y_max)
-    if strategy == "bisection":
+    single = single_member_closed_form(game, j, others_total, y_max)
+    if strategy == "bisection" and single is not None:
+        cands = _candidates(f(np.array([single] + fixed)))
+    elif strategy == "bisection":
         probes = list(fixed)
-        if step_hint is not None and current is not None and not maxmin:
+        if step_hint is not None and current is not None:
             # Dynamics near convergence move y_j a little each round: probing
             # current +- 2 * last move usually brackets the root tightly, so brentq
             # needs 3-4 evaluations instead of ~10 on the whole interval.
@@ -225,11 +236,15 @@ def best_response(inner: InnerSolver, others_total: float, *, strategy: str = "b
                        min(max(current + width, 0.0), y_max)]
         ends = f(np.array(probes))
         cands = _candidates(ends)
-        if maxmin:
+        # Max-min with a flat level (probes[0] is y = 0; flat there means flat on
+        # the whole interval) is decided by the tie-break, which has a derivative.
+        tiebreak = maxmin and ends.tiebreak_derivative is not None and bool(
+            np.isfinite(ends.tiebreak_derivative[0]))
+        if maxmin and not tiebreak:
             cands = _golden(f, 0.0, y_max, maxmin, golden_xtol)[::-1] + cands
         else:
             order = np.argsort(ends.y, kind="stable")
-            ys, ds = ends.y[order], slopes(ends)[order]
+            ys, ds = ends.y[order], slopes(ends, tiebreak)[order]
             # Quasiconcave: D > 0 left of the root, D <= 0 right of it.
             first_down = int(np.argmax(ds <= 0)) if np.any(ds <= 0) else len(ys)
             if first_down == 0:
@@ -239,7 +254,7 @@ def best_response(inner: InnerSolver, others_total: float, *, strategy: str = "b
             else:
                 root = _root_of_slope(f, float(ys[first_down - 1]),
                                       float(ys[first_down]), ds[first_down - 1],
-                                      ds[first_down], xtol)
+                                      ds[first_down], xtol, tiebreak)
             # First in the list wins ties: the refined root is the most accurate.
             cands = _candidates(f([root])) + cands
     elif strategy == "scan":
@@ -256,19 +271,58 @@ def best_response(inner: InnerSolver, others_total: float, *, strategy: str = "b
                         here)
 
 
-def price_out_points(game, j: int, others_total: float, y_max: float) -> np.ndarray:
-    """Purchases in (0, y_max) at which one of player j's members is priced out."""
-    thresholds = game.players[j].marginal_at_zero
-    ys = np.array([game.price.inverse(float(b)) - others_total for b in
-                   np.unique(thresholds)])
-    return ys[(ys > 0) & (ys < y_max)]
+def single_member_closed_form(game, j: int, others_total: float, y_max: float
+                              ) -> float | None:
+    """Best response of a one-member quadratic player under an affine price, or None.
+
+    With one member every Phi_alpha increases with its surplus, so the player
+    maximizes s = b y - a y^2 - (p0 + c (Y_-j + y)) y: y = (b - p0 - c Y_-j) / (2(a + c))
+    (MODEL.md), clipped to [0, y_max]. The certificate still checks it by its scan.
+    """
+    from aggregame.price import AffinePrice, LinearPrice
+    from aggregame.utilities import QuadraticUtility
+
+    player = game.players[j]
+    util = player.members[0].utility
+    if player.size != 1 or not isinstance(util, QuadraticUtility):
+        return None
+    if isinstance(game.price, LinearPrice):
+        p0, c = 0.0, game.price.c
+    elif isinstance(game.price, AffinePrice):
+        p0, c = game.price.p0, game.price.c
+    else:
+        return None
+    y = (util.b - p0 - c * others_total) / (2 * (util.a + c))
+    return min(max(y, 0.0), y_max)
+
+
+def price_out_points(game, j: int, others_total: float, y_max: float,
+                     near: Sequence[float] = ()) -> np.ndarray:
+    """Purchases in (0, y_max) at which one of player j's members is priced out.
+
+    Beyond MAX_PRICE_OUT_POINTS (large aggregators) it keeps the NEAR_PRICE_OUT_POINTS
+    closest to each purchase in ``near`` and spreads the rest evenly: with thousands
+    of members each price-out moves J by little, and the scan's cost grows with
+    (points x members).
+    """
+    thresholds = np.unique(game.players[j].marginal_at_zero)
+    ys = np.array([game.price.inverse(float(b)) for b in thresholds]) - others_total
+    ys = ys[(ys > 0) & (ys < y_max)]
+    if ys.size <= MAX_PRICE_OUT_POINTS:
+        return ys
+    keep = set(np.linspace(0, ys.size - 1, MAX_PRICE_OUT_POINTS // 2).astype(int))
+    for y in near:
+        at = int(np.searchsorted(ys, y))
+        keep.update(range(max(at - NEAR_PRICE_OUT_POINTS // 2, 0),
+                          min(at + NEAR_PRICE_OUT_POINTS // 2, ys.size)))
+    return ys[sorted(keep)]
 
 
 def scan(f: _Counted, game, j: int, others_total: float, y_max: float, maxmin: bool,
          xtol: float, fixed: list[float]) -> list[Candidate]:
     """Every candidate of the sound search (grid, price-out points, refined roots)."""
     grid = np.linspace(0.0, y_max, SCAN_POINTS)
-    kinks = price_out_points(game, j, others_total, y_max)
+    kinks = price_out_points(game, j, others_total, y_max, near=fixed)
     delta = 1e-9 * max(y_max, 1.0)
     pts = np.unique(np.clip(np.concatenate([grid, kinks - delta, kinks + delta,
                                             fixed]), 0.0, y_max))

@@ -35,6 +35,9 @@ class InnerBatch:
     multiplier : (G,) lambda_j = dJ/dy at fixed price (NaN where undefined, e.g.
         max-min in the native backend).
     derivative : (G,) total derivative dJ_j/dy_j (NaN where J is not differentiable).
+    tiebreak_derivative : (G,) d(total surplus)/dy_j where the max-min level is flat
+        (a counted member priced out under floor or strict: the tie-break then decides
+        alone, MODEL.md); NaN elsewhere, and None from backends that do not give it.
     """
 
     y: np.ndarray
@@ -45,12 +48,7 @@ class InnerBatch:
     tiebreak: np.ndarray
     multiplier: np.ndarray
     derivative: np.ndarray
-
-    def row(self, g: int) -> "InnerBatch":
-        sl = slice(g, g + 1)
-        return InnerBatch(self.y[sl], self.price[sl], self.x[sl], self.surplus[sl],
-                          self.welfare[sl], self.tiebreak[sl], self.multiplier[sl],
-                          self.derivative[sl])
+    tiebreak_derivative: np.ndarray | None = None
 
 
 class InnerSolver(Protocol):

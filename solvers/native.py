@@ -14,6 +14,8 @@ y_j, and the total surplus then decides within those intervals (MODEL.md's tie-b
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import numpy as np
 
 from aggregame.players import Game
@@ -23,6 +25,9 @@ from aggregame.solvers.inner import (InnerBatch, member_terms, price_sensitivity
 
 #: Relative accuracy of the lambda and level roots (sum x_i = y_j to this).
 ROOT_RTOL = 1e-13
+#: Largest (purchases x members) block solved at once: 2^20 doubles are 8 MB per
+#: array, and a solve keeps a few dozen arrays alive.
+CHUNK_ELEMENTS = 2**20
 _MAX_ITER = 200
 
 
@@ -82,13 +87,6 @@ class NativeInner:
             self._b[fam.index[order]] = fam.params["b"][order]
 
     # -- utility pieces over (G, N) ---------------------------------------------
-    def _apply(self, fn_name: str, x: np.ndarray) -> np.ndarray:
-        out = np.empty_like(x)
-        for fam in self._families:
-            fn = getattr(fam.family, fn_name)
-            out[..., fam.index] = fn(x[..., fam.index], fam.params)
-        return out
-
     def _xbar(self, price: np.ndarray) -> np.ndarray:
         if self._all_quadratic:  # the same closed form as QuadraticUtility's
             return np.maximum(self._b - price[:, None], 0.0) / self._a
@@ -102,17 +100,17 @@ class NativeInner:
     def _U(self, x):  # noqa: N802
         if self._all_quadratic:
             return -self._a * x**2 + self._b * x
-        return self._apply("U", x)
+        return self.player.evaluate("U", x)
 
     def _dU(self, x):  # noqa: N802
         if self._all_quadratic:
             return self._b - 2 * self._a * x
-        return self._apply("dU", x)
+        return self.player.evaluate("dU", x)
 
     def _d2U(self, x):  # noqa: N802
         if self._all_quadratic:
             return np.broadcast_to(-2 * self._a, x.shape)
-        return self._apply("d2U", x)
+        return self.player.evaluate("d2U", x)
 
     # -- member response to a multiplier -------------------------------------
     def _g(self, x, price, weight, floor):
@@ -230,8 +228,23 @@ class NativeInner:
     # -- public --------------------------------------------------------------
     def solve(self, y: np.ndarray, others_total: float,
               fixed_price: float | None = None) -> InnerBatch:
-        """Inner solutions for purchases ``y`` (see InnerSolver.solve)."""
+        """Inner solutions for purchases ``y`` (see InnerSolver.solve).
+
+        Batches of more than CHUNK_ELEMENTS (purchases x members) are solved in
+        chunks, which bounds memory for large aggregators.
+        """
         y = np.atleast_1d(np.asarray(y, dtype=float))
+        rows = max(1, CHUNK_ELEMENTS // self.player.size)
+        if y.size > rows:
+            parts = [self._solve(y[k:k + rows], others_total, fixed_price)
+                     for k in range(0, y.size, rows)]
+            return InnerBatch(*(None if getattr(parts[0], f.name) is None else
+                                np.concatenate([getattr(p, f.name) for p in parts])
+                                for f in fields(InnerBatch)))
+        return self._solve(y, others_total, fixed_price)
+
+    def _solve(self, y: np.ndarray, others_total: float,
+               fixed_price: float | None) -> InnerBatch:
         game, player = self.game, self.player
         total = others_total + y
         if fixed_price is None:
@@ -245,7 +258,8 @@ class NativeInner:
         weight, floor = member_terms(player, priced_out)
         cap = xbar.sum(axis=1)
         if self.fairness.is_maxmin:
-            return self._solve_maxmin(y, price, p2, xbar, weight, floor, priced_out, cap)
+            return self._solve_maxmin(y, price, p2, xbar, weight, floor, priced_out, cap,
+                                      slope_p)
 
         x = np.zeros((y.size, player.size))
         lam = np.full(y.size, np.nan)
@@ -329,7 +343,8 @@ class NativeInner:
                 lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
         return hi if rising else lo
 
-    def _solve_maxmin(self, y, price, p2, xbar, weight, floor, priced_out, cap):
+    def _solve_maxmin(self, y, price, p2, xbar, weight, floor, priced_out, cap,
+                      slope_p):
         player = self.player
         g = y.size
         counted = weight > 0
@@ -379,20 +394,34 @@ class NativeInner:
             t_star = np.minimum(t_star, root)
         t_lo = t_star
         lo_i, hi_i, _ = bounds(t_lo)
-        x = self._fill_total_surplus(y, p2, lo_i, hi_i)
+        x, nu = self._fill_total_surplus(y, p2, lo_i, hi_i)
         surplus = self._U(x) - p2 * x
         welfare = welfare_of(player, surplus, weight, floor, priced_out)
         welfare = np.where(y > cap * (1 + 1e-12), -np.inf, welfare)
         nan = np.full(g, np.nan)
+        # A counted priced-out member pins the level (at its floor) for every larger
+        # y too, since the price only rises: the tie-break, an alpha = 0 problem on
+        # [0, xbar], decides alone, and its derivative is nu + p' dT/dp with the
+        # alpha = 0 coefficients (1 + sigma_i = nu / (U' - p) at xbar).
+        flat = (priced_out & counted).any(axis=1) & (y < cap * (1 - 1e-14))
+        slope_u = self._dU(x) - p2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            coef = np.where(x >= xbar * (1 - 1e-12), nu[:, None] / slope_u, 1.0)
+        coef = np.where(x > 0, coef, 0.0)
+        tie_slope = nu + slope_p * price_sensitivity(player, x, coef)
         return InnerBatch(y, price, x, surplus, welfare, surplus.sum(axis=1), nan,
-                          nan.copy())
+                          nan.copy(), np.where(flat & np.isfinite(nu), tie_slope, np.nan))
 
     def _max_surplus(self, p2, xbar):
         peak = np.minimum(self._peak(p2, xbar), xbar)
         return self._U(peak) - p2 * peak
 
     def _fill_total_surplus(self, y, p2, lo_i, hi_i):
-        """max sum_i s_i s.t. x in [lo, hi], sum x = y: water filling in nu."""
+        """max sum_i s_i s.t. x in [lo, hi], sum x = y: water filling in nu.
+
+        Returns the allocation and nu, the multiplier of sum x = y (U_i' - p = nu for
+        members strictly inside their interval).
+        """
         def at(nu):
             if self._all_quadratic:
                 free = (self._b - p2 - nu[:, None]) / (2 * self._a)
@@ -416,8 +445,8 @@ class NativeInner:
                 inside = (x > lo_i) & (x < hi_i)
                 return x.sum(axis=1) - y, -np.where(inside, inv_slope, 0.0).sum(axis=1), x
 
-            _, x = _decreasing_root(residual, nu_lo, nu_hi, np.zeros(y.size),
-                                    ROOT_RTOL * np.maximum(y, 1.0))
+            nu, x = _decreasing_root(residual, nu_lo, nu_hi, np.zeros(y.size),
+                                     ROOT_RTOL * np.maximum(y, 1.0))
             nu_lo = nu_hi = None
         for _ in range(200 if nu_lo is not None else 0):
             mid = 0.5 * (nu_lo + nu_hi)
@@ -426,9 +455,10 @@ class NativeInner:
             if np.all(nu_hi - nu_lo <= 1e-15 * span):
                 break
         if nu_lo is not None:
-            x = at(0.5 * (nu_lo + nu_hi))
+            nu = 0.5 * (nu_lo + nu_hi)
+            x = at(nu)
         # Put the last rounding residue on members with room, so sum x = y exactly.
         resid = y - x.sum(axis=1)
         room = np.where(resid[:, None] > 0, hi_i - x, x - lo_i)
         share = room / np.maximum(room.sum(axis=1, keepdims=True), 1e-300)
-        return x + resid[:, None] * share
+        return x + resid[:, None] * share, nu

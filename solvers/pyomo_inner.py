@@ -91,6 +91,7 @@ class PyomoInner:
         self.solver = ipopt_solver(options)
         self.counter = SolveCounter()
         self._names = [m.name for m in self.player.members]
+        self._status: np.ndarray | None = None  # priced-out members of the last solve
         self._u0 = self.player.marginal_at_zero
 
     # -- model bookkeeping -----------------------------------------------------
@@ -98,6 +99,9 @@ class PyomoInner:
         m = self.model
         m.purchase.set_value(y)
         m.price.set_value(price)
+        if self._status is not None and np.array_equal(priced_out, self._status):
+            return  # same members priced out as last solve: nothing else changes
+        self._status = priced_out.copy()
         weight, floor = member_terms(self.player, priced_out)
         for k, name in enumerate(self._names):
             m.member_weight[name].set_value(float(weight[k]))
@@ -265,12 +269,10 @@ class PyomoInner:
         return np.clip(x, 0.0, xbar)
 
     def _surplus(self, x: np.ndarray, price: float) -> np.ndarray:
-        return np.array([m.utility.U(xi, m.utility.params()) for m, xi in
-                         zip(self.player.members, x)]) - price * x
+        return self.player.evaluate("U", x) - price * x
 
     def _marginal(self, x: np.ndarray) -> np.ndarray:
-        return np.array([m.utility.dU(xi, m.utility.params()) for m, xi in
-                         zip(self.player.members, x)])
+        return self.player.evaluate("dU", x)
 
     def solve(self, y: np.ndarray, others_total: float,
               fixed_price: float | None = None) -> InnerBatch:
