@@ -202,6 +202,10 @@ class PyomoInner:
             res["welfare"] = -np.inf
             return res
         edge = y <= 0 or y >= cap * (1 - 1e-14)
+        # Max-min with a counted priced-out member: the level is flat (at its floor)
+        # for this and every larger y, and the tie-break decides (see native.py).
+        flat = fairness.is_maxmin and bool(priced_out.any()) and \
+            fairness.rule is not PricedOutRule.VIABLE
         strict_dead = (fairness.rule is PricedOutRule.STRICT and fairness.alpha >= 1
                        and not fairness.is_maxmin and priced_out.any())
         if edge or strict_dead:
@@ -218,7 +222,12 @@ class PyomoInner:
             if np.isfinite(lam):
                 with np.errstate(divide="ignore", invalid="ignore"):
                     coef = np.where(x > 0, lam / (self._marginal(x) - price), 0.0)
-            return finish(x, lam, coef)
+            res = finish(x, lam, coef)
+            if flat and y <= 0:
+                # Right derivative of the total surplus at 0: the best U_i'(0) - p.
+                gain = (self._marginal(x) - price)[xbar > 0]
+                res["tie"] = float(gain.max()) if gain.size else -1.0
+            return res
 
         self._set_data(y, price, priced_out)
         m = self.model
@@ -254,6 +263,14 @@ class PyomoInner:
             x = self._read_x(xbar)
             res = finish(x, lam, None)
             res["deriv"] = lam + slope_p * float(price_sensitivity(player, deriv_x, coef))
+            if flat:
+                # Envelope theorem on phase 2: dT/dy = nu - p' sum (1 + sigma + mu) x.
+                nu = self._dual(m.eq_balance)
+                mult = np.array([self._inequality_multiplier(m.ineq_surplus[n])
+                                 + self._inequality_multiplier(m.ineq_maxmin[n])
+                                 for n in self._names])
+                coef2 = np.where(x > 0, 1.0 + mult, 0.0)
+                res["tie"] = nu + slope_p * float(price_sensitivity(player, x, coef2))
             return res
         sigma = np.array([self._inequality_multiplier(m.ineq_surplus[n])
                           for n in self._names])
@@ -280,6 +297,7 @@ class PyomoInner:
         y = np.atleast_1d(np.asarray(y, dtype=float))
         rows = [self._solve_one(float(v), others_total, fixed_price) for v in y]
         stack = lambda key: np.array([r[key] for r in rows])  # noqa: E731
+        tie = np.array([r.get("tie", np.nan) for r in rows])
         return InnerBatch(y, stack("price"), stack("x"), stack("surplus"),
                           stack("welfare"), stack("surplus").sum(axis=1), stack("lam"),
-                          stack("deriv"))
+                          stack("deriv"), tie)

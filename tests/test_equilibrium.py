@@ -50,7 +50,7 @@ def test_cournot_matches_closed_form_pyomo():
 @needs_ipopt
 @pytest.mark.solver
 @pytest.mark.slow
-@pytest.mark.parametrize("scenario", ["fig4", "fig4_proportional"])
+@pytest.mark.parametrize("scenario", ["fig4", "fig4_proportional", "fig4_maxmin"])
 def test_backends_agree_on_paper_setting(scenario):
     game = load_scenario(scenario).game
     native = solve_equilibrium(game, backend="native")

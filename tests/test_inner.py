@@ -167,3 +167,75 @@ def test_resolve_gives_same_answer(small_users):
     first = inner.solve(np.array([3.0, 7.0, 3.0]), OTHERS)
     np.testing.assert_allclose(first.x[0], first.x[2], atol=1e-9)
     assert inner.counter.solves == 3  # the model was built once and re-solved
+
+
+def test_maxmin_tiebreak_derivative_when_level_is_flat(small_users):
+    """Floor rule with a member priced out: the max-min level is eps whatever y is,
+    the tie-break (total surplus) decides, and its derivative is checked against
+    finite differences and against the alpha = 0 player's derivative (MODEL.md:
+    max-min then behaves exactly like alpha = 0)."""
+    maxmin = NativeInner(one_aggregator_game(small_users, "inf", "floor"), 0)
+    social = NativeInner(one_aggregator_game(small_users, 0, "floor"), 0)
+    game = maxmin.game
+    # Others' purchase high enough that the member with the smallest U'(0) is out.
+    u0 = game.players[0].marginal_at_zero
+    others = float(np.sort(u0)[0] / game.price.c + 1.0)
+    ys = np.array([0.2, 0.5, 0.8]) * game.feasible_max(0, others)
+    sol = maxmin.solve(ys, others)
+    np.testing.assert_allclose(sol.welfare, game.players[0].fairness.eps)
+    assert np.all(np.isfinite(sol.tiebreak_derivative))
+    up = maxmin.solve(ys + FD_STEP, others).tiebreak
+    down = maxmin.solve(ys - FD_STEP, others).tiebreak
+    check_close(sol.tiebreak_derivative, (up - down) / (2 * FD_STEP), "dT/dy")
+    np.testing.assert_allclose(sol.tiebreak_derivative, social.solve(ys, others).derivative,
+                               rtol=1e-9, atol=1e-12)
+    # Where nobody is priced out the level moves with y: no tie-break derivative.
+    low = maxmin.solve(np.array([1.0]), 0.0)
+    assert np.isnan(low.tiebreak_derivative[0])
+
+
+def test_large_batches_are_chunked_without_changing_results(small_users, monkeypatch):
+    import aggregame.solvers.native as native
+
+    inner = NativeInner(one_aggregator_game(small_users, 1.0), 0)
+    ys = np.linspace(0.0, inner.game.feasible_max(0, OTHERS), 37)
+    whole = inner.solve(ys, OTHERS)
+    monkeypatch.setattr(native, "CHUNK_ELEMENTS", 5 * len(small_users))
+    chunked = inner.solve(ys, OTHERS)
+    np.testing.assert_array_equal(whole.x, chunked.x)
+    np.testing.assert_array_equal(whole.derivative, chunked.derivative)
+
+
+def test_price_out_points_are_capped_for_large_aggregators():
+    from aggregame import quadratic_users
+    from aggregame.solvers import best_response as br
+
+    rng = np.random.default_rng(0)
+    users = quadratic_users(rng.uniform(0.1, 0.9, 2000), rng.uniform(0, 10, 2000))
+    game = Game((Player.aggregator("big", users),), LinearPrice(0.001))
+    y_max = game.feasible_max(0, 0.0)
+    every = np.array([game.price.inverse(float(b)) for b in np.unique(
+        game.players[0].marginal_at_zero)])
+    every = every[(every > 0) & (every < y_max)]
+    assert every.size > br.MAX_PRICE_OUT_POINTS  # the cap applies here
+    spread = br.price_out_points(game, 0, 0.0, y_max)
+    assert spread.size == br.MAX_PRICE_OUT_POINTS // 2
+    assert spread[0] == every[0] and spread[-1] == every[-1]
+    near = 0.5 * y_max
+    kept = br.price_out_points(game, 0, 0.0, y_max, near=[near])
+    assert kept.size <= br.MAX_PRICE_OUT_POINTS // 2 + br.NEAR_PRICE_OUT_POINTS
+    # The price-out points around `near` are all kept.
+    at = int(np.searchsorted(every, near))
+    assert set(every[at - 3:at + 3]) <= set(kept)
+
+
+@needs_ipopt
+@pytest.mark.solver
+def test_pyomo_tiebreak_derivative_matches_native(small_users):
+    game = one_aggregator_game(small_users, "inf", "floor")
+    others = float(np.sort(game.players[0].marginal_at_zero)[0] / game.price.c + 1.0)
+    ys = np.array([0.0, 0.2, 0.5, 0.8]) * game.feasible_max(0, others)
+    b = backends(game)
+    np.testing.assert_allclose(b["pyomo"].solve(ys, others).tiebreak_derivative,
+                               b["native"].solve(ys, others).tiebreak_derivative,
+                               rtol=1e-6, atol=1e-6)
