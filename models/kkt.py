@@ -1,0 +1,156 @@
+"""The whole game as one complementarity model: every player's KKT conditions stacked.
+
+Since y_j = sum_i x_ji, player j's best response and its inner allocation together
+maximize Phi_j(U(x_j) - p(X) x_j) over x_j >= 0 with s_j >= 0 (MODEL.md, "Stacked
+KKT"). Each player is an aggregator block from ``add_aggregator`` (the same welfare
+expression the inner model maximizes), with the price the model's own expression of
+the total purchase. Stationarity is the symbolic derivative of the block's Lagrangian
+
+    L_j = welfare_j + sum_i sigma_ji s_ji             (alpha < inf)
+    L_j = t_j + sum_i mu_ji (s_ji + e_i - t_j) + sum_i sigma_ji s_ji   (max-min)
+
+with respect to the player's own x_j (the price moves with them), so the KKT model
+cannot drift from the inner model. Everything it adds to a block sits on its
+sub-block ``kkt``:
+
+    compl_stationarity[i]: x_ji >= 0  _|_  -dL_j/dx_ji >= 0
+    compl_surplus[i]:      sigma_ji >= 0  _|_  s_ji >= 0
+    compl_level[i]:        mu_ji >= 0  _|_  s_ji + e_i - t_j >= 0   (max-min)
+    eq_level:              sum_i mu_ji = 1                          (max-min)
+
+Priced-out members depend on the price, which is endogenous here; the model is built
+for a given *status* (which members are priced out, and which max-min players have a
+flat level and play by their tie-break), and the solver (solvers/kkt.py) rebuilds it
+until the status agrees with the solution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyomo.environ as pyo
+from pyomo.core.expr.calculus.derivatives import Modes, differentiate
+from pyomo.mpec import Complementarity, complements
+
+from aggregame.models.aggregator import add_aggregator
+from aggregame.players import Game
+
+
+@dataclass(frozen=True)
+class PlayerStatus:
+    """How one player enters the stacked KKT model.
+
+    priced_out : members with U'(0) <= p (weights and floors of their Phi terms follow
+        the player's rule, as in the inner model).
+    mode : 'welfare' (alpha < inf), 'maxmin' (epigraph) or 'tiebreak' (max-min whose
+        level is flat because a counted member is priced out at y_j = 0: the total
+        surplus decides, MODEL.md).
+    """
+
+    priced_out: tuple[bool, ...]
+    mode: str
+
+
+def player_status(game: Game, j: int, price: float, price_without_j: float
+                  ) -> PlayerStatus:
+    """The status of player j at a price (and at the price were it to buy nothing)."""
+    from aggregame.fairness import PricedOutRule
+
+    player = game.players[j]
+    u0 = player.marginal_at_zero
+    priced_out = tuple(bool(v) for v in u0 <= price)
+    if not player.fairness.is_maxmin:
+        return PlayerStatus(priced_out, "welfare")
+    counted_out = (u0 <= price_without_j).any() and \
+        player.fairness.rule is not PricedOutRule.VIABLE
+    return PlayerStatus(priced_out, "tiebreak" if counted_out else "maxmin")
+
+
+def build_kkt_model(game: Game, status: list[PlayerStatus]) -> pyo.ConcreteModel:
+    """Stacked KKT model of ``game`` for the given priced-out status of each player.
+
+    Returns a ConcreteModel with one block per player (``model.player[name]``), the
+    named expressions ``total`` and ``price``, and Complementarity components on each
+    block's ``kkt`` sub-block. Solve it with ``solvers.kkt.solve_kkt``.
+    """
+    m = pyo.ConcreteModel(name="stacked KKT")
+    m.PLAYERS = pyo.Set(initialize=game.names, ordered=True)
+    # Y is a variable tied to sum x by eq_total, so every stationarity row touches Y
+    # once instead of every x: the Jacobian stays O(members), not O(members^2).
+    m.total = pyo.Var(within=pyo.NonNegativeReals, initialize=0.0,
+                      doc="Y: total purchase [unit]")
+    m.price = pyo.Expression(expr=game.price.expression(m.total),
+                             doc="p(Y) [$/unit]")
+    m.player = pyo.Block(m.PLAYERS)
+    for j, player in enumerate(game.players):
+        blk = m.player[player.name]
+        add_aggregator(blk, player, price=m.price, objective=False)
+        # The purchase is the sum of the allocation here, not a parameter.
+        blk.eq_balance.deactivate()
+        blk.ineq_surplus.deactivate()
+        if player.fairness.is_maxmin:
+            blk.ineq_maxmin.deactivate()
+        _apply_status(blk, player, status[j])
+    m.eq_total = pyo.Constraint(expr=m.total == sum(
+        m.player[n].x[i] for n in m.PLAYERS for i in m.player[n].MEMBERS),
+        doc="Y = sum of every allocation")
+    for j, player in enumerate(game.players):
+        _declare_kkt(m.player[player.name], player, status[j], m.total)
+    return m
+
+
+def _apply_status(blk: pyo.Block, player, status: PlayerStatus) -> None:
+    from aggregame.solvers.inner import member_terms
+
+    weight, floor = member_terms(player, np.array(status.priced_out))
+    for k, name in enumerate(blk.MEMBERS):
+        blk.member_weight[name].set_value(float(weight[k]))
+        blk.surplus_floor[name].set_value(float(floor[k]))
+        if status.priced_out[k]:
+            blk.x[name].fix(0.0)  # only x = 0 gives s >= 0
+
+
+def _declare_kkt(blk: pyo.Block, player, status: PlayerStatus, total: pyo.Var
+                 ) -> None:
+    kkt = blk.kkt = pyo.Block()
+    free = [i for k, i in enumerate(blk.MEMBERS) if not status.priced_out[k]]
+    kkt.FREE = pyo.Set(initialize=free, ordered=True,
+                       doc="members not priced out (their x is a variable)")
+    kkt.sigma = pyo.Var(kkt.FREE, within=pyo.NonNegativeReals, initialize=0.0,
+                        doc="multiplier of s_i >= 0")
+    lagrangian = sum(kkt.sigma[i] * blk.surplus[i] for i in kkt.FREE)
+    if status.mode == "maxmin":
+        counted = [i for k, i in enumerate(blk.MEMBERS)
+                   if blk.member_weight[i].value > 0 or not status.priced_out[k]]
+        kkt.COUNTED = pyo.Set(initialize=counted, ordered=True)
+        kkt.mu = pyo.Var(kkt.COUNTED, within=pyo.NonNegativeReals,
+                         initialize=1.0 / max(len(counted), 1),
+                         doc="multiplier of s_i + e_i >= t")
+        kkt.compl_level = Complementarity(
+            kkt.COUNTED, rule=lambda k, i: complements(
+                k.mu[i] >= 0,
+                blk.surplus[i] + blk.surplus_floor[i] - blk.min_surplus >= 0))
+        kkt.eq_level = pyo.Constraint(expr=sum(kkt.mu[i] for i in kkt.COUNTED) == 1,
+                                      doc="dL/dt = 1 - sum mu = 0")
+        lagrangian = lagrangian + sum(kkt.mu[i] * blk.surplus[i] for i in kkt.COUNTED)
+    elif status.mode == "tiebreak":
+        lagrangian = lagrangian + blk.total_surplus
+    else:
+        lagrangian = lagrangian + blk.welfare
+    # dL_j/dx_ji = partial in x_ji + partial in Y (dY/dx_ji = 1): both symbolic.
+    xs = [blk.x[i] for i in kkt.FREE]
+    grads = differentiate(lagrangian, wrt_list=xs + [total],
+                          mode=Modes.reverse_symbolic) if xs else [0.0]
+    kkt.price_partial = pyo.Expression(expr=grads[-1], doc="dL_j/dY at fixed x")
+    kkt.price_gradient = pyo.Var(initialize=0.0, doc="dL_j/dY, as a variable")
+    kkt.eq_price_gradient = pyo.Constraint(
+        expr=kkt.price_gradient == kkt.price_partial)
+    kkt.stationarity = pyo.Expression(
+        kkt.FREE, rule=lambda k, i: grads[free.index(i)] + k.price_gradient,
+        doc="dL_j/dx_ji (symbolic)")
+    kkt.compl_stationarity = Complementarity(
+        kkt.FREE, rule=lambda k, i: complements(blk.x[i] >= 0,
+                                                -k.stationarity[i] >= 0))
+    kkt.compl_surplus = Complementarity(
+        kkt.FREE, rule=lambda k, i: complements(k.sigma[i] >= 0, blk.surplus[i] >= 0))
