@@ -11,7 +11,8 @@ from aggregame.errors import (AggregameError, GameDefinitionError, InnerSolveErr
                               ScenarioError, SolverError, SolverUnavailableError)
 from aggregame.fairness import DEFAULT_FLOOR_EPS, Fairness, PricedOutRule
 from aggregame.players import Game, Player, individuals, quadratic_users
-from aggregame.price import AffinePrice, FunctionPrice, LinearPrice, PowerPrice, Price
+from aggregame.price import (AffinePrice, FunctionPrice, LinearPrice, PowerPrice, Price,
+                             SaturatingPrice)
 from aggregame.utilities import LogUtility, QuadraticUtility, User, Utility
 
 __version__ = "0.1.0"
@@ -21,5 +22,6 @@ __all__ = [
     "SolverError", "SolverUnavailableError", "DEFAULT_FLOOR_EPS", "Fairness",
     "PricedOutRule", "Game", "Player", "individuals", "quadratic_users",
     "AffinePrice", "FunctionPrice", "LinearPrice", "PowerPrice", "Price",
+    "SaturatingPrice",
     "LogUtility", "QuadraticUtility", "User", "Utility", "__version__",
 ]

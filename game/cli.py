@@ -19,6 +19,9 @@ examples:
   aggregame solve fig4                      equilibrium of the paper's Fig. 4 setting
   aggregame solve fig4 --backend pyomo      the same through Pyomo + Ipopt
   aggregame solve my.toml --json > eq.json  machine-readable result
+  aggregame solve fig4 --method kkt         the stacked KKT system instead
+  aggregame crosscheck fig4_proportional    every method side by side
+  aggregame uniqueness fig4 --starts 5      look for more than one equilibrium
   aggregame check                           is Ipopt reachable from Pyomo here?
 
 Scenario files are TOML; their format is documented in data/README.md.
@@ -46,8 +49,10 @@ def _parser() -> argparse.ArgumentParser:
     solve.add_argument("--backend", choices=["native", "pyomo"],
                        help="inner solver: native numpy (fast) or pyomo (Ipopt, the "
                             "reference); default: the scenario's, else native")
-    solve.add_argument("--method", choices=["best-response"], default="best-response",
-                       help="equilibrium method (default best-response)")
+    solve.add_argument("--method", choices=["best-response", "kkt"],
+                       default="best-response",
+                       help="best-response dynamics (default), or the stacked KKT system "
+                            "solved by Ipopt (its point is then certified by regret)")
     solve.add_argument("--dynamics", choices=["gauss-seidel", "jacobi"],
                        help="update order of the best-response rounds")
     solve.add_argument("--best-response", dest="best_response",
@@ -61,6 +66,31 @@ def _parser() -> argparse.ArgumentParser:
     solve.add_argument("--json", action="store_true",
                        help="print the result as JSON on stdout")
     solve.add_argument("--progress", action="store_true", help="show a progress bar")
+
+    cross = sub.add_parser(
+        "crosscheck", help="solve by best response (both backends) and by KKT, compare",
+        description="Solve SCENARIO by best response with the native and the pyomo "
+                    "backend and by the stacked KKT system; print a side-by-side table. "
+                    "Exit 1 when the profiles differ by more than --rtol or any result "
+                    "is not a certified equilibrium.")
+    cross.add_argument("scenario")
+    cross.add_argument("--rtol", type=float, default=1e-6,
+                       help="agreement tolerance on purchases (relative, default 1e-6)")
+    cross.add_argument("--backends", default="native,pyomo",
+                       help="best-response backends to run (default native,pyomo)")
+
+    uniq = sub.add_parser(
+        "uniqueness", help="probe for several equilibria (the paper's Conjecture 1)",
+        description="Run best response (scan strategy) and the KKT solve from N random "
+                    "starting profiles, cluster the end points, certify each cluster by "
+                    "regret and report how many distinct equilibria were found. A KKT "
+                    "point with positive regret is listed, not counted.")
+    uniq.add_argument("scenario")
+    uniq.add_argument("--starts", type=int, default=10, help="random starts per method")
+    uniq.add_argument("--seed", type=int, default=0, help="seed of the random starts")
+    uniq.add_argument("--methods", default="best-response,kkt",
+                      help="comma-separated: best-response, kkt")
+    uniq.add_argument("--json", action="store_true", help="print the clusters as JSON")
 
     sub.add_parser("scenarios", help="list the scenario files shipped in data/")
     sub.add_parser("check", help="check that Ipopt, cyipopt and PyNumero work here")
@@ -101,8 +131,13 @@ def _cmd_solve(args: argparse.Namespace) -> int:
 
     scenario = load_scenario(args.scenario)
     backend, settings = _settings(args, scenario)
-    eq = solve_equilibrium(scenario.game, backend=backend, settings=settings,
-                           progress=args.progress)
+    if args.method == "kkt":
+        from aggregame.solvers.kkt import solve_kkt
+
+        eq = solve_kkt(scenario.game, certificate_rtol=settings.certificate_rtol)
+    else:
+        eq = solve_equilibrium(scenario.game, backend=backend, settings=settings,
+                               progress=args.progress)
     if args.json:
         print(eq.to_json(indent=1))
     else:
@@ -112,6 +147,60 @@ def _cmd_solve(args: argparse.Namespace) -> int:
         print(eq.reason(), file=sys.stderr)
         return 1
     return 0
+
+
+def _cmd_crosscheck(args: argparse.Namespace) -> int:
+    from aggregame.scenario import load_scenario
+    from aggregame.solvers.compare import crosscheck
+
+    scenario = load_scenario(args.scenario)
+    _, settings = _settings(argparse.Namespace(
+        backend=None, dynamics=None, best_response=None, tol=None, max_rounds=None,
+        seed=None, start=None), scenario)
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    report = crosscheck(scenario.game, settings, backends)
+    report.rtol = args.rtol
+    table = report.table()
+    print(f"scenario {scenario.name}: {scenario.description}")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.6g}"))
+    gap = report.disagreement()
+    if not report.agree:
+        print(f"methods disagree: largest relative profile difference {gap:.3g} "
+              f"(tolerance {args.rtol:g}), or a result is not a certified equilibrium",
+              file=sys.stderr)
+        return 1
+    print(f"all methods agree to {gap:.2g} (tolerance {args.rtol:g})")
+    return 0
+
+
+def _cmd_uniqueness(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from aggregame.scenario import load_scenario
+    from aggregame.solvers.compare import probe_uniqueness
+
+    if args.starts < 1:
+        raise AggregameError(f"--starts must be >= 1, got {args.starts}")
+    scenario = load_scenario(args.scenario)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    bad = [m for m in methods if m not in ("best-response", "kkt")]
+    if bad:
+        raise AggregameError(f"--methods: unknown method(s) {bad}; use best-response, kkt")
+    with tqdm(total=args.starts * len(methods), desc="runs", unit="run",
+              disable=args.json) as bar:
+        report = probe_uniqueness(scenario.game, starts=args.starts, seed=args.seed,
+                                  methods=methods,
+                                  progress=lambda done, total: bar.update(1))
+    found = len(report.equilibria)
+    if args.json:
+        print(report.table().to_json(orient="records"))
+    else:
+        print(f"scenario {scenario.name}: {args.starts} random starts per method "
+              f"(seed {args.seed})")
+        print(report.table().to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        print(f"{found} distinct equilibri{'um' if found == 1 else 'a'} found; "
+              f"{len(report.not_equilibria)} end point(s) that are not equilibria")
+    return 0 if found >= 1 else 1
 
 
 def _cmd_scenarios(args: argparse.Namespace) -> int:
@@ -151,7 +240,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    handler = {"solve": _cmd_solve, "scenarios": _cmd_scenarios, "check": _cmd_check}
+    handler = {"solve": _cmd_solve, "crosscheck": _cmd_crosscheck,
+               "uniqueness": _cmd_uniqueness, "scenarios": _cmd_scenarios,
+               "check": _cmd_check}
     try:
         return handler[args.command](args)
     except AggregameError as err:

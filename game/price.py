@@ -134,6 +134,41 @@ class PowerPrice(Price):
         return {"price": self.kind, "c": self.c, "k": self.k}
 
 
+@dataclass(frozen=True)
+class SaturatingPrice(Price):
+    """p = P (1 - exp(-Y / w)) with P, w > 0: increasing and concave, capped at P.
+
+    It satisfies the paper's Assumption 1b (continuous, increasing), yet a concave
+    price can make J_j non-quasiconcave and the equilibrium non-unique: see
+    data/two_equilibria.toml.
+    """
+
+    P: float
+    w: float
+    kind = "saturating"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "P", check_finite("saturating price", "P", self.P,
+                                                   positive=True))
+        object.__setattr__(self, "w", check_finite("saturating price", "w", self.w,
+                                                   positive=True))
+
+    def value(self, total, lib=np):
+        return self.P * (1 - lib.exp(-total / self.w))
+
+    def derivative(self, total, lib=np):
+        return self.P / self.w * lib.exp(-total / self.w)
+
+    def inverse(self, price: float) -> float:
+        if price <= 0:
+            return 0.0
+        return -self.w * float(np.log1p(-price / self.P)) if price < self.P else \
+            float("inf")
+
+    def describe(self):
+        return {"price": self.kind, "P": self.P, "w": self.w}
+
+
 class FunctionPrice(Price):
     """Any increasing differentiable price given as ``value(Y, lib)`` and its derivative.
 
@@ -183,4 +218,5 @@ class FunctionPrice(Price):
 
 PRICE_KINDS: dict[str, type[Price]] = {
     "linear": LinearPrice, "affine": AffinePrice, "power": PowerPrice,
+    "saturating": SaturatingPrice,
 }

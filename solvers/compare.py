@@ -1,0 +1,163 @@
+"""Cross-checks between methods, and the uniqueness probe of the paper's Conjecture 1.
+
+``crosscheck`` solves one game by best response (both inner backends) and by the
+stacked KKT system and tabulates them side by side. ``probe_uniqueness`` runs best
+response and the KKT solve from many random starting profiles, clusters the end points,
+and keeps as equilibria only the clusters whose points pass the regret certificate: a
+KKT point with positive regret is reported, not counted.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from aggregame.players import Game
+from aggregame.solvers.dynamics import DynamicsSettings, solve_equilibrium
+from aggregame.solvers.kkt import solve_kkt
+from aggregame.solvers.results import Equilibrium
+
+#: Two profiles are the same when max_j |y_j - y'_j| <= this * max(1, max_j y_j).
+SAME_PROFILE_RTOL = 1e-5
+#: Methods agree in the cross-check when their profiles differ by less than this.
+AGREEMENT_RTOL = 1e-6
+
+
+def _row(label: str, eq: Equilibrium) -> dict:
+    return {"method": label, "profile": np.round(eq.profile, 9).tolist(),
+            "price": eq.price, "sum_J": float(np.nansum(eq.welfare)),
+            "total_surplus": float(sum(s.sum() for s in eq.surpluses)),
+            "max_regret": eq.max_regret, "equilibrium": eq.is_equilibrium,
+            "seconds": eq.seconds}
+
+
+@dataclass
+class Crosscheck:
+    """Results of every method on one game, and whether they agree."""
+
+    results: dict[str, Equilibrium]
+    rtol: float = AGREEMENT_RTOL
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame([_row(k, v) for k, v in self.results.items()])
+
+    def disagreement(self) -> float:
+        """Largest relative profile difference between any two methods."""
+        profiles = [eq.profile for eq in self.results.values()]
+        scale = max(1.0, max(float(np.max(np.abs(p))) for p in profiles))
+        return max((float(np.max(np.abs(a - b))) / scale for a in profiles
+                    for b in profiles), default=0.0)
+
+    @property
+    def agree(self) -> bool:
+        return self.disagreement() <= self.rtol and all(
+            eq.is_equilibrium for eq in self.results.values())
+
+
+def crosscheck(game: Game, settings: DynamicsSettings | None = None,
+               backends: Sequence[str] = ("native", "pyomo")) -> Crosscheck:
+    """Best response with each backend, and the stacked KKT solve, on ``game``."""
+    results = {}
+    for backend in backends:
+        results[f"best-response/{backend}"] = solve_equilibrium(game, backend, settings)
+    results["kkt/pyomo"] = solve_kkt(game)
+    return Crosscheck(results)
+
+
+@dataclass(eq=False)
+class Cluster:
+    """End points that coincide, with how many runs of each method reached them."""
+
+    profile: np.ndarray
+    runs: dict[str, int] = field(default_factory=dict)
+    certified: bool = False
+    max_regret: float = np.inf
+    converged: bool = False
+
+
+@dataclass
+class UniquenessReport:
+    """Every run of the probe and the clusters of their end points."""
+
+    runs: pd.DataFrame
+    clusters: list[Cluster]
+
+    @property
+    def equilibria(self) -> list[Cluster]:
+        return [c for c in self.clusters if c.certified and c.converged]
+
+    @property
+    def not_equilibria(self) -> list[Cluster]:
+        return [c for c in self.clusters if not (c.certified and c.converged)]
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame([{
+            "cluster": k, "profile": np.round(c.profile, 6).tolist(),
+            "equilibrium": c.certified and c.converged, "max_regret": c.max_regret,
+            **{f"runs_{m}": n for m, n in c.runs.items()}}
+            for k, c in enumerate(self.clusters)])
+
+
+def random_starts(game: Game, count: int, seed: int) -> np.ndarray:
+    """``count`` profiles, each purchase uniform on the player's feasible interval
+    when the others buy nothing (numpy default_rng(seed))."""
+    rng = np.random.default_rng(seed)
+    caps = np.array([game.feasible_max(j, 0.0) for j in range(len(game.players))])
+    return rng.uniform(0.0, 1.0, (count, caps.size)) * caps
+
+
+def probe_uniqueness(game: Game, starts: int = 10, seed: int = 0,
+                     methods: Sequence[str] = ("best-response", "kkt"),
+                     rtol: float = SAME_PROFILE_RTOL,
+                     progress: Callable[[int, int], None] | None = None
+                     ) -> UniquenessReport:
+    """Run each method from ``starts`` random profiles and cluster the end points.
+
+    A cluster counts as an equilibrium when one of its runs converged and passed the
+    regret certificate; KKT points with positive regret stay visible as clusters that
+    are not equilibria.
+    """
+    profiles = random_starts(game, starts, seed)
+    rows, clusters = [], []
+    total = len(methods) * starts
+    done = 0
+    for method in methods:
+        for k, start in enumerate(profiles):
+            t0 = time.perf_counter()
+            if method == "best-response":
+                # The scan best response: quasiconcavity is what is being probed.
+                eq = solve_equilibrium(game, "native", DynamicsSettings(
+                    start=tuple(start), best_response="scan"))
+            elif method == "kkt":
+                eq = solve_kkt(game, start=start)
+            else:
+                raise ValueError(f"unknown method {method!r}")
+            cluster = _assign(clusters, eq.profile, rtol)
+            cluster.runs[method] = cluster.runs.get(method, 0) + 1
+            ok = eq.converged and eq.certified
+            if ok or not cluster.converged:
+                cluster.converged = cluster.converged or eq.converged
+                cluster.certified = cluster.certified or ok
+            cluster.max_regret = min(cluster.max_regret, eq.max_regret)
+            rows.append({"method": method, "start": k, "start_profile": start.tolist(),
+                         "profile": eq.profile.tolist(), "status": eq.status,
+                         "converged": eq.converged, "certified": eq.certified,
+                         "max_regret": eq.max_regret, "cluster": next(i for i, c in enumerate(clusters) if c is cluster),
+                         "seconds": time.perf_counter() - t0})
+            done += 1
+            if progress is not None:
+                progress(done, total)
+    return UniquenessReport(pd.DataFrame(rows), clusters)
+
+
+def _assign(clusters: list[Cluster], profile: np.ndarray, rtol: float) -> Cluster:
+    scale = rtol * max(1.0, float(np.max(np.abs(profile))))
+    for c in clusters:
+        if float(np.max(np.abs(c.profile - profile))) <= scale:
+            return c
+    clusters.append(Cluster(profile.copy()))
+    return clusters[-1]
