@@ -138,3 +138,13 @@ def test_cli_uniqueness_and_crosscheck():
     assert "all methods agree" in out.stdout
     bad = run_cli("uniqueness", "fig4", "--starts", "0")
     assert bad.returncode == 2 and "--starts must be >= 1" in bad.stderr
+
+
+@pytest.mark.skipif(__import__("aggregame.solvers.kkt", fromlist=["x"]).path_available(),
+                    reason="pathampl is installed here; this checks the refusal")
+def test_asking_for_path_without_it_is_a_clear_error():
+    from aggregame import SolverUnavailableError
+
+    game, _, _ = cournot_game(n=2)
+    with pytest.raises(SolverUnavailableError, match="no `pathampl` executable"):
+        solve_kkt(game, solver_name="path")
