@@ -133,6 +133,13 @@ class Player:
         return out
 
     @cached_property
+    def quadratic_sorted(self) -> tuple[np.ndarray, np.ndarray]:
+        """(a, b) of quadratic members sorted by b, largest first."""
+        fam = self.families[0]
+        order = np.argsort(-fam.params["b"], kind="stable")
+        return fam.params["a"][order], fam.params["b"][order]
+
+    @cached_property
     def marginal_at_zero(self) -> np.ndarray:
         """U_i'(0) of every member: member i is priced out once p >= this."""
         return np.array([m.utility.marginal_at_zero() for m in self.members])
@@ -210,6 +217,9 @@ class Game:
         y_j grows, so the feasible set is [0, y_max] (MODEL.md) and y_max is its root.
         """
         player = self.players[j]
+        exact = _affine_quadratic_capacity(player, self.price, others_total)
+        if exact is not None:
+            return exact
 
         def slack(y: float) -> float:
             price = float(self.price.value(others_total + y))
@@ -234,6 +244,35 @@ class Game:
     def describe(self) -> dict[str, Any]:
         return {"market": self.price.describe(),
                 "players": [p.describe() for p in self.players]}
+
+
+def _affine_quadratic_capacity(player: Player, price: Price, others_total: float
+                               ) -> float | None:
+    """y_max in closed form for quadratic members under an affine price, else None.
+
+    With q = p0 + c Y_-j, y = sum_{i in S} (b_i - q - c y) / a_i over the members S
+    still priced in, so y = sum_S (b_i - q)/a_i / (1 + c sum_S 1/a_i) for the S (a top
+    set by b) consistent with the price it gives.
+    """
+    from aggregame.price import AffinePrice, LinearPrice
+
+    if isinstance(price, LinearPrice):
+        p0, c = 0.0, price.c
+    elif isinstance(price, AffinePrice):
+        p0, c = price.p0, price.c
+    else:
+        return None
+    if len(player.families) != 1 or player.families[0].family is not QuadraticUtility:
+        return None
+    a, b = player.quadratic_sorted
+    q = p0 + c * others_total
+    num = np.cumsum((b - q) / a)
+    den = 1.0 + c * np.cumsum(1.0 / a)
+    y = num / den
+    p_at = q + c * y
+    nxt = np.append(b[1:], -np.inf)
+    ok = (b > p_at) & (p_at >= nxt) & (y > 0)
+    return float(y[np.argmax(ok)]) if ok.any() else 0.0
 
 
 def individuals(users: Sequence[User], rule: PricedOutRule | str = PricedOutRule.FLOOR,

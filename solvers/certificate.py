@@ -2,7 +2,8 @@
 
 regret_j = sup over feasible y_j' of J_j(y_j', y_-j) - J_j(y). The supremum comes from
 the scan best response (grid, price-out points, refined roots), so the certificate
-does not trust quasiconcavity. For a max-min player whose level is flat the regret is
+does not trust quasiconcavity. The exception is a one-member quadratic player under an
+affine price: its payoff is a concave quadratic in y_j, and its closed form is exact. For a max-min player whose level is flat the regret is
 its gain in total surplus, the tie-break it plays by.
 """
 
@@ -13,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aggregame.solvers.best_response import Candidate, best_response
+from aggregame.solvers.best_response import (Candidate, best_response,
+                                             single_member_closed_form)
 from aggregame.solvers.inner import InnerSolver
 
 #: A profile is an equilibrium when every regret is below this, relative to max(1, |J|).
@@ -51,7 +53,12 @@ def certify(inners: list[InnerSolver], profile: np.ndarray,
         here = inner.solve(np.array([profile[j]]), others)
         cur = Candidate(float(profile[j]), float(here.welfare[0]),
                         float(here.tiebreak[0]))
-        br = best_response(inner, others, strategy="scan", current=profile[j])
+        # One-member quadratic players under an affine price have a concave payoff,
+        # so their closed-form best response is the global one; others get the scan.
+        closed = single_member_closed_form(inner.game, j, others,
+                                           inner.game.feasible_max(j, others))
+        br = best_response(inner, others, strategy="bisection" if closed is not None
+                           else "scan", current=profile[j])
         best = Candidate(br.y, br.welfare, br.tiebreak)
         maxmin = math.isinf(inner.game.players[j].alpha)
         if not math.isfinite(cur.welfare):
