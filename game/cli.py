@@ -22,6 +22,8 @@ examples:
   aggregame solve fig4 --method kkt         the stacked KKT system instead
   aggregame crosscheck fig4_proportional    every method side by side
   aggregame uniqueness fig4 --starts 5      look for more than one equilibrium
+  aggregame study fig6 --runs 50            the paper's Figs. 6-7 (results/fig6/)
+  aggregame report --quick                  short studies + results/report.html
   aggregame check                           is Ipopt reachable from Pyomo here?
 
 Scenario files are TOML; their format is documented in data/README.md.
@@ -92,9 +94,39 @@ def _parser() -> argparse.ArgumentParser:
                       help="comma-separated: best-response, kkt")
     uniq.add_argument("--json", action="store_true", help="print the clusters as JSON")
 
+    study = sub.add_parser(
+        "study", help="run one of the paper's Section IV studies (fig3 ... fig13)",
+        description="Run a study of the paper's Section IV and write its folder: tidy "
+                    "results (CSV, Parquet), the figure(s) (PNG, SVG) and settings.json "
+                    "(settings and versions). Runs in parallel; an interrupted study "
+                    "resumes where it stopped.")
+    study.add_argument("name", help="fig3, fig4, fig5, fig6/fig7, fig8/fig9, "
+                                    "fig10/fig11 or fig12/fig13")
+    _study_options(study)
+
+    report = sub.add_parser(
+        "report", help="run missing studies and write one HTML report",
+        description="Write DIR/report.html with every figure and, for each claim of "
+                    "the paper's Section IV, our numbers and whether they support it. "
+                    "Studies missing from DIR are run first.")
+    _study_options(report)
+    report.add_argument("--quick", action="store_true",
+                        help="a short version: at most 3 runs per study")
+
     sub.add_parser("scenarios", help="list the scenario files shipped in data/")
     sub.add_parser("check", help="check that Ipopt, cyipopt and PyNumero work here")
     return parser
+
+
+def _study_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs", type=int, help="runs per configuration (default: the "
+                                           "study's, 50 where the paper used 50)")
+    p.add_argument("--seed", type=int, default=0, help="base seed: run r uses seed+r")
+    p.add_argument("--workers", type=int, help="local processes (default: all cores)")
+    p.add_argument("--out", default="results", help="output folder (default results/)")
+    p.add_argument("--backend", choices=["native", "pyomo"], default="native")
+    p.add_argument("--dask", metavar="ADDRESS",
+                   help="run on a Dask cluster (scheduler address) instead")
 
 
 def _settings(args: argparse.Namespace, scenario) -> tuple[str, object]:
@@ -203,6 +235,41 @@ def _cmd_uniqueness(args: argparse.Namespace) -> int:
     return 0 if found >= 1 else 1
 
 
+def _cmd_study(args: argparse.Namespace) -> int:
+    from aggregame.studies import run_study
+
+    result = run_study(args.name, out=args.out, runs=args.runs, seed=args.seed,
+                       workers=args.workers, dask_address=args.dask,
+                       backend=args.backend)
+    print(f"{result.name}: {len(result.table)} rows, figures {', '.join(result.figures)}"
+          f" in {result.folder} ({result.seconds:.1f} s, {result.ran} runs computed "
+          f"now)")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    import time
+
+    from aggregame.studies import STUDIES, run_study
+    from aggregame.studies.report import ORDER, write_report
+
+    start = time.perf_counter()
+    for name in ORDER:
+        runs = args.runs
+        if args.quick:
+            import importlib
+
+            module = importlib.import_module(f"aggregame.studies.{STUDIES[name]}")
+            runs = min(runs or module.DEFAULT_RUNS, 3)
+        result = run_study(name, out=args.out, runs=runs, seed=args.seed,
+                           workers=args.workers, dask_address=args.dask,
+                           backend=args.backend)
+        print(f"{name}: {result.folder} ({result.seconds:.1f} s)")
+    path = write_report(args.out, time.perf_counter() - start)
+    print(f"report: {path}")
+    return 0
+
+
 def _cmd_scenarios(args: argparse.Namespace) -> int:
     from aggregame import data
     from aggregame.scenario import load_scenario
@@ -241,7 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     handler = {"solve": _cmd_solve, "crosscheck": _cmd_crosscheck,
-               "uniqueness": _cmd_uniqueness, "scenarios": _cmd_scenarios,
+               "uniqueness": _cmd_uniqueness, "study": _cmd_study,
+               "report": _cmd_report, "scenarios": _cmd_scenarios,
                "check": _cmd_check}
     try:
         return handler[args.command](args)

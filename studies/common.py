@@ -1,0 +1,107 @@
+"""Choices shared by every study of Section IV, fixed once here (and saved with results).
+
+Where the paper leaves a parameter open we choose, and say so:
+
+* small users: a ~ U(0.1, 0.9), b ~ U(0, 10) (paper Sec. IV-A), drawn per run with
+  numpy's default_rng(seed + run);
+* price p = 0.001 Y (paper Sec. IV-B);
+* the large user: U = -a x^2 + b x with a = 0.5 (the small users' mean a; the paper
+  gives none) and b = K a; K = 400 unless a study sweeps it (top of Fig. 5's range);
+* users are split among M aggregators round-robin by draw order (user i joins
+  aggregator i mod M), so aggregators are statistically alike;
+* priced-out rule: floor with eps = 0.01 (MODEL.md); max-min is also run under the
+  strict and viable rules where a study shows it, since under the floor rule it
+  behaves like social welfare (MODEL.md, "Max-min under the floor rule");
+* alpha grid of Figs. 10-11: 0, 0.25, 0.5, 1, 2, 4, inf.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from aggregame import (Game, LinearPrice, Player, QuadraticUtility, User,
+                       quadratic_users)
+from aggregame.solvers.dynamics import DynamicsSettings, solve_equilibrium
+from aggregame.solvers.results import Equilibrium
+
+
+@dataclass(frozen=True)
+class PaperChoices:
+    """The fixed choices above, as data saved next to every result."""
+
+    c: float = 0.001
+    small_a: tuple[float, float] = (0.1, 0.9)
+    small_b: tuple[float, float] = (0.0, 10.0)
+    large_a: float = 0.5
+    large_K: float = 400.0
+    rule: str = "floor"
+    eps: float = 0.01
+    split: str = "round-robin"
+    alpha_grid: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, math.inf)
+
+    def describe(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["alpha_grid"] = ["inf" if math.isinf(a) else a for a in self.alpha_grid]
+        return out
+
+
+CHOICES = PaperChoices()
+
+
+def small_users(n: int, seed: int) -> list[User]:
+    """n small users of the paper's distribution, reproducible from ``seed``."""
+    rng = np.random.default_rng(seed)
+    a = rng.uniform(*CHOICES.small_a, n)
+    b = rng.uniform(*CHOICES.small_b, n)
+    return quadratic_users(a, b, "s")
+
+
+def large_user(K: float = CHOICES.large_K) -> User:
+    """The large user with K = b / a (b = 0 when K = 0: it buys nothing)."""
+    return User("large", QuadraticUtility(CHOICES.large_a, CHOICES.large_a * K))
+
+
+def alone(users: Sequence[User], with_large: float | None = None) -> Game:
+    """Every user trading alone; with a large user of size K if given."""
+    players = [Player.individual(u, rule=CHOICES.rule, eps=CHOICES.eps) for u in users]
+    if with_large is not None:
+        players.append(Player.individual(large_user(with_large), rule=CHOICES.rule,
+                                         eps=CHOICES.eps))
+    return Game(tuple(players), LinearPrice(CHOICES.c))
+
+
+def aggregated(users: Sequence[User], alphas: Sequence[float | str],
+               with_large: float | None = CHOICES.large_K, rule: str | None = None
+               ) -> Game:
+    """Users split round-robin among len(alphas) aggregators with those alphas."""
+    m = len(alphas)
+    players = [Player.aggregator(f"aggregator-{k + 1}", users[k::m], alpha=alpha,
+                                 rule=rule or CHOICES.rule, eps=CHOICES.eps)
+               for k, alpha in enumerate(alphas)]
+    if with_large is not None:
+        players.append(Player.individual(large_user(with_large), rule=CHOICES.rule,
+                                         eps=CHOICES.eps))
+    return Game(tuple(players), LinearPrice(CHOICES.c))
+
+
+def solve(game: Game, backend: str = "native") -> Equilibrium:
+    """A certified equilibrium, or an error naming why there is none (never a silent
+    non-equilibrium in a study's results)."""
+    eq = solve_equilibrium(game, backend=backend, settings=DynamicsSettings(
+        max_rounds=500))
+    if not eq.is_equilibrium:
+        from aggregame.errors import SolverError
+
+        raise SolverError(eq.reason())
+    return eq
+
+
+def small_user_outcomes(eq: Equilibrium) -> tuple[np.ndarray, np.ndarray]:
+    """Consumption and surplus of every small user (members named s...)."""
+    table = eq.members_table()
+    small = table[table["member"].str.startswith("s")]
+    return small["x"].to_numpy(), small["surplus"].to_numpy()
