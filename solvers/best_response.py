@@ -328,23 +328,26 @@ def scan(f: _Counted, game, j: int, others_total: float, y_max: float, maxmin: b
                                             fixed]), 0.0, y_max))
     batch = f(pts)
     cands = _candidates(batch)
-    if maxmin:
+    # A max-min player whose level is flat at y = 0 (pts[0]) is flat everywhere and
+    # decided by its tie-break, which has a derivative: refine like the others.
+    tiebreak = maxmin and batch.tiebreak_derivative is not None and bool(
+        np.isfinite(batch.tiebreak_derivative[0]))
+    if maxmin and not tiebreak:
         best = int(np.argmax([c.welfare for c in cands]))
-        order = [c for c in cands]
         # Refine around the best grid point, and around the best tie-break among
         # the points that share the best level.
-        for k in {best, _best_index(order, maxmin)}:
+        for k in {best, _best_index(cands, maxmin)}:
             lo = pts[max(k - 1, 0)]
             hi = pts[min(k + 1, len(pts) - 1)]
             if hi > lo:
                 cands = _golden(f, float(lo), float(hi), maxmin, xtol)[::-1] + cands
         return cands
-    d = slopes(batch)
+    d = slopes(batch, tiebreak)
     roots: list[Candidate] = []
     for k in range(len(pts) - 1):
         if d[k] > 0 and d[k + 1] < 0:
             root = _root_of_slope(f, float(pts[k]), float(pts[k + 1]), d[k], d[k + 1],
-                                  xtol)
+                                  xtol, tiebreak)
             roots += _candidates(f([root]))
     return roots + cands  # refined roots first: they win ties against grid points
 

@@ -106,11 +106,25 @@ def versions() -> dict[str, str]:
             "matplotlib": matplotlib.__version__, "machine": platform.machine()}
 
 
+def _atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Write through a temporary file in the same folder, then rename over ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def write_outputs(out: Path, table: pd.DataFrame, settings: dict[str, Any],
                   seconds: float) -> None:
-    """results.csv, results.parquet and settings.json (with versions and time)."""
-    table.to_csv(out / "results.csv", index=False)
-    table.to_parquet(out / "results.parquet", index=False)
+    """results.csv, results.parquet and settings.json (with versions and time), each
+    complete or absent."""
+    _atomic(out / "results.csv", lambda p: table.to_csv(p, index=False))
+    _atomic(out / "results.parquet", lambda p: table.to_parquet(p, index=False))
     meta = {"settings": settings, "versions": versions(),
             "seconds": round(seconds, 3), "written": time.strftime("%Y-%m-%d %H:%M:%S")}
-    (out / "settings.json").write_text(json.dumps(meta, indent=1, default=str))
+    _atomic(out / "settings.json",
+            lambda p: p.write_text(json.dumps(meta, indent=1, default=str)))
