@@ -130,27 +130,30 @@ def _study_options(p: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace, scenario) -> tuple[str, object]:
+    """Backend and dynamics settings: the scenario's [solver] table, overridden by
+    whichever of the solve command's flags ``args`` has and sets."""
     from aggregame.solvers.dynamics import DynamicsSettings
 
     cfg = dict(scenario.solver)
-    backend = args.backend or cfg.pop("backend", "native")
+    backend = getattr(args, "backend", None) or cfg.get("backend", "native")
     cfg.pop("backend", None)
-    if args.dynamics:
+    if getattr(args, "dynamics", None):
         cfg["method"] = args.dynamics
     for key in ("best_response", "tol", "max_rounds", "seed"):
-        value = getattr(args, key)
+        value = getattr(args, key, None)
         if value is not None:
             cfg[key] = value
-    if args.start is not None:
-        if args.start in ("zero", "random"):
-            cfg["start"] = args.start
+    start = getattr(args, "start", None)
+    if start is not None:
+        if start in ("zero", "random"):
+            cfg["start"] = start
         else:
             try:
-                cfg["start"] = tuple(float(v) for v in args.start.split(","))
+                cfg["start"] = tuple(float(v) for v in start.split(","))
             except ValueError:
                 raise AggregameError(
                     f"--start must be 'zero', 'random' or numbers separated by commas, "
-                    f"got {args.start!r}") from None
+                    f"got {start!r}") from None
     try:
         return backend, DynamicsSettings(**cfg)
     except TypeError as err:
@@ -186,9 +189,7 @@ def _cmd_crosscheck(args: argparse.Namespace) -> int:
     from aggregame.solvers.compare import crosscheck
 
     scenario = load_scenario(args.scenario)
-    _, settings = _settings(argparse.Namespace(
-        backend=None, dynamics=None, best_response=None, tol=None, max_rounds=None,
-        seed=None, start=None), scenario)
+    _, settings = _settings(args, scenario)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     report = crosscheck(scenario.game, settings, backends)
     report.rtol = args.rtol
@@ -319,6 +320,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("aggregame: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and closed: not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
