@@ -144,14 +144,15 @@ class Player:
         """U_i'(0) of every member: member i is priced out once p >= this."""
         return np.array([m.utility.marginal_at_zero() for m in self.members])
 
-    def zero_surplus_consumption(self, price: float) -> np.ndarray:
+    def zero_surplus_consumption(self, price: float | np.ndarray) -> np.ndarray:
         """x_i at which member i's surplus returns to zero at this price (0 if priced
-        out): member i's feasible consumption is [0, this]."""
-        out = np.zeros(self.size)
+        out): member i's feasible consumption is [0, this]. For prices of shape (G,)
+        the result has shape (G, members)."""
+        price = np.asarray(price, dtype=float)[..., None]
+        out = np.zeros(price.shape[:-1] + (self.size,))
         for fam in self.families:
-            out[fam.index] = fam.family.zero_surplus_consumption(np.full(len(fam.index),
-                                                                         price),
-                                                                 fam.params)
+            at = np.broadcast_to(price, price.shape[:-1] + (len(fam.index),))
+            out[..., fam.index] = fam.family.zero_surplus_consumption(at, fam.params)
         return out
 
     def describe(self) -> dict[str, Any]:

@@ -4,8 +4,10 @@ Two strategies over the feasible interval [0, y_max(Y_-j)] (MODEL.md):
 
 * ``bisection``: the paper's quasiconcave search, on the sign of the *total*
   derivative dJ_j/dy_j (not lambda alone: the price moves with y_j). Fast, and right
-  wherever J_j is quasiconcave. One-member quadratic players under an affine price
-  use their closed form instead.
+  wherever J_j is quasiconcave.
+
+One-member quadratic players under an affine price have a concave payoff; both
+strategies take their closed form, which is exact.
 * ``scan``: does not trust quasiconcavity. Samples J_j and dJ_j/dy_j on a grid plus
   both sides of every price-out point (where a member's U'(0) equals the price),
   refines every sign change of the derivative and keeps the best candidate. This is
@@ -73,11 +75,7 @@ def _candidates(batch: InnerBatch) -> list[Candidate]:
 
 
 def _best(cands: list[Candidate], maxmin: bool) -> Candidate:
-    best = cands[0]
-    for c in cands[1:]:
-        if c.beats(best, maxmin):
-            best = c
-    return best
+    return cands[_best_index(cands, maxmin)]
 
 
 @dataclass(frozen=True)
@@ -155,10 +153,7 @@ def _zoom(f: _Counted, lo: float, hi: float, maxmin: bool, xtol: float
         pts = np.linspace(lo, hi, ZOOM_POINTS)
         cands = _candidates(f(pts))
         seen += cands
-        k = 0
-        for i, c in enumerate(cands):
-            if c.beats(cands[k], maxmin, rtol=0.0):
-                k = i
+        k = _best_index(cands, maxmin, rtol=0.0)
         lo, hi = float(pts[max(k - 1, 0)]), float(pts[min(k + 1, ZOOM_POINTS - 1)])
         if hi - lo <= xtol:
             return seen
@@ -209,6 +204,8 @@ def best_response(inner: InnerSolver, others_total: float, *, strategy: str = "b
         How far the player moved last round; bisection probes around ``current``
         with it to start from a narrow bracket.
     """
+    if strategy not in ("bisection", "scan"):
+        raise ValueError(f"strategy must be 'bisection' or 'scan', got {strategy!r}")
     game, j = inner.game, inner.index
     maxmin = math.isinf(game.players[j].alpha)
     y_max = game.feasible_max(j, others_total)
@@ -223,7 +220,7 @@ def best_response(inner: InnerSolver, others_total: float, *, strategy: str = "b
         return BestResponse(0.0, cands[0].welfare, cands[0].tiebreak, strategy,
                             f.count, y_max)
     single = single_member_closed_form(game, j, others_total, y_max)
-    if strategy == "bisection" and single is not None:
+    if single is not None:  # exact for either strategy: the payoff is concave
         cands = _candidates(f(np.array([single] + fixed)))
     elif strategy == "bisection":
         probes = list(fixed)
@@ -257,11 +254,9 @@ def best_response(inner: InnerSolver, others_total: float, *, strategy: str = "b
                                       ds[first_down], xtol, tiebreak)
             # First in the list wins ties: the refined root is the most accurate.
             cands = _candidates(f([root])) + cands
-    elif strategy == "scan":
+    else:
         cands = scan(f, game, j, others_total, y_max, maxmin,
                      golden_xtol if maxmin else xtol, fixed)
-    else:
-        raise ValueError(f"strategy must be 'bisection' or 'scan', got {strategy!r}")
     best = _best(cands, maxmin)
     here = None
     if current is not None:
@@ -352,9 +347,10 @@ def scan(f: _Counted, game, j: int, others_total: float, y_max: float, maxmin: b
     return roots + cands  # refined roots first: they win ties against grid points
 
 
-def _best_index(cands: list[Candidate], maxmin: bool) -> int:
+def _best_index(cands: list[Candidate], maxmin: bool, rtol: float = TIE_RTOL) -> int:
+    """Index of the best candidate; the first one wins ties."""
     best = 0
     for k, c in enumerate(cands):
-        if c.beats(cands[best], maxmin):
+        if c.beats(cands[best], maxmin, rtol):
             best = k
     return best

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aggregame.solvers.best_response import (Candidate, best_response,
-                                             single_member_closed_form)
+from aggregame.solvers.best_response import Candidate, best_response
 from aggregame.solvers.inner import InnerSolver
 
 #: A profile is an equilibrium when every regret is below this, relative to max(1, |J|).
@@ -53,12 +52,7 @@ def certify(inners: list[InnerSolver], profile: np.ndarray,
         here = inner.solve(np.array([profile[j]]), others)
         cur = Candidate(float(profile[j]), float(here.welfare[0]),
                         float(here.tiebreak[0]))
-        # One-member quadratic players under an affine price have a concave payoff,
-        # so their closed-form best response is the global one; others get the scan.
-        closed = single_member_closed_form(inner.game, j, others,
-                                           inner.game.feasible_max(j, others))
-        br = best_response(inner, others, strategy="bisection" if closed is not None
-                           else "scan", current=profile[j])
+        br = best_response(inner, others, strategy="scan", current=profile[j])
         best = Candidate(br.y, br.welfare, br.tiebreak)
         maxmin = math.isinf(inner.game.players[j].alpha)
         if not math.isfinite(cur.welfare):

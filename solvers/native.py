@@ -87,16 +87,6 @@ class NativeInner:
             self._b[fam.index[order]] = fam.params["b"][order]
 
     # -- utility pieces over (G, N) ---------------------------------------------
-    def _xbar(self, price: np.ndarray) -> np.ndarray:
-        if self._all_quadratic:  # the same closed form as QuadraticUtility's
-            return np.maximum(self._b - price[:, None], 0.0) / self._a
-        g = price.shape[0]
-        out = np.empty((g, self.player.size))
-        for fam in self._families:
-            pr = np.broadcast_to(price[:, None], (g, len(fam.index)))
-            out[:, fam.index] = fam.family.zero_surplus_consumption(pr, fam.params)
-        return out
-
     def _U(self, x):  # noqa: N802
         if self._all_quadratic:
             return -self._a * x**2 + self._b * x
@@ -254,7 +244,7 @@ class NativeInner:
             price, slope_p = np.full(y.shape, float(fixed_price)), np.zeros(y.shape)
         p2 = price[:, None]
         priced_out = self._u0[None, :] <= p2
-        xbar = self._xbar(price)
+        xbar = self.player.zero_surplus_consumption(price)
         weight, floor = member_terms(player, priced_out)
         cap = xbar.sum(axis=1)
         if self.fairness.is_maxmin:
@@ -347,9 +337,7 @@ class NativeInner:
                       slope_p):
         player = self.player
         g = y.size
-        counted = weight > 0
-        if self.fairness.rule.value == "strict":
-            counted = np.ones_like(priced_out)  # priced-out members pin t at 0
+        counted = weight > 0  # under strict, priced-out members count (pin t at 0)
         # Level t*: the largest t in [0, t_hi] with sum lo_i(t) <= y <= sum hi_i(t),
         # i.e. min(t_hi, root of sum hi_i(t) = y, root of sum lo_i(t) = y); both sums
         # are monotone in t (uncounted members span [0, xbar] whatever t is).
