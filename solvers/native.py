@@ -377,7 +377,10 @@ class NativeInner:
             at_top = residual(t_hi)[0] >= 0  # feasible all the way up: no root
             if at_top.all():
                 continue
-            root, _ = _decreasing_root(residual, zero, t_hi.copy(), 0.5 * t_hi, atol,
+            # Rows feasible up to t_hi keep t_hi: they are not solved, and the start
+            # is what an inactive row returns.
+            root, _ = _decreasing_root(residual, zero, t_hi.copy(),
+                                       np.where(at_top, t_hi, 0.5 * t_hi), atol,
                                        active=~at_top)
             t_star = np.minimum(t_star, root)
         t_lo = t_star
