@@ -33,6 +33,7 @@ import pyomo.environ as pyo
 from pyomo.core.expr.calculus.derivatives import Modes, differentiate
 from pyomo.mpec import Complementarity, complements
 
+from aggregame.allocation import member_terms
 from aggregame.models.aggregator import add_aggregator
 from aggregame.players import Game
 
@@ -101,8 +102,6 @@ def build_kkt_model(game: Game, status: list[PlayerStatus]) -> pyo.ConcreteModel
 
 
 def _apply_status(blk: pyo.Block, player, status: PlayerStatus) -> None:
-    from aggregame.solvers.inner import member_terms
-
     weight, floor = member_terms(player, np.array(status.priced_out))
     for k, name in enumerate(blk.MEMBERS):
         blk.member_weight[name].set_value(float(weight[k]))

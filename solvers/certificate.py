@@ -1,70 +1,235 @@
-"""Certificate of equilibrium: every player's regret at a profile (MODEL.md).
+"""Certificate of equilibrium: every player's regret at a profile (docs/model.md).
 
-regret_j = sup over feasible y_j' of J_j(y_j', y_-j) - J_j(y). The supremum comes from
-the scan best response (grid, price-out points, refined roots), so the certificate
-does not trust quasiconcavity. The exception is a one-member quadratic player under an
-affine price: its payoff is a concave quadratic in y_j, and its closed form is exact. For a max-min player whose level is flat the regret is
-its gain in total surplus, the tie-break it plays by.
+regret_j = sup over feasible y_j' of J_j(y_j', y_-j) - J_j(y). The certificate shares
+nothing with the code that produced the profile that could be wrong the same way:
+
+* it builds its own native inner solvers (no warm state from the dynamics) and
+  evaluates every deviation *alone*, one purchase per solve, each checked by its
+  optimality residual (aggregame.allocation; a row that fails is re-solved by
+  bisection or raises);
+* it uses neither derivatives nor quasiconcavity: a grid over the whole feasible
+  interval, both sides of every price-out point and price kink, then golden-section
+  refinement around every local maximum of the samples;
+* regret is scale-free: relative to the range of J_j over the sampled feasible
+  interval, so a tolerance means the same at alpha = 0 (J ~ 1e2) and alpha = 100
+  (J ~ -1e-103). Max-min compares (level, total surplus) lexicographically: a level
+  gain is measured on the level's range, a tie-break gain on the total surplus's.
+
+``method="global"`` proves a bound instead of searching: see
+solvers/global_certificate.py.
 """
 
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from aggregame.solvers.best_response import Candidate, best_response
-from aggregame.solvers.inner import InnerSolver
+from aggregame.errors import GameDefinitionError
+from aggregame.players import Game
+from aggregame.solvers.native import NativeInner
 
-#: A profile is an equilibrium when every regret is below this, relative to max(1, |J|).
-CERTIFICATE_RTOL = 1e-7
+#: A profile is an equilibrium when every relative regret is below this.
+CERTIFICATE_RTOL = 1e-6
+#: Largest tolerance accepted: beyond it "certified" would not mean an equilibrium.
+MAX_CERTIFICATE_RTOL = 1e-2
+#: Evenly spaced purchases sampled on every player's feasible interval.
+GRID_POINTS = 64
+#: Local maxima of the samples refined by golden section, per player.
+REFINED_MAXIMA = 4
+#: Width (relative to the feasible interval) at which golden section stops.
+REFINE_RTOL = 1e-10
+#: Price-out points sampled at most (both sides of each), spread evenly beyond that.
+MAX_KINKS = 256
+#: Two max-min levels closer than this (relative to the level's range) are equal,
+#: and the total surplus decides.
+LEVEL_TIE_RTOL = 1e-9
+
+_GOLDEN = (math.sqrt(5) - 1) / 2
+
+
+class CertificateMethod(str, enum.Enum):
+    """How regrets are measured: a sampled search, or SCIP's proven bounds."""
+
+    SCAN = "scan"
+    GLOBAL = "global"
+
+
+def check_rtol(rtol: float) -> float:
+    """The certificate tolerance as a float in (0, MAX_CERTIFICATE_RTOL], or an error."""
+    if isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not (
+            0 < float(rtol) <= MAX_CERTIFICATE_RTOL):
+        raise GameDefinitionError(
+            f"settings: field 'certificate_rtol' must be a number in (0, "
+            f"{MAX_CERTIFICATE_RTOL:g}], got {rtol!r}")
+    return float(rtol)
 
 
 @dataclass(frozen=True)
 class Certificate:
-    """Regret of each player at ``profile``, and the deviation that achieves it."""
+    """Regret of each player at ``profile``, and the deviation that achieves it.
+
+    Attributes
+    ----------
+    regrets : raw gain of the best deviation found (payoff units; for a max-min
+        player whose level ties, total-surplus units).
+    relative_regrets : regrets over the payoff's range on the feasible interval:
+        the scale-free number ``rtol`` is compared with.
+    deviations : the best purchase found for each player.
+    welfare : J_j at the profile.
+    evaluations : inner solves made, in all.
+    """
 
     profile: np.ndarray
     regrets: np.ndarray
+    relative_regrets: np.ndarray
     deviations: np.ndarray
     welfare: np.ndarray
     rtol: float
+    method: CertificateMethod = CertificateMethod.SCAN
+    evaluations: int = 0
 
     @property
     def max_regret(self) -> float:
-        return float(np.max(self.regrets)) if self.regrets.size else 0.0
+        """Largest relative regret (0 for a game without players)."""
+        return float(np.max(self.relative_regrets)) if self.regrets.size else 0.0
 
     @property
     def certified(self) -> bool:
-        limit = self.rtol * np.maximum(1.0, np.abs(np.nan_to_num(self.welfare)))
-        return bool(np.all(self.regrets <= limit))
+        return bool(np.all(self.relative_regrets <= self.rtol))
 
 
-def certify(inners: list[InnerSolver], profile: np.ndarray,
-            rtol: float = CERTIFICATE_RTOL) -> Certificate:
-    """Regret of every player at ``profile`` by a scan of its whole feasible interval."""
-    profile = np.asarray(profile, dtype=float)
-    total = float(profile.sum())
-    regrets, deviations, welfare = [], [], []
-    for j, inner in enumerate(inners):
-        others = total - profile[j]
-        here = inner.solve(np.array([profile[j]]), others)
-        cur = Candidate(float(profile[j]), float(here.welfare[0]),
-                        float(here.tiebreak[0]))
-        br = best_response(inner, others, strategy="scan", current=profile[j])
-        best = Candidate(br.y, br.welfare, br.tiebreak)
-        maxmin = math.isinf(inner.game.players[j].alpha)
-        if not math.isfinite(cur.welfare):
-            regret = math.inf if math.isfinite(best.welfare) else 0.0
-        elif best.beats(cur, maxmin):
-            gain = best.welfare - cur.welfare
-            regret = gain if gain > 0 and not (maxmin and gain <= 1e-11 * max(
-                1.0, abs(cur.welfare))) else best.tiebreak - cur.tiebreak
+@dataclass(frozen=True)
+class _Payoff:
+    y: float
+    welfare: float
+    tiebreak: float
+
+
+class _Deviations:
+    """Payoffs of one player's purchases, each solved alone, with the sampled ranges."""
+
+    def __init__(self, inner: NativeInner, others: float, maxmin: bool) -> None:
+        self.inner, self.others, self.maxmin = inner, others, maxmin
+        self.seen: list[_Payoff] = []
+
+    def __call__(self, y: float) -> _Payoff:
+        sol = self.inner.solve(np.array([y]), self.others)
+        out = _Payoff(float(y), float(sol.welfare[0]), float(sol.tiebreak[0]))
+        self.seen.append(out)
+        return out
+
+    def key(self, p: _Payoff) -> tuple[float, float]:
+        """Order of payoffs: J, then (max-min only) total surplus where levels tie."""
+        if not self.maxmin:
+            return (p.welfare, 0.0)
+        quantum = LEVEL_TIE_RTOL * max(self.span("welfare"), 1e-300)
+        return (math.floor(p.welfare / quantum) * quantum if math.isfinite(p.welfare)
+                else p.welfare, p.tiebreak)
+
+    def span(self, field: str) -> float:
+        vals = [getattr(p, field) for p in self.seen if math.isfinite(p.welfare)]
+        return (max(vals) - min(vals)) if vals else 0.0
+
+
+def _sample_points(game: Game, j: int, others: float, y_max: float,
+                   current: float) -> np.ndarray:
+    """Grid, both sides of each price-out point, and the current purchase."""
+    grid = np.linspace(0.0, y_max, GRID_POINTS)
+    thresholds = np.unique(game.players[j].marginal_at_zero)
+    kinks = np.array([game.price.inverse(float(b)) for b in thresholds]) - others
+    kinks = kinks[(kinks > 0) & (kinks < y_max)]
+    if kinks.size > MAX_KINKS:
+        kinks = kinks[np.linspace(0, kinks.size - 1, MAX_KINKS).astype(int)]
+    delta = 1e-9 * max(y_max, 1.0)
+    pts = np.concatenate([grid, kinks - delta, kinks + delta, [current]])
+    return np.unique(np.clip(pts, 0.0, y_max))
+
+
+def _golden(dev: _Deviations, lo: float, hi: float, xtol: float) -> None:
+    """Golden-section search of [lo, hi]; every evaluation lands in ``dev.seen``."""
+    c, d = hi - _GOLDEN * (hi - lo), lo + _GOLDEN * (hi - lo)
+    fc, fd = dev(c), dev(d)
+    while hi - lo > xtol:
+        if dev.key(fc) >= dev.key(fd):
+            hi, d, fd = d, c, fc
+            c = hi - _GOLDEN * (hi - lo)
+            fc = dev(c)
         else:
-            regret = max(best.welfare - cur.welfare, 0.0)
-        regrets.append(regret)
-        deviations.append(br.y)
-        welfare.append(cur.welfare)
-    return Certificate(profile, np.array(regrets), np.array(deviations),
-                       np.array(welfare), rtol)
+            lo, c, fc = c, d, fd
+            d = lo + _GOLDEN * (hi - lo)
+            fd = dev(d)
+
+
+def _local_maxima(keys: list[tuple[float, float]]) -> list[int]:
+    """Indices of samples at least as good as both neighbours, best first."""
+    n = len(keys)
+    peaks = [k for k in range(n) if (k == 0 or keys[k] >= keys[k - 1]) and
+             (k == n - 1 or keys[k] >= keys[k + 1])]
+    return sorted(peaks, key=lambda k: keys[k], reverse=True)[:REFINED_MAXIMA]
+
+
+def _player_regret(game: Game, j: int, profile: np.ndarray
+                   ) -> tuple[float, float, float, float, int]:
+    """(raw regret, relative regret, best deviation, J at the profile, solves)."""
+    others = float(profile.sum() - profile[j])
+    maxmin = game.players[j].fairness.is_maxmin
+    dev = _Deviations(NativeInner(game, j), others, maxmin)
+    here = dev(float(profile[j]))
+    y_max = game.feasible_max(j, others)
+    pts = _sample_points(game, j, others, y_max, min(float(profile[j]), y_max))
+    samples = [dev(float(y)) for y in pts]
+    keys = [dev.key(p) for p in samples]
+    xtol = max(REFINE_RTOL * y_max, 1e-300)
+    for k in _local_maxima(keys):
+        lo, hi = float(pts[max(k - 1, 0)]), float(pts[min(k + 1, len(pts) - 1)])
+        if hi > lo:
+            _golden(dev, lo, hi, xtol)
+    best = max(dev.seen, key=dev.key)
+    raw, rel = _gain(dev, here, best)
+    return raw, rel, best.y, here.welfare, len(dev.seen)
+
+
+def _gain(dev: _Deviations, here: _Payoff, best: _Payoff) -> tuple[float, float]:
+    """Raw and relative gain of ``best`` over ``here`` (0 when it is no better)."""
+    if not math.isfinite(here.welfare):
+        return (math.inf, math.inf) if math.isfinite(best.welfare) else (0.0, 0.0)
+    if dev.key(best) <= dev.key(here):
+        return 0.0, 0.0
+    field = "welfare"
+    if dev.maxmin and dev.key(best)[0] == dev.key(here)[0]:
+        field = "tiebreak"
+    raw = getattr(best, field) - getattr(here, field)
+    if raw <= 0:
+        return 0.0, 0.0
+    span = dev.span(field)
+    return raw, (raw / span if span > 0 else math.inf)
+
+
+def certify(game: Game, profile: np.ndarray, rtol: float = CERTIFICATE_RTOL, *,
+            method: CertificateMethod | str = CertificateMethod.SCAN,
+            **global_options) -> Certificate:
+    """Regret of every player at ``profile``.
+
+    Parameters
+    ----------
+    game : Game
+    profile : (players,) purchases.
+    rtol : tolerance on each relative regret, in (0, 1e-2].
+    method : 'scan' (the sampled search described in the module docstring) or
+        'global' (SCIP's proven bounds; ``global_options`` go to
+        :func:`aggregame.solvers.global_certificate.certify_global`).
+    """
+    rtol = check_rtol(rtol)
+    method = CertificateMethod(method)
+    profile = np.asarray(profile, dtype=float)
+    if method is CertificateMethod.GLOBAL:
+        from aggregame.solvers.global_certificate import certify_global
+
+        return certify_global(game, profile, rtol=rtol, **global_options).as_certificate()
+    rows = [_player_regret(game, j, profile) for j in range(len(game.players))]
+    raw, rel, deviation, welfare, solves = (np.array(col) for col in zip(*rows))
+    return Certificate(profile, raw, rel, deviation, welfare, rtol, method,
+                       int(solves.sum()))

@@ -25,7 +25,7 @@ import numpy as np
 from aggregame.errors import GameDefinitionError
 from aggregame.players import Game
 from aggregame.solvers.best_response import Candidate, best_response
-from aggregame.solvers.certificate import CERTIFICATE_RTOL, certify
+from aggregame.solvers.certificate import CERTIFICATE_RTOL, certify, check_rtol
 from aggregame.solvers.inner import InnerSolver
 from aggregame.solvers.results import Equilibrium
 
@@ -57,7 +57,8 @@ class DynamicsSettings:
     max_rounds : round limit; reaching it is reported as not converged.
     start : 'zero', 'random' or a list of purchases, one per player.
     seed : seed of the random start.
-    certificate_rtol : regret tolerance of the certificate, relative to max(1, |J|).
+    certificate_rtol : tolerance of the certificate on each player's regret relative
+        to the range of its payoff over its feasible interval, in (0, 1e-2].
     """
 
     method: str = "gauss-seidel"
@@ -77,10 +78,13 @@ class DynamicsSettings:
             raise GameDefinitionError(
                 f"settings: field 'best_response' must be one of {list(STRATEGIES)}, "
                 f"got {self.best_response!r}")
-        if not (isinstance(self.tol, (int, float)) and 0 < self.tol < 1):
+        object.__setattr__(self, "certificate_rtol", check_rtol(self.certificate_rtol))
+        if isinstance(self.tol, bool) or not (isinstance(self.tol, (int, float))
+                                              and 0 < self.tol < 1):
             raise GameDefinitionError(
                 f"settings: field 'tol' must be in (0, 1), got {self.tol!r}")
-        if not (isinstance(self.max_rounds, int) and self.max_rounds >= 1):
+        if isinstance(self.max_rounds, bool) or not (isinstance(self.max_rounds, int)
+                                                     and self.max_rounds >= 1):
             raise GameDefinitionError(
                 f"settings: field 'max_rounds' must be an integer >= 1, got "
                 f"{self.max_rounds!r}")
@@ -208,7 +212,7 @@ def solve_equilibrium(game: Game, backend: str = "native",
             step = np.abs(new - y)
             y = new
             if np.all(step <= tol * max(1.0, float(np.max(np.abs(y))))):
-                certificate = certify(inners, y, settings.certificate_rtol)
+                certificate = certify(game, y, settings.certificate_rtol)
                 if certificate.certified or settings.best_response != "auto" or \
                         strategy == "scan":
                     status = "converged"
@@ -225,7 +229,7 @@ def solve_equilibrium(game: Game, backend: str = "native",
         if bar is not None:
             bar.close()
     if certificate is None or status != "converged":
-        certificate = certify(inners, y, settings.certificate_rtol)
+        certificate = certify(game, y, settings.certificate_rtol)
     return Equilibrium.from_run(
         game, y, inners, converged=status == "converged", status=status,
         iterations=rounds, path=np.array(run.path), certificate=certificate,

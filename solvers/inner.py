@@ -6,9 +6,9 @@ purchase. The welfare J, the tie-break and the total derivative
 
     dJ_j/dy_j = lambda_j + p'(Y) dPhi/dp,   dPhi/dp = -sum_i (w_i phi'(s_i + e_i) + sigma_i) x_i
 
-(MODEL.md, "The derivative the paper gets wrong") are computed here from the
-allocation, the multiplier and the bound multipliers, so the two backends cannot
-disagree on what J means.
+(docs/model.md, "The total derivative") are computed in aggregame.allocation from the
+allocation, the multiplier and the bound multipliers, so the backends cannot disagree
+on what J means; every row carries its optimality residual.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from typing import Protocol
 
 import numpy as np
 
-from aggregame.fairness import PricedOutRule
-from aggregame.players import Game, Player
+from aggregame.allocation import (member_terms, price_sensitivity,  # noqa: F401
+                                  welfare_of)
+from aggregame.players import Game
 
 
 @dataclass
@@ -37,7 +38,9 @@ class InnerBatch:
     derivative : (G,) total derivative dJ_j/dy_j (NaN where J is not differentiable).
     tiebreak_derivative : (G,) d(total surplus)/dy_j where the max-min level is flat
         (a counted member priced out under floor or strict: the tie-break then decides
-        alone, MODEL.md); NaN elsewhere, and None from backends that do not give it.
+        alone); NaN elsewhere, and None from backends that do not give it.
+    residual : (G,) optimality residual of each row in allocation units relative to
+        the capacity (aggregame.allocation): the evidence that the row is a solution.
     """
 
     y: np.ndarray
@@ -49,6 +52,7 @@ class InnerBatch:
     multiplier: np.ndarray
     derivative: np.ndarray
     tiebreak_derivative: np.ndarray | None = None
+    residual: np.ndarray | None = None
 
 
 class InnerSolver(Protocol):
@@ -66,40 +70,3 @@ class InnerSolver(Protocol):
         price-taking view in which lambda_j = dJ_j/dy_j.
         """
         ...
-
-
-def member_terms(player: Player, priced_out: np.ndarray) -> tuple[np.ndarray,
-                                                                    np.ndarray]:
-    """Arrays (weight, floor) of each member's term in Phi (see Fairness.member_terms)."""
-    f = player.fairness
-    w_in, e_in = f.member_terms(False)
-    w_out, e_out = f.member_terms(True)
-    if w_in == w_out and e_in == e_out:  # floor rule: status does not matter
-        full = np.ones(priced_out.shape)
-        return full * w_in, full * e_in
-    return (np.where(priced_out, w_out, w_in), np.where(priced_out, e_out, e_in))
-
-
-def welfare_of(player: Player, surplus: np.ndarray, weight: np.ndarray,
-               floor: np.ndarray, priced_out: np.ndarray) -> np.ndarray:
-    """J_j = Phi_alpha(s + e) row by row (min over counted members for max-min)."""
-    f = player.fairness
-    if f.is_maxmin:
-        counted = ~(priced_out & (f.rule is PricedOutRule.VIABLE))
-        vals = np.where(counted, surplus + floor, np.inf)
-        out = vals.min(axis=-1)
-        return np.where(np.isinf(out), 0.0, out)  # nobody counts: flat 0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(weight > 0, weight * f.phi(np.maximum(surplus + floor, 0.0)),
-                         0.0)
-    out = terms.sum(axis=-1)
-    if f.rule is PricedOutRule.STRICT and f.alpha >= 1:
-        out = np.where(priced_out.any(axis=-1), -np.inf, out)
-    return out
-
-
-def price_sensitivity(player: Player, x: np.ndarray, coefficient: np.ndarray
-                      ) -> np.ndarray:
-    """dPhi/dp = -sum_i coefficient_i x_i with coefficient = w phi'(s + e) + sigma."""
-    return -(coefficient * x).sum(axis=-1)
-

@@ -232,7 +232,7 @@ def solve_kkt(game: Game, start: np.ndarray | None = None,
             break
         statuses = new
     inners = make_inners(game, "native")
-    cert = certify(inners, profile, certificate_rtol)
+    cert = certify(game, profile, certificate_rtol)
     return Equilibrium.from_run(
         game, profile, inners, converged=status == "converged", status=status,
         iterations=solves, path=np.array(path), certificate=cert,

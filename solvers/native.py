@@ -14,14 +14,21 @@ y_j, and the total surplus then decides within those intervals (MODEL.md's tie-b
 
 from __future__ import annotations
 
+import logging
 from dataclasses import fields
 
 import numpy as np
 
+from aggregame.allocation import (RESIDUAL_TOL, InnerSetup, inner_setup,
+                                  maxmin_residual, optimality_residual,
+                                  price_sensitivity, welfare_of)
+from aggregame.errors import InnerSolveError
 from aggregame.players import Game
+from aggregame.solvers.inner import InnerBatch
+from aggregame.solvers.safe_allocation import lambda_allocation, maxmin_allocation
 from aggregame.utilities import QuadraticUtility
-from aggregame.solvers.inner import (InnerBatch, member_terms, price_sensitivity,
-                                     welfare_of)
+
+LOG = logging.getLogger(__name__)
 
 #: Relative accuracy of the lambda and level roots (sum x_i = y_j to this).
 ROOT_RTOL = 1e-13
@@ -221,42 +228,64 @@ class NativeInner:
         """Inner solutions for purchases ``y`` (see InnerSolver.solve).
 
         Batches of more than CHUNK_ELEMENTS (purchases x members) are solved in
-        chunks, which bounds memory for large aggregators.
+        chunks, which bounds memory for large aggregators. Every row is checked by its
+        optimality residual; a row above RESIDUAL_TOL is solved again by the safe
+        bisection of solvers/safe_allocation.py, and raises InnerSolveError if that
+        fails too.
         """
         y = np.atleast_1d(np.asarray(y, dtype=float))
         rows = max(1, CHUNK_ELEMENTS // self.player.size)
         if y.size > rows:
-            parts = [self._solve(y[k:k + rows], others_total, fixed_price)
+            parts = [self.solve(y[k:k + rows], others_total, fixed_price)
                      for k in range(0, y.size, rows)]
             return InnerBatch(*(None if getattr(parts[0], f.name) is None else
                                 np.concatenate([getattr(p, f.name) for p in parts])
                                 for f in fields(InnerBatch)))
-        return self._solve(y, others_total, fixed_price)
+        setup = inner_setup(self.game, self.index, y, others_total, fixed_price)
+        batch = self._solve(setup)
+        bad = ~(batch.residual <= RESIDUAL_TOL)
+        if bad.any():
+            self._resolve_safely(batch, setup, np.flatnonzero(bad))
+        return batch
 
-    def _solve(self, y: np.ndarray, others_total: float,
-               fixed_price: float | None) -> InnerBatch:
-        game, player = self.game, self.player
-        total = others_total + y
-        if fixed_price is None:
-            price = np.asarray(game.price.value(total), dtype=float) + 0 * y
-            slope_p = np.asarray(game.price.derivative(total), dtype=float) + 0 * y
-        else:
-            price, slope_p = np.full(y.shape, float(fixed_price)), np.zeros(y.shape)
-        p2 = price[:, None]
-        priced_out = self._u0[None, :] <= p2
-        xbar = self.player.zero_surplus_consumption(price)
-        weight, floor = member_terms(player, priced_out)
-        cap = xbar.sum(axis=1)
+    def _resolve_safely(self, batch: InnerBatch, setup: InnerSetup,
+                        rows: np.ndarray) -> None:
+        """Replace the given rows of ``batch`` by the safe method's solutions."""
+        for k in rows:
+            one = setup.take(np.array([k]))
+            y, price = float(one.y[0]), float(one.price[0])
+            LOG.info("player %r: fast inner solve at y = %.17g has residual %.3g; "
+                     "re-solving by bisection", self.player.name, y, batch.residual[k])
+            if self.fairness.is_maxmin:
+                x, nu = maxmin_allocation(self.player, y, price, one.xbar[0],
+                                          one.floor[0], one.priced_out[0])
+                fixed = self._finish_maxmin(one, x[None], np.array([nu]))
+            else:
+                x, lam = lambda_allocation(self.player, y, price, one.xbar[0],
+                                           one.weight[0], one.floor[0])
+                fixed = self._finish(one, x[None], np.array([lam]))
+            if not fixed.residual[0] <= RESIDUAL_TOL:
+                raise InnerSolveError(
+                    f"inner problem of player '{self.player.name}' at purchase "
+                    f"y = {y:.17g} (price {price:.6g}): no allocation with optimality "
+                    f"residual below {RESIDUAL_TOL:g} (fast path "
+                    f"{batch.residual[k]:.3g}, bisection {fixed.residual[0]:.3g})")
+            for f in fields(InnerBatch):
+                column = getattr(batch, f.name)
+                if column is not None:
+                    column[k] = getattr(fixed, f.name)[0]
+
+    def _solve(self, setup: InnerSetup) -> InnerBatch:
         if self.fairness.is_maxmin:
-            return self._solve_maxmin(y, price, p2, xbar, weight, floor, priced_out, cap,
-                                      slope_p)
-
-        x = np.zeros((y.size, player.size))
+            return self._solve_maxmin(setup)
+        y, p2, xbar = setup.y, setup.price_column, setup.xbar
+        weight, floor = setup.weight, setup.floor
+        x = np.zeros((y.size, self.player.size))
         lam = np.full(y.size, np.nan)
         at_zero = y <= 0
-        at_cap = y >= cap * (1 - 1e-14)
+        at_cap = y >= setup.cap * (1 - 1e-14)
         inside = ~(at_zero | at_cap)
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore", over="ignore"):
             g0 = self._g(np.zeros_like(xbar), p2, weight, floor)
             gcap = self._g(xbar, p2, weight, floor)
         viable = xbar > 0
@@ -273,23 +302,34 @@ class NativeInner:
                                               lam_top[inside], lam_bottom[inside])
             lam[inside] = lam_in
             x[inside] = x_in
-        infeasible = y > cap * (1 + 1e-12) + 1e-300
+        return self._finish(setup, x, lam)
+
+    def _finish(self, setup: InnerSetup, x: np.ndarray, lam: np.ndarray
+                ) -> InnerBatch:
+        """Welfare, total derivative and residual of allocations ``x`` (alpha < inf)."""
+        player, p2 = self.player, setup.price_column
+        xbar, weight, floor = setup.xbar, setup.weight, setup.floor
+        infeasible = setup.y > setup.cap * (1 + 1e-12) + 1e-300
         surplus = self._U(x) - p2 * x
-        welfare = welfare_of(player, surplus, weight, floor, priced_out)
+        welfare = welfare_of(player, surplus, weight, floor, setup.priced_out)
         welfare = np.where(infeasible, -np.inf, welfare)
         # Coefficient w phi'(s + e) + sigma: lambda / (U' - p) wherever x_i > 0
         # (interior: stationarity; at xbar: it defines sigma_i).
         slope_u = self._dU(x) - p2
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             interior = weight * self.fairness.dphi(np.maximum(surplus + floor, 0.0))
             at_bound = lam[:, None] / slope_u
-        coef = np.where(x >= xbar * (1 - 1e-12), at_bound, interior)
-        coef = np.where(x > 0, coef, 0.0)
-        with np.errstate(invalid="ignore"):
-            derivative = lam + slope_p * price_sensitivity(player, x, coef)
+            coef = np.where(x >= xbar * (1 - 1e-12), at_bound, interior)
+            coef = np.where(x > 0, coef, 0.0)
+            derivative = lam + setup.price_slope * price_sensitivity(x, coef)
         derivative = np.where(infeasible | ~np.isfinite(welfare), np.nan, derivative)
-        return InnerBatch(y, price, x, surplus, welfare, surplus.sum(axis=1), lam,
-                          derivative)
+        residual = optimality_residual(player, setup.y, setup.price, x, lam, xbar,
+                                       weight, floor)
+        # Rows whose value needs no allocation: an infeasible purchase, or the strict
+        # rule's -inf once a counted member is priced out.
+        residual = np.where(infeasible | np.isneginf(welfare), 0.0, residual)
+        return InnerBatch(setup.y, setup.price, x, surplus, welfare,
+                          surplus.sum(axis=1), lam, derivative, None, residual)
 
     # -- max-min ----------------------------------------------------------------
     def _level_interval(self, level, price, xbar):
@@ -333,9 +373,9 @@ class NativeInner:
                 lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
         return hi if rising else lo
 
-    def _solve_maxmin(self, y, price, p2, xbar, weight, floor, priced_out, cap,
-                      slope_p):
-        player = self.player
+    def _solve_maxmin(self, setup: InnerSetup) -> InnerBatch:
+        y, p2, xbar = setup.y, setup.price_column, setup.xbar
+        weight, floor = setup.weight, setup.floor
         g = y.size
         counted = weight > 0  # under strict, priced-out members count (pin t at 0)
         # Level t*: the largest t in [0, t_hi] with sum lo_i(t) <= y <= sum hi_i(t),
@@ -383,25 +423,38 @@ class NativeInner:
                                        np.where(at_top, t_hi, 0.5 * t_hi), atol,
                                        active=~at_top)
             t_star = np.minimum(t_star, root)
-        t_lo = t_star
-        lo_i, hi_i, _ = bounds(t_lo)
+        lo_i, hi_i, _ = bounds(t_star)
         x, nu = self._fill_total_surplus(y, p2, lo_i, hi_i)
+        return self._finish_maxmin(setup, x, nu)
+
+    def _finish_maxmin(self, setup: InnerSetup, x: np.ndarray, nu: np.ndarray
+                       ) -> InnerBatch:
+        """Welfare, tie-break derivative and residual of max-min allocations ``x``."""
+        player, p2, xbar = self.player, setup.price_column, setup.xbar
+        y, cap = setup.y, setup.cap
         surplus = self._U(x) - p2 * x
-        welfare = welfare_of(player, surplus, weight, floor, priced_out)
-        welfare = np.where(y > cap * (1 + 1e-12), -np.inf, welfare)
-        nan = np.full(g, np.nan)
+        welfare = welfare_of(player, surplus, setup.weight, setup.floor,
+                             setup.priced_out)
+        infeasible = y > cap * (1 + 1e-12)
+        welfare = np.where(infeasible, -np.inf, welfare)
+        nan = np.full(y.size, np.nan)
         # A counted priced-out member pins the level (at its floor) for every larger
         # y too, since the price only rises: the tie-break, an alpha = 0 problem on
         # [0, xbar], decides alone, and its derivative is nu + p' dT/dp with the
         # alpha = 0 coefficients (1 + sigma_i = nu / (U' - p) at xbar).
-        flat = (priced_out & counted).any(axis=1) & (y < cap * (1 - 1e-14))
+        counted = setup.weight > 0
+        flat = (setup.priced_out & counted).any(axis=1) & (y < cap * (1 - 1e-14))
         slope_u = self._dU(x) - p2
         with np.errstate(divide="ignore", invalid="ignore"):
             coef = np.where(x >= xbar * (1 - 1e-12), nu[:, None] / slope_u, 1.0)
         coef = np.where(x > 0, coef, 0.0)
-        tie_slope = nu + slope_p * price_sensitivity(player, x, coef)
-        return InnerBatch(y, price, x, surplus, welfare, surplus.sum(axis=1), nan,
-                          nan.copy(), np.where(flat & np.isfinite(nu), tie_slope, np.nan))
+        tie_slope = nu + setup.price_slope * price_sensitivity(x, coef)
+        residual = maxmin_residual(player, y, setup.price, x, xbar, setup.floor,
+                                   setup.priced_out)
+        residual = np.where(infeasible, 0.0, residual)
+        return InnerBatch(y, setup.price, x, surplus, welfare, surplus.sum(axis=1),
+                          nan, nan.copy(),
+                          np.where(flat & np.isfinite(nu), tie_slope, np.nan), residual)
 
     def _max_surplus(self, p2, xbar):
         peak = np.minimum(self._peak(p2, xbar), xbar)

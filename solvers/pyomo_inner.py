@@ -25,8 +25,9 @@ from aggregame.errors import InnerSolveError, SolverUnavailableError
 from aggregame.fairness import PricedOutRule
 from aggregame.models.aggregator import build_aggregator_model
 from aggregame.players import Game
-from aggregame.solvers.inner import (InnerBatch, member_terms, price_sensitivity,
-                                     welfare_of)
+from aggregame.allocation import (RESIDUAL_TOL, inner_setup, maxmin_residual, member_terms,
+                                  optimality_residual, price_sensitivity, welfare_of)
+from aggregame.solvers.inner import InnerBatch
 
 LOG = logging.getLogger(__name__)
 
@@ -193,7 +194,7 @@ class PyomoInner:
                                        priced_out[None])[0])
             deriv = np.nan
             if coef is not None and np.isfinite(lam):
-                deriv = lam + slope_p * float(price_sensitivity(player, x, coef))
+                deriv = lam + slope_p * float(price_sensitivity(x, coef))
             out.update(x=x, surplus=surplus, welfare=welfare, lam=lam, deriv=deriv)
             return out
 
@@ -262,7 +263,7 @@ class PyomoInner:
                 m.min_surplus.unfix()
             x = self._read_x(xbar)
             res = finish(x, lam, None)
-            res["deriv"] = lam + slope_p * float(price_sensitivity(player, deriv_x, coef))
+            res["deriv"] = lam + slope_p * float(price_sensitivity(deriv_x, coef))
             if flat:
                 # Envelope theorem on phase 2: dT/dy = nu - p' sum (1 + sigma + mu) x.
                 nu = self._dual(m.eq_balance)
@@ -270,7 +271,7 @@ class PyomoInner:
                                  + self._inequality_multiplier(m.ineq_maxmin[n])
                                  for n in self._names])
                 coef2 = np.where(x > 0, 1.0 + mult, 0.0)
-                res["tie"] = nu + slope_p * float(price_sensitivity(player, x, coef2))
+                res["tie"] = nu + slope_p * float(price_sensitivity(x, coef2))
             return res
         sigma = np.array([self._inequality_multiplier(m.ineq_surplus[n])
                           for n in self._names])
@@ -293,11 +294,38 @@ class PyomoInner:
 
     def solve(self, y: np.ndarray, others_total: float,
               fixed_price: float | None = None) -> InnerBatch:
-        """Inner solutions for purchases ``y`` (see InnerSolver.solve)."""
+        """Inner solutions for purchases ``y`` (see InnerSolver.solve).
+
+        Each row's optimality residual is computed from Ipopt's allocation and
+        multiplier (aggregame.allocation); a row above RESIDUAL_TOL raises
+        InnerSolveError naming the player and the purchase.
+        """
         y = np.atleast_1d(np.asarray(y, dtype=float))
         rows = [self._solve_one(float(v), others_total, fixed_price) for v in y]
         stack = lambda key: np.array([r[key] for r in rows])  # noqa: E731
         tie = np.array([r.get("tie", np.nan) for r in rows])
-        return InnerBatch(y, stack("price"), stack("x"), stack("surplus"),
-                          stack("welfare"), stack("surplus").sum(axis=1), stack("lam"),
-                          stack("deriv"), tie)
+        batch = InnerBatch(y, stack("price"), stack("x"), stack("surplus"),
+                           stack("welfare"), stack("surplus").sum(axis=1), stack("lam"),
+                           stack("deriv"), tie)
+        batch.residual = self._residual(batch, others_total, fixed_price)
+        bad = np.flatnonzero(~(batch.residual <= RESIDUAL_TOL))
+        if bad.size:
+            k = int(bad[0])
+            raise InnerSolveError(
+                f"Ipopt's solution of the inner problem of player '{self.player.name}' "
+                f"at purchase y = {y[k]:.17g} has optimality residual "
+                f"{batch.residual[k]:.3g} (tolerance {RESIDUAL_TOL:g})")
+        return batch
+
+    def _residual(self, batch: InnerBatch, others_total: float,
+                  fixed_price: float | None) -> np.ndarray:
+        setup = inner_setup(self.game, self.index, batch.y, others_total, fixed_price)
+        infeasible = batch.y > setup.cap * (1 + 1e-12)
+        if self.player.fairness.is_maxmin:
+            res = maxmin_residual(self.player, batch.y, setup.price, batch.x,
+                                  setup.xbar, setup.floor, setup.priced_out)
+        else:
+            res = optimality_residual(self.player, batch.y, setup.price, batch.x,
+                                      batch.multiplier, setup.xbar, setup.weight,
+                                      setup.floor)
+        return np.where(infeasible | np.isneginf(batch.welfare), 0.0, res)

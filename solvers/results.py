@@ -85,13 +85,14 @@ class Equilibrium:
     def reason(self) -> str:
         """One line on why this is or is not an equilibrium."""
         if self.is_equilibrium:
-            return (f"equilibrium after {self.iterations} rounds, max regret "
+            return (f"equilibrium after {self.iterations} rounds, max relative regret "
                     f"{self.max_regret:.3g}")
         if not self.converged:
             return (f"no equilibrium: dynamics stopped by {self.status} after "
                     f"{self.iterations} rounds (last max regret {self.max_regret:.3g})")
-        return (f"no equilibrium: dynamics converged but max regret "
-                f"{self.max_regret:.3g} exceeds the certificate tolerance")
+        return (f"no equilibrium: dynamics converged but max relative regret "
+                f"{self.max_regret:.3g} exceeds the certificate tolerance "
+                f"{self.certificate.rtol:g}")
 
     # -- tables ----------------------------------------------------------------
     def players_table(self) -> pd.DataFrame:
@@ -103,6 +104,7 @@ class Equilibrium:
                 "y": self.profile[j], "welfare": self.welfare[j],
                 "total_surplus": float(self.surpluses[j].sum()),
                 "regret": self.certificate.regrets[j],
+                "relative_regret": self.certificate.relative_regrets[j],
                 "best_deviation": self.certificate.deviations[j],
             })
         return pd.DataFrame(rows)
@@ -135,6 +137,8 @@ class Equilibrium:
                             "eps": player.fairness.eps, "y": float(self.profile[j]),
                             "welfare": _num(self.welfare[j]),
                             "regret": _num(self.certificate.regrets[j]),
+                            "relative_regret": _num(
+                                self.certificate.relative_regrets[j]),
                             "members": members})
         return {
             "price": self.price, "total": self.total, "converged": self.converged,
@@ -155,6 +159,7 @@ class Equilibrium:
                  f"backend {self.backend}   method {self.method}   "
                  f"{self.seconds * 1e3:.1f} ms"]
         table = self.players_table()[["player", "alpha", "rule", "members", "y",
-                                      "welfare", "total_surplus", "regret"]]
+                                      "welfare", "total_surplus",
+                                      "relative_regret"]]
         lines.append(table.to_string(index=False, float_format=lambda v: f"{v:.6g}"))
         return "\n".join(lines)

@@ -86,7 +86,7 @@ def test_kkt_point_that_is_not_an_equilibrium_is_reported():
     game = load_scenario("two_equilibria").game
     eq = solve_kkt(game, start=np.array([80.0, 80.0]))
     assert eq.converged and not eq.certified and not eq.is_equilibrium
-    assert eq.max_regret > 1.0
+    assert eq.max_regret > 0.05  # relative to the payoff's range: far from 0
     assert "no equilibrium" in eq.reason()
 
 

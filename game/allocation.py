@@ -1,0 +1,224 @@
+"""Member-level formulas of the inner allocation problem, and its optimality residual.
+
+Player j's inner problem (docs/model.md, "Inner problem") for a purchase y and a price p:
+
+    J = max_x sum_i w_i phi(s_i + e_i)   s.t.  sum_i x_i = y,  0 <= x_i <= xbar_i(p)
+
+with s_i = U_i(x_i) - p x_i, (w_i, e_i) the weight and floor of member i under the
+priced-out rule, and xbar_i the consumption at which s_i returns to 0. Max-min replaces
+the sum by min_i (s_i + e_i) over the members that count. Every backend (native numpy,
+Pyomo) and the stacked KKT builder read these functions, so they cannot disagree on
+what J, its multiplier or its optimality mean.
+
+The residual is how the backends prove each row of a batch: it is measured in units
+of allocation, relative to the capacity sum_i xbar_i, so 1e-6 means the same for
+every alpha (a stationarity gap in units of marginal welfare would be multiplied by
+(s + e)^-alpha, i.e. by 10^200 at alpha = 100).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from aggregame.fairness import PricedOutRule
+from aggregame.players import Game, Player
+
+#: A row whose residual (allocation units, relative to the capacity) exceeds this is
+#: not a solution: the backend re-solves it by a safe method or raises.
+RESIDUAL_TOL = 1e-6
+#: Relative step of the level used to test that a max-min level is the largest one.
+LEVEL_PROBE_RTOL = 1e-7
+
+
+def member_terms(player: Player, priced_out: np.ndarray) -> tuple[np.ndarray,
+                                                                    np.ndarray]:
+    """Arrays (weight, floor) of each member's term in Phi (see Fairness.member_terms)."""
+    f = player.fairness
+    w_in, e_in = f.member_terms(False)
+    w_out, e_out = f.member_terms(True)
+    if w_in == w_out and e_in == e_out:  # floor rule: status does not matter
+        full = np.ones(priced_out.shape)
+        return full * w_in, full * e_in
+    return (np.where(priced_out, w_out, w_in), np.where(priced_out, e_out, e_in))
+
+
+def counted_members(player: Player, priced_out: np.ndarray) -> np.ndarray:
+    """Members whose surplus enters a max-min player's minimum (all but the priced-out
+    ones under the viable rule)."""
+    if player.fairness.rule is PricedOutRule.VIABLE:
+        return ~priced_out
+    return np.ones(priced_out.shape, dtype=bool)
+
+
+def welfare_of(player: Player, surplus: np.ndarray, weight: np.ndarray,
+               floor: np.ndarray, priced_out: np.ndarray) -> np.ndarray:
+    """J_j = Phi_alpha(s + e) row by row (min over counted members for max-min)."""
+    f = player.fairness
+    if f.is_maxmin:
+        counted = counted_members(player, priced_out)
+        vals = np.where(counted, surplus + floor, np.inf)
+        out = vals.min(axis=-1)
+        return np.where(np.isinf(out), 0.0, out)  # nobody counts: flat 0
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        terms = np.where(weight > 0, weight * f.phi(np.maximum(surplus + floor, 0.0)),
+                         0.0)
+    out = terms.sum(axis=-1)
+    if f.rule is PricedOutRule.STRICT and f.alpha >= 1:
+        out = np.where(priced_out.any(axis=-1), -np.inf, out)
+    return out
+
+
+def price_sensitivity(x: np.ndarray, coefficient: np.ndarray) -> np.ndarray:
+    """dPhi/dp = -sum_i coefficient_i x_i with coefficient = w phi'(s + e) + sigma
+    (envelope theorem: p enters s_i = U_i - p x_i with slope -x_i)."""
+    return -(coefficient * x).sum(axis=-1)
+
+
+def _bounds_violation(x: np.ndarray, xbar: np.ndarray) -> np.ndarray:
+    return np.maximum(np.maximum(-x, x - xbar), 0.0).max(axis=-1)
+
+
+def optimality_residual(player: Player, y: np.ndarray, price: np.ndarray,
+                        x: np.ndarray, lam: np.ndarray, xbar: np.ndarray,
+                        weight: np.ndarray, floor: np.ndarray) -> np.ndarray:
+    """KKT residual of each row (alpha < inf), in allocation units over the capacity.
+
+    Balance |sum x - y|, bounds 0 <= x <= xbar, and stationarity: member i's Newton
+    step toward g_i(x_i) = lambda, (lambda - g_i) / g_i', where
+    g_i = w phi'(s + e)(U' - p) is its marginal welfare. Written as
+    (lambda / (w phi') - (U' - p)) / (U'' - alpha (U' - p)^2 / (s + e)), which never
+    forms phi' alone, so it stays finite for any alpha. The step is projected onto
+    [0, xbar_i]: at x_i = 0 only g_i > lambda violates, at xbar_i only g_i < lambda.
+    Members with weight 0 must sit at 0 (their bounds).
+    """
+    f = player.fairness
+    p2 = np.asarray(price, dtype=float)[:, None]
+    cap = np.maximum(xbar.sum(axis=-1), 1e-300)
+    balance = np.abs(x.sum(axis=-1) - y)
+    bounds = _bounds_violation(x, xbar)
+    slope = player.evaluate("dU", x) - p2
+    curvature = player.evaluate("d2U", x)
+    level = np.maximum(player.evaluate("U", x) - p2 * x + floor, 1e-300)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        lam_over_dphi = lam[:, None] * level ** f.alpha / weight
+        step = (lam_over_dphi - slope) / (curvature - f.alpha * slope**2 / level)
+    # The step projected onto the box [0, xbar]: at a bound only a step into the
+    # interval counts (x_i = 0 with g_i < lambda is optimal, not a violation).
+    step = np.clip(step, -x, xbar - x)
+    step = np.where(weight > 0, step, 0.0)
+    stationarity = np.abs(np.nan_to_num(step, nan=np.inf)).max(axis=-1)
+    out = np.maximum(np.maximum(balance, bounds), stationarity) / cap
+    return np.where(np.isfinite(lam), out, np.maximum(balance, bounds) / cap)
+
+
+def surplus_peak(player: Player, price: np.ndarray, xbar: np.ndarray) -> np.ndarray:
+    """Consumption at which each member's surplus peaks (U' = p), by bisection."""
+    lo, hi = np.zeros_like(xbar), xbar.copy()
+    for _ in range(100):
+        mid = 0.5 * (lo + hi)
+        up = player.evaluate("dU", mid) - price > 0
+        lo, hi = np.where(up, mid, lo), np.where(up, hi, mid)
+    return 0.5 * (lo + hi)
+
+
+def level_interval(player: Player, need: np.ndarray, price: np.ndarray,
+                   xbar: np.ndarray, peak: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[lo_i, hi_i]: the x in [0, xbar_i] with s_i(x) >= need_i, by bisection on each
+    side of the (concave) surplus's peak; NaN where the peak is below ``need``."""
+    def surplus(z):
+        return player.evaluate("U", z) - price * z
+
+    empty = surplus(peak) < need
+    lo_a, lo_b = np.zeros_like(peak), peak.copy()
+    hi_a, hi_b = peak.copy(), xbar.copy()
+    for _ in range(100):
+        m1, m2 = 0.5 * (lo_a + lo_b), 0.5 * (hi_a + hi_b)
+        up1, up2 = surplus(m1) >= need, surplus(m2) >= need
+        lo_a, lo_b = np.where(up1, lo_a, m1), np.where(up1, m1, lo_b)
+        hi_a, hi_b = np.where(up2, m2, hi_a), np.where(up2, hi_b, m2)
+    lo = np.where(need <= 0, 0.0, lo_b)
+    hi = np.where(need <= 0, xbar, hi_a)
+    return np.where(empty, np.nan, lo), np.where(empty, np.nan, hi)
+
+
+def maxmin_residual(player: Player, y: np.ndarray, price: np.ndarray, x: np.ndarray,
+                    xbar: np.ndarray, floor: np.ndarray, priced_out: np.ndarray
+                    ) -> np.ndarray:
+    """Residual of a max-min row: balance and bounds (allocation units over the
+    capacity), and 1 where a level higher than the allocation's by LEVEL_PROBE_RTOL
+    is feasible (the level is then not the largest: not a solution).
+
+    The level test uses plain bisection on each member's surplus, not the backends'
+    closed forms, so a wrong level root cannot pass it.
+    """
+    p2 = np.asarray(price, dtype=float)[:, None]
+    cap = np.maximum(xbar.sum(axis=-1), 1e-300)
+    out = np.maximum(np.abs(x.sum(axis=-1) - y), _bounds_violation(x, xbar)) / cap
+    counted = counted_members(player, priced_out)
+    surplus = player.evaluate("U", x) - p2 * x
+    level = np.where(counted, surplus + floor, np.inf).min(axis=-1)
+    peak = surplus_peak(player, p2, xbar)
+    top = np.where(counted, player.evaluate("U", peak) - p2 * peak + floor,
+                   np.inf).min(axis=-1)
+    scale = np.maximum(np.abs(top), 1e-300)
+    probe = level + LEVEL_PROBE_RTOL * scale
+    need = np.where(counted, probe[:, None] - floor, -np.inf)
+    lo, hi = level_interval(player, need, p2, xbar, peak)
+    possible = ~np.isnan(lo).any(axis=-1) & (np.nansum(lo, axis=-1) <= y) & (
+        y <= np.nansum(hi, axis=-1)) & np.isfinite(level) & (probe < top)
+    return np.where(possible, np.maximum(out, 1.0), out)
+
+
+@dataclass(frozen=True)
+class InnerSetup:
+    """Everything an inner solve of player j needs besides the solver, per purchase.
+
+    Attributes
+    ----------
+    y, price, price_slope, cap : (G,) purchase, p(Y_-j + y) (or the fixed price),
+        p'(Y) (0 at a fixed price) and the capacity sum_i xbar_i.
+    xbar, weight, floor, priced_out : (G, N) zero-surplus consumption, the weight and
+        floor of each member's term in Phi, and U_i'(0) <= p.
+    """
+
+    y: np.ndarray
+    price: np.ndarray
+    price_slope: np.ndarray
+    xbar: np.ndarray
+    weight: np.ndarray
+    floor: np.ndarray
+    priced_out: np.ndarray
+    cap: np.ndarray
+
+    @property
+    def price_column(self) -> np.ndarray:
+        """The price as a (G, 1) column, to broadcast against (G, N) arrays."""
+        return self.price[:, None]
+
+    def take(self, rows: np.ndarray) -> "InnerSetup":
+        """The set-up of the selected rows only."""
+        return InnerSetup(*(getattr(self, f.name)[rows] for f in fields(self)))
+
+
+def inner_setup(game: Game, j: int, y: np.ndarray, others_total: float,
+                fixed_price: float | None = None) -> InnerSetup:
+    """Price, priced-out set, bounds, weights and floors of player j at purchases y.
+
+    The price is p(others_total + y) unless ``fixed_price`` is given; then it is held
+    there (p' = 0): the price-taking view, in which lambda_j = dJ_j/dy_j.
+    """
+    player = game.players[j]
+    y = np.atleast_1d(np.asarray(y, dtype=float))
+    if fixed_price is None:
+        total = others_total + y
+        price = np.asarray(game.price.value(total), dtype=float) + 0 * y
+        slope = np.asarray(game.price.derivative(total), dtype=float) + 0 * y
+    else:
+        price, slope = np.full(y.shape, float(fixed_price)), np.zeros(y.shape)
+    priced_out = player.marginal_at_zero[None, :] <= price[:, None]
+    xbar = player.zero_surplus_consumption(price)
+    weight, floor = member_terms(player, priced_out)
+    return InnerSetup(y, price, slope, xbar, weight, floor, priced_out,
+                      xbar.sum(axis=1))
