@@ -217,7 +217,7 @@ class NativeInner:
             slope = self._member_slope(x, lam, price, xbar, weight, floor).sum(axis=1)
             return x.sum(axis=1) - y, slope, x
 
-        lam, x = _decreasing_root(residual, lo, hi, lam, ROOT_RTOL * np.maximum(y, 1.0))
+        lam, x = _decreasing_root(residual, lo, hi, lam, ROOT_RTOL * y)
         if g == 1 and np.isfinite(lam[0]):
             self._warm_lambda = float(lam[0])
         return lam, x
@@ -411,7 +411,7 @@ class NativeInner:
             return y - lo_i.sum(axis=1), -level_slopes(lo_i, free).sum(axis=1), None
 
         zero = np.zeros(g)
-        atol = ROOT_RTOL * np.maximum(y, 1.0)
+        atol = ROOT_RTOL * y
         t_star = t_hi.copy()
         for residual in (upper, lower):
             at_top = residual(t_hi)[0] >= 0  # feasible all the way up: no root
@@ -490,7 +490,7 @@ class NativeInner:
                 return x.sum(axis=1) - y, -np.where(inside, inv_slope, 0.0).sum(axis=1), x
 
             nu, x = _decreasing_root(residual, nu_lo, nu_hi, np.zeros(y.size),
-                                     ROOT_RTOL * np.maximum(y, 1.0))
+                                     ROOT_RTOL * y)
             nu_lo = nu_hi = None
         for _ in range(200 if nu_lo is not None else 0):
             mid = 0.5 * (nu_lo + nu_hi)

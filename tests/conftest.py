@@ -1,7 +1,19 @@
 """Shared fixtures: small games built from the one game definition."""
 
+import os
+
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property tests: a fixed, derandomized profile in CI (the same examples every run,
+# about a minute in all); AGGREGAME_HYPOTHESIS=long explores ten times more.
+settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow,
+                                                 HealthCheck.data_too_large])
+settings.register_profile("long", parent=settings.get_profile("ci"),
+                          derandomize=False, max_examples=600)
+settings.load_profile(os.environ.get("AGGREGAME_HYPOTHESIS", "ci"))
 
 from aggregame import Game, LinearPrice, Player, quadratic_users
 

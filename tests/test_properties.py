@@ -1,0 +1,115 @@
+"""Invariants over random games (hypothesis): the whole class, not hand-picked cases.
+
+* A batch of purchases gives, member by member, what the same purchases give one at a
+  time (the defect class behind a certified non-equilibrium: a batched max-min solve
+  returned a lower level than the single one). Every row carries an optimality
+  residual below tolerance.
+* The Pyomo backend agrees with the native one on the same rows.
+* A certified profile survives an independent search: no purchase on a fine grid
+  of each player's feasible interval does better beyond the certificate tolerance.
+"""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aggregame.allocation import RESIDUAL_TOL
+from aggregame.solvers.dynamics import solve_equilibrium
+from aggregame.solvers.native import NativeInner
+from conftest import needs_ipopt
+from strategies import games, purchases
+
+#: Batched and single solves agree to this, relative to the capacity (allocations)
+#: or to the row's payoff scale (welfare): both are solved to ~1e-13.
+SAME_RTOL = 1e-9
+
+
+def _others(game, j, fraction):
+    caps = [game.feasible_max(k, 0.0) for k in range(len(game.players)) if k != j]
+    return fraction * float(sum(caps))
+
+
+def _assert_rows_equal(batch, singles, label):
+    # Allocations are compared on the scale of the feasible interval, as the residual
+    # measures them: x = (b - p - lambda) / 2a cancels to ulp(b - p) / 2a absolute.
+    scale = max(float(np.max(batch.y)), 1e-300)
+    # Payoffs on the scale of their range over the rows, as the certificate does.
+    finite = batch.welfare[np.isfinite(batch.welfare)]
+    span = max(float(np.ptp(finite)) if finite.size else 0.0, 1e-300)
+    for k, one in enumerate(singles):
+        if np.isneginf(batch.welfare[k]) and np.isneginf(one.welfare[0]):
+            continue  # J = -inf (strict rule): every allocation is optimal
+        np.testing.assert_allclose(batch.x[k], one.x[0], rtol=0,
+                                   atol=SAME_RTOL * scale + 1e-300, err_msg=label)
+        w, v = batch.welfare[k], one.welfare[0]
+        if math.isfinite(w) or math.isfinite(v):
+            assert w == pytest.approx(v, rel=SAME_RTOL, abs=SAME_RTOL * span), label
+
+
+@pytest.mark.unit
+@settings(max_examples=60)
+@given(game=games(), fraction=st.floats(0.0, 1.0), data=st.data())
+def test_native_batch_equals_one_at_a_time(game, fraction, data):
+    j = data.draw(st.integers(0, len(game.players) - 1))
+    others = _others(game, j, fraction)
+    ys = purchases(game, j, others)
+    batch = NativeInner(game, j).solve(ys, others)
+    assert np.all(batch.residual <= RESIDUAL_TOL)
+    singles = [NativeInner(game, j).solve(np.array([y]), others) for y in ys]
+    _assert_rows_equal(batch, singles, f"player {j}, others {others:g}")
+    # The same object solving the rows one after another (warm state carried over)
+    # gives the same as fresh objects.
+    warm = NativeInner(game, j)
+    _assert_rows_equal(batch, [warm.solve(np.array([y]), others) for y in ys[::-1]][::-1],
+                       "warm-started single solves")
+
+
+@needs_ipopt
+@pytest.mark.solver
+@settings(max_examples=8)
+@given(game=games(max_players=2), fraction=st.floats(0.0, 1.0), data=st.data())
+def test_pyomo_batch_equals_one_at_a_time_and_native(game, fraction, data):
+    from aggregame.solvers.pyomo_inner import PyomoInner
+
+    j = data.draw(st.integers(0, len(game.players) - 1))
+    others = _others(game, j, fraction)
+    ys = purchases(game, j, others)[1:-1:2]
+    batch = PyomoInner(game, j).solve(ys, others)
+    singles = [PyomoInner(game, j).solve(np.array([y]), others) for y in ys]
+    for k, one in enumerate(singles):
+        np.testing.assert_allclose(batch.welfare[k], one.welfare[0], rtol=1e-7)
+    native = NativeInner(game, j).solve(ys, others)
+    finite = np.isfinite(native.welfare)
+    np.testing.assert_array_equal(finite, np.isfinite(batch.welfare))
+    span = max(float(np.ptp(native.welfare[finite])) if finite.any() else 0.0, 1e-300)
+    assert np.all(np.abs(native.welfare[finite] - batch.welfare[finite])
+                  <= 1e-6 * span + 1e-7 * np.abs(native.welfare[finite]))
+
+
+@pytest.mark.unit
+@settings(max_examples=25)
+@given(game=games(max_players=3))
+def test_certified_profiles_survive_an_independent_grid(game):
+    eq = solve_equilibrium(game)
+    if not eq.is_equilibrium:
+        return  # reported as such: nothing is claimed
+    total = eq.total
+    for j in range(len(game.players)):
+        others = total - eq.profile[j]
+        y_max = game.feasible_max(j, others)
+        inner = NativeInner(game, j)
+        here = inner.solve(np.array([eq.profile[j]]), others)
+        grid = np.linspace(0.0, y_max, 401)
+        vals = np.array([inner.solve(np.array([y]), others).welfare[0] for y in grid])
+        finite = np.isfinite(vals)
+        if not finite.any():
+            continue
+        span = float(np.ptp(vals[finite]))
+        gain = float(vals[finite].max() - here.welfare[0])
+        tol = eq.certificate.rtol * span
+        if game.players[j].fairness.is_maxmin:
+            tol += 1e-9 * span  # levels that tie are decided by total surplus
+        assert gain <= tol + 1e-12 * abs(here.welfare[0]), (j, gain, span)
