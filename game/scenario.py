@@ -16,6 +16,7 @@ from aggregame.errors import GameDefinitionError, ScenarioError
 from aggregame.fairness import DEFAULT_FLOOR_EPS, parse_alpha
 from aggregame.players import Game, Player
 from aggregame.price import PRICE_KINDS, Price
+from aggregame.settings import SolverSettings
 from aggregame.utilities import UTILITY_FAMILIES, User, make_utility
 
 _TOP_KEYS = {"scenario", "market", "defaults", "players", "individuals", "solver"}
@@ -32,7 +33,7 @@ class Scenario:
     name: str
     description: str
     game: Game
-    solver: dict[str, Any] = field(default_factory=dict)
+    solver: SolverSettings = field(default_factory=SolverSettings)
     path: Path | None = None
 
 
@@ -91,16 +92,11 @@ def scenario_from_dict(doc: dict[str, Any], path: Path | None = None) -> Scenari
         game = Game(tuple(players), price)
     except GameDefinitionError as err:
         raise fail("players", str(err)) from None
-    solver = doc.get("solver", {})
-    if not isinstance(solver, dict):
-        raise fail("solver", f"must be a table, got {solver!r}")
-    bad = set(solver) - _SOLVER_KEYS
-    if bad:
-        raise fail(f"solver.{sorted(bad)[0]}", f"unknown setting; expected some of "
-                                               f"{sorted(_SOLVER_KEYS)}")
+    solver = SolverSettings.from_table(doc.get("solver", {}), where)
+    solver.check_players(len(players))
     return Scenario(name=str(meta.get("name", path.stem if path else "scenario")),
                     description=str(meta.get("description", "")), game=game,
-                    solver=dict(solver), path=path)
+                    solver=solver, path=path)
 
 
 def _price(market: Any, fail) -> Price:
