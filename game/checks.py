@@ -82,7 +82,9 @@ def number(value: Any, where: str) -> float:
     """A finite int or float; never a boolean or a string that looks like a number."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise Invalid(where, f"must be a number, got {type_name(value)} {shown(value)}")
-    if not math.isfinite(value):
+    if math.isnan(value):
+        raise Invalid(where, f"must be a number, got {shown(value)}")
+    if math.isinf(value):
         raise Invalid(where, f"must be finite, got {shown(value)}")
     return float(value)
 
