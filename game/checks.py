@@ -59,7 +59,8 @@ def no_unknown_keys(table: Mapping[str, Any], allowed: Iterable[str], where: str
     for key in table:
         if key not in allowed:
             path = f"{where}.{key}" if where else str(key)
-            raise Invalid(path, f"unknown {what} {key!r}; {suggestion(str(key), allowed)}")
+            hint = suggestion(str(key), allowed)
+            raise Invalid(path, f"unknown {what} {key!r}; {hint}")
 
 
 def table(value: Any, where: str) -> dict[str, Any]:

@@ -159,11 +159,12 @@ def check_csv_header(columns: list[str] | None) -> None:
         raise Invalid("header", f"needs a 'name' column, got {columns}")
     for column in columns:
         if column not in CSV_COLUMNS:
-            raise Invalid(f"column {column!r}", f"unknown column; "
-                                                f"{checks.suggestion(column, CSV_COLUMNS)}")
+            hint = checks.suggestion(column, CSV_COLUMNS)
+            raise Invalid(f"column {column!r}", f"unknown column; {hint}")
 
 
-def csv_user(row: dict[str | None, Any], line: int) -> tuple[str, str, dict[str, float]]:
+def csv_user(row: dict[str | None, Any], line: int
+             ) -> tuple[str, str, dict[str, float]]:
     """(name, family, parameters) of one CSV row, every cell checked."""
     where = f"line {line}"
     if None in row:

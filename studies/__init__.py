@@ -107,11 +107,12 @@ def _bind(folder: Path, settings: dict, code: str) -> dict:
             ["code version"] if isinstance(meta, dict) and meta.get("code") != code
             else ["settings.json"])
         raise AggregameError(
-            f"{folder} holds results of other settings (changed: {', '.join(changed)});"
-            f" use another --out, or delete the folder to start again")
+            f"{folder} holds results of other settings (changed: "
+            f"{', '.join(changed)}); use another --out, or delete the folder to "
+            f"start again")
     if any((folder / "runs").glob("*.json")):
-        raise AggregameError(f"{folder} holds runs without a settings.json; use another "
-                             f"--out, or delete the folder to start again")
+        raise AggregameError(f"{folder} holds runs without a settings.json; use "
+                             f"another --out, or delete the folder to start again")
     meta = {"settings": settings, "code": code, "fingerprint": fingerprint,
             "seconds": 0.0}
     atomic_write_text(path, json.dumps(meta, indent=1, default=str))
