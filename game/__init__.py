@@ -7,8 +7,11 @@ drives solvers (Pyomo/Ipopt and the native numpy backend), ``aggregame.studies``
 reproduces the paper's Section IV.
 """
 
+import logging
+
 from aggregame.errors import (AggregameError, GameDefinitionError, InnerSolveError,
-                              ScenarioError, SolverError, SolverUnavailableError)
+                              ScenarioError, SettingsError, SolverError,
+                              SolverUnavailableError)
 from aggregame.fairness import DEFAULT_FLOOR_EPS, Fairness, PricedOutRule
 from aggregame.players import Game, Player, individuals, quadratic_users
 from aggregame.price import (AffinePrice, FunctionPrice, LinearPrice, PowerPrice, Price,
@@ -17,9 +20,13 @@ from aggregame.utilities import LogUtility, QuadraticUtility, User, Utility
 
 __version__ = "0.1.0"
 
+# A library logs, an application decides where logs go (the CLI adds a handler).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
 __all__ = [
     "AggregameError", "GameDefinitionError", "InnerSolveError", "ScenarioError",
-    "SolverError", "SolverUnavailableError", "DEFAULT_FLOOR_EPS", "Fairness",
+    "SettingsError", "SolverError", "SolverUnavailableError", "DEFAULT_FLOOR_EPS",
+    "Fairness",
     "PricedOutRule", "Game", "Player", "individuals", "quadratic_users",
     "AffinePrice", "FunctionPrice", "LinearPrice", "PowerPrice", "Price",
     "SaturatingPrice",

@@ -29,3 +29,7 @@ class SolverUnavailableError(SolverError):
 
 class InnerSolveError(SolverError):
     """The inner allocation problem of one player did not end at an optimal point."""
+
+
+class SettingsError(ValueError, AggregameError):
+    """A solver setting (a scenario's [solver] table or a flag) is invalid."""

@@ -6,23 +6,27 @@ Every error names the file, the field (e.g. ``players[2].alpha``) and the value.
 from __future__ import annotations
 
 import csv
-import math
+import io
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
+from aggregame import schema
+from aggregame.checks import Invalid
 from aggregame.errors import GameDefinitionError, ScenarioError
 from aggregame.fairness import DEFAULT_FLOOR_EPS, parse_alpha
 from aggregame.players import Game, Player
 from aggregame.price import PRICE_KINDS, Price
-from aggregame.utilities import UTILITY_FAMILIES, User, make_utility
+from aggregame.settings import SolverSettings
+from aggregame.utilities import UTILITY_FAMILIES, User
 
-_TOP_KEYS = {"scenario", "market", "defaults", "players", "individuals", "solver"}
-_PLAYER_KEYS = {"name", "alpha", "rule", "eps", "users", "group", "individual",
-                "utility"} | {k for c in UTILITY_FAMILIES.values() for k in c.param_names}
-_SOLVER_KEYS = {"backend", "method", "best_response", "tol", "max_rounds", "start",
-                "seed", "certificate_rtol"}
+T = TypeVar("T")
+
+#: Largest scenario or CSV file read (bytes): a larger one is a mistake (a device, a
+#: log file), refused before reading it into memory.
+MAX_FILE_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -32,7 +36,7 @@ class Scenario:
     name: str
     description: str
     game: Game
-    solver: dict[str, Any] = field(default_factory=dict)
+    solver: SolverSettings = field(default_factory=SolverSettings)
     path: Path | None = None
 
 
@@ -53,168 +57,149 @@ def resolve_scenario_path(name_or_path: str | Path) -> Path:
     )
 
 
+def read_text(path: Path) -> str:
+    """The text of a regular, UTF-8 file of at most MAX_FILE_BYTES (a byte-order mark
+    is allowed); anything else is a ScenarioError naming the file."""
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "a device or pipe"
+            raise ScenarioError(f"{path}: is {kind}, not a regular file")
+        if info.st_size > MAX_FILE_BYTES:
+            raise ScenarioError(f"{path}: {info.st_size} bytes, more than the "
+                                f"{MAX_FILE_BYTES} a scenario or CSV file may have")
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_FILE_BYTES + 1)
+    except OSError as err:
+        raise ScenarioError(f"{path}: cannot read: {err.strerror or err}") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ScenarioError(f"{path}: not UTF-8 text (byte {err.start}: "
+                            f"{raw[err.start:err.start + 1]!r})") from None
+
+
 def load_scenario(name_or_path: str | Path) -> Scenario:
     """Read and validate a scenario file; raises ScenarioError naming file and field."""
     path = resolve_scenario_path(name_or_path)
     try:
-        doc = tomllib.loads(path.read_text())
+        doc = tomllib.loads(read_text(path))
     except tomllib.TOMLDecodeError as err:
         raise ScenarioError(f"{path}: not valid TOML: {err}") from None
     return scenario_from_dict(doc, path)
 
 
 def scenario_from_dict(doc: dict[str, Any], path: Path | None = None) -> Scenario:
+    """A scenario from a parsed document: types and keys checked by the schema, then
+    the game built by its definition classes (which check the values' ranges)."""
     where = str(path) if path else "<scenario>"
-
-    def fail(field_name: str, msg: str) -> ScenarioError:
-        return ScenarioError(f"{where}: {field_name}: {msg}")
-
-    unknown = set(doc) - _TOP_KEYS
-    if unknown:
-        raise fail(sorted(unknown)[0], f"unknown section; expected some of "
-                                       f"{sorted(_TOP_KEYS)}")
-    meta = doc.get("scenario", {})
-    price = _price(doc.get("market"), fail)
-    defaults = doc.get("defaults", {})
-    if not isinstance(defaults, dict):
-        raise fail("defaults", f"must be a table, got {defaults!r}")
+    try:
+        schema.check_document(doc)
+    except Invalid as err:
+        raise ScenarioError(f"{where}: {err}") from None
+    solver = SolverSettings.from_table(doc.get("solver", {}), where)
     base = path.parent if path else Path.cwd()
     players: list[Player] = []
-    for k, spec in enumerate(doc.get("players", [])):
-        players.extend(_players(spec, f"players[{k}]", defaults, base, fail))
-    for k, spec in enumerate(doc.get("individuals", [])):
-        spec = dict(spec, individual=True)
-        players.extend(_players(spec, f"individuals[{k}]", defaults, base, fail))
-    if not players:
-        raise fail("players", "a scenario needs at least one player")
     try:
-        game = Game(tuple(players), price)
-    except GameDefinitionError as err:
-        raise fail("players", str(err)) from None
-    solver = doc.get("solver", {})
-    if not isinstance(solver, dict):
-        raise fail("solver", f"must be a table, got {solver!r}")
-    bad = set(solver) - _SOLVER_KEYS
-    if bad:
-        raise fail(f"solver.{sorted(bad)[0]}", f"unknown setting; expected some of "
-                                               f"{sorted(_SOLVER_KEYS)}")
-    return Scenario(name=str(meta.get("name", path.stem if path else "scenario")),
-                    description=str(meta.get("description", "")), game=game,
-                    solver=dict(solver), path=path)
+        price = _price(doc["market"])
+        defaults = doc.get("defaults", {})
+        for section in ("players", "individuals"):
+            for k, spec in enumerate(doc.get(section, [])):
+                players.extend(_players(spec, f"{section}[{k}]", defaults, base,
+                                        individual=section == "individuals"))
+        if not players:
+            raise Invalid("players", "a scenario needs at least one player")
+        game = _game(players, price)
+    except Invalid as err:
+        raise ScenarioError(f"{where}: {err}") from None
+    solver.check_players(len(players))
+    meta = doc.get("scenario", {})
+    return Scenario(name=meta.get("name", path.stem if path else "scenario"),
+                    description=meta.get("description", ""), game=game,
+                    solver=solver, path=path)
 
 
-def _price(market: Any, fail) -> Price:
-    if not isinstance(market, dict):
-        raise fail("market", "missing table [market] with the price, e.g. "
-                             "price = 'linear', c = 0.001")
+def _defined(where: str, build: Callable[[], T]) -> T:
+    """``build()``, its definition errors (and arithmetic trouble with extreme
+    numbers) reported as a problem of ``where``."""
+    try:
+        return build()
+    except (GameDefinitionError, ArithmeticError) as err:
+        raise Invalid(where, str(err)) from None
+
+
+def _game(players: list[Player], price: Price) -> Game:
+    return _defined("players", lambda: Game(tuple(players), price))
+
+
+def _price(market: dict[str, Any]) -> Price:
     kind = market.get("price", "linear")
-    cls = PRICE_KINDS.get(kind)
-    if cls is None:
-        raise fail("market.price", f"must be one of {sorted(PRICE_KINDS)}, got {kind!r}")
     args = {k: v for k, v in market.items() if k != "price"}
-    try:
-        return cls(**args)
-    except TypeError:
-        raise fail("market", f"a {kind} price takes fields "
-                             f"{list(cls.__dataclass_fields__)}, got {sorted(args)}"
-                   ) from None
-    except GameDefinitionError as err:
-        raise fail("market", str(err)) from None
+    return _defined("market", lambda: PRICE_KINDS[kind](**args))
 
 
-def _players(spec: Any, name: str, defaults: dict, base: Path, fail) -> list[Player]:
-    if not isinstance(spec, dict):
-        raise fail(name, f"must be a table, got {spec!r}")
-    bad = set(spec) - _PLAYER_KEYS
-    if bad:
-        raise fail(f"{name}.{sorted(bad)[0]}", f"unknown field; expected some of "
-                                               f"{sorted(_PLAYER_KEYS)}")
+def _players(spec: dict[str, Any], where: str, defaults: dict[str, Any], base: Path,
+             individual: bool) -> list[Player]:
     merged = {**defaults, **spec}
     try:
-        alpha = parse_alpha(merged.get("alpha", 0.0), where=name)
+        alpha = parse_alpha(merged.get("alpha", 0.0), where=where)
     except GameDefinitionError:
-        raise fail(f"{name}.alpha", f"must be a number >= 0 or 'inf', got "
-                                    f"{merged.get('alpha')!r}") from None
+        raise Invalid(f"{where}.alpha", f"must be a number >= 0 or 'inf', got "
+                                        f"{merged.get('alpha')!r}") from None
     rule = merged.get("rule", "floor")
     eps = merged.get("eps", DEFAULT_FLOOR_EPS)
-    users = _users(spec, name, base, fail)
-    try:
-        if spec.get("individual", False):
-            return [Player.individual(u, rule=rule, eps=eps) for u in users]
-        if "name" not in spec:
-            raise fail(f"{name}.name", "an aggregator needs a name")
-        return [Player.aggregator(spec["name"], users, alpha=alpha, rule=rule, eps=eps)]
-    except GameDefinitionError as err:
-        raise fail(name, str(err)) from None
+    users = _users(spec, where, base)
+    if individual:
+        return _defined(where, lambda: [Player.individual(u, rule=rule, eps=eps)
+                                        for u in users])
+    return [_defined(where, lambda: Player.aggregator(spec["name"], users, alpha=alpha,
+                                                      rule=rule, eps=eps))]
 
 
-def _users(spec: dict, name: str, base: Path, fail) -> list[User]:
+def _users(spec: dict[str, Any], where: str, base: Path) -> list[User]:
     source = spec.get("users")
-    if source is None:
-        # A one-member player written inline: utility and its parameters on the table.
-        if "utility" not in spec and "a" not in spec and "w" not in spec:
-            raise fail(f"{name}.users", "give users inline ([[...users]]), a CSV file "
-                                        "name, or a utility on the player itself")
-        return [_user(spec, name, fail, default_name=spec.get("name"))]
+    if source is None:  # a one-member player written inline
+        return [_user(spec, where)]
     if isinstance(source, str):
-        return _users_from_csv(source, spec.get("group"), name, base, fail)
-    if isinstance(source, list):
-        return [_user(u, f"{name}.users[{k}]", fail) for k, u in enumerate(source)]
-    raise fail(f"{name}.users", f"must be a CSV file name or a list of tables, got "
-                                f"{source!r}")
+        return _users_from_csv(source, spec.get("group"), where, base)
+    return [_user(u, f"{where}.users[{k}]") for k, u in enumerate(source)]
 
 
-def _user(spec: Any, where: str, fail, default_name: str | None = None) -> User:
-    if not isinstance(spec, dict):
-        raise fail(where, f"must be a table, got {spec!r}")
+def _user(spec: dict[str, Any], where: str) -> User:
     family = spec.get("utility", "quadratic")
-    user_name = spec.get("name", default_name)
-    if user_name is None:
-        raise fail(f"{where}.name", "every user needs a name")
-    params = {k: v for k, v in spec.items() if k not in {"name", "utility", "group"}}
-    for key, value in params.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and \
-                math.isnan(float(value)):
-            raise fail(f"{where}.{key}", f"must be a number, got {value!r}")
-    try:
-        return User(str(user_name), make_utility(family, params, where=where))
-    except GameDefinitionError as err:
-        raise fail(where, str(err)) from None
+    params = {p: spec[p] for p in schema.UTILITY_PARAMS[family]}
+    return _defined(where, lambda: User(spec["name"], UTILITY_FAMILIES[family](
+        **params)))
 
 
-def _users_from_csv(source: str, group: Any, name: str, base: Path, fail) -> list[User]:
+def _csv_path(source: str, where: str, base: Path) -> Path:
     path = base / source
     if not path.exists():
         from aggregame import data
 
         path = data.path(source)
     if not path.exists():
-        raise fail(f"{name}.users", f"CSV file {source!r} not found next to the "
-                                    f"scenario or in aggregame's data/")
+        raise Invalid(f"{where}.users", f"CSV file {source!r} not found next to the "
+                                        f"scenario or in aggregame's data/")
+    return path
+
+
+def _users_from_csv(source: str, group: Any, where: str, base: Path) -> list[User]:
+    path = _csv_path(source, where, base)
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
     users = []
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        if not reader.fieldnames or "name" not in reader.fieldnames:
-            raise fail(f"{name}.users", f"{path}: needs a header with a 'name' column")
-        for row_no, row in enumerate(reader, start=2):
-            if group is not None and row.get("group") != str(group):
+    try:
+        schema.check_csv_header(reader.fieldnames)
+        for line, row in enumerate(reader, start=2):
+            if group is not None and (row.get("group") or "").strip() != str(group):
                 continue
-            row = {k: v for k, v in row.items() if v not in (None, "") and k != "group"}
-            family = row.pop("utility", "quadratic")
-            params: dict[str, Any] = {}
-            for k, v in row.items():
-                if k == "name":
-                    continue
-                try:
-                    params[k] = float(v)
-                except ValueError:
-                    raise ScenarioError(f"{path}: line {row_no}: column '{k}' must be "
-                                        f"a number, got {v!r}") from None
-            try:
-                users.append(User(row["name"], make_utility(family, params,
-                                                            where=f"line {row_no}")))
-            except GameDefinitionError as err:
-                raise ScenarioError(f"{path}: {err}") from None
+            name, family, params = schema.csv_user(row, line)
+            users.append(_defined(f"line {line}", lambda: User(
+                name, UTILITY_FAMILIES[family](**params))))
+    except csv.Error as err:
+        raise ScenarioError(f"{path}: not a valid CSV file: {err}") from None
+    except Invalid as err:
+        raise ScenarioError(f"{path}: {err}") from None
     if not users:
-        raise fail(f"{name}.group", f"no row of {path.name} has group {group!r}")
+        raise Invalid(f"{where}.group", f"no row of {path.name} has group {group!r}")
     return users

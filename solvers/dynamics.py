@@ -199,17 +199,19 @@ def solve_equilibrium(game: Game, backend: str = "native",
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=settings.max_rounds, desc="best-response rounds", unit="round",
-                   leave=False)
+        # No total: the round limit is not an estimate of when the run ends.
+        bar = tqdm(total=None, desc="best-response rounds", unit="round")
     try:
         while rounds < settings.max_rounds:
             new = _round(inners, y, settings.method, strategy, run)
             rounds += 1
             run.strategies.append(strategy)
             run.path.append(new.copy())
-            if bar is not None:
-                bar.update(1)
             step = np.abs(new - y)
+            if bar is not None:
+                bar.set_postfix_str(f"largest step {float(step.max()):.2e}",
+                                    refresh=False)
+                bar.update(1)
             y = new
             if np.all(step <= tol * max(1.0, float(np.max(np.abs(y))))):
                 certificate = certify(game, y, settings.certificate_rtol)
@@ -225,11 +227,13 @@ def solve_equilibrium(game: Game, backend: str = "native",
             if _repeats(run.path, tol):
                 status = "cycling"
                 break
+        if certificate is None or status != "converged":
+            certificate = certify(game, y, settings.certificate_rtol)
+        if bar is not None:
+            bar.set_postfix_str(f"{status}, max regret {certificate.max_regret:.2e}")
     finally:
         if bar is not None:
             bar.close()
-    if certificate is None or status != "converged":
-        certificate = certify(game, y, settings.certificate_rtol)
     return Equilibrium.from_run(
         game, y, inners, converged=status == "converged", status=status,
         iterations=rounds, path=np.array(run.path), certificate=certificate,

@@ -52,6 +52,15 @@ class Equilibrium:
     evaluations: int = 0
     strategies: list[str] = field(default_factory=list)
 
+    def __repr__(self) -> str:
+        # One line: the default dataclass repr prints the path and every member.
+        head = ", ".join(f"{v:.6g}" for v in self.profile[:4])
+        more = f", ... ({self.profile.size} players)" if self.profile.size > 4 else ""
+        return (f"Equilibrium(status={self.status!r}, is_equilibrium="
+                f"{self.is_equilibrium}, profile=[{head}{more}], price={self.price:.6g}, "
+                f"max_regret={self.max_regret:.3g}, iterations={self.iterations}, "
+                f"backend={self.backend!r}, method={self.method!r})")
+
     @classmethod
     def from_run(cls, game: Game, profile: np.ndarray, inners: Sequence[InnerSolver],
                  **kw: Any) -> "Equilibrium":

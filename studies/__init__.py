@@ -9,13 +9,19 @@ settings and versions. The shared choices are in studies/common.py.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
+import logging
+import os
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+
+LOG = logging.getLogger(__name__)
 
 #: Study names (as the CLI takes them) and the module that makes each; a module can
 #: make two figures of the paper from the same runs.
@@ -42,6 +48,77 @@ def task_key(params: dict) -> str:
     return re.sub(r"[^A-Za-z0-9=._-]+", "_", text)
 
 
+def _output_folder(out: Path | str, module_name: str) -> Path:
+    """``out``/``module_name`` as an absolute path (Dask workers run elsewhere),
+    created; an ``out`` that is a file or cannot be written is refused."""
+    from aggregame.errors import AggregameError
+
+    out = Path(out).expanduser().resolve()
+    if out.exists() and not out.is_dir():
+        raise AggregameError(f"--out {out}: is a file, not a folder")
+    folder = out / module_name
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise AggregameError(f"--out {out}: cannot create {folder}: "
+                             f"{err.strerror or err}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise AggregameError(f"--out {out}: {folder} is not writable")
+    return folder
+
+
+def code_version(module_name: str) -> str:
+    """aggregame's version and a digest of the code that computes a study's numbers
+    (game definition, models, solvers, the shared choices and the study itself)."""
+    import aggregame
+
+    files = []
+    for package in ("aggregame", "aggregame.models", "aggregame.solvers"):
+        folder = Path(importlib.import_module(package).__file__).parent
+        files += sorted(folder.glob("*.py"))
+    here = Path(__file__).parent
+    files += [here / "common.py", here / f"{module_name}.py"]
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return f"{aggregame.__version__}+{digest.hexdigest()[:16]}"
+
+
+def _bind(folder: Path, settings: dict, code: str) -> dict:
+    """Bind ``folder`` to ``settings`` and ``code``: write settings.json with their
+    fingerprint, or refuse a folder that holds results of anything else."""
+    from aggregame.errors import AggregameError
+    from aggregame.studies.files import atomic_write_text
+
+    fingerprint = hashlib.sha256(json.dumps({"settings": settings, "code": code},
+                                            sort_keys=True, default=str).encode()
+                                 ).hexdigest()
+    path = folder / "settings.json"
+    if path.exists():
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            meta = {}
+        if isinstance(meta, dict) and meta.get("fingerprint") == fingerprint:
+            return meta
+        old = meta.get("settings", {}) if isinstance(meta, dict) else {}
+        new = json.loads(json.dumps(settings, default=str))  # tuples read as lists
+        changed = sorted(k for k in new if old.get(k) != new[k]) or (
+            ["code version"] if isinstance(meta, dict) and meta.get("code") != code
+            else ["settings.json"])
+        raise AggregameError(
+            f"{folder} holds results of other settings (changed: "
+            f"{', '.join(changed)}); use another --out, or delete the folder to "
+            f"start again")
+    if any((folder / "runs").glob("*.json")):
+        raise AggregameError(f"{folder} holds runs without a settings.json; use "
+                             f"another --out, or delete the folder to start again")
+    meta = {"settings": settings, "code": code, "fingerprint": fingerprint,
+            "seconds": 0.0}
+    atomic_write_text(path, json.dumps(meta, indent=1, default=str))
+    return meta
+
+
 def run_study(name: str, out: Path | str = "results", runs: int | None = None,
               seed: int = 0, workers: int | None = None, dask_address: str | None = None,
               backend: str = "native", progress: bool = True,
@@ -49,36 +126,47 @@ def run_study(name: str, out: Path | str = "results", runs: int | None = None,
     """Run (or resume) study ``name`` and write its folder under ``out``.
 
     ``users`` replaces the paper's number of small users (for quick checks and tests);
-    it is saved with the settings and is part of every task's key.
+    it is saved with the settings and is part of every task's key. The folder is
+    locked for the run, and bound to the study's settings and code version: a folder
+    written with other settings is refused, never mixed.
     """
     from aggregame.errors import AggregameError
     from aggregame.studies.common import CHOICES
-    from aggregame.studies.runner import Task, load_rows, run_tasks, write_outputs
+    from aggregame.studies.files import FolderLock, remove_stale_temps
+    from aggregame.studies.runner import Task, load_rows, run_tasks, versions, \
+        write_outputs
 
     if name not in STUDIES:
         raise AggregameError(f"unknown study {name!r}; studies are {list(STUDIES)}")
     if runs is not None and runs < 1:
         raise AggregameError(f"--runs must be >= 1, got {runs}")
+    if workers is not None and workers < 1:
+        raise AggregameError(f"--workers must be >= 1, got {workers}")
     if backend not in ("native", "pyomo"):
         raise AggregameError(f"--backend must be native or pyomo, got {backend!r}")
     module_name = STUDIES[name]
     module = importlib.import_module(f"aggregame.studies.{module_name}")
     runs = runs or module.DEFAULT_RUNS
-    folder = Path(out) / module_name
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = _output_folder(out, module_name)
     params = module.tasks(runs, seed, backend)
     if users is not None:
         params = [dict(p, users=users) for p in params]
     params = [p for p in params if getattr(module, "applies", lambda p: True)(p)]
     tasks = [Task(module_name, task_key(p), p) for p in params]
-    start = time.perf_counter()
-    ran = run_tasks(tasks, folder / "runs", workers, dask_address, progress)
-    table = load_rows(folder / "runs", [t.key for t in tasks])
-    figures = module.figures(table, folder)
-    seconds = time.perf_counter() - start
-    write_outputs(folder, table, {
-        "study": module_name, "description": module.DESCRIPTION, "runs": runs,
-        "seed": seed, "backend": backend, "users": users or "paper",
-        "tasks": len(tasks), "ran_now": len(ran),
-        "choices": CHOICES.describe()}, seconds)
+    settings = {"study": module_name, "description": module.DESCRIPTION, "runs": runs,
+                "seed": seed, "backend": backend, "users": users or "paper",
+                "tasks": len(tasks), "choices": CHOICES.describe()}
+    with FolderLock(folder):
+        if remove_stale_temps(folder):
+            LOG.info("%s: removed temporary files of an interrupted run", folder)
+        meta = _bind(folder, settings, code_version(module_name))
+        start = time.perf_counter()
+        ran = run_tasks(tasks, folder / "runs", workers, dask_address, progress)
+        table = load_rows(folder / "runs", [t.key for t in tasks])
+        figures = module.figures(table, folder)
+        seconds = time.perf_counter() - start
+        write_outputs(folder, table, {
+            **meta, "ran_now": len(ran), "versions": versions(),
+            "seconds": round(seconds, 3),
+            "written": time.strftime("%Y-%m-%d %H:%M:%S")})
     return StudyResult(module_name, folder, table, figures, seconds, len(ran))

@@ -1,30 +1,38 @@
-"""Figure helpers: one look for every study, PNG and SVG side by side."""
+"""Figure helpers: one look for every study, PNG and SVG side by side.
+
+Figures are ``matplotlib.figure.Figure`` objects drawn on an Agg canvas, never through
+pyplot: importing aggregame.studies changes no global matplotlib state (a notebook
+keeps its backend), and nothing is left open in pyplot's figure registry.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; no screen needed
-import matplotlib.pyplot as plt  # noqa: E402
+from aggregame.studies.files import atomic_write
 
 
 def figure(rows: int = 1, cols: int = 1, size=(7, 4), **kw):
-    fig, axes = plt.subplots(rows, cols, figsize=size, squeeze=False, **kw)
+    """A new figure with an Agg canvas and its axes (one, or a flat list)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False, **kw)
     flat = axes.ravel().tolist()
     return fig, flat if len(flat) > 1 else flat[0]
 
 
 def save(fig, out: Path, name: str) -> list[str]:
-    """Write ``name``.png and ``name``.svg into ``out``; returns the file names."""
+    """Write ``name``.png and ``name``.svg into ``out``, each atomically; returns the
+    file names."""
     fig.tight_layout()
     names = []
     for ext in ("png", "svg"):
         path = Path(out) / f"{name}.{ext}"
-        fig.savefig(path, dpi=130)
+        atomic_write(path, lambda p, ext=ext: fig.savefig(p, format=ext, dpi=130))
         names.append(path.name)
-    plt.close(fig)
     return names
 
 

@@ -222,11 +222,13 @@ table{{border-collapse:collapse}}</style></head><body>
 {''.join(rows)}</table>
 {''.join(sections)}
 </body></html>"""
+    from aggregame.studies.files import atomic_write_text
+
     path = out / "report.html"
-    path.write_text(page)
+    atomic_write_text(path, page)
     md = ["| figure | claim | our numbers | verdict |", "|---|---|---|---|"]
     md += [f"| {c.figure} | {c.text} | {c.measured} | "
            f"{ {True: 'supported', False: 'NOT supported', None: 'no data'}[c.supported]} |"
            for c in claims]
-    (out / "claims.md").write_text(time_note + "\n\n" + "\n".join(md) + "\n")
+    atomic_write_text(out / "claims.md", time_note + "\n\n" + "\n".join(md) + "\n")
     return path

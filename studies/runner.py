@@ -1,19 +1,29 @@
 """Run a study's tasks in parallel, resumably, and write its output folder.
 
-Each task (one run of one configuration) writes ``runs/<key>.json`` through a temporary
-file and an atomic rename, so an interrupted sweep never leaves a half-written result
-that looks complete; a rerun skips every key whose file exists. Tasks run on local
-processes by default, or on a Dask cluster (``dask_address``). A tqdm bar shows the
-time left.
+Each task (one run of one configuration) writes ``runs/<key>.json`` atomically
+(studies/files.py), so an interrupted sweep never leaves a half-written result that
+looks complete; a rerun skips every key whose file holds a valid result, and recomputes
+(with a warning) one that is empty or corrupt. Tasks run on local processes by
+default, or on a Dask cluster (``dask_address``). A tqdm bar shows the time left.
+
+Interruptions: local workers ignore SIGINT (Ctrl-C reaches the whole process group)
+and the main process, on KeyboardInterrupt, cancels what has not started and
+terminates the workers at once, keeping every finished run; a second Ctrl-C during
+that second of cleanup is ignored rather than left to hang the pool's shutdown. Each
+worker also runs a watchdog thread that ends it when its parent dies (SIGKILL of the
+main process), removing the temporary file it was writing.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import logging
+import multiprocessing
 import os
 import platform
-import tempfile
+import signal
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -21,6 +31,16 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import pandas as pd
+
+from aggregame.errors import AggregameError
+from aggregame.studies.files import atomic_write, atomic_write_text
+
+LOG = logging.getLogger(__name__)
+
+#: How often a worker checks that its parent is alive (seconds).
+WATCHDOG_PERIOD = 0.2
+#: Connect timeout to a Dask scheduler (seconds): an unreachable address fails fast.
+DASK_CONNECT_TIMEOUT = 3
 
 
 @dataclass(frozen=True)
@@ -32,61 +52,144 @@ class Task:
     params: dict[str, Any]
 
 
+#: The temporary file this worker is writing, removed by the watchdog if the parent
+#: dies mid-write.
+_WRITING: list[Path | None] = [None]
+
+
+def _track(tmp: Path | None) -> None:
+    _WRITING[0] = tmp
+
+
 def execute(task: Task, runs_dir: str) -> str:
     """Run one task and store its rows atomically (top-level: picklable for workers)."""
     module = importlib.import_module(f"aggregame.studies.{task.study}")
     rows = module.run(task.params)
-    target = Path(runs_dir) / f"{task.key}.json"
-    fd, tmp = tempfile.mkstemp(dir=runs_dir, prefix=f".{task.key}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump({"key": task.key, "params": task.params, "rows": rows}, fh)
-    os.replace(tmp, target)  # atomic: the file is complete or absent
+    doc = {"key": task.key, "params": task.params, "rows": rows}
+    atomic_write(Path(runs_dir) / f"{task.key}.json",
+                 lambda p: p.write_text(json.dumps(doc)), on_temp=_track)
     return task.key
 
 
+def _watchdog(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(WATCHDOG_PERIOD)
+    tmp = _WRITING[0]
+    if tmp is not None:
+        tmp.unlink(missing_ok=True)
+    os._exit(1)  # the parent is gone: nobody will read this worker's result
+
+
+def worker_init() -> None:
+    """Initializer of each local worker: Ctrl-C is the parent's to handle, and the
+    worker ends when its parent dies."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_watchdog, args=(os.getppid(),), daemon=True,
+                     name="aggregame-watchdog").start()
+
+
+def is_complete(path: Path, key: str) -> bool:
+    """Whether ``path`` holds a whole result of task ``key``."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError) as err:
+        LOG.warning("%s: unreadable result (%s); computing it again", path, err)
+        return False
+    if not (isinstance(doc, dict) and doc.get("key") == key
+            and isinstance(doc.get("rows"), list)):
+        LOG.warning("%s: not a result of task %s; computing it again", path, key)
+        return False
+    return True
+
+
 def run_tasks(tasks: Iterable[Task], runs_dir: Path, workers: int | None = None,
-              dask_address: str | None = None, progress: bool = True,
-              on_done: Callable[[str], None] | None = None) -> list[str]:
-    """Run every task whose result file is missing; returns the keys it ran."""
+              dask_address: str | None = None, progress: bool = True) -> list[str]:
+    """Run every task whose result file is missing or broken; returns the keys it
+    ran. Workers get absolute paths, so they may run in any directory."""
     from tqdm import tqdm
 
+    runs_dir = runs_dir.resolve()
     runs_dir.mkdir(parents=True, exist_ok=True)
-    for stale in runs_dir.glob(".*.tmp"):  # left by an interrupted earlier run
-        stale.unlink()
-    todo = [t for t in tasks if not (runs_dir / f"{t.key}.json").exists()]
+    todo = [t for t in tasks if not is_complete(runs_dir / f"{t.key}.json", t.key)]
     ran: list[str] = []
     if not todo:
         return ran
-    bar = tqdm(total=len(todo), desc="runs", unit="run", disable=not progress)
-    try:
-        if dask_address:
-            from distributed import Client, as_completed as dask_completed
+    LOG.info("%d task(s) to run in %s", len(todo), runs_dir)
+    client = _dask_client(dask_address) if dask_address else None
+    with tqdm(total=len(todo), desc="runs", unit="run", disable=not progress) as bar:
+        def done(key: str) -> None:
+            ran.append(key)
+            bar.update(1)
 
-            with Client(dask_address) as client:
-                futures = client.map(execute, todo, runs_dir=str(runs_dir), pure=False)
-                for fut in dask_completed(futures):
-                    ran.append(fut.result())
-                    bar.update(1)
+        if client is not None:
+            _run_dask(todo, runs_dir, client, done)
         elif workers == 1:
             for task in todo:
-                ran.append(execute(task, str(runs_dir)))
-                bar.update(1)
+                done(execute(task, str(runs_dir)))
         else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                futures = [pool.submit(execute, t, str(runs_dir)) for t in todo]
-                for fut in as_completed(futures):
-                    ran.append(fut.result())
-                    bar.update(1)
-    finally:
-        bar.close()
+            _run_local(todo, runs_dir, workers, done)
     return ran
+
+
+def _run_local(todo: list[Task], runs_dir: Path, workers: int | None,
+               done: Callable[[str], None]) -> None:
+    before = set(multiprocessing.active_children())
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=worker_init)
+    try:
+        futures = [pool.submit(execute, t, str(runs_dir)) for t in todo]
+        for fut in as_completed(futures):
+            done(fut.result())
+    except BaseException:
+        # Ctrl-C or a failed task: stop now, keep the finished runs. The workers are
+        # this pool's children started since `before` (public API, no pool internals).
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            pool.shutdown(wait=False, cancel_futures=True)
+            for child in set(multiprocessing.active_children()) - before:
+                child.terminate()
+            for child in set(multiprocessing.active_children()) - before:
+                child.join(timeout=1)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _dask_client(address: str) -> Any:
+    """A client of the scheduler at ``address``, or one line saying why not."""
+    import dask
+    from distributed import Client
+
+    timeout = f"{DASK_CONNECT_TIMEOUT}s"
+    try:
+        with dask.config.set({"distributed.comm.timeouts.connect": timeout}):
+            return Client(address, timeout=DASK_CONNECT_TIMEOUT)
+    except (OSError, ValueError, TypeError) as err:
+        raise AggregameError(f"--dask {address}: cannot reach a Dask scheduler: "
+                             f"{' '.join(str(err).split())}") from None
+
+
+def _run_dask(todo: list[Task], runs_dir: Path, client: Any,
+              done: Callable[[str], None]) -> None:
+    from distributed import as_completed as dask_completed
+
+    with client:
+        futures = client.map(execute, todo, runs_dir=str(runs_dir), pure=False)
+        try:
+            for fut in dask_completed(futures):
+                done(fut.result())
+        except BaseException:
+            client.cancel(futures)
+            raise
 
 
 def load_rows(runs_dir: Path, keys: Iterable[str]) -> pd.DataFrame:
     """Every row of the given tasks, in task order (so reruns give identical tables)."""
     rows = []
     for key in keys:
-        with (runs_dir / f"{key}.json").open() as fh:
+        with (runs_dir / f"{key}.json").open(encoding="utf-8") as fh:
             rows.extend(json.load(fh)["rows"])
     return pd.DataFrame(rows)
 
@@ -106,25 +209,8 @@ def versions() -> dict[str, str]:
             "matplotlib": matplotlib.__version__, "machine": platform.machine()}
 
 
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file in the same folder, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def write_outputs(out: Path, table: pd.DataFrame, settings: dict[str, Any],
-                  seconds: float) -> None:
-    """results.csv, results.parquet and settings.json (with versions and time), each
-    complete or absent."""
-    _atomic(out / "results.csv", lambda p: table.to_csv(p, index=False))
-    _atomic(out / "results.parquet", lambda p: table.to_parquet(p, index=False))
-    meta = {"settings": settings, "versions": versions(),
-            "seconds": round(seconds, 3), "written": time.strftime("%Y-%m-%d %H:%M:%S")}
-    _atomic(out / "settings.json",
-            lambda p: p.write_text(json.dumps(meta, indent=1, default=str)))
+def write_outputs(out: Path, table: pd.DataFrame, meta: dict[str, Any]) -> None:
+    """results.csv, results.parquet and settings.json, each complete or absent."""
+    atomic_write(out / "results.csv", lambda p: table.to_csv(p, index=False))
+    atomic_write(out / "results.parquet", lambda p: table.to_parquet(p, index=False))
+    atomic_write_text(out / "settings.json", json.dumps(meta, indent=1, default=str))

@@ -172,9 +172,7 @@ def test_scenario_missing_file_and_bad_toml(tmp_path):
     with pytest.raises(ScenarioError, match=r"not valid TOML"):
         load_scenario(write(tmp_path, "[market\n"))
     with pytest.raises(ScenarioError, match=r"CSV file 'missing.csv' not found"):
-        load_scenario(write(tmp_path, GOOD.replace('[[individuals]]\nname = "big"',
-                                                   '[[individuals]]\nusers = '
-                                                   '"missing.csv"\nname = "big"')))
+        load_scenario(write(tmp_path, GOOD + '[[individuals]]\nusers = "missing.csv"\n'))
 
 
 def test_shipped_scenarios_all_load():

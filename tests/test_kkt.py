@@ -131,13 +131,13 @@ def test_cli_uniqueness_and_crosscheck():
     out = run_cli("uniqueness", "two_equilibria", "--starts", "6", "--seed", "1",
                   "--json")
     assert out.returncode == 0, out.stderr
-    clusters = json.loads(out.stdout)
+    clusters = json.loads(out.stdout)["clusters"]
     assert sum(c["equilibrium"] for c in clusters) == 2
     out = run_cli("crosscheck", "fig4_proportional")
     assert out.returncode == 0, out.stderr
     assert "all methods agree" in out.stdout
     bad = run_cli("uniqueness", "fig4", "--starts", "0")
-    assert bad.returncode == 2 and "--starts must be >= 1" in bad.stderr
+    assert bad.returncode == 2 and "--starts: must be an integer >= 1" in bad.stderr
 
 
 @pytest.mark.skipif(__import__("aggregame.solvers.kkt", fromlist=["x"]).path_available(),

@@ -1,0 +1,299 @@
+"""The ``aggregame`` subcommands: each reads its arguments, runs, prints, returns an
+exit status (0 equilibrium or success, 1 no equilibrium; errors are raised and turned
+into statuses by ``aggregame.cli.main``).
+
+With ``--json`` each prints one JSON document on stdout whose ``schema_version`` and
+``command`` fields come first; the fields are documented in docs/cli.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from aggregame.errors import AggregameError
+
+LOG = logging.getLogger(__name__)
+
+#: Version of the JSON documents printed with --json (docs/cli.md); raised when a
+#: field changes meaning or disappears, not when one is added.
+JSON_SCHEMA_VERSION = 1
+
+
+def emit(args: argparse.Namespace, doc: dict[str, Any]) -> None:
+    """Print ``doc`` as the command's JSON document."""
+    head = {"schema_version": JSON_SCHEMA_VERSION, "command": args.command}
+    print(json.dumps({**head, **doc}, indent=1, default=_jsonable))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        return value.item()
+    return str(value)
+
+
+def _quiet(args: argparse.Namespace) -> bool:
+    return getattr(args, "json", False) or getattr(args, "quiet", False)
+
+
+def _settings(args: argparse.Namespace, scenario) -> tuple[str, object]:
+    """Backend and dynamics settings: the scenario's [solver] table, overridden by
+    whichever of the command's flags ``args`` has and sets."""
+    overrides = {key: getattr(args, key, None) for key in
+                 ("best_response", "tol", "max_rounds", "seed", "start")}
+    overrides["method"] = getattr(args, "dynamics", None)
+    overrides["backend"] = getattr(args, "backend", None)
+    from aggregame.solvers.dynamics import DynamicsSettings
+
+    settings = scenario.solver.replace(
+        **{k: v for k, v in overrides.items() if v is not None})
+    if getattr(args, "start", None) is not None and not isinstance(args.start, str) \
+            and len(args.start) != len(scenario.game.players):
+        raise AggregameError(f"argument --start: needs one purchase per player "
+                             f"({len(scenario.game.players)}), got {len(args.start)}")
+    settings.check_players(len(scenario.game.players))
+    return settings.backend, DynamicsSettings(**settings.dynamics_kwargs())
+
+
+def cmd_solve(args: argparse.Namespace) -> int:
+    from aggregame.scenario import load_scenario
+    from aggregame.solvers.dynamics import solve_equilibrium
+
+    scenario = load_scenario(args.scenario)
+    backend, settings = _settings(args, scenario)
+    LOG.info("%s: %d players, %s by %s", scenario.name, len(scenario.game.players),
+             args.method, backend)
+    if args.method == "kkt":
+        from aggregame.solvers.kkt import solve_kkt
+
+        eq = solve_kkt(scenario.game, certificate_rtol=settings.certificate_rtol)
+    else:
+        eq = solve_equilibrium(scenario.game, backend=backend, settings=settings,
+                               progress=args.progress and not _quiet(args))
+    if args.json:
+        emit(args, {"scenario": scenario.name, "equilibrium": eq.is_equilibrium,
+                    **eq.to_dict()})
+    else:
+        print(f"scenario {scenario.name}: {scenario.description}")
+        print(eq.summary())
+    if not eq.is_equilibrium:
+        print(eq.reason(), file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_methods(scenario, backends: list[str], settings) -> tuple[dict, dict]:
+    """Every method's result, or the one-line reason it failed."""
+    from aggregame.solvers.dynamics import solve_equilibrium
+    from aggregame.solvers.kkt import solve_kkt
+
+    results, failed = {}, {}
+    runs = [(f"best-response/{b}", lambda b=b: solve_equilibrium(
+        scenario.game, b, settings)) for b in backends]
+    runs.append(("kkt/pyomo", lambda: solve_kkt(
+        scenario.game, certificate_rtol=settings.certificate_rtol)))
+    for label, run in runs:
+        LOG.info("crosscheck: %s", label)
+        try:
+            results[label] = run()
+        except AggregameError as err:  # a solver failure is a verdict, not a crash
+            failed[label] = str(err)
+    return results, failed
+
+
+def _distinct(results: dict, rtol: float) -> list[list[str]]:
+    """Methods grouped by profile: two profiles are one when they differ by at most
+    rtol * max(1, largest purchase)."""
+    groups: list[tuple[np.ndarray, list[str]]] = []
+    for label, eq in results.items():
+        for profile, members in groups:
+            scale = rtol * max(1.0, float(np.max(np.abs(profile))))
+            if float(np.max(np.abs(profile - eq.profile))) <= scale:
+                members.append(label)
+                break
+        else:
+            groups.append((eq.profile, [label]))
+    return [members for _, members in groups]
+
+
+def cmd_crosscheck(args: argparse.Namespace) -> int:
+    from aggregame.scenario import load_scenario
+    from aggregame.solvers.compare import Crosscheck
+
+    scenario = load_scenario(args.scenario)
+    _, settings = _settings(args, scenario)
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    bad = [b for b in backends if b not in ("native", "pyomo")]
+    if bad or not backends:
+        raise AggregameError(f"--backends: unknown backend(s) {bad or backends}; use "
+                             f"native, pyomo")
+    results, failed = _run_methods(scenario, backends, settings)
+    uncertified = [k for k, eq in results.items() if not eq.is_equilibrium]
+    groups = _distinct(results, args.rtol)
+    ok = not failed and not uncertified
+    if args.json:
+        emit(args, {"scenario": scenario.name, "rtol": args.rtol, "ok": ok,
+                    "failed": failed, "not_certified": uncertified,
+                    "equilibria": [{"methods": g,
+                                    "profile": results[g[0]].profile.tolist()}
+                                   for g in groups],
+                    "methods": Crosscheck(results).table().to_dict(orient="records")})
+        return 0 if ok else 1
+    print(f"scenario {scenario.name}: {scenario.description}")
+    if results:
+        print(Crosscheck(results).table().to_string(
+            index=False, float_format=lambda v: f"{v:.6g}"))
+    for label, reason in failed.items():
+        print(f"{label} failed: {reason}", file=sys.stderr)
+    if uncertified:
+        print(f"not a certified equilibrium: {', '.join(uncertified)}", file=sys.stderr)
+    if not ok:
+        return 1
+    if len(groups) > 1:
+        print(f"multiple equilibria: the methods end at {len(groups)} different "
+              f"certified equilibria (tolerance {args.rtol:g}):")
+        for members in groups:
+            profile = ", ".join(f"{v:.6g}" for v in results[members[0]].profile)
+            print(f"  ({profile}) by {', '.join(members)}")
+        return 0
+    print(f"all methods agree (tolerance {args.rtol:g}) on a certified equilibrium")
+    return 0
+
+
+def cmd_uniqueness(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from aggregame.scenario import load_scenario
+    from aggregame.solvers.compare import probe_uniqueness
+
+    scenario = load_scenario(args.scenario)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    bad = [m for m in methods if m not in ("best-response", "kkt")]
+    if bad or not methods:
+        raise AggregameError(f"--methods: unknown method(s) {bad or methods}; use "
+                             f"best-response, kkt")
+    with tqdm(total=args.starts * len(methods), desc="runs", unit="run",
+              disable=_quiet(args)) as bar:
+        report = probe_uniqueness(scenario.game, starts=args.starts, seed=args.seed,
+                                  methods=methods,
+                                  progress=lambda done, total: bar.update(1))
+    found = len(report.equilibria)
+    if args.json:
+        emit(args, {"scenario": scenario.name, "starts": args.starts,
+                    "seed": args.seed, "methods": methods, "equilibria": found,
+                    "clusters": report.table().to_dict(orient="records")})
+    else:
+        print(f"scenario {scenario.name}: {args.starts} random starts per method "
+              f"(seed {args.seed})")
+        print(report.table().to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        print(f"{found} distinct equilibri{'um' if found == 1 else 'a'} found; "
+              f"{len(report.not_equilibria)} end point(s) that are not equilibria")
+    return 0 if found >= 1 else 1
+
+
+def _study_doc(result) -> dict[str, Any]:
+    return {"name": result.name, "folder": str(result.folder),
+            "rows": len(result.table), "figures": result.figures,
+            "seconds": result.seconds, "ran": result.ran}
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    from aggregame.studies import run_study
+
+    result = run_study(args.name, out=args.out, runs=args.runs, seed=args.seed,
+                       workers=args.workers, dask_address=args.dask,
+                       backend=args.backend, progress=not _quiet(args))
+    if args.json:
+        emit(args, _study_doc(result))
+        return 0
+    print(f"{result.name}: {len(result.table)} rows, figures {', '.join(result.figures)}"
+          f" in {result.folder} ({result.seconds:.1f} s, {result.ran} runs computed "
+          f"now)")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import importlib
+
+    from aggregame.studies import STUDIES, run_study
+    from aggregame.studies.report import ORDER, write_report
+
+    start = time.perf_counter()
+    studies = []
+    for name in ORDER:
+        runs = args.runs
+        if args.quick:
+            module = importlib.import_module(f"aggregame.studies.{STUDIES[name]}")
+            runs = min(runs or module.DEFAULT_RUNS, 3)
+        result = run_study(name, out=args.out, runs=runs, seed=args.seed,
+                           workers=args.workers, dask_address=args.dask,
+                           backend=args.backend, progress=not _quiet(args))
+        studies.append(_study_doc(result))
+        if not args.json:
+            print(f"{name}: {result.folder} ({result.seconds:.1f} s)")
+    path = write_report(args.out, time.perf_counter() - start)
+    if args.json:
+        emit(args, {"report": str(path), "studies": studies})
+    else:
+        print(f"report: {path}")
+    return 0
+
+
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    from aggregame import data
+    from aggregame.scenario import load_scenario
+
+    rows = []
+    for name in data.scenarios():
+        sc = load_scenario(data.path(name))
+        rows.append({"name": name.removesuffix(".toml"), "description": sc.description,
+                     "path": str(sc.path)})
+    if args.json:
+        emit(args, {"scenarios": rows})
+        return 0
+    for row in rows:
+        print(f"{row['name']:20s} {row['description']}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    import aggregame
+    from aggregame import Game, Player, LinearPrice, quadratic_users
+    from aggregame.solvers.native import NativeInner
+    from aggregame.solvers.pyomo_inner import PyomoInner
+
+    game = Game((Player.aggregator("check", quadratic_users([0.5, 0.3], [4.0, 6.0]),
+                                   alpha=1),), LinearPrice(0.01))
+    pyomo_sol = PyomoInner(game, 0).solve(np.array([3.0]), 10.0)
+    native_sol = NativeInner(game, 0).solve(np.array([3.0]), 10.0)
+    gap = float(np.abs(pyomo_sol.x - native_sol.x).max())
+    ok = gap < 1e-6
+    if args.json:
+        emit(args, {"version": aggregame.__version__, "location": aggregame.__file__,
+                    "ok": ok, "ipopt_native_gap": gap})
+    else:
+        print(f"aggregame {aggregame.__version__} at {aggregame.__file__}")
+        print(f"Ipopt through Pyomo/cyipopt: {'ok' if ok else 'DISAGREES'} (a 2-member "
+              f"inner problem; Ipopt and the native backend differ by {gap:.1e})")
+    return 0 if ok else 1
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from aggregame.schema import json_schema
+
+    # The document is a JSON Schema either way; --json changes nothing here.
+    print(json.dumps(json_schema(), indent=1))
+    return 0
+
+
+COMMANDS = {"solve": cmd_solve, "crosscheck": cmd_crosscheck,
+            "uniqueness": cmd_uniqueness, "study": cmd_study, "report": cmd_report,
+            "scenarios": cmd_scenarios, "check": cmd_check, "schema": cmd_schema}

@@ -1,0 +1,237 @@
+"""The argument parser of the ``aggregame`` command: every value checked as it is read.
+
+A bad value ends as one line (``aggregame: error: argument --seed: ...``) and exit
+status 2, never as argparse's two-line usage message: :class:`Parser` turns argparse's
+errors into :class:`UsageError`, which ``main`` reports like any other bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Callable, NoReturn
+
+from aggregame import __version__
+from aggregame.errors import AggregameError
+
+EPILOG = """\
+examples:
+  aggregame scenarios                       list the scenario files shipped in data/
+  aggregame solve fig4                      equilibrium of the paper's Fig. 4 setting
+  aggregame solve fig4 --backend pyomo      the same through Pyomo + Ipopt
+  aggregame solve my.toml --json > eq.json  machine-readable result
+  aggregame solve fig4 --method kkt         the stacked KKT system instead
+  aggregame crosscheck fig4_proportional    every method side by side
+  aggregame uniqueness fig4 --starts 5      look for more than one equilibrium
+  aggregame study fig6 --runs 50            the paper's Figs. 6-7 (results/fig6/)
+  aggregame report --quick                  short studies + results/report.html
+  aggregame check                           is Ipopt reachable from Pyomo here?
+  aggregame schema                          JSON Schema of scenario files
+
+exit status: 0 equilibrium (or success), 1 no equilibrium, 2 bad input or
+environment, 3 internal error (a bug: rerun with --debug for the traceback),
+130 interrupted.
+
+Scenario files are TOML; their format is documented in data/README.md, the command
+line and its JSON output in docs/cli.md.
+"""
+
+
+class UsageError(ValueError, AggregameError):
+    """A command-line argument is missing or invalid."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are exceptions (one line, exit 2 in ``main``)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _number(text: str, name: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be finite, got {text!r}")
+    return value
+
+
+def _integer(minimum: int) -> Callable[[str], int]:
+    """A type that takes whole numbers >= ``minimum`` ("3", not "3.5" or "-1")."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(
+                f"must be an integer >= {minimum}, got {text!r}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def _open_unit(text: str) -> float:
+    value = _number(text, "tolerance")
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text!r}")
+    return value
+
+
+def _start(text: str) -> str | tuple[float, ...]:
+    """'zero', 'random', or purchases separated by commas (finite, >= 0)."""
+    if text in ("zero", "random"):
+        return text
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = (math.nan,)
+    if not all(math.isfinite(v) and v >= 0 for v in values):
+        raise argparse.ArgumentTypeError(
+            f"must be 'zero', 'random' or purchases >= 0 separated by commas, "
+            f"got {text!r}")
+    return values
+
+
+def _common(suppress: bool) -> argparse.ArgumentParser:
+    """Options taken before or after the command. In the subcommands their defaults
+    are suppressed, so an option given before the command is not reset after it."""
+    common = argparse.ArgumentParser(add_help=False)
+    default = {"default": argparse.SUPPRESS} if suppress else {}
+    common.add_argument("-v", "--verbose", action="count",
+                        help="log progress (-vv: debug details)",
+                        **(default or {"default": 0}))
+    common.add_argument("-q", "--quiet", action="store_true",
+                        help="log errors only; no progress bars", **default)
+    common.add_argument("--debug", action="store_true",
+                        help="print the traceback of an internal error", **default)
+    common.add_argument("--json", action="store_true",
+                        help="print the result as JSON on stdout (docs/cli.md)",
+                        **default)
+    return common
+
+
+def build_parser() -> Parser:
+    """The ``aggregame`` parser with every subcommand."""
+    parser = Parser(
+        prog="aggregame", parents=[_common(suppress=False)],
+        description="Strategic, alpha-fair energy aggregators competing in a wholesale "
+                    "market: equilibria by best response (native numpy or Pyomo+Ipopt), "
+                    "with a regret certificate.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"aggregame {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    common = [_common(suppress=True)]
+    _solve(sub.add_parser(
+        "solve", parents=common, help="find and certify an equilibrium of a scenario",
+        description="Run best-response dynamics on SCENARIO and certify the end point "
+                    "by each player's regret. Exit 0 for a certified equilibrium, 1 "
+                    "when none was found (the reason is printed), 2 for bad input."))
+    _crosscheck(sub.add_parser(
+        "crosscheck", parents=common,
+        help="solve by best response (both backends) and by KKT, compare",
+        description="Solve SCENARIO by best response with each backend and by the "
+                    "stacked KKT system; print a side-by-side table. Exit 0 when every "
+                    "method ends at a certified equilibrium (if their profiles differ, "
+                    "the game has multiple equilibria and they are listed); exit 1 "
+                    "when a method failed or its end point is not certified."))
+    _uniqueness(sub.add_parser(
+        "uniqueness", parents=common,
+        help="probe for several equilibria (the paper's Conjecture 1)",
+        description="Run best response (scan strategy) and the KKT solve from N random "
+                    "starting profiles, cluster the end points, certify each cluster by "
+                    "regret and report how many distinct equilibria were found. A KKT "
+                    "point with positive regret is listed, not counted."))
+    study = sub.add_parser(
+        "study", parents=common,
+        help="run one of the paper's Section IV studies (fig3 ... fig13)",
+        description="Run a study of the paper's Section IV and write its folder: tidy "
+                    "results (CSV, Parquet), the figure(s) (PNG, SVG) and settings.json "
+                    "(settings, versions, fingerprint). Runs in parallel; an interrupted "
+                    "study resumes where it stopped; a folder holds one set of settings.")
+    study.add_argument("name", help="fig3, fig4, fig5, fig6/fig7, fig8/fig9, "
+                                    "fig10/fig11 or fig12/fig13")
+    _study_options(study)
+    report = sub.add_parser(
+        "report", parents=common, help="run missing studies and write one HTML report",
+        description="Write DIR/report.html with every figure and, for each claim of "
+                    "the paper's Section IV, our numbers and whether they support it. "
+                    "Studies missing from DIR are run first.")
+    _study_options(report)
+    report.add_argument("--quick", action="store_true",
+                        help="a short version: at most 3 runs per study")
+    sub.add_parser("scenarios", parents=common,
+                   help="list the scenario files shipped in data/")
+    sub.add_parser("check", parents=common,
+                   help="check that Ipopt, cyipopt and PyNumero work here")
+    sub.add_parser("schema", parents=common,
+                   help="print the JSON Schema of scenario files (for editors)")
+    return parser
+
+
+def _solve(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scenario", help="path to a TOML file, or the name of a shipped "
+                                    "one (see `aggregame scenarios`)")
+    p.add_argument("--backend", choices=["native", "pyomo"],
+                   help="inner solver: native numpy (fast) or pyomo (Ipopt, the "
+                        "reference); default: the scenario's, else native")
+    p.add_argument("--method", choices=["best-response", "kkt"], default="best-response",
+                   help="best-response dynamics (default), or the stacked KKT system "
+                        "solved by Ipopt (its point is then certified by regret)")
+    _dynamics_options(p)
+    p.add_argument("--progress", action="store_true",
+                   help="show a progress bar (round, largest step, final regret)")
+
+
+def _dynamics_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dynamics", choices=["gauss-seidel", "jacobi"],
+                   help="update order of the best-response rounds")
+    p.add_argument("--best-response", dest="best_response",
+                   choices=["auto", "bisection", "scan"],
+                   help="bisection trusts quasiconcavity; scan does not; auto starts "
+                        "with bisection and switches if the certificate fails")
+    p.add_argument("--tol", type=_open_unit, help="stopping tolerance on purchases")
+    p.add_argument("--max-rounds", type=_integer(1), help="round limit")
+    p.add_argument("--start", type=_start,
+                   help="'zero', 'random', or comma-separated purchases")
+    p.add_argument("--seed", type=_integer(0), help="seed of a random start")
+
+
+def _crosscheck(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scenario")
+    p.add_argument("--rtol", type=_open_unit, default=1e-6,
+                   help="two profiles differ when their purchases differ by more than "
+                        "this (relative, default 1e-6)")
+    p.add_argument("--backends", default="native,pyomo",
+                   help="best-response backends to run (default native,pyomo)")
+    _dynamics_options(p)
+
+
+def _uniqueness(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scenario")
+    p.add_argument("--starts", type=_integer(1), default=10,
+                   help="random starts per method")
+    p.add_argument("--seed", type=_integer(0), default=0,
+                   help="seed of the random starts")
+    p.add_argument("--methods", default="best-response,kkt",
+                   help="comma-separated: best-response, kkt")
+
+
+def _study_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs", type=_integer(1),
+                   help="runs per configuration (default: the study's, 50 where the "
+                        "paper used 50)")
+    p.add_argument("--seed", type=_integer(0), default=0,
+                   help="base seed: run r uses seed+r")
+    p.add_argument("--workers", type=_integer(1),
+                   help="local processes (default: all cores)")
+    p.add_argument("--out", default="results", help="output folder (default results/)")
+    p.add_argument("--backend", choices=["native", "pyomo"], default="native")
+    p.add_argument("--dask", metavar="ADDRESS",
+                   help="run on a Dask cluster (scheduler address, e.g. "
+                        "tcp://host:8786) instead")

@@ -1,0 +1,139 @@
+"""The [solver] table of a scenario file as one typed configuration.
+
+:class:`SolverSettings` is checked once, when it is built, and every error is a
+:class:`~aggregame.errors.SettingsError` naming the file and the [solver] table. It is
+plain data of the definition layer; the command line turns it into the dynamics'
+settings (``DynamicsSettings(**settings.dynamics_kwargs())``), so this layer imports
+nothing from the solvers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from aggregame import checks
+from aggregame.errors import SettingsError
+
+BACKENDS = ("native", "pyomo")
+METHODS = ("gauss-seidel", "jacobi")
+STRATEGIES = ("auto", "bisection", "scan")
+STARTS = ("zero", "random")
+#: Largest certificate tolerance accepted: a regret of 1% of |J| is no equilibrium.
+MAX_CERTIFICATE_RTOL = 1e-2
+
+#: Each key of [solver], its JSON Schema and its meaning (docs and the exported schema).
+FIELDS: dict[str, dict[str, Any]] = {
+    "backend": {"enum": list(BACKENDS), "description": "inner solver"},
+    "method": {"enum": list(METHODS), "description": "update order of the rounds"},
+    "best_response": {"enum": list(STRATEGIES),
+                      "description": "auto: bisection, then scan if the certificate "
+                                     "fails"},
+    "tol": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1,
+            "description": "stop when no purchase moves more than tol * max(1, max y)"},
+    "max_rounds": {"type": "integer", "minimum": 1, "description": "round limit"},
+    "start": {"oneOf": [{"enum": list(STARTS)},
+                        {"type": "array", "items": {"type": "number", "minimum": 0}}],
+              "description": "'zero', 'random' (with seed) or one purchase per player"},
+    "seed": {"type": "integer", "minimum": 0, "description": "seed of a random start"},
+    "certificate_rtol": {"type": "number", "exclusiveMinimum": 0,
+                         "maximum": MAX_CERTIFICATE_RTOL,
+                         "description": "regret tolerance of the certificate, relative "
+                                        "to max(1, |J|)"},
+}
+
+
+@dataclass(frozen=True)
+class SolverSettings:
+    """How to solve a scenario; ``source`` names where the values came from.
+
+    ``certificate_rtol = None`` keeps the certificate's own default.
+    """
+
+    backend: str = "native"
+    method: str = "gauss-seidel"
+    best_response: str = "auto"
+    tol: float = 1e-10
+    max_rounds: int = 200
+    start: str | tuple[float, ...] = "zero"
+    seed: int = 0
+    certificate_rtol: float | None = None
+    source: str = "<settings>"
+
+    def __post_init__(self) -> None:
+        try:
+            self._check()
+        except checks.Invalid as err:
+            raise SettingsError(f"{self.source}: [solver] {err.field}: {err.problem}"
+                                ) from None
+
+    def _check(self) -> None:
+        checks.choice(self.backend, "backend", BACKENDS)
+        checks.choice(self.method, "method", METHODS)
+        checks.choice(self.best_response, "best_response", STRATEGIES)
+        tol = checks.number(self.tol, "tol")
+        if not 0 < tol < 1:
+            raise checks.Invalid("tol", f"must be in (0, 1), got {self.tol!r}")
+        checks.integer(self.max_rounds, "max_rounds", 1)
+        checks.integer(self.seed, "seed", 0)
+        if self.certificate_rtol is not None:
+            rtol = checks.number(self.certificate_rtol, "certificate_rtol")
+            if not 0 < rtol <= MAX_CERTIFICATE_RTOL:
+                raise checks.Invalid("certificate_rtol", f"must be in (0, "
+                                     f"{MAX_CERTIFICATE_RTOL:g}], got {rtol!r}")
+        object.__setattr__(self, "start", _start(self.start))
+
+    @classmethod
+    def from_table(cls, table: Any, source: str) -> "SolverSettings":
+        """Settings from a [solver] table; unknown keys are refused with a guess."""
+        try:
+            checks.table(table, "solver")
+            checks.no_unknown_keys(table, FIELDS, "", "setting")
+        except checks.Invalid as err:
+            raise SettingsError(f"{source}: [solver] {err.field}: {err.problem}"
+                                ) from None
+        return cls(**table, source=source)
+
+    def replace(self, **changes: Any) -> "SolverSettings":
+        """A copy with ``changes`` (checked like the rest)."""
+        return dataclasses.replace(self, **changes)
+
+    def check_players(self, count: int) -> None:
+        """A start given as purchases must have one per player."""
+        if not isinstance(self.start, str) and len(self.start) != count:
+            raise SettingsError(
+                f"{self.source}: [solver] start: needs one purchase per player "
+                f"({count}), got {len(self.start)}")
+
+    def dynamics_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of the best-response dynamics' settings."""
+        out = {"method": self.method, "best_response": self.best_response,
+               "tol": float(self.tol), "max_rounds": self.max_rounds,
+               "start": self.start, "seed": self.seed}
+        if self.certificate_rtol is not None:
+            out["certificate_rtol"] = float(self.certificate_rtol)
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out.pop("source")
+        out["start"] = self.start if isinstance(self.start, str) else list(self.start)
+        return out
+
+
+def _start(value: Any) -> str | tuple[float, ...]:
+    if isinstance(value, str):
+        return checks.choice(value, "start", STARTS)
+    if not isinstance(value, (list, tuple)) or not value:
+        raise checks.Invalid("start", f"must be 'zero', 'random' or an array of "
+                                      f"purchases, got {checks.shown(value)}")
+    out = []
+    for k, v in enumerate(value):
+        v = checks.number(v, f"start[{k}]")
+        if v < 0 or not math.isfinite(v):
+            raise checks.Invalid(f"start[{k}]", f"must be >= 0, got {v!r}")
+        out.append(v)
+    return tuple(out)
+
