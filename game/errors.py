@@ -29,3 +29,8 @@ class SolverUnavailableError(SolverError):
 
 class InnerSolveError(SolverError):
     """The inner allocation problem of one player did not end at an optimal point."""
+
+
+class GlobalCertificateError(SolverError):
+    """The global (SCIP) certificate cannot bound this game, e.g. a priced-out rule
+    other than floor, whose member set depends on the price."""
