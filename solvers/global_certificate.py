@@ -69,8 +69,13 @@ FEAS_TOL = 1e-9
 #: Max-min: level gains below this (relative to max(1, |level|)) are ties, decided
 #: by total surplus. SCIP's feasibility tolerance alone can move the level 1e-6.
 LEVEL_TOL = 1e-6
-#: Smallest time SCIP gets for the max-min tie-break stage [s].
+#: Smallest time SCIP gets for a stage (the max-min tie-break, a re-solve) [s].
 MIN_STAGE_SECONDS = 1.0
+#: SCIP feasibility tolerance of the re-solve of a near-equilibrium player whose
+#: proven bound sits just above rtol (see ``_solve``); SCIP's default is 1e-6.
+TIGHT_FEASTOL = 1e-9
+#: Relative regret bounds above this are real regret, not tolerance slack: no re-solve.
+REFINE_BELOW = 1e-3
 
 
 class Verdict(str, enum.Enum):
@@ -183,6 +188,7 @@ def scip_solver() -> Any:
 class _Settings:
     time_limit: float
     gap: float
+    rtol: float
     feastol: float | None
 
 
@@ -250,7 +256,7 @@ def _check_settings(time_limit: float, gap: float, rtol: float,
                 not math.isfinite(value) or not ok(value):
             raise GameDefinitionError(
                 f"global certificate: field '{name}' is out of range, got {value!r}")
-    return _Settings(float(time_limit), float(gap),
+    return _Settings(float(time_limit), float(gap), float(rtol),
                      None if feastol is None else float(feastol))
 
 
@@ -323,13 +329,40 @@ def _payoff_range(known: list[float], bound: float) -> float:
     return spread if spread > tiny else max(abs(top), tiny)
 
 
+def _solve(opt: Any, model: Any, settings: _Settings, known: list[float],
+           reference: float, start: float) -> _Stage:
+    """SCIP on the model's active objective, in the player's time left.
+
+    SCIP's feasibility tolerance relaxes every constraint by ~1e-6 in surplus
+    units, which lifts the bound by as much: negligible for large payoffs, but
+    enough to push a small-payoff equilibrium (surpluses ~0.01) above rtol. When
+    that may be all that is left (relative regret bound in (rtol, REFINE_BELOW])
+    and the caller left feastol to SCIP, re-solve with TIGHT_FEASTOL and keep that
+    bound if it is proved. Both bounds are valid; the tighter one costs more time.
+    """
+    def left() -> float:
+        return settings.time_limit - (time.perf_counter() - start)
+
+    stage = _run_scip(opt, model, max(left(), MIN_STAGE_SECONDS), settings,
+                      _payoff_range(known, math.nan), settings.feastol)
+    if stage.verdict is not Verdict.PROVED or settings.feastol is not None or \
+            not math.isfinite(reference) or left() < MIN_STAGE_SECONDS:
+        return stage
+    relative = (stage.bound - reference) / _payoff_range(known, stage.bound)
+    if not settings.rtol < relative <= REFINE_BELOW:
+        return stage
+    tight = _run_scip(opt, model, left(), settings, _payoff_range(known, math.nan),
+                      TIGHT_FEASTOL)
+    return tight if tight.verdict is Verdict.PROVED else stage
+
+
 def _run_scip(opt: Any, model: Any, time_limit: float, settings: _Settings,
-              scale: float) -> _Stage:
+              scale: float, feastol: float | None) -> _Stage:
     """Solve the model's active objective with SCIP; never raises on SCIP's account."""
     from pyomo.contrib.solver.common.results import (SolutionStatus,
                                                      TerminationCondition)
 
-    options = {} if settings.feastol is None else {"numerics/feastol": settings.feastol}
+    options = {} if feastol is None else {"numerics/feastol": feastol}
     abs_gap = settings.gap * scale if math.isfinite(scale) and scale > 0 else None
     try:
         res = opt.solve(model, time_limit=time_limit, rel_gap=settings.gap,
@@ -376,8 +409,7 @@ def _bound_player(opt: Any, game: Game, j: int, profile: np.ndarray,
                            Verdict.FAILED, time.perf_counter() - start, message=str(err))
     ref = _reference(game, j, others, y, float(model.y.ub))
     known = [ref.welfare, *ref.welfare_ends]
-    stage = _run_scip(opt, model, settings.time_limit, settings,
-                      _payoff_range(known, math.nan))
+    stage = _solve(opt, model, settings, known, ref.welfare, start)
     span = _payoff_range(known, stage.bound)
     regret = max(stage.bound - ref.welfare, 0.0) if math.isfinite(stage.bound) \
         else math.inf
@@ -415,9 +447,8 @@ def _tiebreak_stage(opt: Any, model: Any, name: str, y: float, ref: _Reference,
     model.obj_tiebreak.activate()
     model.ineq_level_floor.activate()
     model.level_floor.set_value(ref.welfare - LEVEL_TOL * max(1.0, abs(ref.welfare)))
-    left = max(settings.time_limit - (time.perf_counter() - start), MIN_STAGE_SECONDS)
     known = [ref.tiebreak, *ref.tiebreak_ends]
-    second = _run_scip(opt, model, left, settings, _payoff_range(known, math.nan))
+    second = _solve(opt, model, settings, known, ref.tiebreak, start)
     span = _payoff_range(known, second.bound)
     regret = max(second.bound - ref.tiebreak, 0.0) if math.isfinite(second.bound) \
         else math.inf
