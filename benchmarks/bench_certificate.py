@@ -28,7 +28,7 @@ OUT = Path(__file__).parent / "results" / "certificate.md"
 SCENARIOS = ("fig3", "fig4", "fig4_maxmin", "fig4_proportional", "fig5",
              "two_equilibria")
 #: Reduced sizes tried, largest first, when the full game is not proved.
-REDUCED_SIZES = (25, 12)
+REDUCED_SIZES = (50, 25, 12)
 #: Scenarios with more players than this get one summary row, not one per player.
 PER_PLAYER_ROWS = 5
 

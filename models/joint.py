@@ -1,7 +1,7 @@
 """Joint best-response model of one player: purchase and allocation at once.
 
 Player j's best response against the others' total Y_-j is one optimization over
-(y_j, x_j) (MODEL.md, "Global best response"):
+(y_j, x_j): y_j = sum_i x_ji, so choosing the allocation chooses the purchase:
 
     max  Phi_j(s + e)  s.t.  p = p(Y_-j + y_j)                     (eq_price)
                              s_i = U_i(x_i) - p x_i                  (eq_surplus)
@@ -21,7 +21,9 @@ formulas by equalities, not Expressions: SCIP then sees one bilinear term p x_i 
 member, and phi's argument s_i + e_i is a variable with the finite bounds
 [e_i, e_i + smax_i], so log and negative powers (alpha >= 1) stay finite on the whole
 box without SCIP having to infer it from s_i >= 0. SCIP's spatial branch and bound
-needs finite bounds on every variable that enters a nonlinear term; they are
+needs finite bounds on every variable that enters a nonlinear term. The terms are
+phi(s + e) = s + e (alpha = 0), log(s + e) (alpha = 1), (s + e)^(1-alpha)/(1-alpha)
+(other alpha; negative for alpha > 1), all finite because s + e >= e > 0. Bounds
 (p_lo = p(Y_-j): the price only rises with y_j)
 
     y_j   in [0, game.feasible_max(j, Y_-j)]      (no member can be paid for beyond)

@@ -1,4 +1,4 @@
-"""Global certificate: a proven upper bound on every player's regret (MODEL.md).
+"""Global certificate: a proven upper bound on every player's regret.
 
 ``solvers/certificate.py`` measures regret_j by a scan of y_j with the native backend:
 a search, sound only as far as the scan is dense. This module proves a bound instead.
@@ -15,7 +15,13 @@ that inner solve were suboptimal; the certificate shares no search code with the
 dynamics. "Proven" means up to SCIP's own tolerances: its feasibility tolerance
 (``numerics/feastol``, 1e-6 by default) relaxes every constraint, which can only
 raise UB_j (measured: a 30-member alpha = 2 aggregator, UB 2.7e-3 above the true
-maximum of -415.014 at 1e-6, 4e-5 above at 1e-9, which took 8x longer).
+maximum of -415.014 at 1e-6, 4e-5 above at 1e-9, which took 8x longer); near an
+equilibrium a bound just above rtol is re-solved at 1e-9 (``_solve``). SCIP
+computes in floating point, not exact arithmetic.
+
+Gap. SCIP stops when UB_j - incumbent <= gap * R_j (R_j below), an absolute gap
+from the native payoffs; its own relative gap divides by |objective|, which the
+floor eps and the units of log make arbitrary. PROVED means SCIP reached it.
 
 Max-min players (alpha = inf) play lexicographically: the level min_i(s_i + e_i)
 first, the total surplus as tie-break. Stage 1 bounds the level; its gain is the
@@ -93,7 +99,8 @@ class PlayerBound:
     Attributes
     ----------
     name, y : player and its purchase in the profile.
-    payoff : J_j(y) of a checked feasible allocation (a lower bound on it).
+    payoff : J_j(y) of a checked feasible allocation (a lower bound on it); -inf
+        when no feasible allocation is known (y beyond y_max): regret bound inf.
     upper_bound : UB_j, SCIP's dual bound on max over y_j' of J_j (stage 1).
     best_y, best_payoff : SCIP's best purchase and its objective value (NaN if none).
     regret_bound : max(UB_j - J_j, 0), or the tie-break gain (see ``tiebreak``).
@@ -217,8 +224,8 @@ def certify_global(game: Game, profile: Any, *, time_limit: float = 5.0,
         SCIP time limit per player [s] (a max-min player's tie-break stage gets what
         is left, at least MIN_STAGE_SECONDS).
     gap : float
-        Relative gap at which SCIP stops (also used, times the payoff range, as its
-        absolute gap).
+        Gap at which SCIP stops, relative to the payoff's range over the feasible
+        interval (estimated from the native payoffs at y_j, 0 and y_max).
     rtol : float
         Relative-regret tolerance of ``GlobalCertificate.proved``.
     feastol : float, optional
@@ -369,10 +376,16 @@ def _run_scip(opt: Any, model: Any, time_limit: float, settings: _Settings,
     options: dict[str, Any] = {"display/verblevel": 0}
     if feastol is not None:
         options["numerics/feastol"] = feastol
-    abs_gap = settings.gap * scale if math.isfinite(scale) and scale > 0 else None
+    # The gap is meant relative to the payoff's range (module docstring). SCIP's own
+    # relative gap divides by |objective|, which the floor eps and, for alpha = 1,
+    # the log's units inflate or zero: stop on the absolute gap gap * range, and
+    # fall back to SCIP's relative gap only where no range is known.
+    known_scale = math.isfinite(scale) and scale > 0
     try:
-        res = opt.solve(model, time_limit=time_limit, rel_gap=settings.gap,
-                        abs_gap=abs_gap, load_solutions=False,
+        res = opt.solve(model, time_limit=time_limit,
+                        rel_gap=0.0 if known_scale else settings.gap,
+                        abs_gap=settings.gap * scale if known_scale else None,
+                        load_solutions=False,
                         raise_exception_on_nonoptimal_result=False,
                         solver_options=options)
     except Exception as err:  # translation or SCIP errors of any type: FAILED
@@ -435,7 +448,7 @@ def _pinned_level(game: Game, j: int, level: float, regret: float) -> bool:
     """True for a max-min player whose level sits at the floor e and cannot rise.
 
     Under the floor rule the level is flat (= e) once a member is priced out, and
-    only then does the total-surplus tie-break decide (MODEL.md). Elsewhere the
+    only then does the total-surplus tie-break decide (fairness.py). Elsewhere the
     level has a proper maximum and the level gain is the regret: a tie-break stage
     there would let y drift by what LEVEL_TOL allows and report that as regret.
     """
@@ -448,7 +461,7 @@ def _tiebreak_stage(opt: Any, model: Any, name: str, y: float, ref: _Reference,
                     stage: _Stage, first: dict[str, float], settings: _Settings,
                     start: float) -> PlayerBound:
     """Max-min whose level cannot gain: bound the total surplus among deviations
-    that keep the level within LEVEL_TOL (the tie-break of MODEL.md)."""
+    that keep the level within LEVEL_TOL (the max-min tie-break)."""
     model.obj.deactivate()
     model.obj_tiebreak.activate()
     model.ineq_level_floor.activate()
