@@ -112,8 +112,11 @@ def main() -> None:
         "# Global certificate (SCIP) at the native equilibrium", "",
         f"Machine: {platform.machine()}, Python {platform.python_version()}; "
         f"{time.strftime('%Y-%m-%d')}; SCIP time limit {args.time_limit:g} s per "
-        f"player, relative gap 1e-6, SCIP's default feasibility tolerance (1e-6; "
-        f"1e-9 re-solve near rtol); total run {time.perf_counter() - start:.0f} s.", "",
+        f"player, gap 1e-6 of the payoff range, SCIP's default feasibility tolerance "
+        f"(1e-6; 1e-9 re-solve near rtol); total run "
+        f"{time.perf_counter() - start:.0f} s. The machine was shared with other "
+        "jobs: SCIP times vary up to ~2x between runs, so a player near the limit "
+        "can be proved in one run and bounded in the next.", "",
         "Each row: the equilibrium the native backend found (Gauss-Seidel, native "
         "scan certificate in the last column), then SCIP's proven bound on each "
         "player's regret. *proved*: SCIP closed the gap; *bounded*: time limit, gap "

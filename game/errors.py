@@ -24,7 +24,8 @@ class SolverError(RuntimeError, AggregameError):
 
 
 class SolverUnavailableError(SolverError):
-    """A required solver (Ipopt through cyipopt, PyNumero's ASL library) is missing."""
+    """A required solver (Ipopt through cyipopt, PyNumero's ASL library, SCIP through
+    pyscipopt) is missing."""
 
 
 class InnerSolveError(SolverError):

@@ -195,7 +195,7 @@ def add_joint_best_response(block: pyo.Block, game: Game, j: int,
 
 def build_joint_best_response(game: Game, j: int, others_total: float
                               ) -> pyo.ConcreteModel:
-    """Standalone joint best-response model of player j (see add_joint_best_response)."""
+    """Standalone joint best-response model of player j (add_joint_best_response)."""
     name = game.players[j].name if 0 <= j < len(game.players) else str(j)
     model = pyo.ConcreteModel(name=f"joint_best_response[{name}]")
     add_joint_best_response(model, game, j, others_total)

@@ -45,6 +45,7 @@ API for callers (CLI ``--certify global``, certify(method="global"), crosscheck)
     cert = certify_global(game, profile, time_limit=5.0, gap=1e-6)
     cert.proved               # every player PROVED and relative regret <= rtol
     cert.max_regret_bound     # max_j (UB_j - J_j), absolute
+    cert.regret_bounds        # per player, np.ndarray in player order
     cert.max_relative_regret
     cert.players[j].verdict   # Verdict.PROVED / BOUNDED / FAILED, with .message
     cert.to_frame()           # one row per player (pandas)
@@ -102,7 +103,8 @@ class PlayerBound:
     payoff : J_j(y) of a checked feasible allocation (a lower bound on it); -inf
         when no feasible allocation is known (y beyond y_max): regret bound inf.
     upper_bound : UB_j, SCIP's dual bound on max over y_j' of J_j (stage 1).
-    best_y, best_payoff : SCIP's best purchase and its objective value (NaN if none).
+    best_y, best_payoff : SCIP's best purchase and its objective value (NaN if
+        none); for max-min the objective is the level, best_y the tie-break's.
     regret_bound : max(UB_j - J_j, 0), or the tie-break gain (see ``tiebreak``).
     relative_regret : regret_bound / range of the payoff (module docstring).
     gap : (UB - incumbent) / range: what SCIP left open.
@@ -140,6 +142,11 @@ class GlobalCertificate:
     rtol: float
     time_limit: float
     gap: float
+
+    @property
+    def regret_bounds(self) -> np.ndarray:
+        """Proven regret bound of each player, in player order."""
+        return np.array([p.regret_bound for p in self.players])
 
     @property
     def max_regret_bound(self) -> float:
@@ -187,7 +194,8 @@ def scip_solver() -> Any:
         ok = False
     if not ok:
         raise SolverUnavailableError(
-            "SCIP is not available to Pyomo's scip_direct: pip install 'pyscipopt>=5.5'")
+            "SCIP is not available to Pyomo's scip_direct: "
+            "pip install 'pyscipopt>=5.5'")
     return opt
 
 
@@ -425,7 +433,8 @@ def _bound_player(opt: Any, game: Game, j: int, profile: np.ndarray,
     except GlobalCertificateError as err:
         nan = math.nan
         return PlayerBound(name, y, nan, nan, nan, nan, math.inf, math.inf, nan,
-                           Verdict.FAILED, time.perf_counter() - start, message=str(err))
+                           Verdict.FAILED, time.perf_counter() - start,
+                           message=str(err))
     ref = _reference(game, j, others, y, float(model.y.ub))
     known = [ref.welfare, *ref.welfare_ends]
     stage = _solve(opt, model, settings, known, ref.welfare, start)

@@ -98,6 +98,7 @@ def test_equilibrium_is_proved(name):
         pinned = game.players[j].alpha == math.inf and bound.payoff <= \
             game.players[j].fairness.eps * (1 + 1e-9)
         assert bound.tiebreak == pinned
+    assert cert.max_regret_bound == max(cert.regret_bounds)
     assert cert.proved
 
 
