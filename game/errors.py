@@ -24,7 +24,8 @@ class SolverError(RuntimeError, AggregameError):
 
 
 class SolverUnavailableError(SolverError):
-    """A required solver (Ipopt through cyipopt, PyNumero's ASL library) is missing."""
+    """A required solver (Ipopt through cyipopt, PyNumero's ASL library, SCIP through
+    pyscipopt) is missing."""
 
 
 class InnerSolveError(SolverError):
@@ -33,3 +34,8 @@ class InnerSolveError(SolverError):
 
 class SettingsError(ValueError, AggregameError):
     """A solver setting (a scenario's [solver] table or a flag) is invalid."""
+
+
+class GlobalCertificateError(SolverError):
+    """The global (SCIP) certificate cannot bound this game, e.g. a priced-out rule
+    other than floor, whose member set depends on the price."""
