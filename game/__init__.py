@@ -7,8 +7,9 @@ drives solvers (Pyomo/Ipopt and the native numpy backend), ``aggregame.studies``
 reproduces the paper's Section IV.
 """
 
-from aggregame.errors import (AggregameError, GameDefinitionError, InnerSolveError,
-                              ScenarioError, SolverError, SolverUnavailableError)
+from aggregame.errors import (AggregameError, EmbeddingError, GameDefinitionError,
+                              InnerSolveError, ScenarioError, SolverError,
+                              SolverUnavailableError)
 from aggregame.fairness import DEFAULT_FLOOR_EPS, Fairness, PricedOutRule
 from aggregame.players import Game, Player, individuals, quadratic_users
 from aggregame.price import (AffinePrice, FunctionPrice, LinearPrice, PowerPrice, Price,
@@ -18,7 +19,7 @@ from aggregame.utilities import LogUtility, QuadraticUtility, User, Utility
 __version__ = "0.1.0"
 
 __all__ = [
-    "AggregameError", "GameDefinitionError", "InnerSolveError", "ScenarioError",
+    "AggregameError", "EmbeddingError", "GameDefinitionError", "InnerSolveError", "ScenarioError",
     "SolverError", "SolverUnavailableError", "DEFAULT_FLOOR_EPS", "Fairness",
     "PricedOutRule", "Game", "Player", "individuals", "quadratic_users",
     "AffinePrice", "FunctionPrice", "LinearPrice", "PowerPrice", "Price",

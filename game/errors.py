@@ -29,3 +29,9 @@ class SolverUnavailableError(SolverError):
 
 class InnerSolveError(SolverError):
     """The inner allocation problem of one player did not end at an optimal point."""
+
+
+class EmbeddingError(ValueError, AggregameError):
+    """A part of the game cannot be written into a Pyomo model as asked (a priced-out
+    rule that needs the solve helper's bookkeeping next to a variable price, a price
+    without a closed form inside the stacked KKT model, a dual without a known sign)."""
