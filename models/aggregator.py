@@ -533,7 +533,14 @@ class AggregatorBlockData(BlockData):
             raise EmbeddingError(
                 f"aggregator block {self.name!r}: option 'player' is required"
             )
-        self.config = self.CONFIG(options)
+        try:
+            self.config = self.CONFIG(options)
+        except ValueError as err:
+            # ConfigDict wraps a domain's error in a multi-line message: keep ours.
+            cause = err.__cause__ or err.__context__
+            while cause is not None and not isinstance(cause, EmbeddingError):
+                cause = cause.__cause__ or cause.__context__
+            raise (EmbeddingError(str(cause)) if cause else err) from None
         player = self.config.player
         if self.config.rule is not None or self.config.eps is not None:
             f = player.fairness
