@@ -9,8 +9,9 @@ reproduces the paper's Section IV.
 
 import logging
 
-from aggregame.errors import (AggregameError, GameDefinitionError, InnerSolveError,
-                              ScenarioError, SettingsError, SolverError,
+from aggregame.errors import (AggregameError, EmbeddingError, GameDefinitionError,
+                              GlobalCertificateError, InnerSolveError, ScenarioError,
+                              SettingsError, SolverError,
                               SolverUnavailableError)
 from aggregame.fairness import DEFAULT_FLOOR_EPS, Fairness, PricedOutRule
 from aggregame.players import Game, Player, individuals, quadratic_users
@@ -24,9 +25,9 @@ __version__ = "0.1.0"
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
-    "AggregameError", "GameDefinitionError", "InnerSolveError", "ScenarioError",
-    "SettingsError", "SolverError", "SolverUnavailableError", "DEFAULT_FLOOR_EPS",
-    "Fairness",
+    "AggregameError", "EmbeddingError", "GameDefinitionError",
+    "GlobalCertificateError", "InnerSolveError", "ScenarioError", "SettingsError",
+    "SolverError", "SolverUnavailableError", "DEFAULT_FLOOR_EPS", "Fairness",
     "PricedOutRule", "Game", "Player", "individuals", "quadratic_users",
     "AffinePrice", "FunctionPrice", "LinearPrice", "PowerPrice", "Price",
     "SaturatingPrice",

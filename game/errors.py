@@ -39,3 +39,9 @@ class SettingsError(ValueError, AggregameError):
 class GlobalCertificateError(SolverError):
     """The global (SCIP) certificate cannot bound this game, e.g. a priced-out rule
     other than floor, whose member set depends on the price."""
+
+
+class EmbeddingError(ValueError, AggregameError):
+    """A part of the game cannot be written into a Pyomo model as asked (a priced-out
+    rule that needs the solve helper's bookkeeping next to a variable price, a price
+    without a closed form inside the stacked KKT model, a dual without a known sign)."""

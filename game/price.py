@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from aggregame.errors import GameDefinitionError
+from aggregame.errors import EmbeddingError, GameDefinitionError
 from aggregame.utilities import check_finite
 
 
@@ -55,6 +55,14 @@ class Price:
 
     def describe(self) -> dict[str, Any]:
         raise NotImplementedError
+
+    def breakpoints(self, lo: float, hi: float) -> np.ndarray:
+        """Totals Y in (lo, hi) where p is not differentiable (kinks of a supply curve).
+
+        The scan best response samples both sides of each, like price-out points.
+        Smooth prices have none.
+        """
+        return np.empty(0)
 
 
 @dataclass(frozen=True)
@@ -214,6 +222,81 @@ class FunctionPrice(Price):
 
     def describe(self):
         return {"price": self.kind, "name": self.name}
+
+
+@dataclass(frozen=True, eq=False)
+class MeritOrderPrice(Price):
+    """Price of a merit order of generators with C_g(q) = c1_g q + c2_g q^2, 0 <= q <= cap_g.
+
+    p(Y) is the marginal cost at which total supply equals Y: each generator supplies
+    clip((p - c1_g) / (2 c2_g), 0, cap_g), which is linear in p between the prices
+    where a generator starts (c1_g) or reaches its capacity (c1_g + 2 c2_g cap_g). So
+    p(Y) is piecewise linear through those points: exact by interpolation, with
+    ``breakpoints`` at their totals. ``derivative`` is the right derivative (the
+    slope of the segment starting at Y). Beyond the total capacity p = inf.
+    c2_g > 0 is required, and the curve must have no gap (a generator must start by
+    the time the cheaper ones are full) so that p is continuous.
+    """
+
+    c1: tuple[float, ...]
+    c2: tuple[float, ...]
+    cap: tuple[float, ...]
+    kind = "merit-order"
+
+    def __post_init__(self) -> None:
+        n = len(self.c1)
+        if n == 0 or len(self.c2) != n or len(self.cap) != n:
+            raise GameDefinitionError(
+                f"merit-order price: fields 'c1', 'c2', 'cap' must be non-empty and of "
+                f"one length, got {len(self.c1)}, {len(self.c2)}, {len(self.cap)}")
+        for name, pos in (("c1", False), ("c2", True), ("cap", True)):
+            vals = tuple(check_finite("merit-order price", name, v, positive=pos,
+                                      nonnegative=not pos) for v in getattr(self, name))
+            object.__setattr__(self, name, vals)
+        c1, c2, cap = (np.array(v) for v in (self.c1, self.c2, self.cap))
+        prices = np.unique(np.concatenate([c1, c1 + 2 * c2 * cap]))
+        supply = self.supply(prices)
+        gap = np.flatnonzero((np.diff(supply) <= 0) & (prices[1:] > c1.min()))
+        if gap.size:
+            raise GameDefinitionError(
+                f"merit-order price: no generator supplies between prices "
+                f"{prices[gap[0]]:g} and {prices[gap[0] + 1]:g}, so the price would jump "
+                f"at Y = {supply[gap[0]]:g}; add a generator or widen a capacity")
+        object.__setattr__(self, "_prices", prices)
+        object.__setattr__(self, "_totals", supply)
+
+    def supply(self, price: Any) -> np.ndarray:
+        """Total supply at ``price``: sum_g clip((p - c1_g) / (2 c2_g), 0, cap_g)."""
+        p = np.asarray(price, dtype=float)[..., None]
+        c1, c2, cap = (np.array(v) for v in (self.c1, self.c2, self.cap))
+        return np.clip((p - c1) / (2 * c2), 0.0, cap).sum(axis=-1)
+
+    def value(self, total, lib=np):
+        if lib is not np:
+            raise EmbeddingError(
+                "merit-order price: no smooth Pyomo expression (its supply curve is "
+                "kinked); the stacked KKT model needs a differentiable closed form")
+        y = np.asarray(total, dtype=float)
+        out = np.interp(y, self._totals, self._prices)
+        return np.where(y > self._totals[-1], np.inf, out)
+
+    def derivative(self, total, lib=np):
+        y = np.asarray(total, dtype=float)
+        slopes = np.diff(self._prices) / np.diff(self._totals)
+        k = np.clip(np.searchsorted(self._totals, y, side="right") - 1, 0,
+                    slopes.size - 1)
+        return np.where(y >= self._totals[-1], np.inf, slopes[k])
+
+    def inverse(self, price: float) -> float:
+        return float(self.supply(price))
+
+    def breakpoints(self, lo: float, hi: float) -> np.ndarray:
+        t = self._totals
+        return t[(t > lo) & (t < hi)]
+
+    def describe(self):
+        return {"price": self.kind, "c1": list(self.c1), "c2": list(self.c2),
+                "cap": list(self.cap)}
 
 
 PRICE_KINDS: dict[str, type[Price]] = {

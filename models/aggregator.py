@@ -12,26 +12,174 @@ epigraph variable t with s_i + e_i >= t (ineq_maxmin) and maximizes t.
 
 Sign convention. The objective is *maximized* and the balance is written
 ``sum(x) == purchase``; with that form the dual of ``eq_balance`` is
-lambda_j = dJ_j/dy_j at fixed price (checked against finite differences in the tests).
+lambda_j = dJ_j/dy_j at fixed price with cyipopt (checked against finite differences
+in the tests). Inside a user's model read it with ``aggregator_lambda`` (or the
+block's ``lambda_``), which gives the gain of the model's objective per unit of
+purchase whatever solver filled the dual Suffix (models/duals.py).
 
-``add_aggregator`` fills a block the caller owns (so the inner problem can live inside
-a user's market model, with y_j and p the user's own Vars or Expressions);
-``build_aggregator_model`` wraps it in a ConcreteModel with a dual Suffix. Anything a
-best-response loop changes is a mutable Param, so the model is built once.
+Two forms build the same components: ``add_aggregator`` fills a block the caller owns
+(so the inner problem can live inside a user's market model, with y_j and p the
+user's own Vars or Expressions), and ``AggregatorBlock`` is a Pyomo block class
+configured by a ConfigDict (player, purchase, price, rule, eps, objective, units) with
+``initialize()``, a strictly feasible start for Ipopt. ``build_aggregator_model``
+wraps ``add_aggregator`` in a ConcreteModel with a dual Suffix. Anything a
+best-response loop changes is a mutable Param, so the model is built once. Every rule
+is a module-level function, so models pickle.
+
+Units. With ``units=(energy, money)`` (Pyomo units, e.g. MWh and USD), x, the
+purchase and the floor carry energy and money, the price money/energy; utilities are
+written in those units (their parameters are plain numbers in them), and
+Phi_alpha is taken of the surplus measured in money units: the welfare carries money
+for alpha = 0 and max-min and is dimensionless for every other alpha (a log or power
+of an amount of money has no unit).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyomo.environ as pyo
+from pyomo.common.config import Bool, ConfigDict, ConfigValue
+from pyomo.core.base.block import BlockData, CustomBlock, declare_custom_block
+from pyomo.core.expr.calculus.derivatives import differentiate
+from pyomo.core.expr.visitor import identify_variables
 
+from aggregame.errors import EmbeddingError
+from aggregame.fairness import Fairness, PricedOutRule
+from aggregame.models.duals import improvement_per_unit
 from aggregame.players import Player
+from aggregame.utilities import Utility
+
+#: Where initialize() puts x_i inside (0, xbar_i) when the purchase does not fit:
+#: a fraction of xbar strictly below 1 keeps every surplus positive.
+INTERIOR_SHARE = 0.5
+#: How far below the smallest s_i + e_i initialize() starts the max-min level,
+#: relative to max(1, |that minimum|): strictly feasible, not on the constraint.
+LEVEL_MARGIN = 1e-3
 
 
-def _declare_params(block: pyo.Block, player: Player, purchase: Any, price: Any
-                    ) -> None:
+@dataclass(frozen=True)
+class AggregatorUnits:
+    """Energy and money units of an aggregator block (Pyomo units).
+
+    The price then has units money/energy, utilities money, allocations energy.
+    """
+
+    energy: Any
+    money: Any
+
+    def __post_init__(self) -> None:
+        for name in ("energy", "money"):
+            unit = getattr(self, name)
+            try:
+                pyo.units.get_units(unit)
+            except Exception:
+                raise EmbeddingError(
+                    f"aggregator units: field {name!r} must be a Pyomo unit (e.g. "
+                    f"pyo.units.MWh), got {unit!r}"
+                ) from None
+
+    @property
+    def price(self) -> Any:
+        return self.money / self.energy
+
+
+def as_units(value: Any) -> AggregatorUnits | None:
+    """None, an AggregatorUnits, or a pair (energy, money): the ConfigDict domain."""
+    if value is None or isinstance(value, AggregatorUnits):
+        return value
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        return AggregatorUnits(*value)
+    raise EmbeddingError(
+        f"aggregator: option 'units' must be None or a pair (energy, money) of Pyomo "
+        f"units, got {value!r}"
+    )
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """What the rule functions of one aggregator block read (kept on the block)."""
+
+    player: Player
+    purchase: Any
+    price: Any
+    units: AggregatorUnits | None
+    utilities: dict[str, Utility]
+    surplus_var: bool
+
+
+def _spec(block: Any) -> _Spec:
+    return block._aggregame
+
+
+def _contains_vars(expr: Any) -> bool:
+    if expr is None or isinstance(expr, (int, float, np.floating, np.integer)):
+        return False
+    return next(identify_variables(expr, include_fixed=True), None) is not None
+
+
+def check_embeddable(player: Player, price: Any) -> None:
+    """Refuse rules that need the solve helper's bookkeeping next to a variable price.
+
+    ``viable`` drops a member from Phi once U_i'(0) <= p (a jump in J), and ``strict``
+    keeps phi(0), which is -inf (alpha >= 1) or has an infinite slope (0 < alpha < 1).
+    Both need the priced-out status at a known price; with p a variable of the model
+    Ipopt would evaluate log(0) or 0 ** (-alpha) and stop on a NaN. ``strict`` is exact
+    for alpha = 0 (phi(s) = s) and max-min (t <= s_i with s_i = 0 when priced out), so
+    those are embedded as they are.
+    """
+    if not _contains_vars(price):
+        return
+    f = player.fairness
+    smooth_strict = f.rule is PricedOutRule.STRICT and (f.alpha == 0 or f.is_maxmin)
+    if f.rule is PricedOutRule.FLOOR or smooth_strict:
+        return
+    raise EmbeddingError(
+        f"player '{player.name}': rule '{f.rule.value}' (alpha = {f.alpha:g}) cannot be "
+        "embedded with a variable price; use rule='floor' with eps > 0"
+    )
+
+
+# -- rule functions (module level so that models pickle) ----------------------------
+def _surplus_rule(b: Any, i: str) -> Any:
+    spec = _spec(b)
+    util = spec.utilities[i]
+    params = {k: b.utility_param[i, k] for k in util.param_names}
+    if spec.units is None:
+        return util.U(b.x[i], params, lib=pyo) - spec.price * b.x[i]
+    # The utility formula works on plain numbers in the block's units.
+    energy, money = spec.units.energy, spec.units.money
+    return money * util.U(b.x[i] / energy, params, lib=pyo) - spec.price * b.x[i]
+
+
+def _ineq_surplus_rule(b: Any, i: str) -> Any:
+    return b.surplus[i] >= 0
+
+
+def _ineq_maxmin_rule(b: Any, i: str) -> Any:
+    return b.surplus[i] + b.surplus_floor[i] >= b.min_surplus
+
+
+def _eq_shifted_surplus_rule(b: Any, i: str) -> Any:
+    return b.shifted_surplus[i] == b.surplus[i] + b.surplus_floor[i]
+
+
+def _phi_term(b: Any, i: str, fairness: Fairness) -> Any:
+    shifted = b.component("shifted_surplus")
+    arg = shifted[i] if shifted is not None else b.surplus[i] + b.surplus_floor[i]
+    units = _spec(b).units
+    if units is not None and fairness.alpha != 0:
+        arg = arg / units.money  # log and powers of a number of money units
+    return b.member_weight[i] * fairness.phi(arg, lib=pyo)
+
+
+# -- builders -----------------------------------------------------------------------
+def _declare_params(block: pyo.Block, player: Player, purchase: Any, price: Any,
+                    units: AggregatorUnits | None, surplus_var: bool) -> None:
     members = [m.name for m in player.members]
     block.MEMBERS = pyo.Set(initialize=members, ordered=True,
                             doc="members i of the aggregator")
@@ -44,14 +192,19 @@ def _declare_params(block: pyo.Block, player: Player, purchase: Any, price: Any
         block.UTILITY_PARAMS, mutable=True,
         initialize={(m.name, k): v for m in player.members
                     for k, v in m.utility.params().items()},
-        doc="parameters of each member's utility (e.g. a [$/unit^2], b [$/unit])",
+        doc="parameters of each member's utility, numbers in the block's units "
+            "(e.g. a [$/unit^2], b [$/unit])",
     )
+    energy = units.energy if units else None
+    money = units.money if units else None
     if purchase is None:
         block.purchase = pyo.Param(mutable=True, initialize=0.0, within=pyo.Reals,
+                                   units=energy,
                                    doc="y_j: energy bought by the aggregator [unit]")
         purchase = block.purchase
     if price is None:
         block.price = pyo.Param(mutable=True, initialize=0.0, within=pyo.Reals,
+                                units=units.price if units else None,
                                 doc="p: wholesale price [$/unit]")
         price = block.price
     # Which members enter Phi and with what floor: set by the solve helper from the
@@ -61,56 +214,62 @@ def _declare_params(block: pyo.Block, player: Player, purchase: Any, price: Any
     block.member_weight = pyo.Param(block.MEMBERS, mutable=True, initialize=1.0,
                                     doc="1 if the member's surplus enters Phi, else 0")
     block.surplus_floor = pyo.Param(block.MEMBERS, mutable=True, initialize=floor,
-                                    doc="e_i added to s_i inside Phi [$]")
-    # Plain dict, not components: the caller's Var/Expression stays on its own block.
-    block._aggregame_refs = {"purchase": purchase, "price": price}
+                                    units=money, doc="e_i added to s_i inside Phi [$]")
+    # A plain object, not components: the caller's Var/Expression stays on its block.
+    block._aggregame = _Spec(player, purchase, price, units,
+                             {m.name: m.utility for m in player.members}, surplus_var)
 
 
-def _declare_vars_and_surplus(block: pyo.Block, player: Player) -> None:
+def _declare_vars_and_surplus(block: pyo.Block) -> None:
+    units = _spec(block).units
     # Bounds rather than a NonNegativeReals domain: Ipopt may return -1e-11, which is
     # a valid answer within its bound relaxation, not a domain error.
     block.x = pyo.Var(block.MEMBERS, within=pyo.Reals, bounds=(0.0, None), initialize=0.0,
+                      units=units.energy if units else None,
                       doc="x_i: energy allocated to member i [unit]")
-    utilities = {m.name: m.utility for m in player.members}
-    price = block._aggregame_refs["price"]
-
-    def surplus_rule(b, i):
-        util = utilities[i]
-        params = {k: b.utility_param[i, k] for k in util.param_names}
-        return util.U(b.x[i], params, lib=pyo) - price * b.x[i]
-
-    block.surplus = pyo.Expression(block.MEMBERS, rule=surplus_rule,
+    block.surplus = pyo.Expression(block.MEMBERS, rule=_surplus_rule,
                                    doc="s_i = U_i(x_i) - p x_i [$]")
 
 
 def _declare_constraints(block: pyo.Block) -> None:
     block.eq_balance = pyo.Constraint(
-        expr=sum(block.x[i] for i in block.MEMBERS) == block._aggregame_refs["purchase"],
+        expr=sum(block.x[i] for i in block.MEMBERS) == _spec(block).purchase,
         doc="sum_i x_i = y_j; its dual is lambda_j = dJ_j/dy_j at fixed price",
     )
     block.ineq_surplus = pyo.Constraint(
-        block.MEMBERS, rule=lambda b, i: b.surplus[i] >= 0,
+        block.MEMBERS, rule=_ineq_surplus_rule,
         doc="s_i >= 0 (members never pay more than their utility)",
     )
 
 
 def _declare_welfare(block: pyo.Block, player: Player) -> None:
     fairness = player.fairness
+    units = _spec(block).units
     if fairness.is_maxmin:
         block.min_surplus = pyo.Var(within=pyo.Reals, initialize=0.0,
+                                    units=units.money if units else None,
                                     doc="t: epigraph of min_i (s_i + e_i) [$]")
         block.ineq_maxmin = pyo.Constraint(
-            block.MEMBERS,
-            rule=lambda b, i: b.surplus[i] + b.surplus_floor[i] >= b.min_surplus,
+            block.MEMBERS, rule=_ineq_maxmin_rule,
             doc="s_i + e_i >= t for every member that counts",
         )
         block.welfare = pyo.Expression(expr=block.min_surplus,
                                        doc="J_j = min_i (s_i + e_i) [$]")
     else:
+        if _spec(block).surplus_var and fairness.alpha != 0:
+            # Ipopt keeps a bounded variable strictly inside its bounds, even at
+            # iteration 0 (its bound push moves x_i = 0 to 0.01, where the surplus
+            # of a priced-out member is negative): phi of this variable is always
+            # defined, and the equality may be violated on the way.
+            block.shifted_surplus = pyo.Var(
+                block.MEMBERS, bounds=(0.0, None), initialize=1.0,
+                units=units.money if units else None,
+                doc="v_i = s_i + e_i as a variable, the argument of phi [$]")
+            block.eq_shifted_surplus = pyo.Constraint(
+                block.MEMBERS, rule=_eq_shifted_surplus_rule,
+                doc="v_i = s_i + e_i")
         block.welfare = pyo.Expression(
-            expr=sum(block.member_weight[i]
-                     * fairness.phi(block.surplus[i] + block.surplus_floor[i], lib=pyo)
-                     for i in block.MEMBERS),
+            expr=sum(_phi_term(block, i, fairness) for i in block.MEMBERS),
             doc=f"J_j = Phi_alpha(s + e), alpha = {fairness.alpha:g}",
         )
     block.total_surplus = pyo.Expression(
@@ -119,8 +278,19 @@ def _declare_welfare(block: pyo.Block, player: Player) -> None:
     )
 
 
+def _declare_objectives(block: pyo.Block, player: Player) -> None:
+    block.obj = pyo.Objective(expr=block.welfare, sense=pyo.maximize,
+                              doc="maximize the alpha-fair welfare")
+    if player.fairness.is_maxmin:
+        block.obj_tiebreak = pyo.Objective(expr=block.total_surplus, sense=pyo.maximize,
+                                           doc="second phase of max-min")
+        block.obj_tiebreak.deactivate()
+
+
 def add_aggregator(block: pyo.Block, player: Player, *, purchase: Any = None,
-                   price: Any = None, objective: bool = True) -> None:
+                   price: Any = None, objective: bool = True, units: Any = None,
+                   priced_out_managed: bool = False, surplus_var: bool | None = None
+                   ) -> None:
     """Declare player's inner allocation problem on ``block``; returns nothing.
 
     Parameters
@@ -137,37 +307,54 @@ def add_aggregator(block: pyo.Block, player: Player, *, purchase: Any = None,
     objective : bool
         Set False when embedding in a model that has its own objective; then add
         ``block.welfare`` to it (for max-min also fix or maximize ``min_surplus``).
+    units : pair (energy, money) of Pyomo units or AggregatorUnits, optional
+        Units carried by the block's components (see the module docstring).
+    priced_out_managed : bool
+        True only for callers that set member weights and fix priced-out members
+        themselves (the solve helpers, the stacked KKT model).
+    surplus_var : bool, optional
+        Make phi's argument s_i + e_i a bounded variable ``shifted_surplus`` (with
+        ``eq_shifted_surplus``), so Ipopt never evaluates log or a power of a
+        negative number, whatever the start. Default: True when the price contains
+        variables and the bookkeeping is not managed (the embedded case), else False.
+
+    Raises
+    ------
+    EmbeddingError
+        If the player's rule is ``viable``, or ``strict`` with 0 < alpha < inf, and
+        the price contains variables (see ``check_embeddable``).
 
     Notes
     -----
     With the price a Var of the caller, the priced-out bookkeeping of the solve helper
     cannot run before the solve; use the floor rule there (its s_i >= 0 constraint
-    alone keeps priced-out members at x_i = 0).
+    alone keeps priced-out members at x_i = 0). Call ``initialize_aggregator`` (or
+    ``AggregatorBlock.initialize``) before solving so Ipopt starts where every
+    logarithm is defined.
     """
     for name in ("x", "eq_balance", "welfare"):
         if block.component(name) is not None:
             raise ValueError(f"block {block.name!r} already has a component {name!r}; "
                              "add each aggregator to its own block")
-    _declare_params(block, player, purchase, price)
-    _declare_vars_and_surplus(block, player)
+    if not priced_out_managed:
+        check_embeddable(player, price)
+    if surplus_var is None:
+        surplus_var = not priced_out_managed and _contains_vars(price)
+    _declare_params(block, player, purchase, price, as_units(units), bool(surplus_var))
+    _declare_vars_and_surplus(block)
     _declare_constraints(block)
     _declare_welfare(block, player)
     if objective:
-        block.obj = pyo.Objective(expr=block.welfare, sense=pyo.maximize,
-                                  doc="maximize the alpha-fair welfare")
-        if player.fairness.is_maxmin:
-            block.obj_tiebreak = pyo.Objective(expr=block.total_surplus,
-                                               sense=pyo.maximize,
-                                               doc="second phase of max-min")
-            block.obj_tiebreak.deactivate()
+        _declare_objectives(block, player)
 
 
 def build_aggregator_model(player: Player, purchase: float = 0.0, price: float = 0.0
                            ) -> pyo.ConcreteModel:
     """Standalone inner model of ``player`` with mutable ``purchase`` and ``price``.
 
-    The model carries a ``dual`` Suffix (IMPORT); after a solve,
-    ``model.dual[model.eq_balance]`` is lambda_j = dJ_j/dy_j at fixed price.
+    The model carries a ``dual`` Suffix (IMPORT); after a solve with cyipopt,
+    ``model.dual[model.eq_balance]`` is lambda_j = dJ_j/dy_j at fixed price
+    (``aggregator_lambda`` gives it for any solver).
     """
     if not (math.isfinite(purchase) and purchase >= 0):
         raise ValueError(f"purchase must be finite and >= 0, got {purchase!r}")
@@ -177,3 +364,216 @@ def build_aggregator_model(player: Player, purchase: float = 0.0, price: float =
     model.price.set_value(price)
     model.dual = pyo.Suffix(direction=pyo.Suffix.IMPORT)
     return model
+
+
+# -- a strictly feasible start --------------------------------------------------------
+def _value(expr: Any, what: str, block: Any) -> float:
+    try:
+        val = pyo.value(expr, exception=False)
+    except (ValueError, ZeroDivisionError):
+        val = None
+    if val is None or not math.isfinite(float(val)):
+        raise EmbeddingError(
+            f"aggregator block {block.name!r}: the {what} has no value ({val!r}); give "
+            f"it one before initialize()"
+        )
+    return float(val)
+
+
+def initialize_aggregator(block: pyo.Block) -> None:
+    """Put every variable of the block strictly inside its feasible set at the
+    current price value, so Ipopt never starts where log(s + e) is undefined.
+
+    x_i = share * xbar_i(p), share = y / sum xbar (xbar_i: where member i's surplus
+    returns to zero), so sum x = y and every s_i > 0 for 0 < y < sum xbar. If the
+    purchase is a free variable of the caller whose value is missing or outside
+    (0, sum xbar), it is set to INTERIOR_SHARE * sum xbar first; a fixed purchase
+    that does not fit gets share = INTERIOR_SHARE (balance violated, surpluses
+    positive: Ipopt restores the balance, it cannot recover from a NaN). The max-min
+    level starts LEVEL_MARGIN below the smallest s_i + e_i.
+    """
+    spec = _spec(block)
+    player = spec.player
+    price = _value(spec.price, "price", block)
+    xbar = player.zero_surplus_consumption(price)
+    cap = float(xbar.sum())
+    purchase = spec.purchase
+    free = bool(getattr(purchase, "is_variable_type", lambda: False)()) and \
+        not purchase.fixed
+    y = pyo.value(purchase, exception=False)
+    if free and cap > 0 and (y is None or not 0 < y < cap):
+        purchase.set_value(INTERIOR_SHARE * cap)
+        y = INTERIOR_SHARE * cap
+    y = _value(purchase, "purchase", block)
+    share = y / cap if cap > 0 and 0 <= y < cap else INTERIOR_SHARE
+    x = share * xbar
+    for k, name in enumerate(block.MEMBERS):
+        if not block.x[name].fixed:
+            block.x[name].set_value(float(x[k]))
+    floor = np.array([pyo.value(block.surplus_floor[n]) for n in block.MEMBERS])
+    shifted = player.evaluate("U", x) - price * x + floor
+    if player.fairness.is_maxmin and not block.min_surplus.fixed:
+        level = float(shifted.min())
+        block.min_surplus.set_value(level - LEVEL_MARGIN * max(1.0, abs(level)))
+    if block.component("shifted_surplus") is not None:
+        for k, name in enumerate(block.MEMBERS):
+            block.shifted_surplus[name].set_value(float(max(shifted[k], 0.0)))
+
+
+# -- the multiplier -------------------------------------------------------------------
+def aggregator_lambda(block: pyo.Block, solver: Any, model: pyo.Block | None = None
+                      ) -> float:
+    """lambda_j: gain of the model's objective per unit of purchase (> 0 when more
+    purchase helps), read from ``model.dual[block.eq_balance]``.
+
+    The sign is the same for every solver (models/duals.py): for the standalone
+    model, or any model that maximizes ``block.welfare``, it is dJ_j/dy_j at fixed
+    price; for a model that minimizes ``cost - welfare`` it is the same number.
+
+    Parameters
+    ----------
+    block : the aggregator block (or the standalone model).
+    solver : the solver (object or name, e.g. 'cyipopt', 'highs') that filled the
+        dual Suffix, or a ``DualConvention``.
+    model : the model holding the ``dual`` Suffix and the objective (default: the
+        block's root model).
+    """
+    model = block.model() if model is None else model
+    con = block.eq_balance
+    gain = improvement_per_unit(model, con, solver)
+    # Pyomo stores eq_balance as body == bound: body sum(x), bound y for a Param
+    # purchase; body sum(x) - y (or y - sum(x)), bound 0 for a Var. lambda is the
+    # value of one more unit delivered to the members, i.e. of raising the bound
+    # when d(body)/dx_i = +1 and of lowering it otherwise.
+    first = block.x[next(iter(block.MEMBERS))]
+    slope = pyo.value(differentiate(con.body, wrt=first))
+    return gain if slope > 0 else -gain
+
+
+# -- the block class --------------------------------------------------------------------
+def _player_domain(value: Any) -> Player:
+    if not isinstance(value, Player):
+        raise EmbeddingError(
+            f"aggregator block: option 'player' must be a Player, got "
+            f"{type(value).__name__}"
+        )
+    return value
+
+
+def _rule_domain(value: Any) -> PricedOutRule | None:
+    if value is None:
+        return None
+    try:
+        return PricedOutRule(value)
+    except ValueError:
+        raise EmbeddingError(
+            f"aggregator block: option 'rule' must be one of "
+            f"{[r.value for r in PricedOutRule]}, got {value!r}"
+        ) from None
+
+
+def _eps_domain(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        eps = float(value)
+    except (TypeError, ValueError):
+        eps = math.nan
+    if not math.isfinite(eps) or eps < 0:
+        raise EmbeddingError(
+            f"aggregator block: option 'eps' must be a finite number >= 0, got {value!r}"
+        )
+    return eps
+
+
+def _block_config() -> ConfigDict:
+    config = ConfigDict(description="options of an AggregatorBlock")
+    config.declare("player", ConfigValue(
+        domain=_player_domain, description="the aggregator (a Player)"))
+    config.declare("purchase", ConfigValue(
+        default=None, description="y_j: a Var, Expression or number of the caller; "
+        "None declares a mutable Param 'purchase'"))
+    config.declare("price", ConfigValue(
+        default=None, description="p: a Var, Expression or number of the caller; "
+        "None declares a mutable Param 'price'"))
+    config.declare("rule", ConfigValue(
+        default=None, domain=_rule_domain,
+        description="priced-out rule; None keeps the player's"))
+    config.declare("eps", ConfigValue(
+        default=None, domain=_eps_domain,
+        description="floor eps of the floor rule; None keeps the player's"))
+    config.declare("objective", ConfigValue(
+        default=True, domain=Bool,
+        description="declare 'obj' (maximize welfare); False inside a user's model"))
+    config.declare("units", ConfigValue(
+        default=None, domain=as_units,
+        description="(energy, money) Pyomo units, or None for plain numbers"))
+    return config
+
+
+@declare_custom_block(name="AggregatorBlock", rule="build")
+class AggregatorBlockData(BlockData):
+    """One aggregator's inner problem as a Pyomo block, configured by ``CONFIG``.
+
+    Examples
+    --------
+    >>> m.agg = AggregatorBlock(player=player, purchase=m.y, price=m.p,
+    ...                         objective=False, units=(pyo.units.MWh, pyo.units.USD))
+    >>> m.agg.initialize()          # strictly feasible start at the current price
+    >>> m.agg.lambda_('cyipopt')    # after a solve: gain per unit of purchase
+
+    The components and their names are those of ``add_aggregator``.
+    """
+
+    CONFIG = _block_config()
+
+    def build(self, *args: Any) -> None:
+        options = getattr(self.parent_component(), "_aggregator_options", {})
+        if "player" not in options:
+            raise EmbeddingError(
+                f"aggregator block {self.name!r}: option 'player' is required"
+            )
+        try:
+            self.config = self.CONFIG(options)
+        except ValueError as err:
+            # ConfigDict wraps a domain's error in a multi-line message: keep ours.
+            cause = err.__cause__ or err.__context__
+            while cause is not None and not isinstance(cause, EmbeddingError):
+                cause = cause.__cause__ or cause.__context__
+            raise (EmbeddingError(str(cause)) if cause else err) from None
+        player = self.config.player
+        if self.config.rule is not None or self.config.eps is not None:
+            f = player.fairness
+            fairness = Fairness(
+                alpha=f.alpha,
+                rule=self.config.rule if self.config.rule is not None else f.rule,
+                eps=self.config.eps if self.config.eps is not None else f.eps)
+            player = dataclasses.replace(player, fairness=fairness)
+        add_aggregator(self, player, purchase=self.config.purchase,
+                       price=self.config.price, objective=self.config.objective,
+                       units=self.config.units)
+
+    @property
+    def player(self) -> Player:
+        """The player as built (with the block's rule and eps)."""
+        return _spec(self).player
+
+    def initialize(self) -> None:
+        """Strictly feasible start at the current price (``initialize_aggregator``)."""
+        initialize_aggregator(self)
+
+    def lambda_(self, solver: Any, model: pyo.Block | None = None) -> float:
+        """lambda_j with one sign whatever the solver (``aggregator_lambda``)."""
+        return aggregator_lambda(self, solver, model)
+
+
+def _aggregator_block_init(self: Any, *args: Any, **kwargs: Any) -> None:
+    # Block() refuses unknown keywords: keep the CONFIG options on the component,
+    # where build() (the construction rule of each BlockData) reads them.
+    self._aggregator_options = {k: kwargs.pop(k) for k in list(kwargs)
+                                if k in AggregatorBlockData.CONFIG}
+    CustomBlock.__init__(self, *args, **kwargs)
+
+
+AggregatorBlock = globals()["AggregatorBlock"]  # declared by declare_custom_block
+AggregatorBlock.__init__ = _aggregator_block_init

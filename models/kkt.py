@@ -86,7 +86,8 @@ def build_kkt_model(game: Game, status: list[PlayerStatus]) -> pyo.ConcreteModel
     m.player = pyo.Block(m.PLAYERS)
     for j, player in enumerate(game.players):
         blk = m.player[player.name]
-        add_aggregator(blk, player, price=m.price, objective=False)
+        add_aggregator(blk, player, price=m.price, objective=False,
+                       priced_out_managed=True)
         # The purchase is the sum of the allocation here, not a parameter.
         blk.eq_balance.deactivate()
         blk.ineq_surplus.deactivate()

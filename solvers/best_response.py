@@ -302,6 +302,9 @@ def price_out_points(game, j: int, others_total: float, y_max: float,
     """
     thresholds = np.unique(game.players[j].marginal_at_zero)
     ys = np.array([game.price.inverse(float(b)) for b in thresholds]) - others_total
+    # Kinks of the price itself (a supply curve's capacities) are scanned the same way.
+    kinks = game.price.breakpoints(others_total, others_total + y_max) - others_total
+    ys = np.unique(np.concatenate([ys, kinks]))
     ys = ys[(ys > 0) & (ys < y_max)]
     if ys.size <= MAX_PRICE_OUT_POINTS:
         return ys
