@@ -74,10 +74,12 @@ def cmd_solve(args: argparse.Namespace) -> int:
     if args.method == "kkt":
         from aggregame.solvers.kkt import solve_kkt
 
-        eq = solve_kkt(scenario.game, certificate_rtol=settings.certificate_rtol)
+        eq = solve_kkt(scenario.game, start=_kkt_start(scenario.game, settings),
+                       certificate_rtol=settings.certificate_rtol)
     else:
         eq = solve_equilibrium(scenario.game, backend=backend, settings=settings,
                                progress=args.progress and not _quiet(args))
+    _certify_globally(args, scenario.game, eq)
     if args.json:
         emit(args, {"scenario": scenario.name, "equilibrium": eq.is_equilibrium,
                     **eq.to_dict()})
@@ -88,6 +90,29 @@ def cmd_solve(args: argparse.Namespace) -> int:
         print(eq.reason(), file=sys.stderr)
         return 1
     return 0
+
+
+def _kkt_start(game, settings) -> np.ndarray | None:
+    """The stacked KKT solve's start from the dynamics' ``start`` setting: None (its
+    default) for 'zero', a seeded random profile, or the purchases given."""
+    if settings.start == "zero":
+        return None
+    if settings.start == "random":
+        from aggregame.solvers.compare import random_starts
+
+        return random_starts(game, 1, settings.seed)[0]
+    return np.asarray(settings.start, dtype=float)
+
+
+def _certify_globally(args: argparse.Namespace, game, eq) -> None:
+    """Replace ``eq``'s certificate by SCIP's proof when --certify global is asked."""
+    if getattr(args, "certify", "scan") != "global":
+        return
+    from aggregame.solvers.certificate import certify
+
+    LOG.info("global certificate: SCIP on every player's joint best response")
+    eq.certificate = certify(game, eq.profile, eq.certificate.rtol, method="global",
+                             time_limit=args.certify_time_limit)
 
 
 def _run_methods(scenario, backends: list[str], settings) -> tuple[dict, dict]:
@@ -136,6 +161,8 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
         raise AggregameError(f"--backends: unknown backend(s) {bad or backends}; use "
                              f"native, pyomo")
     results, failed = _run_methods(scenario, backends, settings)
+    for eq in results.values():
+        _certify_globally(args, scenario.game, eq)
     uncertified = [k for k, eq in results.items() if not eq.is_equilibrium]
     groups = _distinct(results, args.rtol)
     ok = not failed and not uncertified

@@ -184,8 +184,30 @@ def _solve(p: argparse.ArgumentParser) -> None:
                    help="best-response dynamics (default), or the stacked KKT system "
                         "solved by Ipopt (its point is then certified by regret)")
     _dynamics_options(p)
+    _certificate_options(p)
     p.add_argument("--progress", action="store_true",
                    help="show a progress bar (round, largest step, final regret)")
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
+def _certificate_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--certify", choices=["scan", "global"], default="scan",
+                   help="scan: sample every player's feasible interval and refine "
+                        "(fast, a search); global: SCIP bounds every player's best "
+                        "response, a proof ('proved' where it closed the gap, "
+                        "'bounded' at the time limit)")
+    p.add_argument("--certify-time-limit", dest="certify_time_limit", type=_positive,
+                   default=5.0, metavar="SECONDS",
+                   help="SCIP time limit per player for --certify global (default 5)")
 
 
 def _dynamics_options(p: argparse.ArgumentParser) -> None:
@@ -210,6 +232,7 @@ def _crosscheck(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backends", default="native,pyomo",
                    help="best-response backends to run (default native,pyomo)")
     _dynamics_options(p)
+    _certificate_options(p)
 
 
 def _uniqueness(p: argparse.ArgumentParser) -> None:

@@ -90,6 +90,10 @@ class Certificate:
     rtol: float
     method: CertificateMethod = CertificateMethod.SCAN
     evaluations: int = 0
+    #: Per player, how its regret is known: 'searched' (scan), or SCIP's verdict
+    #: 'proved' (gap closed), 'bounded' (time limit: a valid but looser bound) or
+    #: 'failed' (no bound: regret counted as infinite).
+    verdicts: tuple[str, ...] = ()
 
     @property
     def max_regret(self) -> float:
@@ -219,17 +223,33 @@ def certify(game: Game, profile: np.ndarray, rtol: float = CERTIFICATE_RTOL, *,
     profile : (players,) purchases.
     rtol : tolerance on each relative regret, in (0, 1e-2].
     method : 'scan' (the sampled search described in the module docstring) or
-        'global' (SCIP's proven bounds; ``global_options`` go to
-        :func:`aggregame.solvers.global_certificate.certify_global`).
+        'global' (SCIP's proven bounds; ``global_options``, e.g. ``time_limit``,
+        go to :func:`aggregame.solvers.global_certificate.certify_global`). SCIP's
+        feasibility tolerance limits what it proves: the global method's tolerance
+        is at least GLOBAL_RTOL (1e-5).
     """
     rtol = check_rtol(rtol)
     method = CertificateMethod(method)
     profile = np.asarray(profile, dtype=float)
     if method is CertificateMethod.GLOBAL:
-        from aggregame.solvers.global_certificate import certify_global
-
-        return certify_global(game, profile, rtol=rtol, **global_options).as_certificate()
+        return _global(game, profile, rtol, **global_options)
     rows = [_player_regret(game, j, profile) for j in range(len(game.players))]
     raw, rel, deviation, welfare, solves = (np.array(col) for col in zip(*rows))
     return Certificate(profile, raw, rel, deviation, welfare, rtol, method,
-                       int(solves.sum()))
+                       int(solves.sum()), ("searched",) * len(rows))
+
+
+def _global(game: Game, profile: np.ndarray, rtol: float, **options) -> Certificate:
+    """The SCIP certificate in the common form: regrets are proven bounds."""
+    from aggregame.solvers.global_certificate import (GLOBAL_RTOL, Verdict,
+                                                      certify_global)
+
+    rtol = max(rtol, GLOBAL_RTOL)
+    cert = certify_global(game, profile, rtol=rtol, **options)
+    failed = [p.verdict is Verdict.FAILED for p in cert.players]
+    rel = np.array([math.inf if bad else p.relative_regret
+                    for p, bad in zip(cert.players, failed)])
+    return Certificate(
+        profile, cert.regret_bounds, rel, np.array([p.best_y for p in cert.players]),
+        np.array([p.payoff for p in cert.players]), rtol, CertificateMethod.GLOBAL,
+        0, tuple(p.verdict.value for p in cert.players))

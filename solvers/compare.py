@@ -31,8 +31,18 @@ def _row(label: str, eq: Equilibrium) -> dict:
     return {"method": label, "profile": np.round(eq.profile, 9).tolist(),
             "price": eq.price, "sum_J": float(np.nansum(eq.welfare)),
             "total_surplus": float(sum(s.sum() for s in eq.surpluses)),
-            "max_regret": eq.max_regret, "equilibrium": eq.is_equilibrium,
-            "seconds": eq.seconds}
+            "max_regret": eq.max_regret, "certificate": _verdict(eq),
+            "equilibrium": eq.is_equilibrium, "seconds": eq.seconds}
+
+
+def _verdict(eq: Equilibrium) -> str:
+    """How the regret is known: 'searched', or SCIP's 'proved'/'bounded'/'failed'
+    (the worst over the players)."""
+    verdicts = eq.certificate.verdicts or ("searched",)
+    for worst in ("failed", "bounded", "proved"):
+        if worst in verdicts:
+            return worst
+    return verdicts[0]
 
 
 @dataclass

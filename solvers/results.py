@@ -114,6 +114,8 @@ class Equilibrium:
                 "total_surplus": float(self.surpluses[j].sum()),
                 "regret": self.certificate.regrets[j],
                 "relative_regret": self.certificate.relative_regrets[j],
+                "certificate": (self.certificate.verdicts[j]
+                                if self.certificate.verdicts else "searched"),
                 "best_deviation": self.certificate.deviations[j],
             })
         return pd.DataFrame(rows)
@@ -169,6 +171,6 @@ class Equilibrium:
                  f"{self.seconds * 1e3:.1f} ms"]
         table = self.players_table()[["player", "alpha", "rule", "members", "y",
                                       "welfare", "total_surplus",
-                                      "relative_regret"]]
+                                      "relative_regret", "certificate"]]
         lines.append(table.to_string(index=False, float_format=lambda v: f"{v:.6g}"))
         return "\n".join(lines)
