@@ -160,9 +160,11 @@ def maxmin_residual(player: Player, y: np.ndarray, price: np.ndarray, x: np.ndar
     surplus = player.evaluate("U", x) - p2 * x
     level = np.where(counted, surplus + floor, np.inf).min(axis=-1)
     peak = surplus_peak(player, p2, xbar)
-    top = np.where(counted, player.evaluate("U", peak) - p2 * peak + floor,
-                   np.inf).min(axis=-1)
-    scale = np.maximum(np.abs(top), 1e-300)
+    peak_level = player.evaluate("U", peak) - p2 * peak + floor
+    top = np.where(counted, peak_level, np.inf).min(axis=-1)
+    # The level's scale is the members' surplus scale, not the top level itself,
+    # which is 0 when a counted member is priced out (strict rule).
+    scale = np.maximum(np.abs(peak_level).max(axis=-1), 1e-300)
     probe = level + LEVEL_PROBE_RTOL * scale
     need = np.where(counted, probe[:, None] - floor, -np.inf)
     lo, hi = level_interval(player, need, p2, xbar, peak)

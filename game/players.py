@@ -200,6 +200,9 @@ class Game:
                 f"game: field 'price' must be a Price, got {type(self.price).__name__}"
             )
         object.__setattr__(self, "players", players)
+        from aggregame.representable import check_representable
+
+        check_representable(self)
 
     @property
     def names(self) -> list[str]:
