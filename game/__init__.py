@@ -8,6 +8,7 @@ reproduces the paper's Section IV.
 """
 
 from aggregame.errors import (AggregameError, GameDefinitionError, InnerSolveError,
+                              SolverOptionError, UnsupportedProblemError,
                               ScenarioError, SolverError, SolverUnavailableError)
 from aggregame.fairness import DEFAULT_FLOOR_EPS, Fairness, PricedOutRule
 from aggregame.players import Game, Player, individuals, quadratic_users
@@ -19,7 +20,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AggregameError", "GameDefinitionError", "InnerSolveError", "ScenarioError",
-    "SolverError", "SolverUnavailableError", "DEFAULT_FLOOR_EPS", "Fairness",
+    "SolverError", "SolverUnavailableError", "SolverOptionError",
+    "UnsupportedProblemError", "DEFAULT_FLOOR_EPS", "Fairness",
     "PricedOutRule", "Game", "Player", "individuals", "quadratic_users",
     "AffinePrice", "FunctionPrice", "LinearPrice", "PowerPrice", "Price",
     "SaturatingPrice",

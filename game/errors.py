@@ -29,3 +29,11 @@ class SolverUnavailableError(SolverError):
 
 class InnerSolveError(SolverError):
     """The inner allocation problem of one player did not end at an optimal point."""
+
+
+class SolverOptionError(ValueError, AggregameError):
+    """A solver name or option is not one the chosen solver accepts."""
+
+
+class UnsupportedProblemError(ValueError, AggregameError):
+    """The chosen solver cannot handle this problem (e.g. HiGHS and a non-QP)."""
