@@ -104,8 +104,10 @@ class DynamicsSettings:
 
 
 def make_inners(game: Game, backend: str = "native",
-                ipopt_options: dict[str, Any] | None = None) -> list[InnerSolver]:
-    """One inner solver per player, built once and reused by every round."""
+                ipopt_options: dict[str, Any] | None = None, solver: Any = None
+                ) -> list[InnerSolver]:
+    """One inner solver per player, built once and reused by every round.
+    ``solver`` (a solver_choice.SolverSpec) picks the pyomo backend's solver."""
     if backend == "native":
         from aggregame.solvers.native import NativeInner
 
@@ -113,7 +115,8 @@ def make_inners(game: Game, backend: str = "native",
     if backend == "pyomo":
         from aggregame.solvers.pyomo_inner import PyomoInner
 
-        return [PyomoInner(game, j, ipopt_options) for j in range(len(game.players))]
+        return [PyomoInner(game, j, ipopt_options, solver=solver)
+                for j in range(len(game.players))]
     raise GameDefinitionError(
         f"settings: field 'backend' must be one of {list(BACKENDS)}, got {backend!r}")
 
@@ -172,14 +175,14 @@ def solve_equilibrium(game: Game, backend: str = "native",
                       settings: DynamicsSettings | None = None, *,
                       inners: list[InnerSolver] | None = None,
                       ipopt_options: dict[str, Any] | None = None,
-                      progress: bool = False) -> Equilibrium:
+                      progress: bool = False, solver: Any = None) -> Equilibrium:
     """Run best-response dynamics on ``game`` and certify where they stop.
 
     Returns an :class:`Equilibrium`; check ``converged`` and ``certified`` before
     calling it one (a run that cycles or hits ``max_rounds`` says so, with its path).
     """
     settings = settings or DynamicsSettings()
-    inners = inners or make_inners(game, backend, ipopt_options)
+    inners = inners or make_inners(game, backend, ipopt_options, solver=solver)
     y = _start_profile(game, settings)
     run = _Run(path=[y.copy()])
     strategy = "bisection" if settings.best_response == "auto" else settings.best_response
