@@ -24,7 +24,8 @@ from aggregame.models.kkt import PlayerStatus, build_kkt_model, player_status
 from aggregame.players import Game
 from aggregame.solvers.certificate import CERTIFICATE_RTOL, certify
 from aggregame.errors import UnsupportedProblemError
-from aggregame.solvers.solver_choice import PyomoSolver, SolverName, SolverSpec
+from aggregame.solvers.solver_choice import (PyomoSolver, SolverName, SolverSpec,
+                                             Termination)
 from aggregame.solvers.results import Equilibrium
 
 LOG = logging.getLogger(__name__)
@@ -44,6 +45,15 @@ STAGE_MAX_ITER = 200
 FINAL_MAX_ITER = 3000
 #: Rebuilds of the model for a changed priced-out status before giving up.
 MAX_STATUS_ROUNDS = 8
+#: SCIP's time limit per smoothing stage unless the caller sets ``limits/time``. SCIP
+#: solves the smoothed system of two one-member players in 0.3 s, but on 2 x 5
+#: members it ran for minutes without ending (measured): a global solve of a square
+#: nonconvex system, with no objective to prune on.
+SCIP_STAGE_SECONDS = 5.0
+#: Largest game (members in all) SCIP is given the stacked system of. On 2 x 5 members
+#: plus one SCIP ran past its time limit without returning (measured, killed after
+#: 5 min); two one-member players solve in 0.3 s.
+SCIP_MAX_MEMBERS = 4
 
 
 
@@ -154,15 +164,22 @@ def _solve_relaxations(m: pyo.ConcreteModel, solver: PyomoSolver, reformulation:
         core_log = logging.getLogger("pyomo.core")
         level = core_log.level
         core_log.setLevel(logging.ERROR)
+        stop = False
         try:
             outcome = solver.solve(m)
             term = outcome.termination.value
             iterations += outcome.iterations
+            # A global solver out of time: later stages are harder; stop here and
+            # let the caller report the residual.
+            stop = solver.spec.is_global and \
+                outcome.termination is Termination.TIME_LIMIT
         except Exception as err:  # Ipopt evaluation errors far from the solution
             term = f"error: {err}"
         finally:
             core_log.setLevel(level)
         solves += 1
+        if stop:
+            break
     return solves, str(term), iterations
 
 
@@ -184,8 +201,8 @@ def solve_kkt(game: Game, start: np.ndarray | None = None,
               ipopt_options: dict[str, Any] | None = None,
               certificate_rtol: float = CERTIFICATE_RTOL,
               reformulation: str = "fischer-burmeister",
-              solver_name: str = "auto", solver: SolverSpec | None = None
-              ) -> Equilibrium:
+              solver_name: str = "auto", solver: SolverSpec | None = None,
+              certifier: Any = None) -> Equilibrium:
     """Solve the stacked KKT system from ``start`` (a purchase profile) and certify it.
 
     Returns an Equilibrium with ``method='kkt'``; ``converged`` is True when the
@@ -198,13 +215,23 @@ def solve_kkt(game: Game, start: np.ndarray | None = None,
     where found, else Ipopt). ``solver`` picks the solver of the reformulated system
     (cyipopt by default, the ipopt executable, or SCIP; HiGHS is refused: the system
     is nonlinear); ``ipopt_options`` are options of the default solver. Giving
-    ``solver`` means 'ipopt' for ``solver_name='auto'``.
+    ``solver`` means 'ipopt' for ``solver_name='auto'``. ``certifier(profile)``
+    replaces the native certificate (the solver comparison times it apart).
     """
     spec = solver or SolverSpec(SolverName.CYIPOPT, ipopt_options or {})
     if spec.name is SolverName.HIGHS:
         raise UnsupportedProblemError(
             "solver 'highs' cannot solve the stacked KKT system (nonlinear "
             "equations); use solver 'cyipopt', 'ipopt' or 'scip'")
+    members = sum(p.size for p in game.players)
+    if spec.name is SolverName.SCIP and members > SCIP_MAX_MEMBERS:
+        raise UnsupportedProblemError(
+            f"solver 'scip' is given the stacked KKT system only for games of at most "
+            f"{SCIP_MAX_MEMBERS} members (this one has {members}): on larger ones it "
+            f"does not return; use solver 'cyipopt', or SCIP on the inner problems")
+    if spec.name is SolverName.SCIP and "limits/time" not in dict(spec.options):
+        spec = SolverSpec(spec.name, {**dict(spec.options),
+                                      "limits/time": SCIP_STAGE_SECONDS})
     if solver is not None and solver_name == "auto":
         solver_name = "ipopt"
     if solver_name not in ("auto", "ipopt", "path"):
@@ -243,13 +270,17 @@ def solve_kkt(game: Game, start: np.ndarray | None = None,
         alloc = [np.array([max(m.player[p.name].x[i].value, 0.0)
                            for i in m.player[p.name].MEMBERS]) for p in game.players]
         residual = _residual(m)
+        if termination == Termination.TIME_LIMIT.value:
+            status = "time-limit"
+            break
         new = _statuses(game, profile)
         if new == statuses:
             status = "converged" if residual <= KKT_TOL else "kkt-residual"
             break
         statuses = new
     inners = make_inners(game, "native")
-    cert = certify(inners, profile, certificate_rtol)
+    cert = certifier(profile) if certifier else certify(inners, profile,
+                                                        certificate_rtol)
     return Equilibrium.from_run(
         game, profile, inners, converged=status == "converged", status=status,
         iterations=solves, path=np.array(path), certificate=cert,
