@@ -15,8 +15,8 @@ certificate for every entry). The study writes into its folder:
 Runs execute one at a time by default (``workers=1``): timings from processes that
 share cores would not be like for like. Scenario names are shipped scenarios or TOML
 paths, or ``random-N``: two social-welfare aggregators (alpha = 0, so HiGHS takes
-part) sharing 2N of the paper's
-small users, drawn from the study's seed, plus the large user.
+part) sharing 2N of the paper's small users, drawn from the study's seed, plus the
+large user.
 """
 
 from __future__ import annotations
