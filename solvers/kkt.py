@@ -139,9 +139,10 @@ def smooth_complementarity(m: pyo.ConcreteModel) -> pyo.Param:
 def _solve_relaxations(m: pyo.ConcreteModel, solver: PyomoSolver, reformulation: str
                        ) -> tuple[int, str, int]:
     """Follow the smoothing (or relaxation) parameter down RELAXATION; each solve
-    starts where the last ended. Returns the number of solves and the last
-    termination and the solver iterations summed. Intermediate solves may end short (a local infeasibility of the
-    smoothed system far from the solution), and near mu = 1e-12 Ipopt often stops at
+    starts where the last ended. Returns the number of solves, the last termination
+    and the solver iterations summed. Intermediate solves may end short (a local
+    infeasibility of the smoothed system far from the solution), and near
+    mu = 1e-12 Ipopt often stops at
     its "acceptable" level on this nearly non-smooth square system: the caller judges
     the end point by its own complementarity residual, not by Ipopt's label."""
     if reformulation == "fischer-burmeister":

@@ -251,9 +251,9 @@ def _check_cyipopt() -> None:
 
     if not AmplInterface.available():
         raise SolverUnavailableError(
-            "PyNumero's ASL library is missing, so Pyomo cannot hand models to cyipopt. "
-            "Build it with `bash bootstrap.sh setup` (needs Debian's libamplsolver-dev, "
-            "cmake and g++).")
+            "PyNumero's ASL library is missing, so Pyomo cannot hand models to "
+            "cyipopt. Build it with `bash bootstrap.sh setup` (needs Debian's "
+            "libamplsolver-dev, cmake and g++).")
 
 
 def _contrib_name(name: SolverName) -> str:

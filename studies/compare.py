@@ -104,6 +104,7 @@ def plan(settings: CompareSettings) -> tuple[list, list[dict[str, Any]]]:
 
     tasks, skipped = [], []
     ready = {}
+    options = dict(settings.options)
     for solver in settings.solvers:
         spec = settings.spec(solver)
         try:
@@ -126,7 +127,7 @@ def plan(settings: CompareSettings) -> tuple[list, list[dict[str, Any]]]:
                     for rep in range(settings.repeats):
                         params = {"scenario": scenario, "method": method,
                                   "backend": backend, "solver": solver,
-                                  "options": dict(dict(settings.options).get(solver, ())),
+                                  "options": dict(options.get(solver, ())),
                                   "seed": settings.seed, "repeat": rep}
                         tasks.append(Task("compare", _key(scenario, method, backend,
                                                           solver, settings.seed, rep),
@@ -307,7 +308,8 @@ def settings_from_args(args: argparse.Namespace) -> CompareSettings:
         per_solver.setdefault(name, {}).update(parse_solver_options([rest]))
     for name, opts in per_solver.items():
         SolverSpec(name, opts)  # an invalid option fails here, naming it
-    options = tuple(sorted((k, tuple(sorted(v.items()))) for k, v in per_solver.items()))
+    options = tuple(sorted((k, tuple(sorted(v.items())))
+                           for k, v in per_solver.items()))
     return CompareSettings(tuple(args.scenarios), _csv(args.methods),
                            _csv(args.backends),
                            tuple(SolverName.parse(s).value for s in _csv(args.solvers)),

@@ -114,7 +114,7 @@ def test_alpha0_inner_agrees_with_native(small_users, name):
 @needs("scip")
 @pytest.mark.solver
 def test_scip_inner_alpha1_agrees_with_native(small_users):
-    """SCIP gives no duals: lambda comes from the allocation, still equal to native's."""
+    """SCIP gives no duals: lambda comes from the allocation, and equals native's."""
     _compare_inner(one_aggregator_game(small_users, 1), "scip")
 
 
