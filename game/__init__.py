@@ -11,8 +11,8 @@ import logging
 
 from aggregame.errors import (AggregameError, EmbeddingError, GameDefinitionError,
                               GlobalCertificateError, InnerSolveError, ScenarioError,
-                              SettingsError, SolverError,
-                              SolverUnavailableError)
+                              SettingsError, SolverError, SolverOptionError,
+                              SolverUnavailableError, UnsupportedProblemError)
 from aggregame.fairness import DEFAULT_FLOOR_EPS, Fairness, PricedOutRule
 from aggregame.players import Game, Player, individuals, quadratic_users
 from aggregame.price import (AffinePrice, FunctionPrice, LinearPrice, PowerPrice, Price,
@@ -27,7 +27,8 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 __all__ = [
     "AggregameError", "EmbeddingError", "GameDefinitionError",
     "GlobalCertificateError", "InnerSolveError", "ScenarioError", "SettingsError",
-    "SolverError", "SolverUnavailableError", "DEFAULT_FLOOR_EPS", "Fairness",
+    "SolverError", "SolverOptionError", "SolverUnavailableError",
+    "UnsupportedProblemError", "DEFAULT_FLOOR_EPS", "Fairness",
     "PricedOutRule", "Game", "Player", "individuals", "quadratic_users",
     "AffinePrice", "FunctionPrice", "LinearPrice", "PowerPrice", "Price",
     "SaturatingPrice",

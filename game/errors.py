@@ -45,3 +45,11 @@ class EmbeddingError(ValueError, AggregameError):
     """A part of the game cannot be written into a Pyomo model as asked (a priced-out
     rule that needs the solve helper's bookkeeping next to a variable price, a price
     without a closed form inside the stacked KKT model, a dual without a known sign)."""
+
+
+class SolverOptionError(ValueError, AggregameError):
+    """A solver name or option is not one the chosen solver accepts."""
+
+
+class UnsupportedProblemError(ValueError, AggregameError):
+    """The chosen solver cannot handle this problem (e.g. HiGHS and a non-QP)."""

@@ -108,8 +108,10 @@ class DynamicsSettings:
 
 
 def make_inners(game: Game, backend: str = "native",
-                ipopt_options: dict[str, Any] | None = None) -> list[InnerSolver]:
-    """One inner solver per player, built once and reused by every round."""
+                ipopt_options: dict[str, Any] | None = None, solver: Any = None
+                ) -> list[InnerSolver]:
+    """One inner solver per player, built once and reused by every round.
+    ``solver`` (a solver_choice.SolverSpec) picks the pyomo backend's solver."""
     if backend == "native":
         from aggregame.solvers.native import NativeInner
 
@@ -117,7 +119,8 @@ def make_inners(game: Game, backend: str = "native",
     if backend == "pyomo":
         from aggregame.solvers.pyomo_inner import PyomoInner
 
-        return [PyomoInner(game, j, ipopt_options) for j in range(len(game.players))]
+        return [PyomoInner(game, j, ipopt_options, solver=solver)
+                for j in range(len(game.players))]
     raise GameDefinitionError(
         f"settings: field 'backend' must be one of {list(BACKENDS)}, got {backend!r}")
 
@@ -176,14 +179,18 @@ def solve_equilibrium(game: Game, backend: str = "native",
                       settings: DynamicsSettings | None = None, *,
                       inners: list[InnerSolver] | None = None,
                       ipopt_options: dict[str, Any] | None = None,
-                      progress: bool = False) -> Equilibrium:
+                      progress: bool = False, solver: Any = None,
+                      certifier: Any = None) -> Equilibrium:
     """Run best-response dynamics on ``game`` and certify where they stop.
 
     Returns an :class:`Equilibrium`; check ``converged`` and ``certified`` before
     calling it one (a run that cycles or hits ``max_rounds`` says so, with its path).
+    ``certifier(profile) -> Certificate`` replaces the certificate through ``inners``
+    (the solver comparison gives every method the same one, timed apart).
     """
     settings = settings or DynamicsSettings()
-    inners = inners or make_inners(game, backend, ipopt_options)
+    inners = inners or make_inners(game, backend, ipopt_options, solver=solver)
+    certifier = certifier or (lambda y: certify(game, y, settings.certificate_rtol))
     y = _start_profile(game, settings)
     run = _Run(path=[y.copy()])
     strategy = "bisection" if settings.best_response == "auto" else settings.best_response
@@ -214,7 +221,7 @@ def solve_equilibrium(game: Game, backend: str = "native",
                 bar.update(1)
             y = new
             if np.all(step <= tol * max(1.0, float(np.max(np.abs(y))))):
-                certificate = certify(game, y, settings.certificate_rtol)
+                certificate = certifier(y)
                 if certificate.certified or settings.best_response != "auto" or \
                         strategy == "scan":
                     status = "converged"
@@ -234,6 +241,8 @@ def solve_equilibrium(game: Game, backend: str = "native",
     finally:
         if bar is not None:
             bar.close()
+    if certificate is None or status != "converged":
+        certificate = certifier(y)
     return Equilibrium.from_run(
         game, y, inners, converged=status == "converged", status=status,
         iterations=rounds, path=np.array(run.path), certificate=certificate,

@@ -23,7 +23,9 @@ import pyomo.environ as pyo
 from aggregame.models.kkt import PlayerStatus, build_kkt_model, player_status
 from aggregame.players import Game
 from aggregame.solvers.certificate import CERTIFICATE_RTOL, certify
-from aggregame.solvers.pyomo_inner import ipopt_solver
+from aggregame.errors import UnsupportedProblemError
+from aggregame.solvers.solver_choice import (PyomoSolver, SolverName, SolverSpec,
+                                             Termination)
 from aggregame.solvers.results import Equilibrium
 
 LOG = logging.getLogger(__name__)
@@ -43,6 +45,15 @@ STAGE_MAX_ITER = 200
 FINAL_MAX_ITER = 3000
 #: Rebuilds of the model for a changed priced-out status before giving up.
 MAX_STATUS_ROUNDS = 8
+#: SCIP's time limit per smoothing stage unless the caller sets ``limits/time``. SCIP
+#: solves the smoothed system of two one-member players in 0.3 s, but on 2 x 5
+#: members it ran for minutes without ending (measured): a global solve of a square
+#: nonconvex system, with no objective to prune on.
+SCIP_STAGE_SECONDS = 5.0
+#: Largest game (members in all) SCIP is given the stacked system of. On 2 x 5 members
+#: plus one SCIP ran past its time limit without returning (measured, killed after
+#: 5 min); two one-member players solve in 0.3 s.
+SCIP_MAX_MEMBERS = 4
 
 
 
@@ -125,12 +136,13 @@ def smooth_complementarity(m: pyo.ConcreteModel) -> pyo.Param:
     return m.fischer.mu
 
 
-def _solve_relaxations(m: pyo.ConcreteModel, solver: Any, reformulation: str
-                       ) -> tuple[int, str]:
+def _solve_relaxations(m: pyo.ConcreteModel, solver: PyomoSolver, reformulation: str
+                       ) -> tuple[int, str, int]:
     """Follow the smoothing (or relaxation) parameter down RELAXATION; each solve
-    starts where the last ended. Returns the number of solves and the last
-    termination. Intermediate solves may end short (a local infeasibility of the
-    smoothed system far from the solution), and near mu = 1e-12 Ipopt often stops at
+    starts where the last ended. Returns the number of solves, the last termination
+    and the solver iterations summed. Intermediate solves may end short (a local
+    infeasibility of the smoothed system far from the solution), and near
+    mu = 1e-12 Ipopt often stops at
     its "acceptable" level on this nearly non-smooth square system: the caller judges
     the end point by its own complementarity residual, not by Ipopt's label."""
     if reformulation == "fischer-burmeister":
@@ -142,24 +154,34 @@ def _solve_relaxations(m: pyo.ConcreteModel, solver: Any, reformulation: str
         raise ValueError(f"reformulation must be 'fischer-burmeister' or 'relaxation', "
                          f"got {reformulation!r}")
     m.kkt_objective = pyo.Objective(expr=0.0, doc="feasibility problem")
-    solves = 0
+    solves, iterations = 0, 0
     term = None
+    ipopt = solver.spec.name in (SolverName.CYIPOPT, SolverName.IPOPT)
     for stage, value in enumerate(RELAXATION):
         parameter.set_value(value)
         last = stage == len(RELAXATION) - 1
-        solver.config.options["max_iter"] = FINAL_MAX_ITER if last else STAGE_MAX_ITER
+        if ipopt:
+            solver.options["max_iter"] = FINAL_MAX_ITER if last else STAGE_MAX_ITER
         core_log = logging.getLogger("pyomo.core")
         level = core_log.level
         core_log.setLevel(logging.ERROR)
+        stop = False
         try:
-            results = solver.solve(m, tee=False)
-            term = results.solver.termination_condition
+            outcome = solver.solve(m)
+            term = outcome.termination.value
+            iterations += outcome.iterations
+            # A global solver out of time: later stages are harder; stop here and
+            # let the caller report the residual.
+            stop = solver.spec.is_global and \
+                outcome.termination is Termination.TIME_LIMIT
         except Exception as err:  # Ipopt evaluation errors far from the solution
             term = f"error: {err}"
         finally:
             core_log.setLevel(level)
         solves += 1
-    return solves, str(term)
+        if stop:
+            break
+    return solves, str(term), iterations
 
 
 def path_available() -> bool:
@@ -173,14 +195,15 @@ def _solve_with_path(m: pyo.ConcreteModel) -> tuple[int, str]:
     """Hand the complementarity model to PATH as it is (an MCP; no reformulation).
     Not exercised on machines without ``pathampl`` (such as this project's CI)."""
     results = pyo.SolverFactory("path").solve(m, load_solutions=True)
-    return 1, str(results.solver.termination_condition)
+    return 1, str(results.solver.termination_condition), 0
 
 
 def solve_kkt(game: Game, start: np.ndarray | None = None,
               ipopt_options: dict[str, Any] | None = None,
               certificate_rtol: float = CERTIFICATE_RTOL,
               reformulation: str = "fischer-burmeister",
-              solver_name: str = "auto") -> Equilibrium:
+              solver_name: str = "auto", solver: SolverSpec | None = None,
+              certifier: Any = None) -> Equilibrium:
     """Solve the stacked KKT system from ``start`` (a purchase profile) and certify it.
 
     Returns an Equilibrium with ``method='kkt'``; ``converged`` is True when the
@@ -190,8 +213,28 @@ def solve_kkt(game: Game, start: np.ndarray | None = None,
 
     ``solver_name``: 'ipopt' (the reformulation above), 'path' (PATH on the
     complementarity model itself; needs the ``pathampl`` executable) or 'auto' (PATH
-    where found, else Ipopt).
+    where found, else Ipopt). ``solver`` picks the solver of the reformulated system
+    (cyipopt by default, the ipopt executable, or SCIP; HiGHS is refused: the system
+    is nonlinear); ``ipopt_options`` are options of the default solver. Giving
+    ``solver`` means 'ipopt' for ``solver_name='auto'``. ``certifier(profile)``
+    replaces the native certificate (the solver comparison times it apart).
     """
+    spec = solver or SolverSpec(SolverName.CYIPOPT, ipopt_options or {})
+    if spec.name is SolverName.HIGHS:
+        raise UnsupportedProblemError(
+            "solver 'highs' cannot solve the stacked KKT system (nonlinear "
+            "equations); use solver 'cyipopt', 'ipopt' or 'scip'")
+    members = sum(p.size for p in game.players)
+    if spec.name is SolverName.SCIP and members > SCIP_MAX_MEMBERS:
+        raise UnsupportedProblemError(
+            f"solver 'scip' is given the stacked KKT system only for games of at most "
+            f"{SCIP_MAX_MEMBERS} members (this one has {members}): on larger ones it "
+            f"does not return; use solver 'cyipopt', or SCIP on the inner problems")
+    if spec.name is SolverName.SCIP and "limits/time" not in dict(spec.options):
+        spec = SolverSpec(spec.name, {**dict(spec.options),
+                                      "limits/time": SCIP_STAGE_SECONDS})
+    if solver is not None and solver_name == "auto":
+        solver_name = "ipopt"
     if solver_name not in ("auto", "ipopt", "path"):
         raise ValueError(f"solver_name must be 'auto', 'ipopt' or 'path', got "
                          f"{solver_name!r}")
@@ -210,29 +253,35 @@ def solve_kkt(game: Game, start: np.ndarray | None = None,
         start = np.array([game.feasible_max(j, 0.0) / (m_players + 1)
                           for j in range(m_players)])
     profile = np.asarray(start, dtype=float)
-    solver = ipopt_solver(ipopt_options)
+    nlp = None if use_path else spec.make_solver()
     alloc = _start_allocation(game, profile)
     statuses = _statuses(game, profile)
     path = [profile.copy()]
     status, solves, residual, termination = "status-cycling", 0, np.inf, ""
+    iterations = 0
     for _ in range(MAX_STATUS_ROUNDS):
         m = build_kkt_model(game, statuses)
         _load_start(m, game, alloc)
-        count, termination = (_solve_with_path(m) if use_path else
-                              _solve_relaxations(m, solver, reformulation))
+        count, termination, its = (_solve_with_path(m) if use_path else
+                                   _solve_relaxations(m, nlp, reformulation))
         solves += count
+        iterations += its
         profile = _profile(m, game)
         path.append(profile.copy())
         alloc = [np.array([max(m.player[p.name].x[i].value, 0.0)
                            for i in m.player[p.name].MEMBERS]) for p in game.players]
         residual = _residual(m)
+        if termination == Termination.TIME_LIMIT.value:
+            status = "time-limit"
+            break
         new = _statuses(game, profile)
         if new == statuses:
             status = "converged" if residual <= KKT_TOL else "kkt-residual"
             break
         statuses = new
     inners = make_inners(game, "native")
-    cert = certify(game, profile, certificate_rtol)
+    cert = certifier(profile) if certifier else certify(game, profile,
+                                                        certificate_rtol)
     return Equilibrium.from_run(
         game, profile, inners, converged=status == "converged", status=status,
         iterations=solves, path=np.array(path), certificate=cert,
@@ -242,5 +291,7 @@ def solve_kkt(game: Game, start: np.ndarray | None = None,
                                 "relaxation": list(RELAXATION), "kkt_tol": KKT_TOL,
                                 "start": [float(v) for v in start],
                                 "kkt_residual": float(residual),
-                                "ipopt_termination": termination},
+                                "ipopt_termination": termination,
+                                "nlp_solver": None if use_path else spec.describe(),
+                                "solver_iterations": iterations},
         seconds=time.perf_counter() - t0)

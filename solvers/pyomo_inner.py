@@ -10,6 +10,14 @@ Multipliers. ``model.dual[eq_balance]`` is lambda_j = dJ_j/dy_j (maximize model,
 maximize model cyipopt reports d J / d(lower bound) = -(its nonnegative multiplier),
 so sigma_i = -dual[ineq_surplus[i]] and mu_i = -dual[ineq_maxmin[i]]. The tests check
 both through the total derivative against finite differences of J.
+
+Other solvers (solvers/solver_choice.py). HiGHS takes only linear constraints: for it
+s_i >= 0 becomes the bound x_i <= xbar_i (the same set for x >= 0), so only the
+balance dual comes from the solver (same sign as cyipopt's, tested). SCIP and the
+Ipopt executable give no duals we use: lambda then comes from the allocation, as in
+the native backend (stationarity w_i phi'(s_i + e_i) (U_i' - p) = lambda for every
+member strictly inside (0, xbar_i)). Max-min has no such formula: without duals its
+derivatives are NaN and the best response falls back to its derivative-free search.
 """
 
 from __future__ import annotations
@@ -21,54 +29,39 @@ from typing import Any
 import numpy as np
 import pyomo.environ as pyo
 
-from aggregame.errors import InnerSolveError, SolverUnavailableError
+from aggregame.errors import InnerSolveError, UnsupportedProblemError
 from aggregame.fairness import PricedOutRule
 from aggregame.models.aggregator import build_aggregator_model
 from aggregame.players import Game
 from aggregame.allocation import (RESIDUAL_TOL, inner_setup, maxmin_residual, member_terms,
                                   optimality_residual, price_sensitivity, welfare_of)
 from aggregame.solvers.inner import InnerBatch
+from aggregame.solvers.solver_choice import (DEFAULT_IPOPT_OPTIONS,  # noqa: F401
+                                             SolverName,
+                                             SolverSpec)
 
 LOG = logging.getLogger(__name__)
 
-#: Ipopt options of every inner solve. tol = 1e-9: duals feed the total derivative
-#: the best response bisects on, and 1e-10 was measured to end "acceptable" rather
-#: than optimal near the capacity end of the Fig. 4 interval (y >= 0.9999 y_max),
-#: where most surpluses sit at the floor.
-DEFAULT_IPOPT_OPTIONS: dict[str, Any] = {
-    "tol": 1e-9,
-    "constr_viol_tol": 1e-10,
-    "max_iter": 3000,
-    "print_level": 0,
-    "sb": "yes",
-}
-
-_ACCEPTED = {pyo.TerminationCondition.optimal, pyo.TerminationCondition.locallyOptimal}
-
-
 def ipopt_solver(options: dict[str, Any] | None = None) -> Any:
-    """Pyomo's cyipopt solver with our options, or a clear error naming what is missing."""
-    try:
-        solver = pyo.SolverFactory("cyipopt")
-        available = solver.available(exception_flag=False)
-    except Exception as err:  # pragma: no cover - depends on the machine
-        raise SolverUnavailableError(f"cyipopt solver could not be created: {err}") from err
-    if not available:
-        raise SolverUnavailableError(
-            "Ipopt is not available to Pyomo: the module `cyipopt` is missing. Install "
-            "it with `pip install cyipopt-wheels` (or run `bash bootstrap.sh setup`)."
-        )
-    from pyomo.contrib.pynumero.asl import AmplInterface
+    """Pyomo's cyipopt solver with our options (DEFAULT_IPOPT_OPTIONS, then
+    ``options``), or a clear error naming what is missing. Kept for callers that
+    solve their own models; the backends take a ``SolverSpec``."""
+    solver = SolverSpec(SolverName.CYIPOPT, options or {}).make_solver()
+    solver.pyomo_solver.config.options.update(solver.options)
+    return solver.pyomo_solver
 
-    if not AmplInterface.available():
-        raise SolverUnavailableError(
-            "PyNumero's ASL library is missing, so Pyomo cannot hand models to cyipopt. "
-            "Build it with `bash bootstrap.sh setup` (needs Debian's libamplsolver-dev, "
-            "cmake and g++)."
-        )
-    solver.config.options.update(DEFAULT_IPOPT_OPTIONS)
-    solver.config.options.update(options or {})
-    return solver
+
+def check_supported(spec: SolverSpec, player: Any) -> None:
+    """Refuse (UnsupportedProblemError) a problem the solver cannot take: HiGHS
+    solves quadratic programs only, i.e. alpha = 0 with quadratic members."""
+    if spec.name is not SolverName.HIGHS:
+        return
+    families = {m.utility.family for m in player.members}
+    if player.fairness.alpha != 0 or families != {"quadratic"}:
+        raise UnsupportedProblemError(
+            f"solver 'highs' takes only the alpha = 0 inner problem with quadratic "
+            f"members (a QP); player '{player.name}' has alpha = {player.alpha:g} and "
+            f"{sorted(families)} utilities: use solver 'cyipopt' or 'scip'")
 
 
 @dataclass
@@ -77,19 +70,30 @@ class SolveCounter:
 
     solves: int = 0
     seconds: float = 0.0
+    iterations: int = 0  # solver iterations (Ipopt, HiGHS) or nodes (SCIP), summed
     by_phase: dict[str, int] = field(default_factory=dict)
 
 
 class PyomoInner:
-    """Inner problem of ``game.players[index]`` as a Pyomo model solved by Ipopt."""
+    """Inner problem of ``game.players[index]`` as a Pyomo model.
 
-    def __init__(self, game: Game, index: int, options: dict[str, Any] | None = None
-                 ) -> None:
+    ``solver`` picks the solver (default cyipopt); ``options`` are Ipopt options for
+    the default solver, kept for older callers.
+    """
+
+    def __init__(self, game: Game, index: int, options: dict[str, Any] | None = None,
+                 solver: SolverSpec | None = None) -> None:
         self.game = game
         self.index = index
         self.player = game.players[index]
+        self.spec = solver or SolverSpec(SolverName.CYIPOPT, options or {})
+        check_supported(self.spec, self.player)
+        self.solver = self.spec.make_solver()
         self.model = build_aggregator_model(self.player)
-        self.solver = ipopt_solver(options)
+        # HiGHS: s_i >= 0 as the bound x_i <= xbar_i, set at each solve's price.
+        self._surplus_as_bound = self.spec.name is SolverName.HIGHS
+        if self._surplus_as_bound:
+            self.model.ineq_surplus.deactivate()
         self.counter = SolveCounter()
         self._names = [m.name for m in self.player.members]
         self._status: np.ndarray | None = None  # priced-out members of the last solve
@@ -120,7 +124,8 @@ class PyomoInner:
                         m.ineq_maxmin[name].activate()
             else:
                 m.x[name].unfix()
-                m.ineq_surplus[name].activate()
+                if not self._surplus_as_bound:
+                    m.ineq_surplus[name].activate()
                 if self.player.fairness.is_maxmin:
                     m.ineq_maxmin[name].activate()
 
@@ -135,13 +140,14 @@ class PyomoInner:
         core_log = logging.getLogger("pyomo.core")
         level = core_log.level
         core_log.setLevel(logging.ERROR)
+        label = self.spec.name.value
         try:
-            results = self.solver.solve(m, tee=False)
+            outcome = self.solver.solve(m)
         except Exception as err:
             for v, val in saved:
                 v.set_value(val, skip_validation=True)
             raise InnerSolveError(
-                f"Ipopt failed on the inner model of player '{self.player.name}' "
+                f"{label} failed on the inner model of player '{self.player.name}' "
                 f"(y = {pyo.value(m.purchase):g}, p = {pyo.value(m.price):g}): {err}"
             ) from err
         finally:
@@ -149,19 +155,44 @@ class PyomoInner:
             self.counter.solves += 1
             self.counter.seconds += time.perf_counter() - start
             self.counter.by_phase[phase] = self.counter.by_phase.get(phase, 0) + 1
-        term = results.solver.termination_condition
-        if term not in _ACCEPTED:
+        self.counter.iterations += outcome.iterations
+        if not outcome.termination.ok:
             for v, val in saved:
                 v.set_value(val, skip_validation=True)
             raise InnerSolveError(
-                f"Ipopt did not reach an optimal solution of the inner model of player "
-                f"'{self.player.name}' (y = {pyo.value(m.purchase):g}, "
-                f"p = {pyo.value(m.price):g}): termination '{term}', message "
-                f"'{results.solver.message}'"
+                f"{label} did not reach an optimal solution of the inner model of "
+                f"player '{self.player.name}' (y = {pyo.value(m.purchase):g}, "
+                f"p = {pyo.value(m.price):g}): termination "
+                f"'{outcome.termination.value}', message '{outcome.message}'"
             )
 
     def _dual(self, con: Any) -> float:
-        return float(self.model.dual.get(con, 0.0))
+        """The solver's multiplier of ``con`` (cyipopt sign), NaN if it gives none."""
+        if not self.solver.has_duals:
+            return np.nan
+        return self.solver.dual(self.model, con)
+
+    def _allocation_terms(self, x: np.ndarray, price: float, xbar: np.ndarray,
+                          weight: np.ndarray, floor: np.ndarray, lam: float
+                          ) -> tuple[float, np.ndarray]:
+        """lambda (when the solver gave none) and the coefficients
+        w phi'(s + e) + sigma of each member, from the allocation (native.py's way)."""
+        slope_u = self._marginal(x) - price
+        s = self._surplus(x, price)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            g = weight * self.player.fairness.dphi(np.maximum(s + floor, 0.0))
+        at_cap = x >= xbar * (1 - 1e-7)
+        inside = (x > 1e-9 * max(1.0, float(xbar.max()))) & ~at_cap
+        if not np.isfinite(lam):
+            # Interior members all have g (U' - p) = lambda; the median damps the
+            # solver's last-digit noise. Without one, lambda is the bound's.
+            if inside.any():
+                lam = float(np.median((g * slope_u)[inside]))
+            elif at_cap.any() and (xbar > 0).any():
+                lam = float((g * slope_u)[at_cap & (xbar > 0)].min())
+        with np.errstate(divide="ignore", invalid="ignore"):
+            coef = np.where(at_cap, lam / slope_u, g)
+        return lam, np.where(x > 0, coef, 0.0)
 
     def _inequality_multiplier(self, con: Any) -> float:
         """The nonnegative multiplier of an active inequality of the maximize model.
@@ -232,6 +263,9 @@ class PyomoInner:
 
         self._set_data(y, price, priced_out)
         m = self.model
+        if self._surplus_as_bound:
+            for k, name in enumerate(self._names):
+                m.x[name].setub(float(xbar[k]))
         for k, name in enumerate(self._names):
             if not priced_out[k]:
                 m.x[name].set_value(y * xbar[k] / cap)
@@ -275,6 +309,9 @@ class PyomoInner:
                 coef2 = np.where(x > 0, 1.0 + mult, 0.0)
                 res["tie"] = nu + slope_p * float(price_sensitivity(x, coef2))
             return res
+        if self.spec.name is not SolverName.CYIPOPT:
+            lam, coef = self._allocation_terms(x, price, xbar, weight, floor, lam)
+            return finish(x, lam, coef)
         sigma = np.array([self._inequality_multiplier(m.ineq_surplus[n])
                           for n in self._names])
         s = self._surplus(x, price)

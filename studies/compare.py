@@ -1,0 +1,328 @@
+"""Solver comparison study: every (scenario, method, backend, solver), timed alike.
+
+Each run is ``solvers.comparison.run_one`` (build, solve and certificate seconds,
+solver iterations, a termination enum, and "solved" judged by the one native
+certificate for every entry). The study writes into its folder:
+
+* ``runs/<key>.json``: one file per run, atomically; a rerun skips the ones present;
+* ``results.csv``, ``results.parquet``: the tidy table, one row per run;
+* ``failures.md``: every run that did not end solved, and every solver skipped as
+  unavailable here;
+* ``profile.png``, ``profile.svg``: Dolan-More performance profile over solve time
+  (a failed run counts as infinitely slow);
+* ``settings.json``: the settings and versions.
+
+Runs execute one at a time by default (``workers=1``): timings from processes that
+share cores would not be like for like. Scenario names are shipped scenarios or TOML
+paths, or ``random-N``: two social-welfare aggregators (alpha = 0, so HiGHS takes
+part) sharing 2N of the paper's small users, drawn from the study's seed, plus the
+large user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from aggregame.errors import AggregameError, ScenarioError
+from aggregame.players import Game
+from aggregame.solvers.comparison import (BACKENDS, METHODS, NO_SOLVER, RunStatus,
+                                          combination_ok, run_one)
+from aggregame.solvers.solver_choice import SolverName, SolverSpec
+
+LOG = logging.getLogger(__name__)
+
+DEFAULT_SOLVERS = ("cyipopt", "scip", "highs")
+#: Columns that change from run to run on the same machine (left out of "same table").
+TIME_COLUMNS = ("build_seconds", "solve_seconds", "certificate_seconds",
+                "total_seconds")
+_RANDOM = re.compile(r"^random-(\d+)$")
+
+
+@dataclass(frozen=True)
+class CompareSettings:
+    """What to compare; checked at construction."""
+
+    scenarios: tuple[str, ...]
+    methods: tuple[str, ...] = METHODS
+    backends: tuple[str, ...] = BACKENDS
+    solvers: tuple[str, ...] = DEFAULT_SOLVERS
+    repeats: int = 1
+    seed: int = 0
+    options: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.scenarios:
+            raise ScenarioError("compare: give at least one scenario")
+        for field_name, allowed in (("methods", METHODS), ("backends", BACKENDS)):
+            bad = [v for v in getattr(self, field_name) if v not in allowed]
+            if bad:
+                raise ScenarioError(f"compare: --{field_name} {bad[0]!r} is not one "
+                                    f"of {list(allowed)}")
+        for name in self.solvers:
+            SolverName.parse(name)  # SolverOptionError naming it
+        if not (isinstance(self.repeats, int) and self.repeats >= 1):
+            raise ScenarioError(f"compare: --repeats must be >= 1, got "
+                                f"{self.repeats!r}")
+
+    def spec(self, solver: str) -> SolverSpec:
+        """The SolverSpec of ``solver``, with this study's options for it."""
+        return SolverSpec(solver, dict(dict(self.options).get(solver, ())))
+
+    def describe(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def load_game(name: str, seed: int) -> Game:
+    """A shipped scenario, a TOML path, or ``random-N`` (module docstring)."""
+    match = _RANDOM.match(name)
+    if match:
+        from aggregame.studies.common import aggregated, small_users
+
+        n = int(match.group(1))
+        return aggregated(small_users(2 * n, seed), alphas=(0.0, 0.0))
+    from aggregame.scenario import load_scenario
+
+    return load_scenario(name).game
+
+
+def _key(*parts: Any) -> str:
+    return "__".join(re.sub(r"[^A-Za-z0-9.=-]+", "-", str(p)) for p in parts)
+
+
+def plan(settings: CompareSettings) -> tuple[list, list[dict[str, Any]]]:
+    """Tasks to run and the failure rows of solvers unavailable here."""
+    from aggregame.studies.runner import Task
+
+    tasks, skipped = [], []
+    ready = {}
+    options = dict(settings.options)
+    for solver in settings.solvers:
+        spec = settings.spec(solver)
+        try:
+            spec.check_available()
+            ready[solver] = True
+        except AggregameError as err:
+            LOG.warning("skipping solver %s: %s", solver, err)
+            ready[solver] = False
+            skipped.append({"scenario": "*", "method": "*", "backend": "pyomo",
+                            "solver": solver, "status": RunStatus.UNAVAILABLE.value,
+                            "message": str(err)})
+    for scenario in settings.scenarios:
+        for method in settings.methods:
+            for backend in settings.backends:
+                names = [NO_SOLVER] if backend == "native" else [
+                    s for s in settings.solvers if ready[s]]
+                for solver in names:
+                    if not combination_ok(method, backend, solver):
+                        continue
+                    for rep in range(settings.repeats):
+                        params = {"scenario": scenario, "method": method,
+                                  "backend": backend, "solver": solver,
+                                  "options": dict(options.get(solver, ())),
+                                  "seed": settings.seed, "repeat": rep}
+                        tasks.append(Task("compare", _key(scenario, method, backend,
+                                                          solver, settings.seed, rep),
+                                          params))
+    return tasks, skipped
+
+
+def run(params: dict[str, Any]) -> list[dict[str, Any]]:
+    """One run (the runner's entry point): the record of run_one as a row."""
+    game = load_game(params["scenario"], params["seed"])
+    solver = None if params["solver"] == NO_SOLVER else SolverSpec(
+        params["solver"], params.get("options") or {})
+    record = run_one(game, params["method"], params["backend"], solver, params["seed"])
+    row = {"scenario": params["scenario"], "repeat": params["repeat"],
+           **record.to_row()}
+    row["solver"] = params["solver"]  # the name; options are in settings.json
+    row["profile"] = [round(v, 9) for v in row["profile"]]
+    return [row]
+
+
+def performance_profile(table: pd.DataFrame, column: str = "solve_seconds"
+                        ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Dolan-More profile: for each configuration, tau -> share of problems it solved
+    within tau times the best configuration's time. A problem is a (scenario,
+    repeat); an unsolved run counts as infinitely slow."""
+    df = table.assign(config=table["method"] + "/" + table["backend"] + "/"
+                      + table["solver"])
+    times = df.assign(t=np.where(df["status"] == RunStatus.SOLVED.value, df[column],
+                                 np.inf))
+    wide = times.pivot_table(index=["scenario", "repeat"], columns="config",
+                             values="t", aggfunc="min")
+    best = wide.min(axis=1).replace(0.0, np.nan)
+    ratios = wide.div(best, axis=0)
+    out = {}
+    for config in ratios.columns:
+        r = np.sort(ratios[config].to_numpy(dtype=float))
+        r = np.where(np.isnan(r), np.inf, r)
+        out[config] = (r, np.arange(1, r.size + 1) / r.size)
+    return out
+
+
+def draw_profile(table: pd.DataFrame, out: Path) -> list[str]:
+    """Write profile.png and profile.svg (Agg canvas, no pyplot state)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    profile = performance_profile(table)
+    finite = [r[np.isfinite(r)] for r, _ in profile.values()]
+    top = max([float(f.max()) for f in finite if f.size] + [1.0]) * 2
+    fig = Figure(figsize=(7, 4.2))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for config, (ratios, share) in sorted(profile.items()):
+        x = np.concatenate([[1.0], np.minimum(ratios, top), [top]])
+        y = np.concatenate([[0.0], np.where(np.isfinite(ratios), share, np.nan),
+                            [np.nanmax(np.where(np.isfinite(ratios), share, np.nan))
+                             if np.isfinite(ratios).any() else 0.0]])
+        y = pd.Series(y).ffill().fillna(0.0).to_numpy()
+        ax.step(x, y, where="post", label=config)
+    ax.set_xscale("log", base=2)
+    ax.set_xlim(1.0, top)
+    ax.set_ylim(0.0, 1.02)
+    ax.set_xlabel("tau: solve time / best solve time on the problem")
+    ax.set_ylabel("share of problems solved within tau")
+    ax.set_title("Performance profile (failures count as never solved)")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    names = []
+    for ext in ("png", "svg"):
+        fig.savefig(out / f"profile.{ext}", dpi=130)
+        names.append(f"profile.{ext}")
+    return names
+
+
+def failures_markdown(table: pd.DataFrame, skipped: Sequence[dict[str, Any]]) -> str:
+    """Markdown table of every run that did not end solved, and skipped solvers."""
+    cols = ["scenario", "method", "backend", "solver", "status", "message"]
+    bad = table[table["status"] != RunStatus.SOLVED.value] if len(table) else table
+    rows = [dict(r) for r in bad[cols].to_dict("records")] if len(bad) else []
+    rows += [dict(r) for r in skipped]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        lines.append("| " + " | ".join(str(r.get(c, "")).replace("|", "/")[:160]
+                                       for c in cols) + " |")
+    if not rows:
+        lines.append("| (none) |" + " |" * (len(cols) - 1))
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class CompareResult:
+    """The study's table, what it skipped, and where it wrote."""
+
+    table: pd.DataFrame
+    skipped: list[dict[str, Any]]
+    folder: Path
+    ran: int
+    seconds: float
+
+    def summary(self) -> pd.DataFrame:
+        """Median times and solved share per (scenario, method, backend, solver)."""
+        return summary_table(self.table)
+
+
+def summary_table(table: pd.DataFrame) -> pd.DataFrame:
+    group = table.groupby(["scenario", "method", "backend", "solver"], sort=False)
+    return group.agg(runs=("status", "size"),
+                     solved=("status", lambda s: int((s == "solved").sum())),
+                     build_s=("build_seconds", "median"),
+                     solve_s=("solve_seconds", "median"),
+                     certificate_s=("certificate_seconds", "median"),
+                     iterations=("solver_iterations", "median"),
+                     rounds=("rounds", "median"),
+                     max_regret=("max_regret", "max")).reset_index()
+
+
+def run_compare(settings: CompareSettings, out: Path | str, workers: int = 1,
+                progress: bool = True) -> CompareResult:
+    """Run (or resume) the study into ``out`` and write its files."""
+    from aggregame.studies.runner import _atomic, load_rows, run_tasks, write_outputs
+
+    start = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tasks, skipped = plan(settings)
+    ran = run_tasks(tasks, out / "runs", workers=workers, progress=progress)
+    table = load_rows(out / "runs", [t.key for t in tasks])
+    seconds = time.perf_counter() - start
+    write_outputs(out, table, settings.describe(), seconds)
+    text = failures_markdown(table, skipped)
+    _atomic(out / "failures.md", lambda p: p.write_text(text))
+    if len(table):
+        draw_profile(table, out)
+    return CompareResult(table, skipped, out, len(ran), seconds)
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``aggregame compare`` arguments, for the CLI to add to its subparser."""
+    parser.add_argument("scenarios", nargs="+", metavar="SCENARIO",
+                        help="shipped scenario names, TOML paths, or random-N")
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help="comma-separated: best-response, kkt (default both)")
+    parser.add_argument("--backends", default=",".join(BACKENDS),
+                        help="comma-separated: native, pyomo (default both)")
+    parser.add_argument("--solvers", default=",".join(DEFAULT_SOLVERS),
+                        help="comma-separated: cyipopt, ipopt, scip, highs (default "
+                             "cyipopt,scip,highs; unavailable ones are skipped)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="runs of each combination (default 1)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of random-N games and of the runs (default 0)")
+    parser.add_argument("--solver-option", dest="solver_option", action="append",
+                        default=[], metavar="SOLVER:KEY=VALUE",
+                        help="an option of one solver, e.g. cyipopt:tol=1e-8 "
+                             "(repeatable)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="parallel runs (default 1: timings stay like for like)")
+    parser.add_argument("--out", default="results/compare",
+                        help="output folder (default results/compare)")
+
+
+def settings_from_args(args: argparse.Namespace) -> CompareSettings:
+    """CompareSettings from the parsed ``aggregame compare`` arguments."""
+    from aggregame.errors import SolverOptionError
+    from aggregame.solvers.solver_choice import parse_solver_options
+
+    per_solver: dict[str, dict[str, Any]] = {}
+    for item in args.solver_option:
+        solver, sep, rest = item.partition(":")
+        if not sep:
+            raise SolverOptionError(f"--solver-option {item!r} must be "
+                                    "SOLVER:KEY=VALUE, e.g. cyipopt:tol=1e-8")
+        name = SolverName.parse(solver).value
+        per_solver.setdefault(name, {}).update(parse_solver_options([rest]))
+    for name, opts in per_solver.items():
+        SolverSpec(name, opts)  # an invalid option fails here, naming it
+    options = tuple(sorted((k, tuple(sorted(v.items())))
+                           for k, v in per_solver.items()))
+    return CompareSettings(tuple(args.scenarios), _csv(args.methods),
+                           _csv(args.backends),
+                           tuple(SolverName.parse(s).value for s in _csv(args.solvers)),
+                           args.repeats, args.seed, options)
+
+
+def main_compare(args: argparse.Namespace) -> int:
+    """``aggregame compare``: run, print the summary, exit 0 (1 if nothing solved)."""
+    result = run_compare(settings_from_args(args), args.out, workers=args.workers)
+    summary = result.summary()
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"{len(result.table)} runs ({result.ran} computed now), "
+          f"{len(result.skipped)} solver(s) skipped; files in {result.folder}")
+    solved = (result.table["status"] == RunStatus.SOLVED.value).any() \
+        if len(result.table) else False
+    return 0 if solved else 1
