@@ -313,6 +313,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from aggregame.studies.compare import main_compare
+
+    return main_compare(args)
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from aggregame.schema import json_schema
 
@@ -323,4 +329,5 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 COMMANDS = {"solve": cmd_solve, "crosscheck": cmd_crosscheck,
             "uniqueness": cmd_uniqueness, "study": cmd_study, "report": cmd_report,
-            "scenarios": cmd_scenarios, "check": cmd_check, "schema": cmd_schema}
+            "scenarios": cmd_scenarios, "check": cmd_check, "schema": cmd_schema,
+            "compare": cmd_compare}

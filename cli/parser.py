@@ -169,6 +169,16 @@ def build_parser() -> Parser:
                    help="list the scenario files shipped in data/")
     sub.add_parser("check", parents=common,
                    help="check that Ipopt, cyipopt and PyNumero work here")
+    compare = sub.add_parser(
+        "compare", parents=common,
+        help="compare methods, backends and solvers on scenarios (times, profiles)",
+        description="Run every (scenario, method, backend, solver) that makes sense, "
+                    "time build, solve and certificate apart, judge every entry by one "
+                    "common certificate; write CSV, Parquet, a failures table and a "
+                    "Dolan-More performance profile to --out. Resumable.")
+    from aggregame.studies.compare import add_compare_arguments
+
+    add_compare_arguments(compare)
     sub.add_parser("schema", parents=common,
                    help="print the JSON Schema of scenario files (for editors)")
     return parser
