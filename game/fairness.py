@@ -1,8 +1,8 @@
 """Alpha-fair welfare (paper eq. 3) and the rule for members priced out of the market.
 
 phi_alpha(s) = s^(1-alpha)/(1-alpha) (alpha != 1), log s (alpha = 1); alpha = inf is
-max-min, handled by an epigraph variable, not by phi. See MODEL.md, "Trap: members
-priced out of the market", for why the rule exists and why ``floor`` is the default.
+max-min, handled by an epigraph variable, not by phi. See docs/model.md, section
+"Priced-out members", for why the rule exists and why ``floor`` is the default.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import numpy as np
 from aggregame.errors import GameDefinitionError
 
 #: Default surplus floor of the ``floor`` rule, in the units of surplus (utility).
-#: MODEL.md measured Gauss-Seidel on the paper's Fig. 6 setting: with eps = 0.01 it
+#: Measured on the paper's Fig. 6 setting (docs/model.md, section "Priced-out
+#: members"): with eps = 0.01 Gauss-Seidel
 #: converged in 10 rounds, while eps = 1e-4 left local maxima that a single bisection
 #: mistook for best responses. 0.01 is below 1% of a typical small user's surplus
 #: (O(1..10) in the paper's draws), so it barely moves interior allocations.

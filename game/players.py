@@ -218,7 +218,8 @@ class Game:
         """Largest y_j at which player j can still give every member s >= 0.
 
         y_j is feasible iff y_j <= sum_i xbar_i(p(Y_-j + y_j)); the right side falls as
-        y_j grows, so the feasible set is [0, y_max] (MODEL.md) and y_max is its root.
+        y_j grows, so the feasible set is [0, y_max] (docs/model.md, section
+        "Feasible purchases") and y_max is its root.
         """
         player = self.players[j]
         exact = _affine_quadratic_capacity(player, self.price, others_total)

@@ -7,7 +7,8 @@ For a purchase y_j and a price p, the aggregator solves
                                          s_i >= 0                 (ineq_surplus)
                                          x_i >= 0                 (bounds of x)
 
-with e_i the floor of the priced-out rule (MODEL.md). Max-min (alpha = inf) uses an
+with e_i the floor of the priced-out rule (docs/model.md, section
+"Priced-out members"). Max-min (alpha = inf) uses an
 epigraph variable t with s_i + e_i >= t (ineq_maxmin) and maximizes t.
 
 Sign convention. The objective is *maximized* and the balance is written

@@ -1,8 +1,9 @@
 """The whole game as one complementarity model: every player's KKT conditions stacked.
 
 Since y_j = sum_i x_ji, player j's best response and its inner allocation together
-maximize Phi_j(U(x_j) - p(X) x_j) over x_j >= 0 with s_j >= 0 (MODEL.md, "Stacked
-KKT"). Each player is an aggregator block from ``add_aggregator`` (the same welfare
+maximize Phi_j(U(x_j) - p(X) x_j) over x_j >= 0 with s_j >= 0 (docs/model.md,
+section "Stacked KKT").
+Each player is an aggregator block from ``add_aggregator`` (the same welfare
 expression the inner model maximizes), with the price the model's own expression of
 the total purchase. Stationarity is the symbolic derivative of the block's Lagrangian
 
@@ -46,7 +47,7 @@ class PlayerStatus:
         the player's rule, as in the inner model).
     mode : 'welfare' (alpha < inf), 'maxmin' (epigraph) or 'tiebreak' (max-min whose
         level is flat because a counted member is priced out at y_j = 0: the total
-        surplus decides, MODEL.md).
+        surplus decides, docs/model.md, section "Max-min").
     """
 
     priced_out: tuple[bool, ...]

@@ -1,6 +1,7 @@
 """Best response of one player to the others' total purchase (paper eq. 11, Alg. 1).
 
-Two strategies over the feasible interval [0, y_max(Y_-j)] (MODEL.md):
+Two strategies over the feasible interval [0, y_max(Y_-j)] (docs/model.md, section
+"Quasiconcavity and the best response"):
 
 * ``bisection``: the paper's quasiconcave search, on the sign of the *total*
   derivative dJ_j/dy_j (not lambda alone: the price moves with y_j). Fast, and right
@@ -14,7 +15,8 @@ strategies take their closed form, which is exact.
   also the certificate's search (solvers/certificate.py).
 
 Max-min players have no derivative where the minimum changes hands; they use golden
-section on (J, total surplus) compared lexicographically (MODEL.md's tie-break).
+section on (J, total surplus) compared lexicographically (docs/model.md,
+section "Max-min").
 """
 
 from __future__ import annotations
@@ -272,7 +274,8 @@ def single_member_closed_form(game, j: int, others_total: float, y_max: float
 
     With one member every Phi_alpha increases with its surplus, so the player
     maximizes s = b y - a y^2 - (p0 + c (Y_-j + y)) y: y = (b - p0 - c Y_-j) / (2(a + c))
-    (MODEL.md), clipped to [0, y_max]. The certificate still checks it by its scan.
+    (docs/model.md, section "One-member players"), clipped to [0, y_max].
+    The certificate still checks it by its scan.
     """
     from aggregame.price import AffinePrice, LinearPrice
     from aggregame.utilities import QuadraticUtility

@@ -8,7 +8,8 @@ when a profile repeats (cycling), or at ``max_rounds``; only the first is called
 converged, and every end point carries a certificate of its regret.
 
 With ``best_response='auto'`` the fast bisection drives the rounds; if the converged
-profile fails its certificate (J_j not quasiconcave, MODEL.md), the dynamics go on
+profile fails its certificate (J_j not quasiconcave,
+docs/model.md, section "Quasiconcavity and the best response"), the dynamics go on
 from there with the scan best response.
 """
 

@@ -4,7 +4,8 @@ Strategy. ``mpec.simple_nonlinear`` turns each ``a >= 0 _|_ b >= 0`` into a >= 0
 b >= 0, a * b <= mpec_bound; we solve that NLP (a feasibility problem) with cyipopt
 for mpec_bound = 1e-2, 1e-4, ..., 1e-12, each solve warm-started from the last: the
 relaxed problems have interior points Ipopt can follow, and the last one enforces
-complementarity to 1e-10 (PYOMO-NOTES.md: the ``standard_form`` and ``mpec.nl`` routes
+complementarity to 1e-10 (docs/pyomo.md, section "pyomo.mpec with cyipopt": the
+``standard_form`` and ``mpec.nl`` routes
 are wrong or fatal with cyipopt). The priced-out status is then recomputed at the
 solution's price; if it changed, the model is rebuilt for the new status and solved
 again from the current point. A KKT point need not be an equilibrium (the joint

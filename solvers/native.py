@@ -2,14 +2,16 @@
 
 For alpha < inf and a multiplier lambda, member i's allocation solves
 g_i(x) = w_i phi'(s_i(x) + e_i) (U_i'(x) - p) = lambda on [0, xbar_i]; g_i is strictly
-decreasing there (MODEL.md, "Allocation for a given lambda"), so x_i(lambda) is unique
+decreasing there (docs/model.md, section "Allocation for a given lambda"), so
+x_i(lambda) is unique
 and sum_i x_i(lambda) is decreasing: the inner problem is a 1-D root in lambda.
 Closed forms: quadratic users with alpha = 0 (a clip) and alpha = 1 (a quadratic in x);
 otherwise a safeguarded Newton per member, all members and all purchases at once.
 
 Max-min (alpha = inf) is water filling in the level t: each member needs x in the
 interval where s_i + e_i >= t; t* is the largest level whose intervals can add up to
-y_j, and the total surplus then decides within those intervals (MODEL.md's tie-break).
+y_j, and the total surplus then decides within those intervals (docs/model.md,
+section "Max-min").
 """
 
 from __future__ import annotations

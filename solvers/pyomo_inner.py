@@ -6,7 +6,8 @@ solve is checked: a termination other than optimal raises ``InnerSolveError`` an
 the model's variables are put back, so a last iterate is never returned as an answer.
 
 Multipliers. ``model.dual[eq_balance]`` is lambda_j = dJ_j/dy_j (maximize model,
-``sum(x) == purchase``; PYOMO-NOTES.md). For an inequality ``body >= 0`` of the same
+``sum(x) == purchase``; docs/pyomo.md, section "Dual signs with cyipopt").
+For an inequality ``body >= 0`` of the same
 maximize model cyipopt reports d J / d(lower bound) = -(its nonnegative multiplier),
 so sigma_i = -dual[ineq_surplus[i]] and mu_i = -dual[ineq_maxmin[i]]. The tests check
 both through the total derivative against finite differences of J.
@@ -285,7 +286,8 @@ class PyomoInner:
             coef = mu
             level = float(m.min_surplus.value)
             deriv_x = x.copy()
-            # Phase 2 (MODEL.md tie-break): keep the max-min level, maximize total
+            # Phase 2 (docs/model.md, section "Max-min": the tie-break): keep the
+            # max-min level, maximize total
             # surplus. The level is relaxed by 1e-9 relative so phase 2 keeps an
             # interior.
             m.min_surplus.fix(level - 1e-9 * max(1.0, abs(level)))

@@ -9,9 +9,10 @@ Where the paper leaves a parameter open we choose, and say so:
   gives none) and b = K a; K = 400 unless a study sweeps it (top of Fig. 5's range);
 * users are split among M aggregators round-robin by draw order (user i joins
   aggregator i mod M), so aggregators are statistically alike;
-* priced-out rule: floor with eps = 0.01 (MODEL.md); max-min is also run under the
+* priced-out rule: floor with eps = 0.01 (docs/model.md, section
+  "Priced-out members"); max-min is also run under the
   strict and viable rules where a study shows it, since under the floor rule it
-  behaves like social welfare (MODEL.md, "Max-min under the floor rule");
+  behaves like social welfare (docs/model.md, section "Max-min");
 * alpha grid of Figs. 10-11: 0, 0.25, 0.5, 1, 2, 4, inf.
 """
 

@@ -3,7 +3,8 @@ users alone, with the large user and no aggregators, and with 2 aggregators unde
 social welfare, proportional fairness and max-min; mean and spread over runs.
 
 Max-min is shown under the floor rule (the default, where it behaves like social
-welfare, MODEL.md) and under the viable rule (priced-out members leave the minimum)."""
+welfare, docs/model.md, section "Max-min") and under the viable rule (priced-out
+members leave the minimum)."""
 
 from __future__ import annotations
 

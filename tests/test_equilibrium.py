@@ -100,7 +100,8 @@ def test_certificate_finds_planted_deviation():
 
 def test_bisection_alone_can_stop_at_a_non_equilibrium_and_auto_recovers():
     """Fig. 4 setting, proportional fairness, viable rule: J_j jumps where members are
-    priced out (MODEL.md), bisection stops at a profile the certificate rejects, and
+    priced out (docs/model.md, section "Priced-out members"),
+    bisection stops at a profile the certificate rejects, and
     the auto strategy continues with the scan to a certified equilibrium."""
     game = load_scenario("fig4_proportional").game
     players = [Player.aggregator(p.name, p.members, alpha=1, rule="viable")

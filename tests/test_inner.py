@@ -172,8 +172,8 @@ def test_resolve_gives_same_answer(small_users):
 def test_maxmin_tiebreak_derivative_when_level_is_flat(small_users):
     """Floor rule with a member priced out: the max-min level is eps whatever y is,
     the tie-break (total surplus) decides, and its derivative is checked against
-    finite differences and against the alpha = 0 player's derivative (MODEL.md:
-    max-min then behaves exactly like alpha = 0)."""
+    finite differences and against the alpha = 0 player's derivative (docs/model.md,
+    section "Max-min": max-min then behaves exactly like alpha = 0)."""
     maxmin = NativeInner(one_aggregator_game(small_users, "inf", "floor"), 0)
     social = NativeInner(one_aggregator_game(small_users, 0, "floor"), 0)
     game = maxmin.game
