@@ -89,3 +89,23 @@ def test_member_newton_matches_safe_bisection(alpha):
         # The bisection in log space is the less accurate of the two (measured:
         # 1.4e-9 of y_max at alpha = 5, where Newton's residual is 1e-16).
         np.testing.assert_allclose(sol.x[0], x, rtol=0, atol=1e-7 * y_max)
+
+
+@pytest.mark.unit
+def test_concave_shortcut_agrees_with_the_grid(monkeypatch):
+    """One-member players skip the grid; forcing the grid gives the same regrets."""
+    import aggregame.solvers.certificate as cert
+    from aggregame import individuals
+
+    rng = np.random.default_rng(7)
+    users = quadratic_users(rng.uniform(0.1, 0.9, 6), rng.uniform(1.0, 10.0, 6), "c")
+    game = Game(tuple(individuals(users)), PowerPrice(0.01, 1.5))
+    assert all(cert.provably_concave(game, j) for j in range(6))
+    for profile in (np.full(6, 1.0), rng.uniform(0.0, 3.0, 6)):
+        fast = cert.certify(game, profile)
+        monkeypatch.setattr(cert, "provably_concave", lambda g, j: False)
+        slow = cert.certify(game, profile)
+        monkeypatch.undo()
+        assert fast.evaluations < slow.evaluations / 3
+        np.testing.assert_allclose(fast.regrets, slow.regrets, rtol=1e-6, atol=1e-12)
+        np.testing.assert_allclose(fast.deviations, slow.deviations, rtol=1e-6)
