@@ -329,7 +329,14 @@ class NativeInner:
         lam[at_zero] = lam_top[at_zero]
         lam[at_cap] = lam_bottom[at_cap]
         x[at_cap] = xbar[at_cap]
-        if inside.any():
+        if inside.any() and self.player.size == 1:
+            # One member takes the whole purchase: x = y, and lambda is its
+            # marginal welfare there (no root to find).
+            x[inside] = y[inside, None]
+            with np.errstate(invalid="ignore", over="ignore"):
+                lam[inside] = self._g(x[inside], p2[inside], weight[inside],
+                                      floor[inside])[:, 0]
+        elif inside.any():
             lam_in, x_in = self._solve_lambda(y[inside], p2[inside], xbar[inside],
                                               weight[inside], floor[inside],
                                               lam_top[inside], lam_bottom[inside])
