@@ -66,7 +66,7 @@ def slope(rows: list[dict], key: str) -> float:
 def table(alpha: float, rows: list[dict]) -> list[str]:
     lines = [
         f"## alpha = {alpha:g}", "",
-        "| members | build game [s] | equilibrium [s] | of which certificate [s] | "
+        "| members | build game [s] | equilibrium [s] | certificate alone [s] | "
         "certificate solves | rounds | certified | peak RSS [MB] | time ratio to "
         "previous size |", "|---|---|---|---|---|---|---|---|---|"]
     prev = None
