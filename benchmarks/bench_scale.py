@@ -3,8 +3,12 @@
 Each size runs in its own process so its peak resident memory (ru_maxrss) is its own.
 Members are the paper's small users (a ~ U(0.1, 0.9), b ~ U(0, 10)), split evenly;
 the price p = c Y has c = 0.001 * 200 / members, so the market clears at a similar
-price whatever the size (the paper's c for 200 users). alpha = 1, floor rule.
-Writes benchmarks/results/scale.md. Run: python benchmarks/bench_scale.py [--max 1e6]
+price whatever the size (the paper's c for 200 users). Floor rule, alpha 0 and 1
+(``--alphas``). The time is one run per size (the certificate included; its time and
+solves are reported apart). Writes benchmarks/results/scale.md (a table per alpha)
+and benchmarks/results/scale.png (time and peak memory against members, log-log,
+with the slope fitted from 10^4 up).
+Run: python benchmarks/bench_scale.py [--max 1e6] [--alphas 0 1]
 """
 
 from __future__ import annotations
@@ -18,14 +22,15 @@ import sys
 import time
 from pathlib import Path
 
-OUT = Path(__file__).parent / "results" / "scale.md"
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results"
 PLAYERS = 100
 
 
 def run_one(members: int, alpha: float, seed: int) -> dict:
-    import numpy as np
-
     from aggregame import Game, LinearPrice, Player, quadratic_users
+    from aggregame.solvers.certificate import certify
     from aggregame.solvers.dynamics import solve_equilibrium
 
     start = time.perf_counter()
@@ -40,52 +45,95 @@ def run_one(members: int, alpha: float, seed: int) -> dict:
     start = time.perf_counter()
     eq = solve_equilibrium(game)
     solve = time.perf_counter() - start
-    return {"members": members, "build_s": build, "solve_s": solve,
+    start = time.perf_counter()
+    cert = certify(game, eq.profile)
+    return {"members": members, "alpha": alpha, "build_s": build, "solve_s": solve,
+            "cert_s": time.perf_counter() - start, "cert_solves": cert.evaluations,
             "rounds": eq.iterations, "certified": eq.is_equilibrium,
             "max_regret": eq.max_regret, "price": eq.price,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def main() -> None:
-    """Run each size in a subprocess and write the table."""
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--max", type=float, default=1e6, help="largest member count")
-    parser.add_argument("--alpha", type=float, default=1.0)
-    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.one:
-        print(json.dumps(run_one(args.one, args.alpha, seed=1)))
-        return
-    rows = []
-    size = 1000
-    while size <= args.max:
-        out = subprocess.run([sys.executable, __file__, "--one", str(size), "--alpha",
-                              str(args.alpha)], capture_output=True, text=True,
-                             check=True)
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        print(rows[-1], flush=True)
-        size *= 10
+def slope(rows: list[dict], key: str) -> float:
+    """Fitted exponent of ``key`` against members, from 10^4 members up."""
+    pts = [(r["members"], r[key]) for r in rows if r["members"] >= 10_000]
+    if len(pts) < 2:
+        return float("nan")
+    x, y = np.log10(np.array(pts)).T
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def table(alpha: float, rows: list[dict]) -> list[str]:
     lines = [
-        f"# Scale: {PLAYERS} aggregators, native backend, alpha = {args.alpha:g}",
-        "",
-        f"Machine: {platform.machine()}, Python {platform.python_version()}; one run "
-        f"per size, {time.strftime('%Y-%m-%d')}. Peak RSS includes Python, numpy and "
-        "the game's User objects.",
-        "",
-        "| members | build game [s] | equilibrium [s] | per member [us] | rounds | "
-        "certified | peak RSS [MB] | time ratio to previous size |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+        f"## alpha = {alpha:g}", "",
+        "| members | build game [s] | equilibrium [s] | certificate alone [s] | "
+        "certificate solves | rounds | certified | peak RSS [MB] | time ratio to "
+        "previous size |", "|---|---|---|---|---|---|---|---|---|"]
     prev = None
     for r in rows:
         ratio = "" if prev is None else f"{r['solve_s'] / prev:.1f}"
         lines.append(f"| {r['members']:,} | {r['build_s']:.2f} | {r['solve_s']:.2f} | "
-                     f"{r['solve_s'] / r['members'] * 1e6:.1f} | {r['rounds']} | "
+                     f"{r['cert_s']:.2f} | {r['cert_solves']} | {r['rounds']} | "
                      f"{r['certified']} | {r['peak_rss_mb']:.0f} | {ratio} |")
         prev = r["solve_s"]
-    OUT.write_text("\n".join(lines) + "\n")
-    print(OUT.read_text())
+    lines += ["", f"Fitted slope from 10^4 members: time {slope(rows, 'solve_s'):.2f}, "
+              f"peak RSS {slope(rows, 'peak_rss_mb'):.2f}.", ""]
+    return lines
+
+
+def plot(results: dict[float, list[dict]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for alpha, rows in results.items():
+        n = [r["members"] for r in rows]
+        for ax, key in zip(axes, ("solve_s", "peak_rss_mb")):
+            ax.loglog(n, [r[key] for r in rows], "o-",
+                      label=f"alpha = {alpha:g} (slope {slope(rows, key):.2f})")
+    axes[0].set_ylabel("equilibrium with certificate [s]")
+    axes[1].set_ylabel("peak resident memory [MB]")
+    for ax in axes:
+        ax.set_xlabel("members (100 aggregators)")
+        ax.legend()
+        ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "scale.png", dpi=120)
+
+
+def main() -> None:
+    """Run each size in a subprocess; write the tables and the figure."""
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--max", type=float, default=1e6, help="largest member count")
+    parser.add_argument("--alphas", type=float, nargs="+", default=[0.0, 1.0])
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_one(args.one, args.alphas[0], seed=1)))
+        return
+    results: dict[float, list[dict]] = {}
+    for alpha in args.alphas:
+        results[alpha] = []
+        size = 1000
+        while size <= args.max:
+            out = subprocess.run([sys.executable, __file__, "--one", str(size),
+                                  "--alphas", str(alpha)], capture_output=True,
+                                 text=True, check=True)
+            results[alpha].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(results[alpha][-1], flush=True)
+            size *= 10
+    lines = [f"# Scale: {PLAYERS} aggregators, native backend", "",
+             f"Machine: {platform.machine()}, Python {platform.python_version()}; one "
+             f"run per size, {time.strftime('%Y-%m-%d')}. Peak RSS includes Python, "
+             "numpy and the game's User objects. Figure: scale.png.", ""]
+    for alpha, rows in results.items():
+        lines += table(alpha, rows)
+    (RESULTS / "scale.md").write_text("\n".join(lines))
+    plot(results)
+    print((RESULTS / "scale.md").read_text())
 
 
 if __name__ == "__main__":

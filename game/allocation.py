@@ -18,18 +18,52 @@ every alpha (a stationarity gap in units of marginal welfare would be multiplied
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, fields
 
 import numpy as np
 
 from aggregame.fairness import PricedOutRule
 from aggregame.players import Game, Player
+from aggregame.utilities import QuadraticUtility
 
 #: A row whose residual (allocation units, relative to the capacity) exceeds this is
 #: not a solution: the backend re-solves it by a safe method or raises.
 RESIDUAL_TOL = 1e-6
 #: Relative step of the level used to test that a max-min level is the largest one.
 LEVEL_PROBE_RTOL = 1e-7
+
+#: Per player (weakly held): its one utility family when that family covers every
+#: member in order, so formulas need no gather and scatter (None otherwise).
+_SINGLE_FAMILY: "weakref.WeakKeyDictionary[Player, object]" = weakref.WeakKeyDictionary()
+
+
+def _single_family(player: Player):
+    try:
+        return _SINGLE_FAMILY[player]
+    except KeyError:
+        fams = player.families
+        one = fams[0] if len(fams) == 1 and np.array_equal(
+            fams[0].index, np.arange(player.size)) else None
+        _SINGLE_FAMILY[player] = one
+        return one
+
+
+def evaluate(player: Player, formula: str, x: np.ndarray) -> np.ndarray:
+    """``player.evaluate(formula, x)``: the families' own U, dU or d2U, called
+    directly when one family holds every member in order (no copies)."""
+    fam = _single_family(player)
+    if fam is None:
+        return player.evaluate(formula, x)
+    return getattr(fam.family, formula)(np.asarray(x, dtype=float), fam.params)
+
+
+def quadratic_parameters(player: Player) -> tuple[np.ndarray, np.ndarray] | None:
+    """(a, b) in member order when every member is quadratic, else None."""
+    fam = _single_family(player)
+    if fam is None or fam.family is not QuadraticUtility:
+        return None
+    return fam.params["a"], fam.params["b"]
 
 
 def member_terms(player: Player, priced_out: np.ndarray) -> tuple[np.ndarray,
@@ -98,9 +132,9 @@ def optimality_residual(player: Player, y: np.ndarray, price: np.ndarray,
     cap = np.maximum(xbar.sum(axis=-1), 1e-300)
     balance = np.abs(x.sum(axis=-1) - y)
     bounds = _bounds_violation(x, xbar)
-    slope = player.evaluate("dU", x) - p2
-    curvature = player.evaluate("d2U", x)
-    level = np.maximum(player.evaluate("U", x) - p2 * x + floor, 1e-300)
+    slope = evaluate(player, "dU", x) - p2
+    curvature = evaluate(player, "d2U", x)
+    level = np.maximum(evaluate(player, "U", x) - p2 * x + floor, 1e-300)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         lam_over_dphi = lam[:, None] * level ** f.alpha / weight
         step = (lam_over_dphi - slope) / (curvature - f.alpha * slope**2 / level)
@@ -143,6 +177,27 @@ def level_interval(player: Player, need: np.ndarray, price: np.ndarray,
     return np.where(empty, np.nan, lo), np.where(empty, np.nan, hi)
 
 
+def quadratic_level_interval(a: np.ndarray, b: np.ndarray, need: np.ndarray,
+                             price: np.ndarray, xbar: np.ndarray
+                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Closed form of ``level_interval`` and the peak surplus for quadratic members.
+
+    s(x) = q x - a x^2 with q = b - p peaks at q^2 / (4a); s(x) >= L > 0 on the roots
+    of a x^2 - q x + L, the lower one written 2L / (q + sqrt(q^2 - 4aL)) (no
+    cancellation). Returns (lo, hi, peak surplus); NaN where the peak is below need.
+    """
+    q = b - price
+    top = np.where(q > 0, q * q / (4 * a), 0.0)
+    root = np.sqrt(np.maximum(q * q - 4 * a * need, 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lo = np.minimum(2 * need / (q + root), xbar)
+    hi = np.minimum((q + root) / (2 * a), xbar)
+    lo = np.where(need <= 0, 0.0, lo)
+    hi = np.where(need <= 0, xbar, hi)
+    empty = top < need
+    return np.where(empty, np.nan, lo), np.where(empty, np.nan, hi), top
+
+
 def maxmin_residual(player: Player, y: np.ndarray, price: np.ndarray, x: np.ndarray,
                     xbar: np.ndarray, floor: np.ndarray, priced_out: np.ndarray
                     ) -> np.ndarray:
@@ -150,24 +205,39 @@ def maxmin_residual(player: Player, y: np.ndarray, price: np.ndarray, x: np.ndar
     capacity), and 1 where a level higher than the allocation's by LEVEL_PROBE_RTOL
     is feasible (the level is then not the largest: not a solution).
 
-    The level test uses plain bisection on each member's surplus, not the backends'
-    closed forms, so a wrong level root cannot pass it.
+    The level test does not use the backends' level roots: plain bisection on each
+    member's surplus, or for quadratic members the closed form of
+    ``quadratic_level_interval`` (written here, tested against the bisection), so a
+    wrong level root cannot pass it. Where a priced-out member pins the top level at
+    its floor (0 under strict), a level below it by rounding is still the largest,
+    so the probe step is at least the surpluses' rounding.
     """
     p2 = np.asarray(price, dtype=float)[:, None]
     cap = np.maximum(xbar.sum(axis=-1), 1e-300)
     out = np.maximum(np.abs(x.sum(axis=-1) - y), _bounds_violation(x, xbar)) / cap
     counted = counted_members(player, priced_out)
-    surplus = player.evaluate("U", x) - p2 * x
+    surplus = evaluate(player, "U", x) - p2 * x
     level = np.where(counted, surplus + floor, np.inf).min(axis=-1)
-    peak = surplus_peak(player, p2, xbar)
-    peak_level = player.evaluate("U", peak) - p2 * peak + floor
-    top = np.where(counted, peak_level, np.inf).min(axis=-1)
+    quad = quadratic_parameters(player)
+    if quad is not None:
+        peaks = quadratic_level_interval(*quad, np.zeros_like(x), p2, xbar)[2]
+    else:
+        peak = surplus_peak(player, p2, xbar)
+        peaks = evaluate(player, "U", peak) - p2 * peak
+    top = np.where(counted, peaks + floor, np.inf).min(axis=-1)
+    # The level is known to the rounding of the surpluses, U(x) - p x: a probe
+    # within that of the level tests nothing (with top = 0 it would "find" a level
+    # 1e-17 above an allocation whose level rounds to -1e-17).
+    noise = 64 * np.finfo(float).eps * (np.abs(surplus) + p2 * x).max(axis=-1)
     # The level's scale is the members' surplus scale, not the top level itself,
     # which is 0 when a counted member is priced out (strict rule).
-    scale = np.maximum(np.abs(peak_level).max(axis=-1), 1e-300)
-    probe = level + LEVEL_PROBE_RTOL * scale
+    scale = np.abs(peaks + floor).max(axis=-1)
+    probe = level + np.maximum(LEVEL_PROBE_RTOL * scale, noise)
     need = np.where(counted, probe[:, None] - floor, -np.inf)
-    lo, hi = level_interval(player, need, p2, xbar, peak)
+    if quad is not None:
+        lo, hi, _ = quadratic_level_interval(*quad, need, p2, xbar)
+    else:
+        lo, hi = level_interval(player, need, p2, xbar, peak)
     possible = ~np.isnan(lo).any(axis=-1) & (np.nansum(lo, axis=-1) <= y) & (
         y <= np.nansum(hi, axis=-1)) & np.isfinite(level) & (probe < top)
     return np.where(possible, np.maximum(out, 1.0), out)

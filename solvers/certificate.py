@@ -8,8 +8,14 @@ nothing with the code that produced the profile that could be wrong the same way
   optimality residual (aggregame.allocation; a row that fails is re-solved by
   bisection or raises);
 * it uses neither derivatives nor quasiconcavity: a grid over the whole feasible
-  interval, both sides of every price-out point and price kink, then golden-section
-  refinement around every local maximum of the samples;
+  interval, both sides of every price-out point and price kink, then refinement
+  around the best local maxima of the samples (Brent's derivative-free search: golden
+  section with parabolic steps, on the bracket of neighbouring samples; golden
+  section alone for max-min, whose payoff is compared lexicographically);
+* the one exception to the grid is a payoff concave in y_j by construction (see
+  ``provably_concave``): its maximum is found by the same derivative-free search on
+  the whole interval, and both ends are evaluated (a concave payoff takes its
+  minimum there, so the range is still known);
 * regret is scale-free: relative to the range of J_j over the sampled feasible
   interval, so a tolerance means the same at alpha = 0 (J ~ 1e2) and alpha = 100
   (J ~ -1e-103). Max-min compares (level, total surplus) lexicographically: a level
@@ -26,10 +32,13 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import minimize_scalar
 
 from aggregame.errors import GameDefinitionError
 from aggregame.players import Game
+from aggregame.price import AffinePrice, LinearPrice, PowerPrice
 from aggregame.solvers.native import NativeInner
+from aggregame.utilities import LogUtility, QuadraticUtility
 
 #: A profile is an equilibrium when every relative regret is below this.
 CERTIFICATE_RTOL = 1e-6
@@ -167,6 +176,48 @@ def _golden(dev: _Deviations, lo: float, hi: float, xtol: float) -> None:
             fd = dev(d)
 
 
+#: Stand-in for J = -inf (strict rule at an end) in Brent's parabolic fits.
+_HUGE = 1e300
+
+
+def _refine(dev: _Deviations, lo: float, hi: float, xtol: float) -> None:
+    """Search [lo, hi] for a maximum; every evaluation lands in ``dev.seen``.
+
+    Brent's method (scipy's bounded scalar minimizer) keeps golden section's bracket
+    and takes a parabolic step where the samples allow it: 10-15 solves where golden
+    section needs ~40. Max-min payoffs are (level, total surplus) pairs: golden
+    section, which only compares them.
+    """
+    if dev.maxmin:
+        _golden(dev, lo, hi, xtol)
+        return
+
+    def loss(y: float) -> float:
+        w = dev(y).welfare
+        return -w if math.isfinite(w) else _HUGE
+
+    minimize_scalar(loss, bounds=(lo, hi), method="bounded",
+                    options={"xatol": xtol, "maxiter": 500})
+
+
+def provably_concave(game: Game, j: int) -> bool:
+    """True when player j's payoff is concave in y_j on its feasible interval.
+
+    A one-member player gets x = y_j, so J = phi(s + e) with s(y) = U(y) - p(Y) y.
+    U is concave (quadratic or log), and p(Y) y is convex in y when p is convex and
+    increasing (d2/dy2 = p'' y + 2 p' >= 0: linear, affine, power with k >= 1), so s
+    is concave; phi is concave and increasing (any alpha, and max-min's s + e), so
+    J is concave. The member is priced in on all of (0, y_max] (y_max > 0 needs
+    U'(0) > p there), so the priced-out rule never switches inside.
+    """
+    player = game.players[j]
+    price = game.price
+    convex_price = isinstance(price, (LinearPrice, AffinePrice)) or (
+        isinstance(price, PowerPrice) and price.k >= 1)
+    return player.size == 1 and convex_price and isinstance(
+        player.members[0].utility, (QuadraticUtility, LogUtility))
+
+
 def _local_maxima(keys: list[tuple[float, float]]) -> list[int]:
     """Indices of samples at least as good as both neighbours, best first."""
     n = len(keys)
@@ -183,14 +234,20 @@ def _player_regret(game: Game, j: int, profile: np.ndarray
     dev = _Deviations(NativeInner(game, j), others, maxmin)
     here = dev(float(profile[j]))
     y_max = game.feasible_max(j, others)
-    pts = _sample_points(game, j, others, y_max, min(float(profile[j]), y_max))
-    samples = [dev(float(y)) for y in pts]
-    keys = [dev.key(p) for p in samples]
     xtol = max(REFINE_RTOL * y_max, 1e-300)
-    for k in _local_maxima(keys):
-        lo, hi = float(pts[max(k - 1, 0)]), float(pts[min(k + 1, len(pts) - 1)])
-        if hi > lo:
-            _golden(dev, lo, hi, xtol)
+    if provably_concave(game, j):
+        dev(0.0)
+        dev(y_max)
+        if y_max > 0:
+            _refine(dev, 0.0, y_max, xtol)
+    else:
+        pts = _sample_points(game, j, others, y_max, min(float(profile[j]), y_max))
+        samples = [dev(float(y)) for y in pts]
+        keys = [dev.key(p) for p in samples]
+        for k in _local_maxima(keys):
+            lo, hi = float(pts[max(k - 1, 0)]), float(pts[min(k + 1, len(pts) - 1)])
+            if hi > lo:
+                _refine(dev, lo, hi, xtol)
     best = max(dev.seen, key=dev.key)
     raw, rel = _gain(dev, here, best)
     return raw, rel, best.y, here.welfare, len(dev.seen)

@@ -82,6 +82,7 @@ class NativeInner:
         # Multiplier of the last single-purchase solve: best-response searches call
         # with nearby purchases, so Newton started there needs 2-3 steps, not 5-6.
         self._warm_lambda: float | None = None
+        self._warm_x: np.ndarray | None = None
         n = self.player.size
         self._u0 = self.player.marginal_at_zero
         # Dense per-member parameters by family, broadcast over the batch axis.
@@ -126,8 +127,9 @@ class NativeInner:
         with np.errstate(divide="ignore", invalid="ignore"):
             return weight * (f.d2phi(s) * slope**2 + f.dphi(s) * self._d2U(x))
 
-    def _members_at(self, lam, price, xbar, weight, floor):
-        """x_i(lambda): argmax over [0, xbar_i] of w phi(s_i + e_i) - lambda x_i."""
+    def _members_at(self, lam, price, xbar, weight, floor, start=None):
+        """x_i(lambda): argmax over [0, xbar_i] of w phi(s_i + e_i) - lambda x_i
+        (``start``: a guess for the iterative families, e.g. the last iterate's)."""
         lam = lam[:, None]
         alpha = self.fairness.alpha
         if self._all_quadratic and alpha == 0:
@@ -147,10 +149,26 @@ class NativeInner:
                 root = 2 * C / (B + np.sqrt(disc))
             root = np.where(np.isfinite(root), root, np.where(C > 0, xbar, 0.0))
             return np.clip(root, 0.0, xbar)
-        return self._members_newton(lam, price, xbar, weight, floor)
+        return self._members_newton(lam, price, xbar, weight, floor, start)
 
-    def _members_newton(self, lam, price, xbar, weight, floor):
-        """Safeguarded Newton on g_i(x) = lambda over [0, xbar_i], all at once."""
+    def _g_and_slope(self, x, price, weight, floor):
+        """g_i(x) and g_i'(x) together (one surplus, one power of it)."""
+        s = np.maximum(self._U(x) - price * x + floor, 0.0)
+        slope = self._dU(x) - price
+        f = self.fairness
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            dphi = weight * f.dphi(s)
+            # phi'' = -alpha phi' / s for every alpha > 0 (phi' = s^-alpha).
+            return dphi * slope, dphi * (self._d2U(x) - f.alpha * slope**2 / s)
+
+    def _members_newton(self, lam, price, xbar, weight, floor, start=None):
+        """Safeguarded Newton on g_i(x) = lambda over [0, xbar_i], all at once.
+
+        ``start`` (e.g. the allocation at the previous multiplier of the outer root)
+        is where Newton begins inside the bracket; the bracket is always [0, xbar].
+        Newton converges quadratically, so once a step is below 1e-13 of the bracket
+        the error after it is far below rounding: the member stops there.
+        """
         shape = np.broadcast_shapes(lam.shape, xbar.shape)
         lo = np.zeros(shape)
         hi = np.broadcast_to(xbar, shape).copy()
@@ -158,18 +176,25 @@ class NativeInner:
         g_hi = self._g(hi, price, weight, floor) - lam
         x = np.where(g_lo <= 0, 0.0, np.where(g_hi >= 0, hi, 0.5 * (lo + hi)))
         active = (g_lo > 0) & (g_hi < 0)
+        if start is not None:
+            x = np.where(active & (start > 0) & (start < hi), start, x)
+        scale = np.maximum(hi, 1e-300)
         for _ in range(_MAX_ITER):
             if not active.any():
                 break
-            val = self._g(x, price, weight, floor) - lam
+            val, dval = self._g_and_slope(x, price, weight, floor)
+            val = val - lam
             lo = np.where(active & (val > 0), x, lo)
             hi = np.where(active & (val <= 0), x, hi)
             with np.errstate(divide="ignore", invalid="ignore"):
-                step = x - val / self._dg(x, price, weight, floor)
+                step = x - val / dval
+            # A Newton step this small has converged: taken, clipped into the
+            # bracket (at the root, rounding may put it a hair past x = lo or hi).
+            small = np.abs(step - x) <= 1e-13 * scale
             bad = ~np.isfinite(step) | (step <= lo) | (step >= hi)
-            new = np.where(bad, 0.5 * (lo + hi), step)
-            done = (np.abs(new - x) <= 1e-15 * np.maximum(hi, 1e-300)) | (
-                hi - lo <= 1e-15 * np.maximum(hi, 1e-300))
+            new = np.where(small, np.clip(step, lo, hi),
+                           np.where(bad, 0.5 * (lo + hi), step))
+            done = small | (hi - lo <= 1e-15 * scale)
             x = np.where(active, new, x)
             active = active & ~done
         return x
@@ -213,15 +238,23 @@ class NativeInner:
         lam = np.where(np.isfinite(lam), lam, 0.0)
         if g == 1 and self._warm_lambda is not None and lo[0] < self._warm_lambda < hi[0]:
             lam = np.array([self._warm_lambda])
+        # Single rows start their members where the previous single solve left
+        # them (searches call with nearby purchases).
+        last = [self._warm_x if g == 1 and self._warm_x is not None and
+                self._warm_x.shape == xbar.shape else None]
+
         def residual(lam):
-            # Sum too big -> lambda too small: decreasing in lambda.
-            x = self._members_at(lam, price, xbar, weight, floor)
+            # Sum too big -> lambda too small: decreasing in lambda. Members start
+            # from the previous iterate's allocation (close once lambda settles).
+            x = self._members_at(lam, price, xbar, weight, floor, last[0])
+            last[0] = x
             slope = self._member_slope(x, lam, price, xbar, weight, floor).sum(axis=1)
             return x.sum(axis=1) - y, slope, x
 
         lam, x = _decreasing_root(residual, lo, hi, lam, ROOT_RTOL * y)
         if g == 1 and np.isfinite(lam[0]):
             self._warm_lambda = float(lam[0])
+            self._warm_x = x
         return lam, x
 
     # -- public --------------------------------------------------------------
@@ -298,7 +331,14 @@ class NativeInner:
         lam[at_zero] = lam_top[at_zero]
         lam[at_cap] = lam_bottom[at_cap]
         x[at_cap] = xbar[at_cap]
-        if inside.any():
+        if inside.any() and self.player.size == 1:
+            # One member takes the whole purchase: x = y, and lambda is its
+            # marginal welfare there (no root to find).
+            x[inside] = y[inside, None]
+            with np.errstate(invalid="ignore", over="ignore"):
+                lam[inside] = self._g(x[inside], p2[inside], weight[inside],
+                                      floor[inside])[:, 0]
+        elif inside.any():
             lam_in, x_in = self._solve_lambda(y[inside], p2[inside], xbar[inside],
                                               weight[inside], floor[inside],
                                               lam_top[inside], lam_bottom[inside])

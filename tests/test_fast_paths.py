@@ -1,0 +1,111 @@
+"""The fast paths of the native backend and the certificate against their slow,
+independent versions: closed-form level intervals vs bisection, the member Newton vs
+the safe bisection, the lean single-row solve vs the batch, and the certificate's
+concave shortcut vs the full grid."""
+
+import numpy as np
+import pytest
+
+from aggregame import Game, LinearPrice, Player, PowerPrice, quadratic_users
+from aggregame.allocation import (RESIDUAL_TOL, inner_setup, level_interval,
+                                  maxmin_residual, quadratic_level_interval,
+                                  surplus_peak)
+from aggregame.solvers.native import NativeInner
+from aggregame.solvers.safe_allocation import lambda_allocation
+
+
+def _aggregator(alpha, rule="floor", n=12, seed=3, b_low=0.0):
+    rng = np.random.default_rng(seed)
+    users = quadratic_users(rng.uniform(0.1, 0.9, n), rng.uniform(b_low, 10.0, n), "m")
+    return Player.aggregator("agg", users, alpha=alpha, rule=rule)
+
+
+@pytest.mark.unit
+def test_quadratic_level_interval_matches_bisection():
+    player = _aggregator(float("inf"), n=40)
+    rng = np.random.default_rng(0)
+    price = rng.uniform(0.0, 8.0, (5, 1))
+    xbar = player.zero_surplus_consumption(price[:, 0])
+    peak = surplus_peak(player, price, xbar)
+    a, b = player.families[0].params["a"], player.families[0].params["b"]
+    top = np.where(b > price, (b - price) ** 2 / (4 * a), 0.0)
+    # Levels below, near and above each member's peak, and <= 0 (no requirement).
+    need = top * rng.uniform(-0.2, 1.2, top.shape)
+    lo, hi = level_interval(player, need, price, xbar, peak)
+    lo2, hi2, top2 = quadratic_level_interval(a, b, need, price, xbar)
+    np.testing.assert_array_equal(np.isnan(lo), np.isnan(lo2))
+    ok = ~np.isnan(lo)
+    scale = xbar.max()
+    np.testing.assert_allclose(lo2[ok], lo[ok], rtol=0, atol=1e-12 * scale)
+    np.testing.assert_allclose(hi2[ok], hi[ok], rtol=0, atol=1e-12 * scale)
+    surplus_at_peak = player.evaluate("U", peak) - price * peak
+    np.testing.assert_allclose(top2, surplus_at_peak, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.unit
+def test_maxmin_residual_flags_a_level_that_is_not_the_largest():
+    player = _aggregator(float("inf"), b_low=2.0)  # nobody priced out: level moves
+    game = Game((player,), LinearPrice(0.001))
+    setup = inner_setup(game, 0, np.array([20.0]), 100.0)
+    good = NativeInner(game, 0).solve(np.array([20.0]), 100.0)
+    assert good.residual[0] <= RESIDUAL_TOL
+    # Move consumption from the poorest member to the richest: same balance, lower
+    # level, so a higher level is feasible and the residual must say so.
+    x = good.x.copy()
+    poor, rich = np.argmin(good.surplus[0]), np.argmax(good.surplus[0])
+    moved = 0.2 * x[0, poor]
+    x[0, poor] -= moved
+    x[0, rich] += moved
+    bad = maxmin_residual(player, setup.y, setup.price, x, setup.xbar, setup.floor,
+                          setup.priced_out)
+    assert bad[0] >= 1.0
+
+
+@pytest.mark.unit
+def test_maxmin_strict_level_pinned_at_zero_is_accepted():
+    # A counted member priced out under strict pins the level at 0; the allocation's
+    # level may round to -1e-17 and must not be taken for a suboptimal one.
+    player = _aggregator(float("inf"), rule="strict", n=11, seed=5)
+    game = Game((player,), PowerPrice(0.0683, 1.5))
+    y_max = game.feasible_max(0, 0.0)
+    ys = np.linspace(0.0, y_max, 13)
+    batch = NativeInner(game, 0).solve(ys, 0.0)
+    assert np.all(batch.residual <= RESIDUAL_TOL)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("alpha", [0.5, 2.0, 5.0])
+def test_member_newton_matches_safe_bisection(alpha):
+    player = _aggregator(alpha, n=30)
+    game = Game((player,), LinearPrice(0.001))
+    inner = NativeInner(game, 0)
+    y_max = game.feasible_max(0, 300.0)
+    for y in np.linspace(0.05, 0.95, 7) * y_max:
+        sol = inner.solve(np.array([y]), 300.0)
+        setup = inner_setup(game, 0, np.array([y]), 300.0)
+        x, _ = lambda_allocation(player, y, float(setup.price[0]), setup.xbar[0],
+                                 setup.weight[0], setup.floor[0])
+        assert sol.residual[0] <= RESIDUAL_TOL
+        # The bisection in log space is the less accurate of the two (measured:
+        # 1.4e-9 of y_max at alpha = 5, where Newton's residual is 1e-16).
+        np.testing.assert_allclose(sol.x[0], x, rtol=0, atol=1e-7 * y_max)
+
+
+@pytest.mark.unit
+def test_concave_shortcut_agrees_with_the_grid(monkeypatch):
+    """One-member players skip the grid; forcing the grid gives the same regrets."""
+    import aggregame.solvers.certificate as cert
+    from aggregame import individuals
+
+    rng = np.random.default_rng(7)
+    users = quadratic_users(rng.uniform(0.1, 0.9, 6), rng.uniform(1.0, 10.0, 6), "c")
+    game = Game(tuple(individuals(users)), PowerPrice(0.01, 1.5))
+    assert all(cert.provably_concave(game, j) for j in range(6))
+    for profile in (np.full(6, 1.0), rng.uniform(0.0, 3.0, 6)):
+        fast = cert.certify(game, profile)
+        monkeypatch.setattr(cert, "provably_concave", lambda g, j: False)
+        slow = cert.certify(game, profile)
+        monkeypatch.undo()
+        assert fast.evaluations < slow.evaluations / 3
+        np.testing.assert_allclose(fast.regrets, slow.regrets, rtol=1e-6, atol=1e-12)
+        np.testing.assert_allclose(fast.deviations, slow.deviations, rtol=1e-6)
