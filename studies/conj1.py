@@ -21,8 +21,9 @@ DESCRIPTION = "Conjecture 1: distinct equilibria on small instances of every stu
 DEFAULT_RUNS = 3
 #: Small users per instance (a few members per aggregator).
 USERS = 6
-#: Random starting profiles per method.
+#: Random starting profiles per method (TINY_STARTS below USERS users: tests).
 STARTS = 3
+TINY_STARTS = 2
 #: SCIP's time limit per player (seconds).
 TIME_LIMIT = 5
 #: family -> (figures whose game it is, aggregators' alphas or None for users alone,
@@ -45,6 +46,13 @@ def tasks(runs: int, seed: int, backend: str) -> list[dict]:
             for r in range(runs)]
 
 
+def applies(params: dict) -> bool:
+    """Every aggregator needs a member: families with more aggregators than users are
+    skipped."""
+    alphas = FAMILIES[params["family"]][1] or ()
+    return len(alphas) <= min(params.get("users", USERS), USERS)
+
+
 def build(family: str, users):
     _, alphas, K = FAMILIES[family]
     return alone(users, with_large=K) if alphas is None else \
@@ -52,10 +60,11 @@ def build(family: str, users):
 
 
 def run(params: dict) -> list[dict]:
-    users = small_users(min(params.get("users", USERS), USERS), params["seed"])
-    game = build(params["family"], users)
+    n = min(params.get("users", USERS), USERS)
+    game = build(params["family"], small_users(n, params["seed"]))
     start = time.perf_counter()
-    probe = probe_uniqueness(game, starts=STARTS, seed=params["seed"],
+    probe = probe_uniqueness(game, starts=STARTS if n >= USERS else TINY_STARTS,
+                             seed=params["seed"],
                              methods=("best-response", "kkt"))
     found = probe.equilibria
     proofs = [certify(game, c.profile, method="global", time_limit=TIME_LIMIT)

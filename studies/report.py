@@ -127,8 +127,8 @@ LARGE_TEXT = (
     "K = b/a from 0 to 400 (Fig. 5), and Fig. 6's caption speaks of 'market power "
     "equivalent to 200 small users'; but Sec. IV-A says the large user is usually set "
     "'as large as the sum of all small users', and the sum of b/a over 200 small users "
-    "drawn as the paper says is about 2400-2840, six to seven times 400. K = 400 is "
-    "about 30 average small users. Both readings are run side by side below on the "
+    "drawn as the paper says is 2400-3080 (mean 2720 over seeds 0-49), about seven "
+    "times 400. K = 400 is about 30 average small users. Both readings are run side by side below on the "
     "same small users (same seeds).")
 
 
