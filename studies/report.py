@@ -217,6 +217,13 @@ def write_report(out: Path | str, total_seconds: float | None = None) -> Path:
 {CHOICES.eps:g} (members priced out of the market keep a surplus floor; the eps study
 below varies it). <b>Max-min</b> is read as the engine reads it today, the minimum of
 s + eps with a total-surplus tie-break, and labelled "{MAXMIN_LABEL}".</p>
+<p><b>The paper's values.</b> The paper states no number for its figures in its text
+and its figures are not available to us as images, so no value was read off them: the
+"paper" column quotes what the text says, or says that the figure was not read.</p>
+<p><b>Fig. 8: text and caption disagree.</b> The text says that with social-welfare
+aggregators consumption is "more spread out"; the caption says the distribution is "more
+concentrated". Both readings are judged below, on the coefficient of variation (per run,
+paired) with the pooled two-sample Kolmogorov-Smirnov statistic beside it.</p>
 <p><b>Verdict rule.</b> {html.escape(RULE)} Effects are paired run by run (runs of one
 seed share their small users).</p>
 <p>Shared choices: <code>{html.escape(json.dumps(CHOICES.describe()))}</code>.</p>
