@@ -14,11 +14,13 @@ import time
 
 from aggregame.solvers.certificate import certify
 from aggregame.solvers.compare import probe_uniqueness
-from aggregame.studies.common import aggregated, alone, small_users
+from aggregame.studies.common import CHOICES, aggregated, alone, small_users
 from aggregame.studies.plots import figure, save
 
 DESCRIPTION = "Conjecture 1: distinct equilibria on small instances of every study"
 DEFAULT_RUNS = 3
+#: Small users of the studies' games, against which the large user's K is set.
+PAPER_USERS = 200
 #: Small users per instance (a few members per aggregator).
 USERS = 6
 #: Random starting profiles per method (TINY_STARTS below USERS users: tests).
@@ -27,17 +29,18 @@ TINY_STARTS = 2
 #: SCIP's time limit per player (seconds).
 TIME_LIMIT = 5
 #: family -> (figures whose game it is, aggregators' alphas or None for users alone,
-#: large user's K or None).
+#: whether the large user plays). Its K is the studies' 400 scaled to the instance
+#: (400 n / 200 for n small users), so it weighs what it weighs in the studies.
 FAMILIES = {
-    "users alone": ("Fig. 3", None, None),
-    "alone + large user": ("Figs. 5-6", None, 400.0),
-    "2 x social welfare": ("Figs. 4, 6, 8, 10", (0, 0), 400.0),
-    "2 x proportional": ("Figs. 4, 6, 9, 10", (1, 1), 400.0),
-    "2 x max-min": ("Figs. 4, 6, 10", ("inf", "inf"), 400.0),
-    "2 x alpha 2": ("Fig. 10", (2, 2), 400.0),
-    "alpha 0 vs max-min": ("Fig. 11", (0, "inf"), 400.0),
-    "3 x social welfare": ("Fig. 12", (0, 0, 0), 400.0),
-    "3 x proportional": ("Fig. 13", (1, 1, 1), 400.0),
+    "users alone": ("Fig. 3", None, False),
+    "alone + large user": ("Figs. 5-6", None, True),
+    "2 x social welfare": ("Figs. 4, 6, 8, 10", (0, 0), True),
+    "2 x proportional": ("Figs. 4, 6, 9, 10", (1, 1), True),
+    "2 x max-min": ("Figs. 4, 6, 10", ("inf", "inf"), True),
+    "2 x alpha 2": ("Fig. 10", (2, 2), True),
+    "alpha 0 vs max-min": ("Fig. 11", (0, "inf"), True),
+    "3 x social welfare": ("Fig. 12", (0, 0, 0), True),
+    "3 x proportional": ("Fig. 13", (1, 1, 1), True),
 }
 
 
@@ -54,7 +57,8 @@ def applies(params: dict) -> bool:
 
 
 def build(family: str, users):
-    _, alphas, K = FAMILIES[family]
+    _, alphas, large = FAMILIES[family]
+    K = CHOICES.large_K * len(users) / PAPER_USERS if large else None
     return alone(users, with_large=K) if alphas is None else \
         aggregated(users, list(alphas), with_large=K)
 

@@ -112,7 +112,7 @@ def _verdict_table(rows: list[Row], runs) -> str:
 
 
 def _frame(df: pd.DataFrame, table_id: str) -> str:
-    return df.to_html(escape=True, table_id=table_id, border=0)
+    return df.to_html(escape=True, table_id=table_id, border=0, na_rep="-")
 
 
 def _untested() -> str:
@@ -162,7 +162,8 @@ def _section_conj1(df: pd.DataFrame | None, folder: Path) -> str:
                                                           f"{len(v)}")
     counts["global certificate holds"] = [proofs[f] for f, _ in counts.index]
     multi = multiple_equilibria(df)
-    text = (f"<p>Each instance: {conj1.USERS} small users (at most), the study's game; "
+    text = (f"<p>Each instance: {conj1.USERS} small users (at most), the study's game "
+            f"(the large user's K scaled to the instance: 400 n / 200); "
             f"{conj1.STARTS} random starts each for best response (scan) and the "
             f"stacked KKT solve; distinct end points that pass the regret certificate "
             f"are equilibria; each is then checked by SCIP's global certificate "
