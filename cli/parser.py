@@ -155,7 +155,8 @@ def build_parser() -> Parser:
                     "(settings, versions, fingerprint). Runs in parallel; an interrupted "
                     "study resumes where it stopped; a folder holds one set of settings.")
     study.add_argument("name", help="fig3, fig4, fig5, fig6/fig7, fig8/fig9, "
-                                    "fig10/fig11 or fig12/fig13")
+                                    "fig10/fig11, fig12/fig13, eps (floor eps "
+                                    "sensitivity) or conj1 (Conjecture 1)")
     _study_options(study)
     report = sub.add_parser(
         "report", parents=common, help="run missing studies and write one HTML report",

@@ -27,7 +27,8 @@ LOG = logging.getLogger(__name__)
 #: make two figures of the paper from the same runs.
 STUDIES = {"fig3": "fig3", "fig4": "fig4", "fig5": "fig5", "fig6": "fig6",
            "fig7": "fig6", "fig8": "fig8", "fig9": "fig8", "fig10": "fig10",
-           "fig11": "fig10", "fig12": "fig12", "fig13": "fig12"}
+           "fig11": "fig10", "fig12": "fig12", "fig13": "fig12", "eps": "eps",
+           "conj1": "conj1"}
 
 
 @dataclass

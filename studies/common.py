@@ -9,10 +9,15 @@ Where the paper leaves a parameter open we choose, and say so:
   gives none) and b = K a; K = 400 unless a study sweeps it (top of Fig. 5's range);
 * users are split among M aggregators round-robin by draw order (user i joins
   aggregator i mod M), so aggregators are statistically alike;
-* priced-out rule: floor with eps = 0.01 (docs/model.md, section
-  "Priced-out members"); max-min is also run under the
-  strict and viable rules where a study shows it, since under the floor rule it
-  behaves like social welfare (docs/model.md, section "Max-min");
+* the large user's size has two readings (the paper gives both and they clash):
+  K = 400 (the top of Fig. 5's range, the default) and K = the sum of b/a over the
+  run's small users ("as large as the sum of the small users", Sec. IV-A; about
+  2400-2840 for 200 users); :func:`large_K` turns a reading into a number;
+* priced-out rule: floor with eps = 0.01 (docs/model.md, section "Priced-out members") for every figure; the eps study
+  varies eps;
+* max-min aggregators are built by :func:`maxmin_aggregator` only, so the reading of
+  max-min (today: the minimum with a total-surplus tie-break) changes in one place;
+  results label it with :data:`MAXMIN_LABEL`;
 * alpha grid of Figs. 10-11: 0, 0.25, 0.5, 1, 2, 4, inf.
 """
 
@@ -61,6 +66,42 @@ def small_users(n: int, seed: int) -> list[User]:
     return quadratic_users(a, b, "s")
 
 
+#: How results name max-min under the engine's current reading.
+MAXMIN_LABEL = "max-min (total-surplus tie-break)"
+#: The two readings of the large user's size (see the module docstring).
+LARGE_READINGS = ("K=400", "K=sum b/a")
+
+
+def large_K(users: Sequence[User], reading: str = LARGE_READINGS[0]) -> float:
+    """The large user's K under ``reading``: 400, or the sum of b/a of ``users``."""
+    if reading == LARGE_READINGS[0]:
+        return CHOICES.large_K
+    if reading == LARGE_READINGS[1]:
+        return float(sum(u.utility.b / u.utility.a for u in users))
+    raise ValueError(f"large user reading must be one of {LARGE_READINGS}, "
+                     f"got {reading!r}")
+
+
+def maxmin_aggregator(name: str, members: Sequence[User], rule: str | None = None,
+                      eps: float | None = None) -> Player:
+    """A max-min (alpha = inf) aggregator: the one place that picks max-min's reading.
+
+    Today the engine reads max-min as the minimum of s + eps with a total-surplus
+    tie-break (MODEL.md); a leximin option of Fairness would be set here.
+    """
+    return Player.aggregator(name, members, alpha=math.inf, rule=rule or CHOICES.rule,
+                             eps=CHOICES.eps if eps is None else eps)
+
+
+def aggregator(name: str, members: Sequence[User], alpha: float | str,
+               rule: str | None = None, eps: float | None = None) -> Player:
+    """An alpha-fair aggregator; max-min goes through :func:`maxmin_aggregator`."""
+    if math.isinf(float(alpha)):
+        return maxmin_aggregator(name, members, rule, eps)
+    return Player.aggregator(name, members, alpha=alpha, rule=rule or CHOICES.rule,
+                             eps=CHOICES.eps if eps is None else eps)
+
+
 def large_user(K: float = CHOICES.large_K) -> User:
     """The large user with K = b / a (b = 0 when K = 0: it buys nothing)."""
     return User("large", QuadraticUtility(CHOICES.large_a, CHOICES.large_a * K))
@@ -76,12 +117,12 @@ def alone(users: Sequence[User], with_large: float | None = None) -> Game:
 
 
 def aggregated(users: Sequence[User], alphas: Sequence[float | str],
-               with_large: float | None = CHOICES.large_K, rule: str | None = None
-               ) -> Game:
-    """Users split round-robin among len(alphas) aggregators with those alphas."""
+               with_large: float | None = CHOICES.large_K, rule: str | None = None,
+               eps: float | None = None) -> Game:
+    """Users split round-robin among len(alphas) aggregators with those alphas (and
+    the aggregators' floor ``eps``; the large user keeps the default)."""
     m = len(alphas)
-    players = [Player.aggregator(f"aggregator-{k + 1}", users[k::m], alpha=alpha,
-                                 rule=rule or CHOICES.rule, eps=CHOICES.eps)
+    players = [aggregator(f"aggregator-{k + 1}", users[k::m], alpha, rule, eps)
                for k, alpha in enumerate(alphas)]
     if with_large is not None:
         players.append(Player.individual(large_user(with_large), rule=CHOICES.rule,

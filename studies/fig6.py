@@ -2,59 +2,72 @@
 users alone, with the large user and no aggregators, and with 2 aggregators under
 social welfare, proportional fairness and max-min; mean and spread over runs.
 
-Max-min is shown under the floor rule (the default, where it behaves like social
-welfare, docs/model.md, section "Max-min") and under the viable rule (priced-out
-members leave the minimum)."""
+Every configuration with the large user runs under both readings of its size
+(common.LARGE_READINGS: K = 400, and K = the sum of b/a of the run's small users).
+One priced-out rule for every bar: floor with eps (common.CHOICES). Runs of one seed
+share their small users, so configurations compare run by run (paired)."""
 
 from __future__ import annotations
 
 from aggregame.errors import SolverError
-from aggregame.studies.common import (CHOICES, aggregated, alone, small_user_outcomes,
-                                      small_users, solve)
+from aggregame.studies.common import (LARGE_READINGS, MAXMIN_LABEL, aggregated, alone,
+                                      large_K, small_user_outcomes, small_users, solve)
 from aggregame.studies.plots import bars, figure, save
 
 DESCRIPTION = "small-user surplus and consumption across market configurations"
 DEFAULT_RUNS = 50
 CONFIGS = ("small users alone", "with large user", "social welfare",
-           "proportional fairness", "max-min (floor)", "max-min (viable)")
+           "proportional fairness", MAXMIN_LABEL)
+#: alpha of each aggregated configuration.
+ALPHAS = {"social welfare": 0, "proportional fairness": 1, MAXMIN_LABEL: "inf"}
+#: The reading recorded for the configuration without a large user.
+NO_LARGE = "none"
 
 
 def tasks(runs: int, seed: int, backend: str) -> list[dict]:
-    return [{"run": r, "seed": seed + r, "config": c, "backend": backend}
-            for c in CONFIGS for r in range(runs)]
+    out = []
+    for c in CONFIGS:
+        for large in ((NO_LARGE,) if c == "small users alone" else LARGE_READINGS):
+            out += [{"run": r, "seed": seed + r, "config": c, "large": large,
+                     "backend": backend} for r in range(runs)]
+    return out
 
 
-def build(config: str, users):
+def build(config: str, large: str, users):
     if config == "small users alone":
         return alone(users)
+    K = large_K(users, large)
     if config == "with large user":
-        return alone(users, with_large=CHOICES.large_K)
-    alpha = {"social welfare": 0, "proportional fairness": 1}.get(config, "inf")
-    rule = "viable" if config.endswith("(viable)") else None
-    return aggregated(users, [alpha, alpha], rule=rule)
+        return alone(users, with_large=K)
+    return aggregated(users, [ALPHAS[config]] * 2, with_large=K)
 
 
 def run(params: dict) -> list[dict]:
-    game = build(params["config"], small_users(params.get("users", 200), params["seed"]))
+    users = small_users(params.get("users", 200), params["seed"])
+    large = params.get("large", LARGE_READINGS[0])
+    base = {"run": params["run"], "config": params["config"], "large": large,
+            "K": None if large == NO_LARGE else large_K(users, large)}
     try:
-        eq = solve(game, params["backend"])
+        eq = solve(build(params["config"], large, users), params["backend"])
     except SolverError as err:  # recorded, never averaged in
-        return [{"run": params["run"], "config": params["config"], "equilibrium": False,
-                 "avg_surplus": None, "avg_consumption": None, "reason": str(err)}]
+        return [{**base, "equilibrium": False, "avg_surplus": None,
+                 "avg_consumption": None, "price": None, "reason": str(err)}]
     x, s = small_user_outcomes(eq)
-    return [{"run": params["run"], "config": params["config"], "equilibrium": True,
-             "avg_surplus": float(s.mean()), "avg_consumption": float(x.mean()),
-             "reason": None}]
+    return [{**base, "equilibrium": True, "avg_surplus": float(s.mean()),
+             "avg_consumption": float(x.mean()), "price": eq.price, "reason": None}]
 
 
 def summary(df):
-    ok = df[df["equilibrium"]]
-    stats = ok.groupby("config", sort=False)[["avg_surplus", "avg_consumption"]].agg(
+    df = df.assign(label=[c if lg == NO_LARGE else f"{c}, {lg}"
+                          for c, lg in zip(df["config"], df["large"])])
+    ok = df[df["equilibrium"].astype(bool)]
+    stats = ok.groupby("label", sort=False)[["avg_surplus", "avg_consumption"]].agg(
         ["mean", "std"])
-    stats[("runs", "")] = ok.groupby("config", sort=False).size()
-    stats[("failed", "")] = df[~df["equilibrium"]].groupby("config").size().reindex(
-        stats.index).fillna(0).astype(int)
-    return stats.reindex([c for c in CONFIGS if c in stats.index])
+    stats[("runs", "")] = ok.groupby("label", sort=False).size()
+    stats[("failed", "")] = df[~df["equilibrium"].astype(bool)].groupby(
+        "label").size().reindex(stats.index).fillna(0).astype(int)
+    order = [f"{c}, {lg}" for lg in LARGE_READINGS for c in CONFIGS]
+    return stats.reindex(["small users alone"] + [k for k in order if k in stats.index])
 
 
 def figures(df, out) -> list[str]:
@@ -63,7 +76,7 @@ def figures(df, out) -> list[str]:
     for col, fig_name, label in (("avg_surplus", "fig6", "average small-user surplus [$]"),
                                  ("avg_consumption", "fig7",
                                   "average small-user consumption [energy units]")):
-        fig, ax = figure(size=(8, 4.2))
+        fig, ax = figure(size=(11, 5))
         labels = [f"{c}\n({n} run(s) without equilibrium)" if n else c
                   for c, n in zip(stats.index, stats["failed"])]
         bars(ax, labels, stats[(col, "mean")], stats[(col, "std")].fillna(0),

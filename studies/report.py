@@ -1,31 +1,40 @@
-"""One HTML page: every figure, and each Section IV claim next to our numbers.
+"""One self-contained HTML page: every sub-claim of Section IV judged on our numbers,
+the claims left untested, both readings of the large user, the eps sensitivity, the
+Conjecture 1 study, and every figure embedded (base64 PNG; no external file).
 
-Each check reads a study's results.csv and says whether our numbers support the
-paper's sentence; where they do not, the page says so plainly.
+The verdicts come from :mod:`aggregame.studies.claims` under the rule of
+:mod:`aggregame.studies.stats`; ``claims.md`` beside the page holds the same table in
+Markdown.
 """
 
 from __future__ import annotations
 
+import base64
 import html
+import importlib
 import json
-import math
-from dataclasses import dataclass
+import subprocess
 from pathlib import Path
-from typing import Callable
 
-import numpy as np
 import pandas as pd
 
+from aggregame.studies.claims import (CHECKS, UNTESTED, Row, eps_table,
+                                      large_user_table, multiple_equilibria)
+from aggregame.studies.stats import RULE
+
 #: Study folders of the report, in the paper's order.
-ORDER = ("fig3", "fig4", "fig5", "fig6", "fig8", "fig10", "fig12")
-
-
-@dataclass
-class Claim:
-    figure: str
-    text: str
-    measured: str
-    supported: bool | None  # None: no data
+ORDER = ("fig3", "fig4", "fig5", "fig6", "fig8", "fig10", "fig12", "eps", "conj1")
+#: The one unit convention of every number on the page.
+UNITS = ("Units: consumption x and purchases y in energy units; utility U, surplus "
+         "s = U(x) - p x and eps in money units ($); price p = 0.001 Y in $ per energy "
+         "unit; K = b/a of the large user in energy units. 'n' is the number of runs "
+         "(seeds) behind a number; 'SE' its standard error over runs.")
+CSS = """body{font-family:sans-serif;max-width:1400px;margin:auto;padding:0 1em}
+td,th{border:1px solid #ccc;padding:4px;vertical-align:top;font-size:90%}
+table{border-collapse:collapse;margin-bottom:1em}
+img{max-width:100%;height:auto;display:block;margin:0.5em 0}
+.supported{background:#e3f4e3}.not{background:#f8dede}.inconclusive{background:#fff6d5}
+.quick{color:#b00;font-weight:bold}"""
 
 
 def _load(out: Path, study: str) -> pd.DataFrame | None:
@@ -33,202 +42,216 @@ def _load(out: Path, study: str) -> pd.DataFrame | None:
     return pd.read_csv(path) if path.exists() else None
 
 
-def _fmt(values) -> str:
-    return ", ".join(f"{v:.3g}" for v in values)
+def git_commit() -> str:
+    """The commit of aggregame's source tree, or 'unknown' outside a git checkout."""
+    import aggregame
+
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=5,
+                              cwd=Path(aggregame.__file__).resolve().parent)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() \
+        else "unknown"
 
 
-def _claims_fig3(df):
-    rounds = df.groupby("run")["round"].max()
-    return [Claim("Fig. 3", "400 small users alone quickly converge to an equilibrium "
-                  "after a few iterations.", f"Gauss-Seidel rounds to converge: "
-                  f"{_fmt(rounds)}", bool((rounds <= 20).all()))]
+def report_versions() -> dict[str, str]:
+    """aggregame, Pyomo, Ipopt (through cyipopt), cyipopt, numpy and the commit."""
+    import numpy
+    import pyomo
 
+    import aggregame
 
-def _claims_fig4(df):
-    rounds = df.groupby("alpha")["round"].max()
-    text = "; ".join(f"alpha = {float(a):g}: {r} rounds" for a, r in rounds.items())
-    return [Claim("Fig. 4", "Two aggregators and a large user converge smoothly to an "
-                  "equilibrium within a few iterations.", text,
-                  bool((rounds <= 20).all()))]
+    out = {"aggregame": aggregame.__version__, "Pyomo": pyomo.__version__,
+           "numpy": numpy.__version__}
+    try:
+        import cyipopt
 
-
-def _claims_fig5(df):
-    means = df.groupby("K")["avg_surplus"].mean()
-    steps = np.diff(means.to_numpy())
-    return [Claim("Fig. 5", "Average small-user surplus decreases as the large user's "
-                  "size K grows.", f"K = {int(means.index[0])}: {means.iloc[0]:.4g}; "
-                  f"K = {int(means.index[-1])}: {means.iloc[-1]:.4g}; "
-                  f"{int((steps < 0).sum())} of {steps.size} steps decrease",
-                  bool((steps < 0).all()))]
-
-
-def _claims_fig6(df):
-    ok = df[df["equilibrium"].astype(bool)]
-    m = ok.groupby("config")[["avg_surplus", "avg_consumption"]].mean()
-    s = m["avg_surplus"]
-    c = m["avg_consumption"]
-    fails = df[~df["equilibrium"].astype(bool)].groupby("config").size()
-    failed = "; ".join(f"{k}: {v} run(s) without an equilibrium" for k, v in
-                       fails.items()) or "every run reached a certified equilibrium"
-    get = lambda series, key: float(series.get(key, math.nan))  # noqa: E731
-    per_run = ok.pivot_table(index="run", columns="config", values="avg_surplus")
-    same = ((per_run.get("max-min (floor)") - per_run.get("social welfare")).abs()
-            <= 1e-6 * per_run.get("social welfare").abs()) if {
-        "max-min (floor)", "social welfare"} <= set(per_run.columns) else pd.Series()
-    sw, pf = get(s, "social welfare"), get(s, "proportional fairness")
-    mm, mmv = get(s, "max-min (floor)"), get(s, "max-min (viable)")
-    alone, large = get(s, "small users alone"), get(s, "with large user")
-    return [
-        Claim("Fig. 6", "A large user lowers small users' surplus.",
-              f"alone {alone:.4g}, with large user {large:.4g}", large < alone),
-        Claim("Fig. 6", "Aggregators mitigate it (social welfare above the no-aggregator "
-              "case with the large user).", f"social welfare {sw:.4g} vs {large:.4g}",
-              sw > large),
-        Claim("Fig. 6", "Social welfare gives the highest small-user surplus, "
-              "proportional fairness slightly lower.",
-              f"social welfare {sw:.4g}, proportional {pf:.4g} "
-              f"({(pf - sw) / sw:+.1%})", sw >= pf and pf > 0.8 * sw),
-        Claim("Fig. 6", "Max-min gives very small surplus.",
-              f"max-min under the floor rule {mm:.4g}: equal to social welfare in "
-              f"{int(same.sum())} of {same.size} runs (where a member is priced out "
-              f"whatever the aggregator buys, its minimum is eps and the total-surplus "
-              f"tie-break decides; elsewhere max-min holds purchases down to keep its "
-              f"poorest member in the market). Under the viable rule {mmv:.4g}, "
-              f"which would support the claim, but: {failed}. Verdict for the "
-              f"default (floor) rule.", mm < 0.5 * sw),
-        Claim("Fig. 7", "Social welfare and proportional fairness lead to higher "
-              "consumption, max-min to significantly lower.",
-              "; ".join(f"{k} {v:.4g}" for k, v in c.items()),
-              bool(get(c, "max-min (viable)") < 0.5 * min(get(c, "social welfare"),
-                                                          get(c, "proportional fairness"))
-                   ) if "max-min (viable)" in c else None),
-    ]
-
-
-def _spread(df, config, col):
-    v = df[df["config"] == config][col]
-    return float(v.std() / v.mean()), float(((v - v.mean()) ** 3).mean() / v.std() ** 3)
-
-
-def _claims_fig8(df):
-    out = []
-    cv0, sk0 = _spread(df, "no aggregator", "consumption")
-    cv1, sk1 = _spread(df, "social welfare", "consumption")
-    out.append(Claim("Fig. 8", "With social-welfare aggregators consumption is more "
-                     "spread out, with a long tail.",
-                     f"coefficient of variation {cv0:.3g} -> {cv1:.3g}; skewness "
-                     f"{sk0:.3g} -> {sk1:.3g}", cv1 > cv0 and sk1 > 0))
-    cv2, sk2 = _spread(df, "proportional fairness", "surplus")
-    cv0s, _ = _spread(df, "no aggregator", "surplus")
-    out.append(Claim("Fig. 9", "With proportional fairness the distribution is much more "
-                     "uniform, concentrated around the mean, with a shorter tail.",
-                     f"surplus coefficient of variation {cv0s:.3g} (no aggregator) -> "
-                     f"{cv2:.3g} (proportional)", cv2 < cv0s))
+        out["Ipopt (via cyipopt)"] = ".".join(map(str, cyipopt.IPOPT_VERSION))
+        out["cyipopt"] = cyipopt.__version__
+    except ImportError:
+        out["Ipopt (via cyipopt)"] = out["cyipopt"] = "not installed"
+    out["git commit"] = git_commit()
     return out
 
 
-def _claims_fig10(df):
-    out = []
-    for variant, fig, text in (("both", "Fig. 10", "When both aggregators raise alpha, "
-                                "average small-user surplus decreases."),
-                               ("second only", "Fig. 11", "When one aggregator stays at "
-                                "alpha = 0 and the other raises alpha, average surplus "
-                                "decreases.")):
-        part = df[df["variant"] == variant]
-        part = part.assign(total=part["avg_surplus"] * part["members"])
-        g = part.groupby("alpha")[["total", "members"]].sum()
-        avg = (g["total"] / g["members"])
-        avg.index = avg.index.astype(float)  # "inf" reads back as a float
-        finite = avg[np.isfinite(avg.index)].sort_index()
-        steps = np.diff(finite.to_numpy())
-        inf = float(avg[np.isinf(avg.index)].iloc[0]) if np.isinf(avg.index).any() \
-            else math.nan
-        out.append(Claim(fig, text, "; ".join(f"alpha {a:g}: {v:.4g}" for a, v in
-                                              finite.items())
-                         + f"; alpha inf (floor rule; like alpha = 0 wherever a "
-                           f"member is priced out whatever is bought): {inf:.4g}",
-                         bool((steps <= 1e-9).all())))
-    return out
+def _img(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(path.stem)}">'
 
 
-def _claims_fig12(df):
-    out = []
-    for objective, fig in (("social welfare", "Fig. 12"),
-                           ("proportional fairness", "Fig. 13")):
-        part = df[df["objective"] == objective].groupby("aggregators")[
-            ["avg_surplus", "avg_consumption"]].mean()
-        steps = np.diff(part["avg_surplus"].to_numpy())
-        monotone = bool((steps < 0).all() or (steps > 0).all())
-        corr = float(np.corrcoef(part["avg_surplus"], part["avg_consumption"])[0, 1])
-        out.append(Claim(fig, f"The number of aggregators ({objective}) changes small "
-                         "users' surplus noticeably, with no clear monotonic trend, and "
-                         "a trade-off between surplus and consumption.",
-                         "surplus " + "; ".join(f"{m}: {v:.4g}" for m, v in
-                                                part["avg_surplus"].items())
-                         + f"; surplus-consumption correlation {corr:.2f}",
-                         (not monotone) and corr < 0))
-    return out
+def _runs_note(meta: dict, study: str) -> tuple[int, int]:
+    module = importlib.import_module(f"aggregame.studies.{study}")
+    return int(meta["settings"]["runs"]), int(module.DEFAULT_RUNS)
 
 
-CHECKS: dict[str, Callable[[pd.DataFrame], list[Claim]]] = {
-    "fig3": _claims_fig3, "fig4": _claims_fig4, "fig5": _claims_fig5,
-    "fig6": _claims_fig6, "fig8": _claims_fig8, "fig10": _claims_fig10,
-    "fig12": _claims_fig12}
+def _quick(row: Row, runs: dict[str, tuple[int, int]]) -> str:
+    have, full = runs.get(row.study, (0, 0))
+    if have < full:
+        return f'<span class="quick">quick: {have} of {full} runs</span>'
+    return f"{have} runs (full size)"
+
+
+_CLASS = {"supported": "supported", "not supported": "not",
+          "inconclusive": "inconclusive"}
+
+
+def _verdict_table(rows: list[Row], runs) -> str:
+    head = ("<tr><th>figure</th><th>sub-claim</th><th>effect (per run)</th>"
+            "<th>mean +- SE (n runs)</th><th>criterion</th><th>verdict</th>"
+            "<th>runs</th><th>paper</th><th>our numbers</th></tr>")
+    body = "".join(
+        f"<tr class=\"{_CLASS.get(r.verdict.value, '')}\"><td>{r.figure}</td>"
+        f"<td>{html.escape(r.claim)}</td><td>{html.escape(r.effect)}</td>"
+        f"<td>{html.escape(str(r.stat))}</td><td>{html.escape(r.criterion)}</td>"
+        f"<td><b>{r.verdict.value}</b></td><td>{_quick(r, runs)}</td>"
+        f"<td>{html.escape(r.paper)}</td><td>{html.escape(r.detail)}</td></tr>"
+        for r in rows)
+    return f'<table id="verdicts">{head}{body}</table>'
+
+
+def _frame(df: pd.DataFrame, table_id: str) -> str:
+    return df.to_html(escape=True, table_id=table_id, border=0, na_rep="-")
+
+
+def _untested() -> str:
+    body = "".join(f"<tr><td>{f}</td><td>{html.escape(c)}</td><td>untested</td>"
+                   f"<td>{html.escape(why)}</td></tr>" for f, c, why in UNTESTED)
+    return ('<table id="untested"><tr><th>figure</th><th>claim</th><th>verdict</th>'
+            f"<th>why not tested</th></tr>{body}</table>")
+
+
+LARGE_TEXT = (
+    "The paper gives two sizes for the large user that clash. Sec. IV-C sweeps "
+    "K = b/a from 0 to 400 (Fig. 5), and Fig. 6's caption speaks of 'market power "
+    "equivalent to 200 small users'; but Sec. IV-A says the large user is usually set "
+    "'as large as the sum of all small users', and the sum of b/a over 200 small users "
+    "drawn as the paper says is 2400-3080 (mean 2720 over seeds 0-49), about seven "
+    "times 400. K = 400 is about 30 average small users. Both readings are run side by side below on the "
+    "same small users (same seeds).")
+
+
+def _section_large(df: pd.DataFrame | None) -> str:
+    if df is None or "large" not in df:
+        return "<p><b>Not run.</b></p>"
+    return f"<p>{LARGE_TEXT}</p>" + _frame(large_user_table(df), "large-user")
+
+
+def _section_eps(df: pd.DataFrame | None) -> str:
+    if df is None:
+        return "<p><b>Not run.</b></p>"
+    return ("<p>Average small-user surplus [$] in the Fig. 10 family (both aggregators "
+            "at the same alpha, large user K = 400), mean +- SE over runs, for the "
+            "aggregators' floor eps. Every other number of the report uses eps = "
+            "0.01.</p>" + _frame(eps_table(df), "eps-table"))
+
+
+def _section_conj1(df: pd.DataFrame | None, folder: Path) -> str:
+    if df is None:
+        return "<p><b>Not run.</b></p>"
+    from aggregame.studies import conj1
+
+    counts = df.pivot_table(index=["family", "figures"], columns="verdict",
+                            values="run", aggfunc="count", fill_value=0)
+    for col in ("unique", "multiple", "unknown"):
+        if col not in counts:
+            counts[col] = 0
+    counts = counts[["unique", "multiple", "unknown"]]
+    proofs = df.groupby("family")["global_certified"].agg(lambda v: f"{v.sum()} of "
+                                                          f"{len(v)}")
+    counts["global certificate holds"] = [proofs[f] for f, _ in counts.index]
+    multi = multiple_equilibria(df)
+    text = (f"<p>Each instance: {conj1.USERS} small users (at most), the study's game "
+            f"(the large user's K scaled to the instance: 400 n / 200); "
+            f"{conj1.STARTS} random starts each for best response (scan) and the "
+            f"stacked KKT solve; distinct end points that pass the regret certificate "
+            f"are equilibria; each is then checked by SCIP's global certificate "
+            f"({conj1.TIME_LIMIT} s per player). Unique: one equilibrium found; "
+            f"multiple: two or more; unknown: none certified.</p>")
+    shown = (_frame(multi, "multiple") if len(multi) else
+             "<p>No instance with more than one equilibrium was found.</p>")
+    imgs = "".join(_img(p) for p in sorted(folder.glob("*.png")))
+    return text + _frame(counts, "conj1-counts") + "<h3>Multiple equilibria</h3>" + \
+        shown + imgs
 
 
 def write_report(out: Path | str, total_seconds: float | None = None) -> Path:
-    """Write ``out``/report.html from the study folders found in ``out``."""
+    """Write ``out``/report.html (and claims.md) from the study folders in ``out``."""
+    from aggregame.studies.common import CHOICES, MAXMIN_LABEL
+    from aggregame.studies.files import atomic_write_text
+
     out = Path(out)
-    claims: list[Claim] = []
-    sections = []
-    seconds = 0.0
+    frames = {s: _load(out, s) for s in ORDER}
+    metas, rows, figures, runs = {}, [], [], {}
     for study in ORDER:
-        df = _load(out, study)
-        folder = out / study
+        df, folder = frames[study], out / study
         if df is None:
-            sections.append(f"<h2>{study}</h2><p><b>Not run.</b> Run "
-                            f"<code>aggregame study {study} --out {out}</code>.</p>")
+            figures.append(f"<h3>{study}</h3><p><b>Not run.</b> Run "
+                           f"<code>aggregame study {study} --out {out}</code>.</p>")
             continue
-        meta = json.loads((folder / "settings.json").read_text())
-        seconds += float(meta.get("seconds", 0.0))
-        claims += CHECKS[study](df)
-        imgs = "".join(f'<img src="{study}/{p.name}" alt="{p.stem}" width="640">'
-                       for p in sorted(folder.glob("*.png")))
-        sections.append(
-            f"<h2>{study}: {html.escape(meta['settings']['description'])}</h2>"
-            f"<p>{meta['settings']['runs']} run(s), seed {meta['settings']['seed']}, "
-            f"backend {meta['settings']['backend']}, {meta['seconds']:.1f} s.</p>{imgs}")
-    rows = []
-    for c in claims:
-        verdict = {True: "supported", False: "<b>not supported</b>",
-                   None: "no data"}[c.supported]
-        rows.append(f"<tr><td>{c.figure}</td><td>{html.escape(c.text)}</td>"
-                    f"<td>{html.escape(c.measured)}</td><td>{verdict}</td></tr>")
+        meta = metas[study] = json.loads((folder / "settings.json").read_text())
+        runs[study] = _runs_note(meta, study)
+        rows += CHECKS.get(study, lambda _: [])(df)
+        if study == "conj1":
+            continue
+        imgs = "".join(_img(p) for p in sorted(folder.glob("*.png")))
+        figures.append(f"<h3>{study}: {html.escape(meta['settings']['description'])}"
+                       f"</h3><p>{meta['settings']['runs']} run(s), seed "
+                       f"{meta['settings']['seed']}, {meta.get('seconds', 0):.1f} s."
+                       f"</p>{imgs}")
+    seconds = sum(float(m.get("seconds", 0.0)) for m in metas.values())
     time_note = (f"Studies took {seconds:.0f} s of wall time in total"
                  + (f" ({total_seconds:.0f} s for this whole run)" if total_seconds
                     else "") + ".")
-    from aggregame.studies.common import CHOICES
-
+    versions = ", ".join(f"{k} {v}" for k, v in report_versions().items())
+    quick = any(have < full for have, full in runs.values())
     page = f"""<!doctype html><html><head><meta charset="utf-8">
-<title>aggregame: the paper's Section IV, reproduced</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}
-td,th{{border:1px solid #ccc;padding:4px;vertical-align:top}}
-table{{border-collapse:collapse}}</style></head><body>
-<h1>Section IV of Li, Motoki and Zhang, reproduced by aggregame</h1>
-<p>{time_note} Shared choices (the paper leaves them open):
-<code>{html.escape(json.dumps(CHOICES.describe()))}</code>.</p>
-<h2>The paper's claims against our numbers</h2>
-<table><tr><th>figure</th><th>claim</th><th>our numbers</th><th>verdict</th></tr>
-{''.join(rows)}</table>
-{''.join(sections)}
+<title>aggregame: the paper's Section IV, claim by claim</title>
+<style>{CSS}</style></head><body>
+<h1>Section IV of Li, Motoki and Zhang, claim by claim</h1>
+<p>{time_note} {'<span class="quick">Quick mode: fewer runs than the full size; '
+                'see the runs column.</span>' if quick else ''}</p>
+<p>Versions: {html.escape(versions)}.</p>
+<p>{UNITS}</p>
+<p><b>One priced-out rule for every figure:</b> floor, Phi over s + eps with eps =
+{CHOICES.eps:g} (members priced out of the market keep a surplus floor; the eps study
+below varies it). <b>Max-min</b> is read as the engine reads it today, the minimum of
+s + eps with a total-surplus tie-break, and labelled "{MAXMIN_LABEL}".</p>
+<p><b>The paper's values.</b> The paper states no number for its figures in its text
+and its figures are not available to us as images, so no value was read off them: the
+"paper" column quotes what the text says, or says that the figure was not read.</p>
+<p><b>Fig. 8: text and caption disagree.</b> The text says that with social-welfare
+aggregators consumption is "more spread out"; the caption says the distribution is "more
+concentrated". Both readings are judged below, on the coefficient of variation (per run,
+paired) with the pooled two-sample Kolmogorov-Smirnov statistic beside it.</p>
+<p><b>Verdict rule.</b> {html.escape(RULE)} Effects are paired run by run (runs of one
+seed share their small users).</p>
+<p>Shared choices: <code>{html.escape(json.dumps(CHOICES.describe()))}</code>.</p>
+<h2>Verdicts</h2>{_verdict_table(rows, runs)}
+<h2>Claims not tested</h2>{_untested()}
+<h2 id="large">The large user: K = 400 and K = sum of b/a</h2>
+{_section_large(frames['fig6'])}
+<h2 id="eps">Sensitivity to eps</h2>{_section_eps(frames['eps'])}
+<h2 id="conjecture1">Conjecture 1: uniqueness</h2>
+{_section_conj1(frames['conj1'], out / 'conj1')}
+<h2>Figures</h2>{''.join(figures)}
 </body></html>"""
-    from aggregame.studies.files import atomic_write_text
-
     path = out / "report.html"
     atomic_write_text(path, page)
-    md = ["| figure | claim | our numbers | verdict |", "|---|---|---|---|"]
-    md += [f"| {c.figure} | {c.text} | {c.measured} | "
-           f"{ {True: 'supported', False: 'NOT supported', None: 'no data'}[c.supported]} |"
-           for c in claims]
-    atomic_write_text(out / "claims.md", time_note + "\n\n" + "\n".join(md) + "\n")
+    atomic_write_text(out / "claims.md", time_note + "\n\n" + claims_markdown(rows,
+                                                                               runs))
     return path
+
+
+def claims_markdown(rows: list[Row], runs) -> str:
+    """The verdict table in Markdown (for benchmarks/results/studies.md)."""
+    md = ["| figure | sub-claim | effect | mean +- SE (n) | criterion | verdict | runs |",
+          "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        have, full = runs.get(r.study, (0, 0))
+        note = f"{have}" + (f" (quick, of {full})" if have < full else "")
+        md.append(f"| {r.figure} | {r.claim} | {r.effect} | {r.stat} | {r.criterion} | "
+                  f"{r.verdict.value} | {note} |")
+    md += ["", "Untested:", ""] + [f"- {f}: {c} ({why})" for f, c, why in UNTESTED]
+    return "\n".join(md) + "\n"

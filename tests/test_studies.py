@@ -29,7 +29,8 @@ def assert_same_table(a: pd.DataFrame, b: pd.DataFrame) -> None:
             assert norm(left) == norm(right), col
 
 
-@pytest.mark.parametrize("name", sorted(set(STUDIES.values())))
+#: eps and conj1 run in tests/test_report.py at a tinier size (conj1 is the slowest).
+@pytest.mark.parametrize("name", sorted(set(STUDIES.values()) - {"eps", "conj1"}))
 def test_each_study_runs_end_to_end_and_writes_its_files(tmp_path, name):
     result = run_study(name, out=tmp_path, **TINY)
     folder = tmp_path / name
@@ -76,8 +77,8 @@ def test_report_lists_every_claim_with_a_verdict(tmp_path):
     for name in ("fig5", "fig6"):
         run_study(name, out=tmp_path, **TINY)
     page = write_report(tmp_path).read_text()
-    assert "Average small-user surplus decreases" in page
-    assert "Social welfare gives the highest small-user surplus" in page
+    assert "average small-user surplus decreases as K grows" in page
+    assert "social welfare gives the highest surplus" in page
     assert page.count("<img") >= 3  # fig5, fig6, fig7
     assert "Not run." in page  # the studies not run here say so
     assert ("supported" in page) and ("<td>" in page)
