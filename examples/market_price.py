@@ -1,4 +1,4 @@
-"""A price read from your own Pyomo supply model: 5 generators, 2 aggregators, 1 large user.
+"""A price from your own Pyomo supply model: 5 generators, 2 aggregators, a large user.
 
 The supply side is an economic dispatch written in plain Pyomo: generators with
 quadratic costs c1 q + c2 q^2 and capacities, a mutable demand D and the balance
@@ -51,10 +51,9 @@ def dispatch_model() -> pyo.ConcreteModel:
 
 
 def players() -> tuple[Player, ...]:
-    return (Player.aggregator("A", quadratic_users([0.02, 0.05, 0.03, 0.08],
-                                                   [9.0, 7.0, 11.0, 6.0], "a"), alpha=1.0),
-            Player.aggregator("B", quadratic_users([0.04, 0.03, 0.06], [8.0, 10.0, 5.0],
-                                                   "b"), alpha=2.0),
+    a = quadratic_users([0.02, 0.05, 0.03, 0.08], [9.0, 7.0, 11.0, 6.0], "a")
+    b = quadratic_users([0.04, 0.03, 0.06], [8.0, 10.0, 5.0], "b")
+    return (Player.aggregator("A", a, alpha=1.0), Player.aggregator("B", b, alpha=2.0),
             Player.individual(quadratic_users([0.01], [12.0], "large")[0]))
 
 

@@ -14,17 +14,20 @@ How p(Y) is computed. Such a model is a parametric convex QP in Y, so its price 
 piecewise affine in Y, with kinks where a generator starts or is full. ``MarketPrice``
 solves the model (HiGHS by default) at a few demands, reads the dual of the balance
 with the solver's documented sign (``aggregame.models.duals``) and keeps it only as
-evidence (``dual_gap``): solvers stop at their own tolerances (HiGHS's QP dual is off by
-~1e-6 and it reports tiny demands infeasible). The value used is *polished*: the
-solution tells which variables sit at a bound and which constraints are active, and
-the KKT conditions on that active set (stationarity of the free variables, the active
+evidence (``dual_gap``): solvers stop at their own tolerances (HiGHS regularizes QPs
+by 1e-7 unless told not to, which moves its dual by ~1e-6; it reports some small
+demands infeasible; Ipopt leaves variables near, not at, their bounds). The value
+used is *polished*: the solution tells which variables sit at a bound and which
+constraints are active, and the KKT conditions on that active set (stationarity of the free variables, the active
 rows) are a linear system whose solution is exact and affine in Y. Its multiplier of
 the balance is the price (more precisely sum_k lambda_k d(rhs_k)/dY over the active
 rows, the envelope theorem, which is the balance's dual when only the balance depends
 on the demand). The same system gives the interval of Y where that active set stays
 optimal (the free variables within their bounds, the bound multipliers of the right
 sign: a ratio test), so one solve per segment maps the whole curve [0, capacity] at
-construction, and the kinks are found exactly, not by bisection.
+construction, and the kinks are found exactly, not by bisection. Where the solver
+fails or names a wrong active set (the KKT solution leaves its interval), a
+primal-dual active-set iteration on the same linear systems repairs it.
 
 p(0) is the limit from the right (at Y = 0 every generator sits at zero and any price
 up to the cheapest marginal cost clears the market). ``derivative`` is the *right*
@@ -345,7 +348,7 @@ class MarketPrice(Price):
                 "demand": self.demand.name, "balance": self.balance.name}
 
 
-# -- what the model must be --------------------------------------------------------------
+# -- what the model must be ----------------------------------------------------------
 def _check_components(model: Any, demand: Any, balance: Any) -> None:
     """One clear line when demand or balance is not what ``MarketPrice`` needs."""
     name = getattr(demand, "name", repr(demand))
@@ -468,7 +471,7 @@ def extract_qp(model: pyo.Block, demand: Any) -> SupplyQP:
         np.array([np.inf if v.ub is None else float(v.ub) for v in variables]))
 
 
-# -- one active set: its exact affine piece and where it is optimal ----------------------
+# -- one active set: its exact affine piece and where it is optimal ------------------
 @dataclass(frozen=True)
 class ActiveSet:
     """Which variables sit at a bound and which rows are active at a solution."""
@@ -540,8 +543,11 @@ class Extent:
     at_hi: tuple[tuple[int, int], ...] = ()
 
 
+Condition = tuple[int, np.ndarray, np.ndarray, np.ndarray, float]
+
+
 def _conditions(qp: SupplyQP, s: ActiveSet, piece: tuple[np.ndarray, ...],
-                scale: float) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray, float]]:
+                scale: float) -> list[Condition]:
     """Every condition g(Y) = ga + Y gb >= 0 of active set s, per family: (family,
     indices, ga, gb, magnitude). Free variables within bounds, bound and row
     multipliers of the right sign, inactive rows satisfied."""

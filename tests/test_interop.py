@@ -283,7 +283,7 @@ def test_scan_samples_price_kinks():
     assert kinks.size >= 3 and set(kinks) <= set(pts)
 
 
-# -- MarketPrice: the price read from the user's supply model ---------------------------
+# -- MarketPrice: the price read from the user's supply model -----------------------
 #: MarketPrice against the closed-form merit order (both exact up to rounding).
 MARKET_RTOL = 1e-9
 #: HiGHS's own dual of the balance (unregularized QP) against the polished price.
@@ -359,6 +359,22 @@ def test_market_price_matches_the_merit_order(gens):
     assert price.dual_gap <= HIGHS_DUAL_RTOL  # the solver's own dual agrees
 
 
+@needs_ipopt
+@pytest.mark.solver
+def test_market_price_with_an_interior_point_solver_is_exact_too():
+    """Ipopt stops near, not at, the bounds: the active-set repair still finds each
+    segment's exact piece."""
+    from aggregame.solvers.market_price import MarketPrice
+
+    m, ys = supply_model(*MERIT), np.linspace(0.0, 199.0, 51)
+    price = MarketPrice(m, m.D, m.balance, solver=ipopt())
+    ref = MeritOrderPrice(*MERIT)
+    np.testing.assert_allclose(price.value(ys), ref.value(ys), rtol=MARKET_RTOL)
+    np.testing.assert_allclose(price.derivative(ys), ref.derivative(ys),
+                               rtol=MARKET_RTOL)
+    assert price.dual_gap <= HIGHS_DUAL_RTOL  # Ipopt's dual, its sign handled
+
+
 @needs_highs
 @pytest.mark.solver
 @pytest.mark.parametrize("form", ["D == supply", "supply - D == 0"])
@@ -382,7 +398,8 @@ def _bad_models():
         m.exp_cost = pyo.Objective(expr=sum(pyo.exp(m.q[g]) for g in m.G))
 
     return [
-        (model(lambda m: None), "P", "balance", "field 'demand' must be a mutable Param"),
+        (model(lambda m: None), "P", "balance",
+         "field 'demand' must be a mutable Param"),
         (model(lambda m: None), "D", "q", "field 'balance' must be one constraint"),
         (model(lambda m: None), "E", "balance", "does not depend on the demand"),
         (model(lambda m: setattr(m.cost, "sense", pyo.maximize)), "D", "balance",
