@@ -256,7 +256,10 @@ class MeritOrderPrice(Price):
         c1, c2, cap = (np.array(v) for v in (self.c1, self.c2, self.cap))
         prices = np.unique(np.concatenate([c1, c1 + 2 * c2 * cap]))
         supply = self.supply(prices)
-        gap = np.flatnonzero((np.diff(supply) <= 0) & (prices[1:] > c1.min()))
+        # A flat step of the supply (to rounding: c1 + 2 c2 cap of one generator
+        # equal to the next c1 leaves a difference of ~1e-15) is a jump of the price.
+        flat = np.diff(supply) <= 1e-12 * max(1.0, float(supply[-1]))
+        gap = np.flatnonzero(flat & (prices[1:] > c1.min()))
         if gap.size:
             raise GameDefinitionError(
                 f"merit-order price: no generator supplies between prices "

@@ -283,10 +283,170 @@ def test_scan_samples_price_kinks():
     assert kinks.size >= 3 and set(kinks) <= set(pts)
 
 
+# -- MarketPrice: the price read from the user's supply model -----------------------
+#: MarketPrice against the closed-form merit order (both exact up to rounding).
+MARKET_RTOL = 1e-9
+#: HiGHS's own dual of the balance (unregularized QP) against the polished price.
+HIGHS_DUAL_RTOL = 1e-6
+needs_highs = pytest.mark.skipif(not pyo.SolverFactory("highs").available(False),
+                                 reason="HiGHS (highspy) not installed")
+
+
+def supply_model(c1, c2, cap, form="supply == D"):
+    """The user's dispatch: quadratic costs, capacities, demand D, one balance."""
+    m = pyo.ConcreteModel(name="supply")
+    m.G = pyo.RangeSet(0, len(c1) - 1)
+    m.q = pyo.Var(m.G, bounds=lambda m, g: (0.0, cap[g]))
+    m.D = pyo.Param(mutable=True, initialize=0.0)
+    supply = sum(m.q[g] for g in m.G)
+    m.balance = pyo.Constraint(expr={"supply == D": supply == m.D,
+                                     "D == supply": m.D == supply,
+                                     "supply - D == 0": supply - m.D == 0}[form])
+    m.cost = pyo.Objective(expr=sum(c1[g] * m.q[g] + c2[g] * m.q[g] ** 2 for g in m.G))
+    return m
+
+
+def random_merit_orders(n_sets, seed=7):
+    """Generator sets without a gap in their supply curve (the closed form refuses
+    gaps), 2 to 8 generators, costs rounded so that some kinks coincide."""
+    from aggregame.errors import GameDefinitionError
+
+    rng, out = np.random.default_rng(seed), []
+    while len(out) < n_sets:
+        k = int(rng.integers(2, 9))
+        gens = (tuple(rng.uniform(0, 5, k).round(2)), tuple(rng.uniform(0.005, 0.2, k)),
+                tuple(rng.uniform(5, 60, k)))
+        try:
+            MeritOrderPrice(*gens)
+        except GameDefinitionError:
+            continue
+        out.append(gens)
+    return out
+
+
+#: Hand-made corners: a generator starting exactly when another is full, two equal
+#: generators, a first segment of 1e-4 (HiGHS reports demands that small infeasible),
+#: large numbers.
+MERIT_CORNERS = [((1.0, 2.0, 2.0), (0.05, 0.1, 0.1), (10.0, 20.0, 20.0)),
+                 ((1.0, 1.0, 2.0), (0.05, 0.05, 0.1), (10.0, 10.0, 20.0)),
+                 ((1.0, 1.000001, 1.5), (0.05, 0.05, 0.1), (1e-4, 10.0, 20.0)),
+                 ((10.0, 20.0, 30.0), (5.0, 1.0, 2.0), (1e3, 2e3, 1e3))]
+
+
+@needs_highs
 @pytest.mark.solver
-@pytest.mark.parametrize("name", ["embed_dispatch.py"])
-def test_examples_run(name):
+@pytest.mark.parametrize("gens", random_merit_orders(6) + MERIT_CORNERS)
+def test_market_price_matches_the_merit_order(gens):
+    from aggregame.solvers.market_price import MarketPrice
+
+    m = supply_model(*gens)
+    price, ref = MarketPrice(m, m.D, m.balance), MeritOrderPrice(*gens)
+    top = sum(gens[2])
+    kinks = ref.breakpoints(0.0, 2 * top)
+    np.testing.assert_allclose(price.breakpoints(0.0, 2 * top), kinks,
+                               rtol=MARKET_RTOL, atol=MARKET_RTOL * top)
+    ys = np.concatenate([[0.0, 1e-12, 1e-7 * top], np.linspace(0.0, top, 301)[:-1],
+                         kinks[:-1]])
+    np.testing.assert_allclose(price.value(ys), ref.value(ys), rtol=MARKET_RTOL)
+    # At a kink both give the right derivative: the slope after it.
+    np.testing.assert_allclose(price.derivative(ys), ref.derivative(ys),
+                               rtol=MARKET_RTOL)
+    assert price.value(top * 1.01) == np.inf and price.derivative(top) == np.inf
+    prices = np.linspace(min(gens[0]) - 1, float(ref.value(top)) + 1, 41)
+    np.testing.assert_allclose([price.inverse(p) for p in prices],
+                               [ref.inverse(p) for p in prices], rtol=MARKET_RTOL,
+                               atol=MARKET_RTOL * top)
+    assert price.dual_gap <= HIGHS_DUAL_RTOL  # the solver's own dual agrees
+
+
+@needs_ipopt
+@pytest.mark.solver
+def test_market_price_with_an_interior_point_solver_is_exact_too():
+    """Ipopt stops near, not at, the bounds: the active-set repair still finds each
+    segment's exact piece."""
+    from aggregame.solvers.market_price import MarketPrice
+
+    m, ys = supply_model(*MERIT), np.linspace(0.0, 199.0, 51)
+    price = MarketPrice(m, m.D, m.balance, solver=ipopt())
+    ref = MeritOrderPrice(*MERIT)
+    np.testing.assert_allclose(price.value(ys), ref.value(ys), rtol=MARKET_RTOL)
+    np.testing.assert_allclose(price.derivative(ys), ref.derivative(ys),
+                               rtol=MARKET_RTOL)
+    assert price.dual_gap <= HIGHS_DUAL_RTOL  # Ipopt's dual, its sign handled
+
+
+@needs_highs
+@pytest.mark.solver
+@pytest.mark.parametrize("form", ["D == supply", "supply - D == 0"])
+def test_market_price_does_not_depend_on_how_the_balance_is_written(form):
+    from aggregame.solvers.market_price import MarketPrice
+
+    m, ys = supply_model(*MERIT, form=form), np.linspace(0.0, 199.0, 51)
+    np.testing.assert_allclose(MarketPrice(m, m.D, m.balance).value(ys),
+                               MeritOrderPrice(*MERIT).value(ys), rtol=MARKET_RTOL)
+
+
+def _bad_models():
+    def model(change):
+        m = supply_model(*MERIT)
+        m.P = pyo.Param(initialize=1.0)
+        m.E = pyo.Param(mutable=True, initialize=1.0)
+        return change(m) or m
+
+    def nonlinear(m):
+        m.cost.deactivate()
+        m.exp_cost = pyo.Objective(expr=sum(pyo.exp(m.q[g]) for g in m.G))
+
+    return [
+        (model(lambda m: None), "P", "balance",
+         "field 'demand' must be a mutable Param"),
+        (model(lambda m: None), "D", "q", "field 'balance' must be one constraint"),
+        (model(lambda m: None), "E", "balance", "does not depend on the demand"),
+        (model(lambda m: setattr(m.cost, "sense", pyo.maximize)), "D", "balance",
+         "must be minimized"),
+        (model(nonlinear), "D", "balance", "must be linear or quadratic"),
+        (model(lambda m: m.q[1].setub(None)), "D", "balance",
+         "variable 'q\\[1\\]' needs finite bounds"),
+        (model(lambda m: setattr(m, "cap0", pyo.Constraint(expr=m.q[0] ** 2 <= 400))),
+         "D", "balance", "constraint 'cap0' must be linear"),
+    ]
+
+
+@needs_highs
+@pytest.mark.solver
+@pytest.mark.parametrize("m, demand, balance, message", _bad_models())
+def test_market_price_refuses_models_it_cannot_read(m, demand, balance, message):
+    from aggregame.solvers.market_price import MarketPrice
+
+    bal = m.q[0] if balance == "q" else m.component(balance)
+    with pytest.raises(EmbeddingError, match=message) as err:
+        MarketPrice(m, m.component(demand), bal)
+    assert "\n" not in str(err.value)
+
+
+@needs_highs
+@pytest.mark.solver
+def test_equilibrium_is_the_same_with_the_market_model_and_the_merit_order():
+    from aggregame.solvers.dynamics import solve_equilibrium
+    from aggregame.solvers.market_price import MarketPrice
+
+    players = (Player.aggregator("a", quadratic_users([0.02, 0.05, 0.08],
+                                                      [9.0, 7.0, 6.0]), alpha=1.0),
+               Player.individual(quadratic_users([0.01], [12.0], "big")[0]))
+    m = supply_model(*MERIT)
+    eqs = [solve_equilibrium(Game(players, price))
+           for price in (MarketPrice(m, m.D, m.balance), MeritOrderPrice(*MERIT))]
+    assert all(eq.is_equilibrium for eq in eqs)
+    np.testing.assert_allclose(eqs[0].profile, eqs[1].profile, rtol=1e-6)
+    assert eqs[0].price == pytest.approx(eqs[1].price, rel=1e-6)
+
+
+@pytest.mark.solver
+@pytest.mark.parametrize("name, marker", [("embed_dispatch.py", "lambda"),
+                                          ("market_price.py",
+                                           "all cross-checks passed")])
+def test_examples_run(name, marker):
     out = subprocess.run([sys.executable, str(ROOT / "examples" / name)],
                          capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "lambda" in out.stdout
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert marker in out.stdout
