@@ -98,7 +98,12 @@ def _check_price(game: Game, largest_total: float) -> None:
         ends = np.array([0.0, largest_total])
         values = np.asarray(game.price.value(ends), dtype=float)
         slopes = np.asarray(game.price.derivative(ends), dtype=float)
-    if not (np.all(np.isfinite(values)) and np.all(np.isfinite(slopes))):
+    # p = +inf beyond a supply curve's capacity is a price, not an overflow: it
+    # prices every member out (and its right slope at the capacity is +inf).
+    # NaN or -inf, or an infinite price at zero purchase, is an overflow.
+    bad = np.isnan(values) | (values == -np.inf) | np.isnan(slopes) | (
+        slopes == -np.inf)
+    if bad.any() or not np.isfinite(values[0]):
         raise GameDefinitionError(
             f"market: the price {game.price.describe()} overflows float64 on the "
             f"feasible range of total purchase [0, {largest_total:g}]; rescale its "
@@ -116,6 +121,11 @@ def check_representable(game: Game) -> None:
         xbar, s_max = _check_members(player, p0)
         _check_fairness(player, s_max)
         largest += float(xbar.sum())
+    # Beyond p^-1(max U'(0)) every member is priced out: nobody buys there (a
+    # supply curve may well be infinite beyond its capacity).
+    top_marginal = max(float(np.max(p.marginal_at_zero)) for p in game.players)
+    with np.errstate(all="ignore"):
+        largest = min(largest, float(game.price.inverse(top_marginal)))
     if not math.isfinite(largest):
         raise GameDefinitionError(
             f"game: the largest total purchase {largest:g} overflows float64; rescale "

@@ -143,16 +143,27 @@ class _Deviations:
                 else p.welfare, p.tiebreak)
 
     def span(self, field: str) -> float:
-        vals = [getattr(p, field) for p in self.seen if math.isfinite(p.welfare)]
-        return (max(vals) - min(vals)) if vals else 0.0
+        """Scale of the payoff: best sample minus the median sample. Not the full
+        range: near a price-out point under the viable rule J can fall towards
+        -1e19 (phi of a vanishing surplus), and a range that wide would make any
+        regret look negligible. The median is where the bulk of the interval is."""
+        vals = np.array([getattr(p, field) for p in self.seen
+                         if math.isfinite(p.welfare)])
+        if vals.size == 0:
+            return 0.0
+        robust = float(vals.max() - np.median(vals))
+        return robust if robust > 0 else float(vals.max() - vals.min())
 
 
 def _sample_points(game: Game, j: int, others: float, y_max: float,
                    current: float) -> np.ndarray:
-    """Grid, both sides of each price-out point, and the current purchase."""
+    """Grid, both sides of each price-out point and price kink (a supply curve's
+    capacity limits), and the current purchase."""
     grid = np.linspace(0.0, y_max, GRID_POINTS)
     thresholds = np.unique(game.players[j].marginal_at_zero)
     kinks = np.array([game.price.inverse(float(b)) for b in thresholds]) - others
+    kinks = np.concatenate([kinks, np.asarray(
+        game.price.breakpoints(others, others + y_max), dtype=float) - others])
     kinks = kinks[(kinks > 0) & (kinks < y_max)]
     if kinks.size > MAX_KINKS:
         kinks = kinks[np.linspace(0, kinks.size - 1, MAX_KINKS).astype(int)]

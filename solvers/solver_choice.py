@@ -413,7 +413,7 @@ class _CyipoptSolver(PyomoSolver):
                             0, str(results.solver.message))
 
     def dual(self, model: pyo.Block, con: Any) -> float:
-        # cyipopt: d objective / d bound of the maximize model (PYOMO-NOTES sign).
+        # cyipopt: d objective / d bound of the maximize model (docs/pyomo.md, dual signs).
         return float(model.dual.get(con, 0.0))
 
 

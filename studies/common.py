@@ -87,7 +87,7 @@ def maxmin_aggregator(name: str, members: Sequence[User], rule: str | None = Non
     """A max-min (alpha = inf) aggregator: the one place that picks max-min's reading.
 
     Today the engine reads max-min as the minimum of s + eps with a total-surplus
-    tie-break (MODEL.md); a leximin option of Fairness would be set here.
+    tie-break (docs/model.md, section "Max-min"); a leximin option of Fairness would be set here.
     """
     return Player.aggregator(name, members, alpha=math.inf, rule=rule or CHOICES.rule,
                              eps=CHOICES.eps if eps is None else eps)

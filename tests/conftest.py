@@ -25,12 +25,15 @@ FD_RTOL = 1e-5
 
 
 def _solver_available() -> bool:
-    try:
-        from aggregame.solvers.pyomo_inner import ipopt_solver
+    """True where Ipopt reaches Pyomo. Only SolverUnavailableError means "absent":
+    any other exception is a bug and must fail the run, never turn into a skip."""
+    from aggregame.errors import SolverUnavailableError
+    from aggregame.solvers.pyomo_inner import ipopt_solver
 
+    try:
         ipopt_solver()
         return True
-    except Exception:
+    except SolverUnavailableError:
         return False
 
 
