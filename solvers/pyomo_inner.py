@@ -340,6 +340,8 @@ class PyomoInner:
                     self._marginal(x0) - price)
             grad = np.abs(grad[~priced_out & np.isfinite(grad)])
             scale = float(grad.max()) if grad.size and grad.max() > 0 else 1.0
+        if self.spec.name is not SolverName.CYIPOPT:
+            return  # an Ipopt option; other solvers scale for themselves
         self.solver.config.options["obj_scaling_factor"] = min(max(1.0 / scale,
                                                                    1e-8), 1e8)
 

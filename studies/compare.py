@@ -247,7 +247,8 @@ def summary_table(table: pd.DataFrame) -> pd.DataFrame:
 def run_compare(settings: CompareSettings, out: Path | str, workers: int = 1,
                 progress: bool = True) -> CompareResult:
     """Run (or resume) the study into ``out`` and write its files."""
-    from aggregame.studies.runner import _atomic, load_rows, run_tasks, write_outputs
+    from aggregame.studies.files import atomic_write
+    from aggregame.studies.runner import load_rows, run_tasks, write_outputs
 
     start = time.perf_counter()
     out = Path(out)
@@ -256,9 +257,9 @@ def run_compare(settings: CompareSettings, out: Path | str, workers: int = 1,
     ran = run_tasks(tasks, out / "runs", workers=workers, progress=progress)
     table = load_rows(out / "runs", [t.key for t in tasks])
     seconds = time.perf_counter() - start
-    write_outputs(out, table, settings.describe(), seconds)
+    write_outputs(out, table, {**settings.describe(), "seconds": seconds})
     text = failures_markdown(table, skipped)
-    _atomic(out / "failures.md", lambda p: p.write_text(text))
+    atomic_write(out / "failures.md", lambda p: p.write_text(text))
     if len(table):
         draw_profile(table, out)
     return CompareResult(table, skipped, out, len(ran), seconds)

@@ -201,5 +201,5 @@ def test_run_record_uses_the_native_certificate(small_users):
     assert record.certificate_seconds > 0
     assert record.solver_iterations > 0  # Ipopt iterations, not rounds
     native = [NativeInner(game, j) for j in range(2)]
-    cert = certify(native, np.array(record.profile))
+    cert = certify(game, np.array(record.profile))
     assert cert.max_regret == pytest.approx(record.max_regret, abs=1e-12)
