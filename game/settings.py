@@ -41,7 +41,7 @@ FIELDS: dict[str, dict[str, Any]] = {
     "certificate_rtol": {"type": "number", "exclusiveMinimum": 0,
                          "maximum": MAX_CERTIFICATE_RTOL,
                          "description": "regret tolerance of the certificate, relative "
-                                        "to max(1, |J|)"},
+                                        "to its payoff's scale on the feasible interval"},
 }
 
 
