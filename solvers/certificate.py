@@ -14,10 +14,9 @@ nothing with the code that produced the profile that could be wrong the same way
   section alone for max-min, whose payoff is compared lexicographically);
 * the one exception to the grid is a payoff concave in y_j by construction (see
   ``provably_concave``): its maximum is found by the same derivative-free search on
-  the whole interval, and both ends are evaluated (a concave payoff takes its
-  minimum there, so the range is still known);
-* regret is scale-free: relative to the range of J_j over the sampled feasible
-  interval, so a tolerance means the same at alpha = 0 (J ~ 1e2) and alpha = 100
+  the whole interval, and a coarse even grid (ends included) fixes its scale;
+* regret is scale-free: relative to the best payoff minus the median of the evenly
+  spread samples of the feasible interval, so a tolerance means the same at alpha = 0 (J ~ 1e2) and alpha = 100
   (J ~ -1e-103). Max-min compares (level, total surplus) lexicographically: a level
   gain is measured on the level's range, a tie-break gain on the total surplus's.
 
@@ -48,6 +47,9 @@ MAX_CERTIFICATE_RTOL = 1e-2
 GRID_POINTS = 64
 #: Local maxima of the samples refined by golden section, per player.
 REFINED_MAXIMA = 4
+#: Evenly spaced purchases (ends included) that fix the payoff's scale where the
+#: payoff is provably concave and no grid is otherwise needed.
+SCALE_POINTS = 9
 #: Width (relative to the feasible interval) at which golden section stops.
 REFINE_RTOL = 1e-10
 #: Price-out points sampled at most (both sides of each), spread evenly beyond that.
@@ -127,11 +129,20 @@ class _Deviations:
     def __init__(self, inner: NativeInner, others: float, maxmin: bool) -> None:
         self.inner, self.others, self.maxmin = inner, others, maxmin
         self.seen: list[_Payoff] = []
+        #: The evenly spread samples the scale is taken from: refinement samples
+        #: crowd around the maxima and would pull the median up to the maximum.
+        self.spread: list[_Payoff] = []
 
     def __call__(self, y: float) -> _Payoff:
         sol = self.inner.solve(np.array([y]), self.others)
         out = _Payoff(float(y), float(sol.welfare[0]), float(sol.tiebreak[0]))
         self.seen.append(out)
+        return out
+
+    def sample(self, ys: np.ndarray) -> list[_Payoff]:
+        """Payoffs at the spread purchases ``ys``; they define the scale."""
+        out = [self(float(y)) for y in ys]
+        self.spread.extend(out)
         return out
 
     def key(self, p: _Payoff) -> tuple[float, float]:
@@ -143,16 +154,21 @@ class _Deviations:
                 else p.welfare, p.tiebreak)
 
     def span(self, field: str) -> float:
-        """Scale of the payoff: best sample minus the median sample. Not the full
-        range: near a price-out point under the viable rule J can fall towards
-        -1e19 (phi of a vanishing surplus), and a range that wide would make any
-        regret look negligible. The median is where the bulk of the interval is."""
-        vals = np.array([getattr(p, field) for p in self.seen
-                         if math.isfinite(p.welfare)])
-        if vals.size == 0:
+        """Scale of the payoff: best sample minus the median of the spread samples.
+
+        Not the full range: near a price-out point under the viable rule J can fall
+        towards -1e19 (phi of a vanishing surplus), and a range that wide would make
+        any regret look negligible. The median of evenly spread samples is where
+        the bulk of the interval is; refinement samples, bunched at the maxima, are
+        left out of it (with them a round-off gain of 1e-17 once read as 100%).
+        """
+        best = [getattr(p, field) for p in self.seen if math.isfinite(p.welfare)]
+        spread = [getattr(p, field) for p in self.spread if math.isfinite(p.welfare)]
+        if not best or not spread:
             return 0.0
-        robust = float(vals.max() - np.median(vals))
-        return robust if robust > 0 else float(vals.max() - vals.min())
+        top = max(best)
+        robust = float(top - np.median(spread))
+        return robust if robust > 0 else float(top - min(best))
 
 
 def _sample_points(game: Game, j: int, others: float, y_max: float,
@@ -247,13 +263,12 @@ def _player_regret(game: Game, j: int, profile: np.ndarray
     y_max = game.feasible_max(j, others)
     xtol = max(REFINE_RTOL * y_max, 1e-300)
     if provably_concave(game, j):
-        dev(0.0)
-        dev(y_max)
+        dev.sample(np.linspace(0.0, y_max, SCALE_POINTS))
         if y_max > 0:
             _refine(dev, 0.0, y_max, xtol)
     else:
         pts = _sample_points(game, j, others, y_max, min(float(profile[j]), y_max))
-        samples = [dev(float(y)) for y in pts]
+        samples = dev.sample(pts)
         keys = [dev.key(p) for p in samples]
         for k in _local_maxima(keys):
             lo, hi = float(pts[max(k - 1, 0)]), float(pts[min(k + 1, len(pts) - 1)])

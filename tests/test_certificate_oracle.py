@@ -1,0 +1,104 @@
+"""The certificate against a closed form it shares nothing with: Cournot games.
+
+Single quadratic users (U = -a x^2 + b x) under an affine price p = d + c Y play a
+Cournot game whose equilibrium has a closed form: y_i = max(0, (b_i - d - c Y) /
+(2 a_i + c)), with Y fixed by the active set. Every alpha and rule has the same
+equilibrium (a one-member player's J = phi(s + e) is maximised where s is). The
+certificate must certify that profile (near-priced-out users included: their payoff
+is a tiny, flat parabola where round-off once read as a 100% regret) and must refuse
+it when one player's purchase is halved.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aggregame import AffinePrice, Game, Player, QuadraticUtility, User
+from aggregame.solvers.certificate import certify
+
+from strategies import ALPHAS, RULES
+
+
+def cournot_equilibrium(a: np.ndarray, b: np.ndarray, d: float, c: float
+                        ) -> np.ndarray:
+    """Purchases of the closed form: add users by falling b while they stay active."""
+    order = np.argsort(-b)
+    best, inv, num = 0.0, 0.0, 0.0
+    for i in order:
+        if b[i] - d <= c * best:
+            break
+        inv += 1.0 / (2 * a[i] + c)
+        num += (b[i] - d) / (2 * a[i] + c)
+        best = num / (1.0 + c * inv)
+    return np.maximum(0.0, (b - d - c * best) / (2 * a + c))
+
+
+def _log_uniform(lo: float, hi: float):
+    return st.floats(math.log10(lo), math.log10(hi)).map(lambda e: 10.0 ** e)
+
+
+@st.composite
+def cournot_games(draw):
+    n = draw(st.integers(1, 12))
+    scale = draw(st.sampled_from((1e-3, 1.0, 1e3)))
+    a = np.array(draw(st.lists(_log_uniform(1e-2, 10.0), min_size=n, max_size=n)))
+    b = np.array(draw(st.lists(st.floats(0.05, 1.0), min_size=n, max_size=n)))
+    c = draw(_log_uniform(1e-3, 1e-1))
+    d = draw(st.floats(0.0, 0.04))
+    # One user placed just above (or below) the price the others make: its payoff
+    # is a tiny parabola, or it is priced out.
+    if n > 1 and draw(st.booleans()):
+        rest = cournot_equilibrium(a[1:], b[1:], d, c).sum()
+        b[0] = (d + c * rest) * (1.0 + draw(st.sampled_from((-1e-3, 1e-6, 1e-3, 0.1))))
+    alpha = draw(st.sampled_from(ALPHAS))
+    rule = draw(st.sampled_from(RULES))
+    players = tuple(
+        Player.aggregator(f"P{i}", [User(f"u{i}", QuadraticUtility(ai * scale,
+                                                                   bi * scale))],
+                          alpha=alpha, rule=rule, eps=1e-2 * scale)
+        for i, (ai, bi) in enumerate(zip(a, b)))
+    game = Game(players, AffinePrice(d * scale, c * scale))
+    return game, cournot_equilibrium(a, b, d, c)
+
+
+@pytest.mark.unit
+@settings(max_examples=40, deadline=None)
+@given(case=cournot_games())
+def test_closed_form_cournot_equilibrium_is_certified(case):
+    game, profile = case
+    cert = certify(game, profile)
+    assert cert.certified, (profile, cert.relative_regrets)
+
+
+@pytest.mark.unit
+@settings(max_examples=25, deadline=None)
+@given(case=cournot_games(), data=st.data())
+def test_halving_a_purchase_is_refused(case, data):
+    game, profile = case
+    active = np.flatnonzero(profile > 1e-6 * max(profile.max(), 1e-300))
+    if active.size == 0:
+        return
+    j = int(data.draw(st.sampled_from(list(active))))
+    moved = profile.copy()
+    moved[j] /= 2
+    cert = certify(game, moved)
+    assert not cert.certified
+    assert cert.relative_regrets[j] > 1e-3, cert.relative_regrets
+
+
+@pytest.mark.unit
+def test_closed_form_oracle_satisfies_first_order_conditions():
+    """The oracle itself, checked by its optimality conditions."""
+    a, b = np.array([0.5, 1.0, 2.0, 0.1]), np.array([1.0, 0.6, 0.2, 0.05])
+    d, c = 0.01, 0.05
+    y = cournot_equilibrium(a, b, d, c)
+    price = d + c * y.sum()
+    marginal = b - 2 * a * y - price - c * y
+    assert np.all(np.abs(marginal[y > 0]) < 1e-12)
+    assert np.all(b[y == 0] - price <= 1e-12)
+    assert 0 < (y > 0).sum() < y.size
