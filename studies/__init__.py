@@ -132,6 +132,7 @@ def run_study(name: str, out: Path | str = "results", runs: int | None = None,
     written with other settings is refused, never mixed.
     """
     from aggregame.errors import AggregameError
+    from aggregame.settings import BACKENDS
     from aggregame.studies.common import CHOICES
     from aggregame.studies.files import FolderLock, remove_stale_temps
     from aggregame.studies.runner import Task, load_rows, run_tasks, versions, \
@@ -143,8 +144,9 @@ def run_study(name: str, out: Path | str = "results", runs: int | None = None,
         raise AggregameError(f"--runs must be >= 1, got {runs}")
     if workers is not None and workers < 1:
         raise AggregameError(f"--workers must be >= 1, got {workers}")
-    if backend not in ("native", "pyomo"):
-        raise AggregameError(f"--backend must be native or pyomo, got {backend!r}")
+    if backend not in BACKENDS:
+        raise AggregameError(f"--backend must be one of {', '.join(BACKENDS)}, got "
+                             f"{backend!r}")
     module_name = STUDIES[name]
     module = importlib.import_module(f"aggregame.studies.{module_name}")
     runs = runs or module.DEFAULT_RUNS
