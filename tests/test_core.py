@@ -71,3 +71,82 @@ def _fresh_python(code: str) -> str:
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
+
+
+# -- context managers ----------------------------------------------------------------
+def _small_model():
+    import pyomo.environ as pyo
+
+    m = pyo.ConcreteModel()
+    m.I = pyo.Set(initialize=[1, 2])
+    m.p = pyo.Param(mutable=True, initialize=3.0)
+    m.x = pyo.Var(m.I, bounds=(0, 1), initialize=0.5)
+    m.z = pyo.Var(initialize=2.0)
+    m.c = pyo.Constraint(m.I, rule=lambda m, i: m.x[i] <= m.p)
+    m.obj = pyo.Objective(expr=m.z)
+    m.obj2 = pyo.Objective(expr=-m.z)
+    m.obj2.deactivate()
+    return m
+
+
+def _state(m):
+    return (m.p.value, [v.value for v in m.x.values()], [v.fixed for v in m.x.values()],
+            m.z.value, m.z.fixed, m.c.active, [c.active for c in m.c.values()],
+            m.obj.active, m.obj2.active)
+
+
+@pytest.mark.parametrize("raises", [False, True])
+def test_temporary_changes_are_undone_even_on_error(raises):
+    from aggregame.models.context import temporary_changes
+
+    m = _small_model()
+    m.x[2].fix(0.25)
+    before = _state(m)
+    with pytest.raises(RuntimeError) if raises else _no_error():
+        with temporary_changes(values=[(m.p, 7.0)], fix=[(m.x, 0.9), (m.z, None)],
+                               activate=[m.obj2], deactivate=[m.obj, m.c],
+                               restore=[m.z]):
+            assert m.p.value == 7.0 and m.z.fixed and m.z.value == 2.0
+            assert [v.value for v in m.x.values()] == [0.9, 0.9]
+            assert all(v.fixed for v in m.x.values())
+            assert m.obj2.active and not m.obj.active
+            assert not any(c.active for c in m.c.values())
+            m.z.set_value(-5.0)   # the block's own probe of a restored value
+            m.x[1].set_value(1.0 + 1e-12, skip_validation=True)  # loaded off-bound
+            if raises:
+                raise RuntimeError("solver failed")
+    assert _state(m) == before
+
+
+class _no_error:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_muted_logger_mutes_then_restores_and_never_lowers(caplog):
+    import logging
+
+    from aggregame.models.context import PYOMO_CORE_LOGGER, muted_logger
+
+    log = logging.getLogger(PYOMO_CORE_LOGGER)
+    saved = log.level
+    try:
+        log.setLevel(logging.NOTSET)
+        with caplog.at_level(logging.DEBUG, logger=PYOMO_CORE_LOGGER):
+            log.setLevel(logging.NOTSET)
+            with muted_logger():
+                log.warning("loaded a value outside its bounds")
+                log.error("a real error")
+            log.warning("after the block")
+        messages = [r.getMessage() for r in caplog.records]
+        assert messages == ["a real error", "after the block"]
+        assert log.level == logging.NOTSET
+        log.setLevel(logging.CRITICAL)   # already stricter: left alone
+        with muted_logger(level=logging.ERROR) as inner:
+            assert inner.level == logging.CRITICAL
+        assert log.level == logging.CRITICAL
+    finally:
+        log.setLevel(saved)
