@@ -150,3 +150,40 @@ def test_muted_logger_mutes_then_restores_and_never_lowers(caplog):
         assert log.level == logging.CRITICAL
     finally:
         log.setLevel(saved)
+
+
+# -- top-level exports -----------------------------------------------------------
+def test_top_level_exports_are_lazy_and_the_real_functions():
+    """`import aggregame` loads neither the solvers nor Pyomo nor pandas; the two
+    lazy exports are the functions of their layers, and star-import finds them."""
+    heavy = _fresh_python(
+        "import sys, aggregame\n"
+        "print(sorted(m for m in sys.modules if m.startswith("
+        "('aggregame.solvers', 'aggregame.scenario', 'pyomo', 'pandas'))))")
+    assert heavy == "[]"
+    same = _fresh_python(
+        "import aggregame\n"
+        "from aggregame.scenario import load_scenario\n"
+        "from aggregame.solvers.dynamics import solve_equilibrium\n"
+        "ns = {}\nexec('from aggregame import *', ns)\n"
+        "print(aggregame.load_scenario is load_scenario,"
+        " aggregame.solve_equilibrium is solve_equilibrium,"
+        " ns['solve_equilibrium'] is solve_equilibrium,"
+        " 'load_scenario' in dir(aggregame))")
+    assert same == "True True True True"
+
+
+def test_top_level_api_solves_cournot_in_closed_form():
+    """Only top-level names: three one-member players, U = b x - a x^2, p = c Y; the
+    first-order conditions (2 a_i + c) y_i + c Y = b_i give the equilibrium."""
+    import aggregame as ag
+
+    a, b, c = np.array([0.2, 0.4, 0.6]), np.array([5.0, 6.0, 7.0]), 0.05
+    game = ag.Game(tuple(ag.individuals(ag.quadratic_users(a, b))), ag.LinearPrice(c))
+    eq = ag.solve_equilibrium(game)
+    expected = np.linalg.solve(np.diag(2 * a + c) + c * np.ones((3, 3)), b)
+    assert eq.is_equilibrium and np.all(expected > 0)
+    np.testing.assert_allclose(eq.profile, expected, rtol=1e-9)
+    assert ag.load_scenario("fig4").name == "fig4"
+    with pytest.raises(AttributeError, match="no attribute 'solve_equlibrium'"):
+        ag.solve_equlibrium
