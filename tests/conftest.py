@@ -59,3 +59,27 @@ def small_users():
 def one_aggregator_game(users, alpha, rule="floor", c=0.05):
     return Game((Player.aggregator("A", users, alpha=alpha, rule=rule),),
                 LinearPrice(c))
+
+
+#: Every test carries exactly one of these (pyproject.toml registers them).
+KINDS = ("unit", "solver", "slow")
+
+
+def kind_problems(items) -> list[str]:
+    """Tests that carry no kind marker, or more than one."""
+    problems = []
+    for item in items:
+        kinds = [k for k in KINDS if item.get_closest_marker(k)]
+        if len(kinds) != 1:
+            problems.append(f"{item.nodeid}: {kinds or 'no kind'}")
+    return problems
+
+
+def pytest_collection_modifyitems(config, items):
+    """Refuse a run in which a test is not exactly one of unit / solver / slow, so
+    `-m unit` and the CI split see every test exactly once."""
+    problems = kind_problems(items)
+    if problems:
+        raise pytest.UsageError(
+            f"each test needs exactly one marker of {KINDS}; fix: "
+            + "; ".join(problems))

@@ -187,3 +187,25 @@ def test_top_level_api_solves_cournot_in_closed_form():
     assert ag.load_scenario("fig4").name == "fig4"
     with pytest.raises(AttributeError, match="no attribute 'solve_equlibrium'"):
         ag.solve_equlibrium
+
+
+# -- one kind marker per test --------------------------------------------------------
+class _Item:
+    def __init__(self, nodeid, *marks):
+        self.nodeid, self.marks = nodeid, marks
+
+    def get_closest_marker(self, name):
+        return name if name in self.marks else None
+
+
+def test_kind_check_flags_none_and_several_markers(request):
+    from conftest import KINDS, kind_problems
+
+    items = [_Item("t.py::ok", "unit"), _Item("t.py::none"),
+             _Item("t.py::both", "solver", "slow"), _Item("t.py::param", "parametrize",
+                                                         "slow")]
+    assert kind_problems(items) == ["t.py::none: no kind",
+                                    "t.py::both: ['solver', 'slow']"]
+    # This very session passed the check: every collected test has one kind.
+    assert kind_problems(request.session.items) == []
+    assert KINDS == ("unit", "solver", "slow")
