@@ -194,12 +194,9 @@ def draw_profile(table: pd.DataFrame, out: Path) -> list[str]:
     ax.set_ylabel("share of problems solved within tau")
     ax.set_title("Performance profile (failures count as never solved)")
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    names = []
-    for ext in ("png", "svg"):
-        fig.savefig(out / f"profile.{ext}", dpi=130)
-        names.append(f"profile.{ext}")
-    return names
+    from aggregame.studies.plots import save
+
+    return save(fig, out, "profile")  # atomically, like every study's figures
 
 
 def failures_markdown(table: pd.DataFrame, skipped: Sequence[dict[str, Any]]) -> str:
