@@ -49,15 +49,16 @@ def task_key(params: dict) -> str:
     return re.sub(r"[^A-Za-z0-9=._-]+", "_", text)
 
 
-def _output_folder(out: Path | str, module_name: str) -> Path:
-    """``out``/``module_name`` as an absolute path (Dask workers run elsewhere),
-    created; an ``out`` that is a file or cannot be written is refused."""
+def _output_folder(out: Path | str, module_name: str = "") -> Path:
+    """``out``/``module_name`` (``out`` itself without a name) as an absolute path
+    (Dask workers run elsewhere), created; an ``out`` that is a file or cannot be
+    written is refused."""
     from aggregame.errors import AggregameError
 
     out = Path(out).expanduser().resolve()
     if out.exists() and not out.is_dir():
         raise AggregameError(f"--out {out}: is a file, not a folder")
-    folder = out / module_name
+    folder = out / module_name if module_name else out
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:

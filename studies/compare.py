@@ -244,12 +244,14 @@ def summary_table(table: pd.DataFrame) -> pd.DataFrame:
 def run_compare(settings: CompareSettings, out: Path | str, workers: int = 1,
                 progress: bool = True) -> CompareResult:
     """Run (or resume) the study into ``out`` and write its files."""
+    from aggregame.studies import _output_folder
     from aggregame.studies.files import atomic_write
     from aggregame.studies.runner import load_rows, run_tasks, write_outputs
 
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise AggregameError(f"--workers must be an integer >= 1, got {workers!r}")
     start = time.perf_counter()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _output_folder(out)
     tasks, skipped = plan(settings)
     ran = run_tasks(tasks, out / "runs", workers=workers, progress=progress)
     table = load_rows(out / "runs", [t.key for t in tasks])
