@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from aggregame.errors import AggregameError
+from aggregame.settings import BACKENDS
 
 LOG = logging.getLogger(__name__)
 
@@ -156,10 +157,10 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)
     _, settings = _settings(args, scenario)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    bad = [b for b in backends if b not in ("native", "pyomo")]
+    bad = [b for b in backends if b not in BACKENDS]
     if bad or not backends:
         raise AggregameError(f"--backends: unknown backend(s) {bad or backends}; use "
-                             f"native, pyomo")
+                             f"{', '.join(BACKENDS)}")
     results, failed = _run_methods(scenario, backends, settings)
     for eq in results.values():
         _certify_globally(args, scenario.game, eq)

@@ -13,6 +13,7 @@ from typing import Callable, NoReturn
 
 from aggregame import __version__
 from aggregame.errors import AggregameError
+from aggregame.settings import BACKENDS, METHODS, STRATEGIES, Backend
 
 EPILOG = """\
 examples:
@@ -188,7 +189,7 @@ def build_parser() -> Parser:
 def _solve(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", help="path to a TOML file, or the name of a shipped "
                                     "one (see `aggregame scenarios`)")
-    p.add_argument("--backend", choices=["native", "pyomo"],
+    p.add_argument("--backend", choices=BACKENDS,
                    help="inner solver: native numpy (fast) or pyomo (Ipopt, the "
                         "reference); default: the scenario's, else native")
     p.add_argument("--method", choices=["best-response", "kkt"], default="best-response",
@@ -222,10 +223,10 @@ def _certificate_options(p: argparse.ArgumentParser) -> None:
 
 
 def _dynamics_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dynamics", choices=["gauss-seidel", "jacobi"],
+    p.add_argument("--dynamics", choices=METHODS,
                    help="update order of the best-response rounds")
     p.add_argument("--best-response", dest="best_response",
-                   choices=["auto", "bisection", "scan"],
+                   choices=STRATEGIES,
                    help="bisection trusts quasiconcavity; scan does not; auto starts "
                         "with bisection and switches if the certificate fails")
     p.add_argument("--tol", type=_open_unit, help="stopping tolerance on purchases")
@@ -265,7 +266,7 @@ def _study_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=_integer(1),
                    help="local processes (default: all cores)")
     p.add_argument("--out", default="results", help="output folder (default results/)")
-    p.add_argument("--backend", choices=["native", "pyomo"], default="native")
+    p.add_argument("--backend", choices=BACKENDS, default=Backend.NATIVE.value)
     p.add_argument("--dask", metavar="ADDRESS",
                    help="run on a Dask cluster (scheduler address, e.g. "
                         "tcp://host:8786) instead")

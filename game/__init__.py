@@ -5,9 +5,15 @@ This root package holds the game definition (users, price, fairness, players, sc
 files); ``aggregame.models`` builds Pyomo components from it, ``aggregame.solvers``
 drives solvers (Pyomo/Ipopt and the native numpy backend), ``aggregame.studies``
 reproduces the paper's Section IV.
+
+``load_scenario`` and ``solve_equilibrium`` are exported too, but loaded on first use
+(module ``__getattr__``): ``import aggregame`` stays light (no Pyomo, no pandas), and
+the definition layer imports nothing from the solvers when it is imported itself.
 """
 
+import importlib
 import logging
+from typing import Any
 
 from aggregame.errors import (AggregameError, EmbeddingError, GameDefinitionError,
                               GlobalCertificateError, InnerSolveError, ScenarioError,
@@ -33,4 +39,21 @@ __all__ = [
     "AffinePrice", "FunctionPrice", "LinearPrice", "PowerPrice", "Price",
     "SaturatingPrice",
     "LogUtility", "QuadraticUtility", "User", "Utility", "__version__",
+    "load_scenario", "solve_equilibrium",
 ]
+
+#: Exports loaded on first access: name -> the module that defines it.
+_LAZY = {"load_scenario": "aggregame.scenario",
+         "solve_equilibrium": "aggregame.solvers.dynamics"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value  # later accesses skip this hook
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -10,6 +10,7 @@ nothing from the solvers.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import math
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -17,10 +18,44 @@ from typing import Any, Mapping
 from aggregame import checks
 from aggregame.errors import SettingsError
 
-BACKENDS = ("native", "pyomo")
-METHODS = ("gauss-seidel", "jacobi")
-STRATEGIES = ("auto", "bisection", "scan")
-STARTS = ("zero", "random")
+
+# StrEnum (a str mixin whose str() and format() are the value): members equal their
+# words, so comparisons with strings, f-strings and JSON output stay as they were.
+class Backend(enum.StrEnum):
+    """Who solves the inner problems; ``PYOMO_PATH`` only names the KKT solve by PATH."""
+
+    NATIVE = "native"
+    PYOMO = "pyomo"
+    PYOMO_PATH = "pyomo-path"
+
+
+class Method(enum.StrEnum):
+    """Update order of the best-response rounds."""
+
+    GAUSS_SEIDEL = "gauss-seidel"
+    JACOBI = "jacobi"
+
+
+class Strategy(enum.StrEnum):
+    """Best-response strategy: bisection on dJ/dy, a scan, or bisection then scan."""
+
+    AUTO = "auto"
+    BISECTION = "bisection"
+    SCAN = "scan"
+
+
+class Start(enum.StrEnum):
+    """Named starting profiles (a start may also be one purchase per player)."""
+
+    ZERO = "zero"
+    RANDOM = "random"
+
+
+#: The words a user may write (plain strings: they appear in messages and the schema).
+BACKENDS = (Backend.NATIVE.value, Backend.PYOMO.value)
+METHODS = tuple(m.value for m in Method)
+STRATEGIES = tuple(s.value for s in Strategy)
+STARTS = tuple(s.value for s in Start)
 #: Largest certificate tolerance accepted: a regret of 1% of |J| is no equilibrium.
 MAX_CERTIFICATE_RTOL = 1e-2
 
@@ -46,19 +81,29 @@ FIELDS: dict[str, dict[str, Any]] = {
 
 
 @dataclass(frozen=True)
-class SolverSettings:
+class RoundSettings:
+    """The settings of best-response rounds and their defaults, stated once.
+
+    Shared by the scenario files' :class:`SolverSettings` and the dynamics' settings
+    (``aggregame.solvers.dynamics.DynamicsSettings``), which check them each their way.
+    """
+
+    method: str = Method.GAUSS_SEIDEL
+    best_response: str = Strategy.AUTO
+    tol: float = 1e-10
+    max_rounds: int = 200
+    start: str | tuple[float, ...] = Start.ZERO
+    seed: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class SolverSettings(RoundSettings):
     """How to solve a scenario; ``source`` names where the values came from.
 
     ``certificate_rtol = None`` keeps the certificate's own default.
     """
 
-    backend: str = "native"
-    method: str = "gauss-seidel"
-    best_response: str = "auto"
-    tol: float = 1e-10
-    max_rounds: int = 200
-    start: str | tuple[float, ...] = "zero"
-    seed: int = 0
+    backend: str = Backend.NATIVE
     certificate_rtol: float | None = None
     source: str = "<settings>"
 
@@ -70,9 +115,11 @@ class SolverSettings:
                                 ) from None
 
     def _check(self) -> None:
-        checks.choice(self.backend, "backend", BACKENDS)
-        checks.choice(self.method, "method", METHODS)
-        checks.choice(self.best_response, "best_response", STRATEGIES)
+        set_ = object.__setattr__  # frozen: the checked words become their enums
+        set_(self, "backend", Backend(checks.choice(self.backend, "backend", BACKENDS)))
+        set_(self, "method", Method(checks.choice(self.method, "method", METHODS)))
+        set_(self, "best_response", Strategy(
+            checks.choice(self.best_response, "best_response", STRATEGIES)))
         tol = checks.number(self.tol, "tol")
         if not 0 < tol < 1:
             raise checks.Invalid("tol", f"must be in (0, 1), got {self.tol!r}")
@@ -125,7 +172,7 @@ class SolverSettings:
 
 def _start(value: Any) -> str | tuple[float, ...]:
     if isinstance(value, str):
-        return checks.choice(value, "start", STARTS)
+        return Start(checks.choice(value, "start", STARTS))
     if not isinstance(value, (list, tuple)) or not value:
         raise checks.Invalid("start", f"must be 'zero', 'random' or an array of "
                                       f"purchases, got {checks.shown(value)}")

@@ -487,28 +487,26 @@ def _eps_domain(value: Any) -> float | None:
     return eps
 
 
+_CALLER_VALUE = "a Var, Expression or number of the caller; None declares a mutable "
+
+#: The block's options: (name, default, domain that checks and converts, description).
+_BLOCK_OPTIONS: tuple[tuple[str, Any, Any, str], ...] = (
+    ("player", None, _player_domain, "the aggregator (a Player)"),
+    ("purchase", None, None, f"y_j: {_CALLER_VALUE}Param 'purchase'"),
+    ("price", None, None, f"p: {_CALLER_VALUE}Param 'price'"),
+    ("rule", None, _rule_domain, "priced-out rule; None keeps the player's"),
+    ("eps", None, _eps_domain, "floor eps of the floor rule; None keeps the player's"),
+    ("objective", True, Bool,
+     "declare 'obj' (maximize welfare); False inside a user's model"),
+    ("units", None, as_units, "(energy, money) Pyomo units, or None for plain numbers"),
+)
+
+
 def _block_config() -> ConfigDict:
     config = ConfigDict(description="options of an AggregatorBlock")
-    config.declare("player", ConfigValue(
-        domain=_player_domain, description="the aggregator (a Player)"))
-    config.declare("purchase", ConfigValue(
-        default=None, description="y_j: a Var, Expression or number of the caller; "
-        "None declares a mutable Param 'purchase'"))
-    config.declare("price", ConfigValue(
-        default=None, description="p: a Var, Expression or number of the caller; "
-        "None declares a mutable Param 'price'"))
-    config.declare("rule", ConfigValue(
-        default=None, domain=_rule_domain,
-        description="priced-out rule; None keeps the player's"))
-    config.declare("eps", ConfigValue(
-        default=None, domain=_eps_domain,
-        description="floor eps of the floor rule; None keeps the player's"))
-    config.declare("objective", ConfigValue(
-        default=True, domain=Bool,
-        description="declare 'obj' (maximize welfare); False inside a user's model"))
-    config.declare("units", ConfigValue(
-        default=None, domain=as_units,
-        description="(energy, money) Pyomo units, or None for plain numbers"))
+    for name, default, domain, description in _BLOCK_OPTIONS:
+        config.declare(name, ConfigValue(default=default, domain=domain,
+                                         description=description))
     return config
 
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from aggregame.errors import GameDefinitionError
 from aggregame.players import Game
+from aggregame.settings import BACKENDS, METHODS, STRATEGIES, RoundSettings
 from aggregame.solvers.best_response import Candidate, best_response
 from aggregame.solvers.certificate import CERTIFICATE_RTOL, certify, check_rtol
 from aggregame.solvers.inner import InnerSolver
@@ -39,13 +40,10 @@ LOG = logging.getLogger(__name__)
 #: at 1e-10 with profiles equal to 4e-8).
 DERIVATIVE_FREE_RTOL = 1e-7
 
-BACKENDS = ("native", "pyomo")
-METHODS = ("gauss-seidel", "jacobi")
-STRATEGIES = ("auto", "bisection", "scan")
 
 
 @dataclass(frozen=True)
-class DynamicsSettings:
+class DynamicsSettings(RoundSettings):
     """Settings of a best-response run; checked at construction.
 
     Attributes
@@ -62,12 +60,7 @@ class DynamicsSettings:
         to the range of its payoff over its feasible interval, in (0, 1e-2].
     """
 
-    method: str = "gauss-seidel"
-    best_response: str = "auto"
-    tol: float = 1e-10
-    max_rounds: int = 200
-    start: str | tuple[float, ...] = "zero"
-    seed: int = 0
+    # The other fields and their defaults: RoundSettings (shared with scenario files).
     certificate_rtol: float = CERTIFICATE_RTOL
 
     def __post_init__(self) -> None:

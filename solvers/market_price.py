@@ -54,6 +54,7 @@ from pyomo.common.collections import ComponentMap
 from pyomo.repn import generate_standard_repn
 
 from aggregame.errors import EmbeddingError, SolverError
+from aggregame.models.context import temporary_changes
 from aggregame.models.duals import active_objective, bound_sensitivity, dual_convention
 from aggregame.price import Price
 
@@ -156,7 +157,6 @@ class MarketPrice(Price):
         """Re-read the model and map its price curve over [0, capacity]."""
         self.capacity = _capacity(self.dispatch)
         self.scale = max(1.0, self.capacity)
-        d0 = float(pyo.value(self.demand))
         self.qp = extract_qp(self.model, self.demand)
         row = [k for k, c in enumerate(self.qp.constraints) if c is self.balance]
         # d(bound - body)/dD of the balance as Pyomo stores it (+1 for supply == D)
@@ -166,14 +166,12 @@ class MarketPrice(Price):
                 f"market price: constraint {self.balance.name!r} does not depend on "
                 f"the demand parameter {self.demand.name!r}")
         self.solves, self.dual_gap, self.primal_gap = 0, 0.0, 0.0
-        try:
+        with temporary_changes(restore=[self.demand]):
             segments, y = [], 0.0
             while y < self.capacity - SNAP_RTOL * self.scale:
                 seg = self._segment_right_of(y)
                 segments.append(replace(seg, lo=y, hi=min(seg.hi, self.capacity)))
                 y = segments[-1].hi
-        finally:
-            self.demand.set_value(d0)
         self.segments = tuple(segments)
         self._lo = np.array([s.lo for s in segments])
         self._p0 = np.array([s.p0 for s in segments])
@@ -440,13 +438,11 @@ def extract_qp(model: pyo.Block, demand: Any) -> SupplyQP:
         raise EmbeddingError(
             f"market price: objective {obj.name!r} must be minimized (the supply cost)")
     cons = tuple(model.component_data_objects(pyo.Constraint, active=True))
-    d0, reps = float(pyo.value(demand)), []
-    try:
+    reps = []
+    with temporary_changes(restore=[demand]):
         for d in (0.0, 1.0):
             demand.set_value(d)
             reps.append(_repns(obj, cons))
-    finally:
-        demand.set_value(d0)
     index = ComponentMap()
     for orep, rows in reps:
         for v in list(orep.linear_vars) + [v for pair in orep.quadratic_vars

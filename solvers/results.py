@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import math
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from aggregame.players import Game
+from aggregame.settings import Backend
 from aggregame.solvers.certificate import Certificate
 from aggregame.solvers.inner import InnerSolver
 
@@ -23,6 +25,21 @@ def _num(v: float) -> float | None:
     """JSON has no inf/NaN: None stands for them."""
     v = float(v)
     return v if math.isfinite(v) else None
+
+
+class Status(enum.StrEnum):
+    """How an equilibrium search ended; only ``CONVERGED`` passed its stopping test.
+
+    A str mixin whose str() is the word: ``eq.status == "converged"``, f-strings and
+    JSON output read as before.
+    """
+
+    CONVERGED = "converged"
+    ROUND_LIMIT = "round-limit"         # best-response dynamics: max_rounds reached
+    CYCLING = "cycling"                 # a profile came back: the rounds cycle
+    TIME_LIMIT = "time-limit"           # the KKT solve hit its solver's time limit
+    KKT_RESIDUAL = "kkt-residual"       # KKT: status settled, complementarity too large
+    STATUS_CYCLING = "status-cycling"   # KKT: the priced-out status kept changing
 
 
 @dataclass
@@ -38,11 +55,11 @@ class Equilibrium:
     profile: np.ndarray
     price: float
     converged: bool
-    status: str
+    status: Status
     iterations: int
     path: np.ndarray
     certificate: Certificate
-    backend: str
+    backend: Backend
     method: str
     settings: dict[str, Any]
     welfare: np.ndarray
@@ -52,14 +69,19 @@ class Equilibrium:
     evaluations: int = 0
     strategies: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        # Drivers may pass the words; an unknown one is a bug here, not user input.
+        self.status = Status(self.status)
+        self.backend = Backend(self.backend)
+
     def __repr__(self) -> str:
         # One line: the default dataclass repr prints the path and every member.
         head = ", ".join(f"{v:.6g}" for v in self.profile[:4])
         more = f", ... ({self.profile.size} players)" if self.profile.size > 4 else ""
-        return (f"Equilibrium(status={self.status!r}, is_equilibrium="
+        return (f"Equilibrium(status={self.status.value!r}, is_equilibrium="
                 f"{self.is_equilibrium}, profile=[{head}{more}], price={self.price:.6g}, "
                 f"max_regret={self.max_regret:.3g}, iterations={self.iterations}, "
-                f"backend={self.backend!r}, method={self.method!r})")
+                f"backend={self.backend.value!r}, method={str(self.method)!r})")
 
     @classmethod
     def from_run(cls, game: Game, profile: np.ndarray, inners: Sequence[InnerSolver],

@@ -49,15 +49,16 @@ def task_key(params: dict) -> str:
     return re.sub(r"[^A-Za-z0-9=._-]+", "_", text)
 
 
-def _output_folder(out: Path | str, module_name: str) -> Path:
-    """``out``/``module_name`` as an absolute path (Dask workers run elsewhere),
-    created; an ``out`` that is a file or cannot be written is refused."""
+def _output_folder(out: Path | str, module_name: str = "") -> Path:
+    """``out``/``module_name`` (``out`` itself without a name) as an absolute path
+    (Dask workers run elsewhere), created; an ``out`` that is a file or cannot be
+    written is refused."""
     from aggregame.errors import AggregameError
 
     out = Path(out).expanduser().resolve()
     if out.exists() and not out.is_dir():
         raise AggregameError(f"--out {out}: is a file, not a folder")
-    folder = out / module_name
+    folder = out / module_name if module_name else out
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -132,6 +133,7 @@ def run_study(name: str, out: Path | str = "results", runs: int | None = None,
     written with other settings is refused, never mixed.
     """
     from aggregame.errors import AggregameError
+    from aggregame.settings import BACKENDS
     from aggregame.studies.common import CHOICES
     from aggregame.studies.files import FolderLock, remove_stale_temps
     from aggregame.studies.runner import Task, load_rows, run_tasks, versions, \
@@ -143,8 +145,9 @@ def run_study(name: str, out: Path | str = "results", runs: int | None = None,
         raise AggregameError(f"--runs must be >= 1, got {runs}")
     if workers is not None and workers < 1:
         raise AggregameError(f"--workers must be >= 1, got {workers}")
-    if backend not in ("native", "pyomo"):
-        raise AggregameError(f"--backend must be native or pyomo, got {backend!r}")
+    if backend not in BACKENDS:
+        raise AggregameError(f"--backend must be one of {', '.join(BACKENDS)}, got "
+                             f"{backend!r}")
     module_name = STUDIES[name]
     module = importlib.import_module(f"aggregame.studies.{module_name}")
     runs = runs or module.DEFAULT_RUNS

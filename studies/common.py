@@ -31,6 +31,7 @@ import numpy as np
 
 from aggregame import (Game, LinearPrice, Player, QuadraticUtility, User,
                        quadratic_users)
+from aggregame.settings import Backend
 from aggregame.solvers.dynamics import DynamicsSettings, solve_equilibrium
 from aggregame.solvers.results import Equilibrium
 
@@ -130,7 +131,7 @@ def aggregated(users: Sequence[User], alphas: Sequence[float | str],
     return Game(tuple(players), LinearPrice(CHOICES.c))
 
 
-def solve(game: Game, backend: str = "native") -> Equilibrium:
+def solve(game: Game, backend: str = Backend.NATIVE) -> Equilibrium:
     """A certified equilibrium, or an error naming why there is none (never a silent
     non-equilibrium in a study's results)."""
     eq = solve_equilibrium(game, backend=backend, settings=DynamicsSettings(

@@ -194,12 +194,9 @@ def draw_profile(table: pd.DataFrame, out: Path) -> list[str]:
     ax.set_ylabel("share of problems solved within tau")
     ax.set_title("Performance profile (failures count as never solved)")
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    names = []
-    for ext in ("png", "svg"):
-        fig.savefig(out / f"profile.{ext}", dpi=130)
-        names.append(f"profile.{ext}")
-    return names
+    from aggregame.studies.plots import save
+
+    return save(fig, out, "profile")  # atomically, like every study's figures
 
 
 def failures_markdown(table: pd.DataFrame, skipped: Sequence[dict[str, Any]]) -> str:
@@ -247,12 +244,14 @@ def summary_table(table: pd.DataFrame) -> pd.DataFrame:
 def run_compare(settings: CompareSettings, out: Path | str, workers: int = 1,
                 progress: bool = True) -> CompareResult:
     """Run (or resume) the study into ``out`` and write its files."""
+    from aggregame.studies import _output_folder
     from aggregame.studies.files import atomic_write
     from aggregame.studies.runner import load_rows, run_tasks, write_outputs
 
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise AggregameError(f"--workers must be an integer >= 1, got {workers!r}")
     start = time.perf_counter()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _output_folder(out)
     tasks, skipped = plan(settings)
     ran = run_tasks(tasks, out / "runs", workers=workers, progress=progress)
     table = load_rows(out / "runs", [t.key for t in tasks])

@@ -1,6 +1,7 @@
 """Shared fixtures: small games built from the one game definition."""
 
 import os
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -24,20 +25,26 @@ FD_STEP = 1e-5
 FD_RTOL = 1e-5
 
 
-def _solver_available() -> bool:
-    """True where Ipopt reaches Pyomo. Only SolverUnavailableError means "absent":
-    any other exception is a bug and must fail the run, never turn into a skip."""
+def solver_available(probe: Callable[[], object]) -> bool:
+    """True where ``probe()`` (a solver factory) finds its solver. Only
+    SolverUnavailableError means "absent": any other exception is a bug and must fail
+    the run, never turn into a skip."""
     from aggregame.errors import SolverUnavailableError
-    from aggregame.solvers.pyomo_inner import ipopt_solver
 
     try:
-        ipopt_solver()
+        probe()
         return True
     except SolverUnavailableError:
         return False
 
 
-SOLVER = _solver_available()
+def _ipopt_solver():
+    from aggregame.solvers.pyomo_inner import ipopt_solver
+
+    return ipopt_solver()
+
+
+SOLVER = solver_available(_ipopt_solver)
 # CI installs Ipopt; a solver test is skipped only on a machine that truly lacks it.
 needs_ipopt = pytest.mark.skipif(not SOLVER, reason="Ipopt/PyNumero not installed "
                                                     "(run bash bootstrap.sh setup)")
@@ -52,3 +59,27 @@ def small_users():
 def one_aggregator_game(users, alpha, rule="floor", c=0.05):
     return Game((Player.aggregator("A", users, alpha=alpha, rule=rule),),
                 LinearPrice(c))
+
+
+#: Every test carries exactly one of these (pyproject.toml registers them).
+KINDS = ("unit", "solver", "slow")
+
+
+def kind_problems(items) -> list[str]:
+    """Tests that carry no kind marker, or more than one."""
+    problems = []
+    for item in items:
+        kinds = [k for k in KINDS if item.get_closest_marker(k)]
+        if len(kinds) != 1:
+            problems.append(f"{item.nodeid}: {kinds or 'no kind'}")
+    return problems
+
+
+def pytest_collection_modifyitems(config, items):
+    """Refuse a run in which a test is not exactly one of unit / solver / slow, so
+    `-m unit` and the CI split see every test exactly once."""
+    problems = kind_problems(items)
+    if problems:
+        raise pytest.UsageError(
+            f"each test needs exactly one marker of {KINDS}; fix: "
+            + "; ".join(problems))

@@ -44,6 +44,7 @@ def one_line(err: str) -> str:
     (["uniqueness", "fig4", "--methods", "newton"], "--methods: unknown method(s)"),
     (["crosscheck", "fig4", "--backends", "gurobi"], "--backends: unknown backend(s)"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["compare", "fig4", "--workers", "0"], "--workers must be an integer >= 1, got 0"),
 ])
 def test_bad_command_line_values_exit_2_in_one_line(capsys, argv, expected):
     code, _, err = run(capsys, *argv)
@@ -59,6 +60,8 @@ def test_out_that_is_a_file_or_unwritable(capsys, tmp_path):
     assert code == BAD_INPUT and "is a file, not a folder" in one_line(err)
     code, _, err = run(capsys, "study", "fig5", "--out", str(afile / "sub"))
     assert code == BAD_INPUT and "cannot create" in one_line(err)
+    code, _, err = run(capsys, "compare", "fig4", "--out", str(afile))
+    assert code == BAD_INPUT and f"--out {afile}: is a file" in one_line(err)
     if os.geteuid() != 0:  # root writes into read-only folders anyway
         ro = tmp_path / "ro"
         ro.mkdir(mode=0o555)

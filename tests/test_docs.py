@@ -128,3 +128,48 @@ def test_docs_index_lists_every_file():
     listed = set(re.findall(r"\]\(([\w.-]+)\)", index))
     present = {p.name for p in DOCS.iterdir() if p.is_file() and p.name != "README.md"}
     assert listed == present
+
+
+# -- the README's layout table ----------------------------------------------------
+#: Top-level folders that are not the project's: tool state and build output
+#: (hidden folders such as .venv and .ci are left out by their dot).
+NOT_LAYOUT = {"build", "dist", "results", "__pycache__"}
+
+
+def _layout_rows() -> dict[str, str]:
+    """folder -> package column of the README's "## Layout" table."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 3 or not cells[0].startswith("`"):
+            continue
+        for folder in re.findall(r"`([\w.-]+)/`", cells[0]):
+            rows[folder] = cells[1].strip("`")
+    return rows
+
+
+def _package_dirs() -> dict[str, str]:
+    """folder -> package, from pyproject.toml's [tool.setuptools.package-dir]."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    return {folder: package for package, folder
+            in config["tool"]["setuptools"]["package-dir"].items()}
+
+
+def test_layout_table_lists_exactly_the_top_level_folders():
+    rows = _layout_rows()
+    assert len(rows) >= 8  # the table was found and read
+    present = {p.name for p in ROOT.iterdir()
+               if p.is_dir() and not p.name.startswith(".")
+               and p.name not in NOT_LAYOUT and not p.name.endswith(".egg-info")}
+    assert sorted(set(rows) - present) == []   # every folder listed exists
+    assert sorted(present - set(rows)) == []   # every folder is listed
+
+
+def test_layout_table_names_each_folders_package():
+    rows, packages = _layout_rows(), _package_dirs()
+    assert {folder: rows.get(folder) for folder in packages} == packages
+    assert all(rows[folder] == "" for folder in set(rows) - set(packages))

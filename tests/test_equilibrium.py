@@ -28,6 +28,7 @@ def cournot_closed_form(a, b, c):
     return np.linalg.solve(np.diag(2 * a + c) + c * np.ones((a.size, a.size)), b)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("method", ["gauss-seidel", "jacobi"])
 def test_cournot_matches_closed_form_native(method):
     game, a, b = cournot_game()
@@ -48,7 +49,6 @@ def test_cournot_matches_closed_form_pyomo():
 
 
 @needs_ipopt
-@pytest.mark.solver
 @pytest.mark.slow
 @pytest.mark.parametrize("scenario", ["fig4", "fig4_proportional", "fig4_maxmin"])
 def test_backends_agree_on_paper_setting(scenario):
@@ -80,6 +80,7 @@ def test_backends_agree_on_small_game(alpha):
     np.testing.assert_allclose(pyomo.profile, native.profile, rtol=PROFILE_RTOL)
 
 
+@pytest.mark.unit
 def test_certificate_finds_planted_deviation():
     game = small_mixed_game(1)
     eq = solve_equilibrium(game)
@@ -98,6 +99,7 @@ def test_certificate_finds_planted_deviation():
     assert cert.regrets[0] == pytest.approx(gain, rel=1e-9)
 
 
+@pytest.mark.unit
 def test_bisection_alone_can_stop_at_a_non_equilibrium_and_auto_recovers():
     """Fig. 4 setting, proportional fairness, viable rule: J_j jumps where members are
     priced out (docs/model.md, section "Priced-out members"),
@@ -115,6 +117,7 @@ def test_bisection_alone_can_stop_at_a_non_equilibrium_and_auto_recovers():
     assert "scan" in sound.strategies
 
 
+@pytest.mark.unit
 def test_jacobi_cycling_is_reported_not_called_equilibrium():
     """Simultaneous best responses of 5 identical Cournot players with a steep price
     overshoot: all buy, then all buy nothing (best-response slope (n-1)c/(2(a+c)) =
@@ -130,6 +133,7 @@ def test_jacobi_cycling_is_reported_not_called_equilibrium():
     assert gs.is_equilibrium
 
 
+@pytest.mark.unit
 def test_round_limit_is_reported():
     game, _, _ = cournot_game()
     eq = solve_equilibrium(game, settings=DynamicsSettings(max_rounds=1))
@@ -137,6 +141,7 @@ def test_round_limit_is_reported():
     assert "no equilibrium" in eq.reason()
 
 
+@pytest.mark.unit
 def test_random_starts_reach_the_same_equilibrium():
     game = small_mixed_game(1)
     ends = [solve_equilibrium(game, settings=DynamicsSettings(start="random", seed=s))
@@ -146,6 +151,7 @@ def test_random_starts_reach_the_same_equilibrium():
         np.testing.assert_allclose(eq.profile, ends[0].profile, rtol=1e-8)
 
 
+@pytest.mark.unit
 def test_settings_refuse_bad_values():
     from aggregame import GameDefinitionError
 
@@ -157,6 +163,7 @@ def test_settings_refuse_bad_values():
         DynamicsSettings(start=(1.0, -2.0))
 
 
+@pytest.mark.unit
 def test_tables_and_json():
     eq = solve_equilibrium(small_mixed_game(0.5))
     players = eq.players_table()
@@ -176,6 +183,7 @@ def run_cli(*args):
                           capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.unit
 def test_cli_solve_json_schema():
     out = run_cli("solve", "fig4", "--json")
     assert out.returncode == 0, out.stderr
@@ -193,6 +201,7 @@ def test_cli_solve_json_schema():
     assert maxmin["players"][0]["alpha"] == "inf"
 
 
+@pytest.mark.unit
 def test_cli_errors_are_one_line(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[market]\nprice = "linear"\nc = 0.001\n[[players]]\nname = "A"\n'
@@ -204,14 +213,27 @@ def test_cli_errors_are_one_line(tmp_path):
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.unit
 def test_cli_no_equilibrium_exits_nonzero():
     out = run_cli("solve", "fig4", "--max-rounds", "1")
     assert out.returncode == 1
     assert "no equilibrium" in out.stderr
 
 
-def test_cli_help_lists_commands():
+@pytest.mark.unit
+def test_cli_help_lists_exactly_the_commands_that_run():
+    """The help's command list against the table of handlers: a command that is
+    listed but has no handler (or the reverse) fails here."""
+    import argparse
+
+    from aggregame.cli.commands import COMMANDS
+    from aggregame.cli.parser import build_parser
+
     out = run_cli("--help")
     assert out.returncode == 0
-    for command in ("solve", "scenarios", "check"):
-        assert command in out.stdout
+    sub = next(a for a in build_parser()._actions
+               if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) == set(COMMANDS)
+    listed = {line.split()[0] for line in out.stdout.splitlines()
+              if line.startswith("    ") and line.split()[0] in COMMANDS}
+    assert listed == set(COMMANDS)

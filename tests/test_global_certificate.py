@@ -8,23 +8,16 @@ import pytest
 
 from aggregame import (Game, GameDefinitionError, LinearPrice, LogUtility, Player,
                        PowerPrice, QuadraticUtility, User, quadratic_users)
-from aggregame.errors import GlobalCertificateError, SolverUnavailableError
+from aggregame.errors import GlobalCertificateError
 from aggregame.models.joint import build_joint_best_response
 from aggregame.solvers.best_response import best_response
 from aggregame.solvers.dynamics import solve_equilibrium
 from aggregame.solvers.global_certificate import Verdict, certify_global, scip_solver
 from aggregame.solvers.native import NativeInner
+from conftest import solver_available
 
 
-def _scip_available() -> bool:
-    try:
-        scip_solver()
-        return True
-    except SolverUnavailableError:
-        return False
-
-
-SCIP = _scip_available()
+SCIP = solver_available(scip_solver)
 needs_scip = pytest.mark.skipif(not SCIP, reason="SCIP not installed: "
                                                  "pip install 'pyscipopt>=5.5'")
 

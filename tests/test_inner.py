@@ -81,8 +81,7 @@ def test_native_and_pyomo_agree(small_users, alpha, rule):
     np.testing.assert_allclose(nat.x.sum(axis=1), ys, rtol=1e-12)
 
 
-@needs_ipopt
-@pytest.mark.solver
+@pytest.mark.unit
 def test_total_derivative_differs_from_lambda_when_price_moves(small_users):
     """The paper's J' = lambda misses p'(Y) dPhi/dp; the difference is not small."""
     game = one_aggregator_game(small_users, 1.0, "floor", c=0.05)
@@ -132,6 +131,7 @@ def test_block_in_a_market_model_matches_standalone(small_users):
                                    atol=1e-7)
 
 
+@pytest.mark.unit
 def test_block_refuses_to_overwrite():
     from aggregame import quadratic_users
 
@@ -169,6 +169,7 @@ def test_resolve_gives_same_answer(small_users):
     assert inner.counter.solves == 3  # the model was built once and re-solved
 
 
+@pytest.mark.unit
 def test_maxmin_tiebreak_derivative_when_level_is_flat(small_users):
     """Floor rule with a member priced out: the max-min level is eps whatever y is,
     the tie-break (total surplus) decides, and its derivative is checked against
@@ -194,6 +195,7 @@ def test_maxmin_tiebreak_derivative_when_level_is_flat(small_users):
     assert np.isnan(low.tiebreak_derivative[0])
 
 
+@pytest.mark.unit
 def test_large_batches_are_chunked_without_changing_results(small_users, monkeypatch):
     import aggregame.solvers.native as native
 
@@ -206,6 +208,7 @@ def test_large_batches_are_chunked_without_changing_results(small_users, monkeyp
     np.testing.assert_array_equal(whole.derivative, chunked.derivative)
 
 
+@pytest.mark.unit
 def test_price_out_points_are_capped_for_large_aggregators():
     from aggregame import quadratic_users
     from aggregame.solvers import best_response as br

@@ -94,3 +94,86 @@ def test_sigkill_of_the_main_process_leaves_no_worker_and_resume_completes(tmp_p
     assert again.wait(timeout=10) == 130
     assert_clean(tmp_path, workers)
     assert len(list((tmp_path / "fig6" / "runs").glob("*.json"))) > kept
+
+
+#: The same CLI, but each SVG goes to disk in two halves with a long stall between
+#: them, announced in the file named by the first argument: a signal sent then meets
+#: a figure half written.
+STALLED_SVG_SCRIPT = """
+import functools, io, pathlib, sys, time
+from matplotlib.figure import Figure
+import aggregame.studies as studies
+studies.run_study = functools.partial(studies.run_study, users=40)
+announce = pathlib.Path(sys.argv.pop(1))
+real_savefig = Figure.savefig
+def stalled_savefig(self, path, *args, format=None, **kw):
+    if format != "svg":
+        return real_savefig(self, path, *args, format=format, **kw)
+    buf = io.BytesIO()
+    real_savefig(self, buf, *args, format=format, **kw)
+    data = buf.getvalue()
+    with open(path, "wb") as fh:
+        fh.write(data[:len(data) // 2])
+        fh.flush()
+        announce.write_text(str(path))
+        time.sleep(60)
+        fh.write(data[len(data) // 2:])
+Figure.savefig = stalled_savefig
+from aggregame.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+#: A PNG ends with its IEND chunk (length 0, type, CRC).
+PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+def figure_study(script: str, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-c", script, *extra, "study", "fig4", "--runs", "1",
+            "--workers", "1", "-q", "--out", str(out)]
+
+
+def assert_figures_whole(folder: Path) -> list[str]:
+    """Every PNG and SVG in ``folder`` is complete (a whole PNG, parseable SVG)."""
+    import xml.etree.ElementTree as ET
+
+    names = []
+    for path in sorted(folder.glob("*.png")):
+        data = path.read_bytes()
+        assert data.startswith(b"\x89PNG\r\n\x1a\n") and data.endswith(PNG_END), path
+        names.append(path.name)
+    for path in sorted(folder.glob("*.svg")):
+        assert ET.parse(path).getroot().tag.endswith("svg"), path
+        names.append(path.name)
+    return names
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill", "int"])
+def test_signal_while_a_figure_is_written_leaves_no_partial_file(tmp_path, sig):
+    announce, out = tmp_path / "writing", tmp_path / "out"
+    proc = subprocess.Popen(figure_study(STALLED_SVG_SCRIPT, out, str(announce)),
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not announce.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        time.sleep(0.05)
+    half = Path(announce.read_text())
+    children = psutil.Process(proc.pid).children(recursive=True)
+    # The signal meets a non-empty, half-written temporary file next to the figure.
+    assert half.parent == out / "fig4" and half.name.startswith(".fig4.svg.")
+    assert half.name.endswith(".tmp") and half.stat().st_size > 0
+    proc.send_signal(sig)
+    code = proc.wait(timeout=10)
+    folder = out / "fig4"
+    assert assert_figures_whole(folder) == ["fig4.png"]  # no SVG, not even partial
+    assert not [c.pid for c in children if _alive(c)], "orphan workers"
+    if sig == signal.SIGINT:
+        assert code == 130
+        assert list(folder.rglob("*.tmp")) == []
+        return
+    # SIGKILL cannot be cleaned up after by the killed process: the temporary file
+    # stays hidden under its .tmp name, and the next run removes it and completes.
+    assert code == -signal.SIGKILL and half.exists()
+    again = subprocess.run(figure_study(SCRIPT, out), capture_output=True, text=True,
+                           timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert list(folder.rglob("*.tmp")) == []
+    assert assert_figures_whole(folder) == ["fig4.png", "fig4.svg"]

@@ -18,12 +18,14 @@ from aggregame.solvers.kkt import KKT_TOL, solve_kkt
 from conftest import needs_ipopt
 from test_equilibrium import cournot_closed_form, cournot_game, small_mixed_game
 
-pytestmark = [needs_ipopt, pytest.mark.solver]
+# Every test here needs Ipopt; each is a solver test but the slow one (one kind each).
+pytestmark = needs_ipopt
 
 #: The issue's agreement target between the KKT and best-response profiles.
 PROFILE_RTOL = 1e-6
 
 
+@pytest.mark.solver
 def test_kkt_of_cournot_is_the_closed_form():
     game, a, b = cournot_game()
     eq = solve_kkt(game)
@@ -32,6 +34,7 @@ def test_kkt_of_cournot_is_the_closed_form():
     np.testing.assert_allclose(eq.profile, cournot_closed_form(a, b, 0.01), rtol=1e-8)
 
 
+@pytest.mark.solver
 def test_stationarity_is_the_derivative_of_the_inner_welfare():
     """The model's symbolic stationarity equals a finite difference of player j's
     welfare in its own x_ji, with the price moving with the total purchase."""
@@ -79,6 +82,7 @@ def test_kkt_agrees_with_best_response_on_paper_setting(scenario):
     np.testing.assert_allclose(kkt.profile, br.profile, rtol=PROFILE_RTOL)
 
 
+@pytest.mark.solver
 def test_kkt_point_that_is_not_an_equilibrium_is_reported():
     """On the constructed two-equilibria game the KKT system also has a symmetric point
     where each user sits between its payoff's two local maxima: stationary, not
@@ -90,6 +94,7 @@ def test_kkt_point_that_is_not_an_equilibrium_is_reported():
     assert "no equilibrium" in eq.reason()
 
 
+@pytest.mark.solver
 def test_uniqueness_probe_finds_two_equilibria_on_constructed_game():
     report = probe_uniqueness(load_scenario("two_equilibria").game, starts=6, seed=1)
     found = sorted(float(c.profile[0]) for c in report.equilibria)
@@ -99,12 +104,14 @@ def test_uniqueness_probe_finds_two_equilibria_on_constructed_game():
     assert len(report.runs) == 12
 
 
+@pytest.mark.solver
 def test_uniqueness_probe_finds_one_equilibrium_on_paper_setting():
     report = probe_uniqueness(load_scenario("fig4_proportional").game, starts=2, seed=3)
     assert len(report.equilibria) == 1
     assert report.runs["certified"].all()
 
 
+@pytest.mark.solver
 def test_crosscheck_agrees_on_small_game():
     report = crosscheck(small_mixed_game(2.0))
     assert report.agree, report.table()
@@ -117,6 +124,7 @@ def run_cli(*args):
                           capture_output=True, text=True, timeout=900)
 
 
+@pytest.mark.solver
 def test_cli_kkt_gives_the_same_json_as_best_response():
     kkt = json.loads(run_cli("solve", "fig4_proportional", "--method", "kkt",
                              "--json").stdout)
@@ -127,6 +135,7 @@ def test_cli_kkt_gives_the_same_json_as_best_response():
                                [p["y"] for p in br["players"]], rtol=PROFILE_RTOL)
 
 
+@pytest.mark.solver
 def test_cli_uniqueness_and_crosscheck():
     out = run_cli("uniqueness", "two_equilibria", "--starts", "6", "--seed", "1",
                   "--json")
@@ -142,6 +151,7 @@ def test_cli_uniqueness_and_crosscheck():
 
 @pytest.mark.skipif(__import__("aggregame.solvers.kkt", fromlist=["x"]).path_available(),
                     reason="pathampl is installed here; this checks the refusal")
+@pytest.mark.solver
 def test_asking_for_path_without_it_is_a_clear_error():
     from aggregame import SolverUnavailableError
 

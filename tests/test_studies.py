@@ -81,7 +81,16 @@ def test_report_lists_every_claim_with_a_verdict(tmp_path):
     assert "social welfare gives the highest surplus" in page
     assert page.count("<img") >= 3  # fig5, fig6, fig7
     assert "Not run." in page  # the studies not run here say so
-    assert ("supported" in page) and ("<td>" in page)
+    # Every claim row of the verdict table carries one of the four verdict words.
+    import re
+
+    from aggregame.studies.stats import Verdict
+
+    table = page.split('<table id="verdicts">', 1)[1].split("</table>", 1)[0]
+    rows = table.count("<tr class=")
+    verdicts = re.findall(r"<td><b>([^<]*)</b></td>", table)
+    assert rows >= 2 and len(verdicts) == rows
+    assert set(verdicts) <= {v.value for v in Verdict}
 
 
 def test_bad_study_input_is_a_clear_error(tmp_path):
