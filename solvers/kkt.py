@@ -191,7 +191,8 @@ def _residual(m: pyo.ConcreteModel) -> float:
     for blk in m.player.values():
         kkt = blk.kkt
         for i in kkt.FREE:
-            worst = max(worst, abs(min(blk.x[i].value, -pyo.value(kkt.stationarity[i]))),
+            worst = max(worst,
+                        abs(min(blk.x[i].value, -pyo.value(kkt.stationarity[i]))),
                         abs(min(kkt.sigma[i].value, pyo.value(blk.surplus[i]))))
         if hasattr(kkt, "mu"):
             for i in kkt.COUNTED:
