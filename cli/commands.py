@@ -76,7 +76,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
         from aggregame.solvers.kkt import solve_kkt
 
         eq = solve_kkt(scenario.game, start=_kkt_start(scenario.game, settings),
-                       certificate_rtol=settings.certificate_rtol)
+                       certificate_rtol=settings.certificate_rtol, seed=settings.seed)
     else:
         eq = solve_equilibrium(scenario.game, backend=backend, settings=settings,
                                progress=args.progress and not _quiet(args))

@@ -27,6 +27,7 @@ until the status agrees with the solution.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,9 +35,22 @@ import pyomo.environ as pyo
 from pyomo.core.expr.calculus.derivatives import Modes, differentiate
 from pyomo.mpec import Complementarity, complements
 
-from aggregame.allocation import member_terms
+from aggregame.allocation import counted_members, member_terms
+from aggregame.fairness import PricedOutRule
 from aggregame.models.aggregator import add_aggregator
-from aggregame.players import Game
+from aggregame.players import Game, Player
+
+
+class KKTMode(str, enum.Enum):
+    """Which Lagrangian a player's block of the stacked KKT model differentiates."""
+
+    #: alpha < inf: the alpha-fair welfare.
+    WELFARE = "welfare"
+    #: max-min: the epigraph level t with multipliers mu on s_i + e_i >= t.
+    MAXMIN = "maxmin"
+    #: max-min whose level is flat (a counted member is priced out at y_j = 0, or no
+    #: member is counted): the total surplus decides (docs/model.md, "Max-min").
+    TIEBREAK = "tiebreak"
 
 
 @dataclass(frozen=True)
@@ -45,28 +59,31 @@ class PlayerStatus:
 
     priced_out : members with U'(0) <= p (weights and floors of their Phi terms follow
         the player's rule, as in the inner model).
-    mode : 'welfare' (alpha < inf), 'maxmin' (epigraph) or 'tiebreak' (max-min whose
-        level is flat because a counted member is priced out at y_j = 0: the total
-        surplus decides, docs/model.md, section "Max-min").
+    mode : the Lagrangian its block differentiates (a KKTMode; its string value, e.g.
+        'welfare', compares equal to it).
     """
 
     priced_out: tuple[bool, ...]
-    mode: str
+    mode: KKTMode
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mode", KKTMode(self.mode))
 
 
 def player_status(game: Game, j: int, price: float, price_without_j: float
                   ) -> PlayerStatus:
     """The status of player j at a price (and at the price were it to buy nothing)."""
-    from aggregame.fairness import PricedOutRule
-
     player = game.players[j]
     u0 = player.marginal_at_zero
     priced_out = tuple(bool(v) for v in u0 <= price)
     if not player.fairness.is_maxmin:
-        return PlayerStatus(priced_out, "welfare")
+        return PlayerStatus(priced_out, KKTMode.WELFARE)
     counted_out = (u0 <= price_without_j).any() and \
         player.fairness.rule is not PricedOutRule.VIABLE
-    return PlayerStatus(priced_out, "tiebreak" if counted_out else "maxmin")
+    # Under the viable rule every member can be priced out: no level to hold up.
+    nobody = not counted_members(player, np.array(priced_out)).any()
+    flat = counted_out or nobody
+    return PlayerStatus(priced_out, KKTMode.TIEBREAK if flat else KKTMode.MAXMIN)
 
 
 def build_kkt_model(game: Game, status: list[PlayerStatus]) -> pyo.ConcreteModel:
@@ -103,7 +120,7 @@ def build_kkt_model(game: Game, status: list[PlayerStatus]) -> pyo.ConcreteModel
     return m
 
 
-def _apply_status(blk: pyo.Block, player, status: PlayerStatus) -> None:
+def _apply_status(blk: pyo.Block, player: Player, status: PlayerStatus) -> None:
     weight, floor = member_terms(player, np.array(status.priced_out))
     for k, name in enumerate(blk.MEMBERS):
         blk.member_weight[name].set_value(float(weight[k]))
@@ -112,7 +129,7 @@ def _apply_status(blk: pyo.Block, player, status: PlayerStatus) -> None:
             blk.x[name].fix(0.0)  # only x = 0 gives s >= 0
 
 
-def _declare_kkt(blk: pyo.Block, player, status: PlayerStatus, total: pyo.Var
+def _declare_kkt(blk: pyo.Block, player: Player, status: PlayerStatus, total: pyo.Var
                  ) -> None:
     kkt = blk.kkt = pyo.Block()
     free = [i for k, i in enumerate(blk.MEMBERS) if not status.priced_out[k]]
@@ -121,9 +138,9 @@ def _declare_kkt(blk: pyo.Block, player, status: PlayerStatus, total: pyo.Var
     kkt.sigma = pyo.Var(kkt.FREE, within=pyo.NonNegativeReals, initialize=0.0,
                         doc="multiplier of s_i >= 0")
     lagrangian = sum(kkt.sigma[i] * blk.surplus[i] for i in kkt.FREE)
-    if status.mode == "maxmin":
-        counted = [i for k, i in enumerate(blk.MEMBERS)
-                   if blk.member_weight[i].value > 0 or not status.priced_out[k]]
+    if status.mode is KKTMode.MAXMIN:
+        counted = [i for i, keep in zip(blk.MEMBERS, counted_members(
+            player, np.array(status.priced_out))) if keep]
         kkt.COUNTED = pyo.Set(initialize=counted, ordered=True)
         kkt.mu = pyo.Var(kkt.COUNTED, within=pyo.NonNegativeReals,
                          initialize=1.0 / max(len(counted), 1),
@@ -135,7 +152,7 @@ def _declare_kkt(blk: pyo.Block, player, status: PlayerStatus, total: pyo.Var
         kkt.eq_level = pyo.Constraint(expr=sum(kkt.mu[i] for i in kkt.COUNTED) == 1,
                                       doc="dL/dt = 1 - sum mu = 0")
         lagrangian = lagrangian + sum(kkt.mu[i] * blk.surplus[i] for i in kkt.COUNTED)
-    elif status.mode == "tiebreak":
+    elif status.mode is KKTMode.TIEBREAK:
         lagrangian = lagrangian + blk.total_surplus
     else:
         lagrangian = lagrangian + blk.welfare

@@ -143,7 +143,8 @@ def probe_uniqueness(game: Game, starts: int = 10, seed: int = 0,
                 eq = solve_equilibrium(game, "native", DynamicsSettings(
                     start=tuple(start), best_response="scan"))
             elif method == "kkt":
-                eq = solve_kkt(game, start=start)
+                # One run per start: the multistart would report another start's end.
+                eq = solve_kkt(game, start=start, multistart=False)
             else:
                 raise ValueError(f"unknown method {method!r}")
             cluster = _assign(clusters, eq.profile, rtol)

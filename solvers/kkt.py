@@ -1,33 +1,47 @@
 """Solve the stacked KKT model (models/kkt.py) with Ipopt, and certify the result.
 
-Strategy. ``mpec.simple_nonlinear`` turns each ``a >= 0 _|_ b >= 0`` into a >= 0,
-b >= 0, a * b <= mpec_bound; we solve that NLP (a feasibility problem) with cyipopt
-for mpec_bound = 1e-2, 1e-4, ..., 1e-12, each solve warm-started from the last: the
-relaxed problems have interior points Ipopt can follow, and the last one enforces
-complementarity to 1e-10 (docs/pyomo.md, section "pyomo.mpec with cyipopt": the
-``standard_form`` and ``mpec.nl`` routes
-are wrong or fatal with cyipopt). The priced-out status is then recomputed at the
-solution's price; if it changed, the model is rebuilt for the new status and solved
-again from the current point. A KKT point need not be an equilibrium (the joint
-problem is not concave): every result carries the regret certificate.
+Strategy. The complementarity conditions are smoothed (models/complementarity.py; the
+smoothed Fischer-Burmeister equation by default, ``mpec.simple_nonlinear``'s
+relaxation on request) and the resulting square system is solved with cyipopt for
+the parameter 1e-2, 1e-4, ..., 1e-12, each solve warm-started from the last: the
+smoothed problems have interior points Ipopt can follow, and the last one enforces
+complementarity to about 1e-10 (docs/pyomo.md, section "pyomo.mpec with cyipopt": the
+``standard_form`` and ``mpec.nl`` routes are wrong or fatal with cyipopt). The
+priced-out status is then recomputed at the solution's price; if it changed, the
+model is rebuilt for the new status and solved again from the current point.
+
+A KKT point need not be an equilibrium (the joint problem is not concave), and from a
+poor start Ipopt can end at a point of the smoothed system that is not one (measured:
+alpha = 2 aggregators under a steep price end "infeasible" from the neutral start and
+converge from a start near the equilibrium). So every attempt carries the regret
+certificate, and when the first start does not give a certified KKT point a short
+multistart follows: a best-response warm start (a few native Gauss-Seidel rounds),
+then seeded random starts. The result says which start worked and how many solves of
+the smoothed system were made.
 """
 
 from __future__ import annotations
 
+import contextlib
+import enum
 import logging
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pyomo.environ as pyo
 
+from aggregame.errors import SolverUnavailableError, UnsupportedProblemError
+from aggregame.models.complementarity import (Reformulation, SmoothedComplementarity,
+                                              add_fischer_burmeister,
+                                              add_reformulation)
 from aggregame.models.kkt import PlayerStatus, build_kkt_model, player_status
 from aggregame.players import Game
-from aggregame.solvers.certificate import CERTIFICATE_RTOL, certify
-from aggregame.errors import UnsupportedProblemError
+from aggregame.solvers.certificate import CERTIFICATE_RTOL, Certificate, certify
+from aggregame.solvers.results import Equilibrium
 from aggregame.solvers.solver_choice import (PyomoSolver, SolverName, SolverSpec,
                                              Termination)
-from aggregame.solvers.results import Equilibrium
 
 LOG = logging.getLogger(__name__)
 
@@ -55,7 +69,87 @@ SCIP_STAGE_SECONDS = 5.0
 #: plus one SCIP ran past its time limit without returning (measured, killed after
 #: 5 min); two one-member players solve in 0.3 s.
 SCIP_MAX_MEMBERS = 4
+#: Native Gauss-Seidel rounds of the best-response warm start. A few rounds bring the
+#: profile near an equilibrium (where the smoothed system converges); running them to
+#: the end would make the KKT solve a mere check of best response.
+WARM_START_ROUNDS = 3
+#: Seeded random starts tried after the warm start.
+RANDOM_STARTS = 2
 
+
+class KKTStatus(str, enum.Enum):
+    """How one attempt at the stacked KKT system ended."""
+
+    CONVERGED = "converged"
+    #: the complementarity residual stayed above KKT_TOL
+    KKT_RESIDUAL = "kkt-residual"
+    #: the priced-out status kept changing for MAX_STATUS_ROUNDS rebuilds
+    STATUS_CYCLING = "status-cycling"
+    #: a global solver ran out of time
+    TIME_LIMIT = "time-limit"
+
+
+class StartKind(str, enum.Enum):
+    """Where an attempt started."""
+
+    DEFAULT = "default"  # each player buys 1/(players + 1) of what it could alone
+    GIVEN = "given"  # the caller's start
+    BEST_RESPONSE = "best-response"  # a few native Gauss-Seidel rounds
+    RANDOM = "random"  # uniform on each player's feasible interval, seeded
+
+
+@dataclass(frozen=True)
+class KKTSetup:
+    """The checked solver choice of a stacked KKT solve."""
+
+    spec: SolverSpec
+    use_path: bool
+    reformulation: Reformulation
+
+    @property
+    def solver_label(self) -> str:
+        """Name of the solver in messages ('Ipopt solves', 'SCIP solves')."""
+        if self.use_path:
+            return "PATH"
+        return {SolverName.SCIP: "SCIP"}.get(self.spec.name, "Ipopt")
+
+
+@dataclass(frozen=True)
+class StageSolve:
+    """One model (fixed status) solved along the smoothing schedule."""
+
+    solves: int
+    termination: str
+    iterations: int
+
+
+@dataclass(frozen=True, eq=False)
+class KKTAttempt:
+    """One start followed to its end, with the certificate of where it ended."""
+
+    kind: StartKind
+    start: np.ndarray
+    profile: np.ndarray
+    path: np.ndarray
+    status: KKTStatus
+    solves: int
+    iterations: int
+    residual: float
+    termination: str
+    certificate: Certificate
+
+    @property
+    def is_equilibrium(self) -> bool:
+        return self.status is KKTStatus.CONVERGED and self.certificate.certified
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready record of the attempt."""
+        return {"start_kind": self.kind.value, "start": self.start.tolist(),
+                "status": self.status.value, "solves": self.solves,
+                "kkt_residual": float(self.residual),
+                "termination": self.termination,
+                "certified": self.certificate.certified,
+                "max_regret": float(self.certificate.max_regret)}
 
 
 def _statuses(game: Game, profile: np.ndarray) -> list[PlayerStatus]:
@@ -97,7 +191,8 @@ def _residual(m: pyo.ConcreteModel) -> float:
     for blk in m.player.values():
         kkt = blk.kkt
         for i in kkt.FREE:
-            worst = max(worst, abs(min(blk.x[i].value, -pyo.value(kkt.stationarity[i]))),
+            worst = max(worst,
+                        abs(min(blk.x[i].value, -pyo.value(kkt.stationarity[i]))),
                         abs(min(kkt.sigma[i].value, pyo.value(blk.surplus[i]))))
         if hasattr(kkt, "mu"):
             for i in kkt.COUNTED:
@@ -111,78 +206,65 @@ def _profile(m: pyo.ConcreteModel, game: Game) -> np.ndarray:
                          for i in m.player[p.name].MEMBERS) for p in game.players])
 
 
+def _allocation(m: pyo.ConcreteModel, game: Game) -> list[np.ndarray]:
+    return [np.array([max(m.player[p.name].x[i].value, 0.0)
+                      for i in m.player[p.name].MEMBERS]) for p in game.players]
+
+
 def smooth_complementarity(m: pyo.ConcreteModel) -> pyo.Param:
-    """Replace every active Complementarity ``a >= 0 _|_ b >= 0`` of ``m`` by the
-    smoothed Fischer-Burmeister equation a + b - sqrt(a^2 + b^2 + 2 mu) = 0.
-
-    At mu = 0 it holds iff a >= 0, b >= 0, a b = 0; for mu > 0 it is smooth and its
-    solutions have a b = mu. Returns the mutable Param ``mu`` (on ``m.fischer``).
-    """
-    from pyomo.mpec import Complementarity
-
-    pairs = []
-    for comp in list(m.component_data_objects(Complementarity, active=True)):
-        sides = []
-        for rel in comp._args:
-            lhs, rhs = rel.args  # ``e >= 0`` is kept as ``0 <= e``
-            sides.append(rhs - lhs)
-        pairs.append(tuple(sides))
-        comp.deactivate()
-    m.fischer = pyo.Block(doc="smoothed Fischer-Burmeister form of the complementarity")
-    m.fischer.mu = pyo.Param(mutable=True, initialize=RELAXATION[0])
-    m.fischer.eq = pyo.Constraint(
-        range(len(pairs)),
-        rule=lambda b, k: pairs[k][0] + pairs[k][1]
-        - pyo.sqrt(pairs[k][0] ** 2 + pairs[k][1] ** 2 + 2 * b.mu) == 0)
-    return m.fischer.mu
+    """Replace every active Complementarity of ``m`` by its smoothed
+    Fischer-Burmeister equation (on ``m.fischer``); returns the parameter mu.
+    Kept for callers of the earlier API: the builder is
+    :func:`aggregame.models.complementarity.add_fischer_burmeister`."""
+    smoothed: SmoothedComplementarity = add_fischer_burmeister(m, mu=RELAXATION[0])
+    return smoothed.parameter
 
 
-def _solve_relaxations(m: pyo.ConcreteModel, solver: PyomoSolver, reformulation: str
-                       ) -> tuple[int, str, int]:
+@contextlib.contextmanager
+def _pyomo_core_muted() -> Iterator[None]:
+    """Silence pyomo.core below ERROR: an evaluation error far from the solution is
+    caught and judged here, Pyomo's own log line about it only alarms."""
+    core_log = logging.getLogger("pyomo.core")
+    level = core_log.level
+    core_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        core_log.setLevel(level)
+
+
+def _solve_relaxations(m: pyo.ConcreteModel, solver: PyomoSolver,
+                       reformulation: Reformulation | str) -> StageSolve:
     """Follow the smoothing (or relaxation) parameter down RELAXATION; each solve
-    starts where the last ended. Returns the number of solves, the last termination
-    and the solver iterations summed. Intermediate solves may end short (a local
+    starts where the last ended. Intermediate solves may end short (a local
     infeasibility of the smoothed system far from the solution), and near
-    mu = 1e-12 Ipopt often stops at
-    its "acceptable" level on this nearly non-smooth square system: the caller judges
-    the end point by its own complementarity residual, not by Ipopt's label."""
-    if reformulation == "fischer-burmeister":
-        parameter = smooth_complementarity(m)
-    elif reformulation == "relaxation":
-        pyo.TransformationFactory("mpec.simple_nonlinear").apply_to(m)
-        parameter = m.mpec_bound
-    else:
-        raise ValueError(f"reformulation must be 'fischer-burmeister' or 'relaxation', "
-                         f"got {reformulation!r}")
-    m.kkt_objective = pyo.Objective(expr=0.0, doc="feasibility problem")
-    solves, iterations = 0, 0
-    term = None
+    mu = 1e-12 Ipopt often stops at its "acceptable" level on this nearly non-smooth
+    square system: the caller judges the end point by its own complementarity
+    residual, not by Ipopt's label."""
+    parameter = add_reformulation(m, reformulation)
+    solves, iterations, term = 0, 0, None
     ipopt = solver.spec.name in (SolverName.CYIPOPT, SolverName.IPOPT)
     for stage, value in enumerate(RELAXATION):
         parameter.set_value(value)
         last = stage == len(RELAXATION) - 1
         if ipopt:
             solver.options["max_iter"] = FINAL_MAX_ITER if last else STAGE_MAX_ITER
-        core_log = logging.getLogger("pyomo.core")
-        level = core_log.level
-        core_log.setLevel(logging.ERROR)
         stop = False
-        try:
-            outcome = solver.solve(m)
-            term = outcome.termination.value
-            iterations += outcome.iterations
-            # A global solver out of time: later stages are harder; stop here and
-            # let the caller report the residual.
-            stop = solver.spec.is_global and \
-                outcome.termination is Termination.TIME_LIMIT
-        except Exception as err:  # Ipopt evaluation errors far from the solution
-            term = f"error: {err}"
-        finally:
-            core_log.setLevel(level)
+        with _pyomo_core_muted():
+            try:
+                outcome = solver.solve(m)
+                term = outcome.termination.value
+                iterations += outcome.iterations
+                # A global solver out of time: later stages are harder; stop here
+                # and let the caller report the residual.
+                stop = solver.spec.is_global and \
+                    outcome.termination is Termination.TIME_LIMIT
+            except Exception as err:  # Ipopt evaluation errors far from the solution
+                term = f"error: {err}"
         solves += 1
         if stop:
             break
-    return solves, str(term), iterations
+    return StageSolve(solves, str(term), iterations)
 
 
 def path_available() -> bool:
@@ -192,34 +274,17 @@ def path_available() -> bool:
     return shutil.which("pathampl") is not None
 
 
-def _solve_with_path(m: pyo.ConcreteModel) -> tuple[int, str]:
+def _solve_with_path(m: pyo.ConcreteModel) -> StageSolve:
     """Hand the complementarity model to PATH as it is (an MCP; no reformulation).
     Not exercised on machines without ``pathampl`` (such as this project's CI)."""
     results = pyo.SolverFactory("path").solve(m, load_solutions=True)
-    return 1, str(results.solver.termination_condition), 0
+    return StageSolve(1, str(results.solver.termination_condition), 0)
 
 
-def solve_kkt(game: Game, start: np.ndarray | None = None,
-              ipopt_options: dict[str, Any] | None = None,
-              certificate_rtol: float = CERTIFICATE_RTOL,
-              reformulation: str = "fischer-burmeister",
-              solver_name: str = "auto", solver: SolverSpec | None = None,
-              certifier: Any = None) -> Equilibrium:
-    """Solve the stacked KKT system from ``start`` (a purchase profile) and certify it.
-
-    Returns an Equilibrium with ``method='kkt'``; ``converged`` is True when the
-    priced-out status settled and the complementarity residual is below KKT_TOL
-    (``status`` says 'kkt-residual' or 'status-cycling' otherwise); ``certified`` says
-    whether the point is also a Nash equilibrium (regret certificate, native backend).
-
-    ``solver_name``: 'ipopt' (the reformulation above), 'path' (PATH on the
-    complementarity model itself; needs the ``pathampl`` executable) or 'auto' (PATH
-    where found, else Ipopt). ``solver`` picks the solver of the reformulated system
-    (cyipopt by default, the ipopt executable, or SCIP; HiGHS is refused: the system
-    is nonlinear); ``ipopt_options`` are options of the default solver. Giving
-    ``solver`` means 'ipopt' for ``solver_name='auto'``. ``certifier(profile)``
-    replaces the native certificate (the solver comparison times it apart).
-    """
+# -- phase 1: the solver choice ---------------------------------------------------
+def _setup(game: Game, ipopt_options: dict[str, Any] | None, reformulation: str,
+           solver_name: str, solver: SolverSpec | None) -> KKTSetup:
+    """Check the solver choice once, before any model is built."""
     spec = solver or SolverSpec(SolverName.CYIPOPT, ipopt_options or {})
     if spec.name is SolverName.HIGHS:
         raise UnsupportedProblemError(
@@ -241,58 +306,211 @@ def solve_kkt(game: Game, start: np.ndarray | None = None,
                          f"{solver_name!r}")
     use_path = solver_name == "path" or (solver_name == "auto" and path_available())
     if use_path and not path_available():
-        from aggregame.errors import SolverUnavailableError
-
         raise SolverUnavailableError("PATH was asked for, but no `pathampl` executable "
                                      "is on PATH; use solver_name='ipopt'")
-    from aggregame.solvers.dynamics import make_inners
+    try:
+        form = Reformulation(reformulation)
+    except ValueError:
+        raise ValueError(f"reformulation must be 'fischer-burmeister' or 'relaxation', "
+                         f"got {reformulation!r}") from None
+    return KKTSetup(spec, use_path, form)
 
-    t0 = time.perf_counter()
-    m_players = len(game.players)
-    if start is None:
-        # A neutral start: each player buys a share of what it could buy alone.
-        start = np.array([game.feasible_max(j, 0.0) / (m_players + 1)
-                          for j in range(m_players)])
+
+# -- phase 2: one start followed until the priced-out status settles ----------------
+def _descend(game: Game, setup: KKTSetup, nlp: PyomoSolver | None,
+             start: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], KKTStatus,
+                                         StageSolve, float]:
+    """Solve the model for the start's status, rebuild it for the status at the
+    solution, until the status agrees (or MAX_STATUS_ROUNDS). Returns the profile,
+    its path, the status, the solves summed, and the complementarity residual."""
     profile = np.asarray(start, dtype=float)
-    nlp = None if use_path else spec.make_solver()
     alloc = _start_allocation(game, profile)
     statuses = _statuses(game, profile)
     path = [profile.copy()]
-    status, solves, residual, termination = "status-cycling", 0, np.inf, ""
-    iterations = 0
+    status, residual = KKTStatus.STATUS_CYCLING, np.inf
+    total = StageSolve(0, "", 0)
     for _ in range(MAX_STATUS_ROUNDS):
         m = build_kkt_model(game, statuses)
         _load_start(m, game, alloc)
-        count, termination, its = (_solve_with_path(m) if use_path else
-                                   _solve_relaxations(m, nlp, reformulation))
-        solves += count
-        iterations += its
+        stage = (_solve_with_path(m) if setup.use_path else
+                 _solve_relaxations(m, nlp, setup.reformulation))
+        total = StageSolve(total.solves + stage.solves, stage.termination,
+                           total.iterations + stage.iterations)
         profile = _profile(m, game)
         path.append(profile.copy())
-        alloc = [np.array([max(m.player[p.name].x[i].value, 0.0)
-                           for i in m.player[p.name].MEMBERS]) for p in game.players]
+        alloc = _allocation(m, game)
         residual = _residual(m)
-        if termination == Termination.TIME_LIMIT.value:
-            status = "time-limit"
+        if stage.termination == Termination.TIME_LIMIT.value:
+            status = KKTStatus.TIME_LIMIT
             break
         new = _statuses(game, profile)
         if new == statuses:
-            status = "converged" if residual <= KKT_TOL else "kkt-residual"
+            status = (KKTStatus.CONVERGED if residual <= KKT_TOL
+                      else KKTStatus.KKT_RESIDUAL)
             break
         statuses = new
-    inners = make_inners(game, "native")
-    cert = certifier(profile) if certifier else certify(game, profile,
-                                                        certificate_rtol)
-    return Equilibrium.from_run(
-        game, profile, inners, converged=status == "converged", status=status,
-        iterations=solves, path=np.array(path), certificate=cert,
-        backend="pyomo-path" if use_path else "pyomo",
-        method="kkt", settings={"solver": "path" if use_path else "ipopt",
-                                "reformulation": None if use_path else reformulation,
-                                "relaxation": list(RELAXATION), "kkt_tol": KKT_TOL,
-                                "start": [float(v) for v in start],
-                                "kkt_residual": float(residual),
-                                "ipopt_termination": termination,
-                                "nlp_solver": None if use_path else spec.describe(),
-                                "solver_iterations": iterations},
-        seconds=time.perf_counter() - t0)
+    return profile, path, status, total, float(residual)
+
+
+def _attempt(game: Game, setup: KKTSetup, nlp: PyomoSolver | None, kind: StartKind,
+             start: np.ndarray, certifier: Callable[[np.ndarray], Certificate]
+             ) -> KKTAttempt:
+    """One start followed to its end, and certified."""
+    profile, path, status, solves, residual = _descend(game, setup, nlp, start)
+    attempt = KKTAttempt(kind, np.asarray(start, dtype=float), profile,
+                         np.array(path), status, solves.solves, solves.iterations,
+                         residual, solves.termination, certifier(profile))
+    LOG.info("stacked KKT from the %s start: %s after %d %s solves, max regret %.3g",
+             kind.value, status.value, attempt.solves, setup.solver_label,
+             attempt.certificate.max_regret)
+    return attempt
+
+
+# -- phase 3: the starts ------------------------------------------------------------
+def default_start(game: Game) -> np.ndarray:
+    """A neutral start: each player buys a share of what it could buy alone."""
+    m = len(game.players)
+    return np.array([game.feasible_max(j, 0.0) / (m + 1) for j in range(m)])
+
+
+def _fallback_starts(game: Game, first: np.ndarray, rtol: float, seed: int
+                     ) -> Iterator[tuple[StartKind, np.ndarray]]:
+    """The multistart after a failed first start, each computed only when asked."""
+    from aggregame.solvers.compare import random_starts
+    from aggregame.solvers.dynamics import DynamicsSettings, solve_equilibrium
+
+    warm = solve_equilibrium(game, "native", DynamicsSettings(
+        max_rounds=WARM_START_ROUNDS, start=tuple(float(v) for v in first),
+        certificate_rtol=rtol))
+    yield StartKind.BEST_RESPONSE, warm.profile
+    for start in random_starts(game, RANDOM_STARTS, seed):
+        yield StartKind.RANDOM, start
+
+
+def _best(attempts: list[KKTAttempt]) -> KKTAttempt:
+    """The attempt to report: an equilibrium, else a converged KKT point of least
+    regret, else the first."""
+    for a in attempts:
+        if a.is_equilibrium:
+            return a
+    converged = [a for a in attempts if a.status is KKTStatus.CONVERGED]
+    return min(converged, key=lambda a: a.certificate.max_regret) if converged \
+        else attempts[0]
+
+
+# -- the driver ----------------------------------------------------------------------
+def solve_kkt(game: Game, start: np.ndarray | None = None,
+              ipopt_options: dict[str, Any] | None = None,
+              certificate_rtol: float = CERTIFICATE_RTOL,
+              reformulation: str = "fischer-burmeister",
+              solver_name: str = "auto", solver: SolverSpec | None = None,
+              certifier: Any = None, multistart: bool = True,
+              seed: int = 0) -> "KKTEquilibrium":
+    """Solve the stacked KKT system from ``start`` (a purchase profile) and certify it.
+
+    Returns a KKTEquilibrium (an Equilibrium with ``method='kkt'``); ``converged``
+    is True when the priced-out status settled and the complementarity residual is
+    below KKT_TOL (``status`` says 'kkt-residual', 'status-cycling' or 'time-limit'
+    otherwise); ``certified`` says whether the point is also a Nash equilibrium
+    (regret certificate, native backend). ``iterations`` counts the solves of the
+    smoothed system (every stage of every start).
+
+    When the first start (``start``, or the neutral default) does not end at a
+    certified KKT point and ``multistart`` is True, a best-response warm start
+    (WARM_START_ROUNDS native Gauss-Seidel rounds from the first start) and
+    RANDOM_STARTS random starts (``seed``) are tried in turn, stopping at the first
+    certified one. ``settings['start_kind']`` names the start reported and
+    ``settings['attempts']`` lists every start tried.
+
+    ``solver_name``: 'ipopt' (the reformulation above), 'path' (PATH on the
+    complementarity model itself; needs the ``pathampl`` executable) or 'auto' (PATH
+    where found, else Ipopt). ``solver`` picks the solver of the reformulated system
+    (cyipopt by default, the ipopt executable, or SCIP; HiGHS is refused: the system
+    is nonlinear); ``ipopt_options`` are options of the default solver. Giving
+    ``solver`` means 'ipopt' for ``solver_name='auto'``. ``certifier(profile)``
+    replaces the native certificate (the solver comparison times it apart).
+    """
+    setup = _setup(game, ipopt_options, reformulation, solver_name, solver)
+    t0 = time.perf_counter()
+    certifier = certifier or (lambda y: certify(game, y, certificate_rtol))
+    nlp = None if setup.use_path else setup.spec.make_solver()
+    kind = StartKind.DEFAULT if start is None else StartKind.GIVEN
+    first = default_start(game) if start is None else np.asarray(start, dtype=float)
+    attempts = [_attempt(game, setup, nlp, kind, first, certifier)]
+    if multistart and not attempts[0].is_equilibrium and \
+            attempts[0].status is not KKTStatus.TIME_LIMIT:
+        for kind, point in _fallback_starts(game, first, certificate_rtol, seed):
+            attempts.append(_attempt(game, setup, nlp, kind, point, certifier))
+            if attempts[-1].is_equilibrium:
+                break
+    return _result(game, setup, attempts, time.perf_counter() - t0)
+
+
+def _result(game: Game, setup: KKTSetup, attempts: list[KKTAttempt],
+            seconds: float) -> "KKTEquilibrium":
+    """The reported attempt as an Equilibrium, with every attempt in its settings."""
+    from aggregame.solvers.dynamics import make_inners
+
+    best = _best(attempts)
+    solves = sum(a.solves for a in attempts)
+    return KKTEquilibrium.from_run(
+        game, best.profile, make_inners(game, "native"),
+        converged=best.status is KKTStatus.CONVERGED, status=best.status.value,
+        iterations=solves, path=best.path, certificate=best.certificate,
+        backend="pyomo-path" if setup.use_path else "pyomo",
+        method="kkt", settings={
+            "solver": "path" if setup.use_path else "ipopt",
+            "reformulation": None if setup.use_path else setup.reformulation.value,
+            "relaxation": list(RELAXATION), "kkt_tol": KKT_TOL,
+            "start": best.start.tolist(), "start_kind": best.kind.value,
+            "kkt_residual": float(best.residual),
+            "ipopt_termination": best.termination,
+            "nlp_solver": None if setup.use_path else setup.spec.describe(),
+            "solver_label": setup.solver_label, "nlp_solves": solves,
+            "solver_iterations": sum(a.iterations for a in attempts),
+            "attempts": [a.describe() for a in attempts]},
+        seconds=seconds)
+
+
+class KKTEquilibrium(Equilibrium):
+    """An Equilibrium found by the stacked KKT solve: its messages count solves of
+    the smoothed system and name the start that gave the point, not dynamics
+    rounds."""
+
+    def _solves(self) -> str:
+        label = self.settings.get("solver_label", "Ipopt")
+        return f"{self.iterations} {label} solve{'s' if self.iterations != 1 else ''}"
+
+    def _starts(self) -> str:
+        tried = len(self.settings.get("attempts", ())) or 1
+        kind = self.settings.get("start_kind", "given")
+        return (f"from the {kind} start" if tried == 1 else
+                f"from the {kind} start ({tried} starts tried)")
+
+    def reason(self) -> str:
+        """One line on why this is or is not an equilibrium."""
+        residual = self.settings.get("kkt_residual", float("nan"))
+        if self.is_equilibrium:
+            return (f"equilibrium: KKT point (residual {residual:.2g}) after "
+                    f"{self._solves()} {self._starts()}, max relative regret "
+                    f"{self.max_regret:.3g}")
+        if not self.converged:
+            return (f"no equilibrium: the stacked KKT solve stopped by {self.status} "
+                    f"after {self._solves()} {self._starts()} (residual "
+                    f"{residual:.2g}, max relative regret {self.max_regret:.3g})")
+        return (f"no equilibrium: KKT point (residual {residual:.2g}) after "
+                f"{self._solves()} {self._starts()}, but max relative regret "
+                f"{self.max_regret:.3g} exceeds the certificate tolerance "
+                f"{self.certificate.rtol:g}")
+
+    def summary(self) -> str:
+        """Equilibrium.summary, with one line per start when more than one was
+        tried."""
+        head = super().summary().split("\n")
+        attempts = self.settings.get("attempts", ())
+        if len(attempts) < 2:
+            return "\n".join(head)
+        tried = [f"  {k}. {a['start_kind']} start: {a['status']}, "
+                 f"{'certified' if a['certified'] else 'not certified'}, "
+                 f"{a['solves']} solves" for k, a in enumerate(attempts, 1)]
+        return "\n".join([head[0], "starts tried:", *tried, *head[1:]])
