@@ -44,6 +44,7 @@ MAX_PRICE_OUT_POINTS = 256
 NEAR_PRICE_OUT_POINTS = 32
 
 _GOLDEN = (math.sqrt(5) - 1) / 2
+_TINY = float(np.finfo(float).tiny)
 
 
 @dataclass(frozen=True)
@@ -62,11 +63,14 @@ class Candidate:
         """
         if not math.isfinite(self.welfare) or not math.isfinite(other.welfare):
             return self.welfare > other.welfare  # -inf loses to any finite payoff
-        scale = max(1.0, abs(self.welfare), abs(other.welfare))
+        # Relative to the payoffs themselves, never to 1: a game at scale 1e-3 has
+        # levels ~1e-5, and a floor of 1 once made level gains of 1e-11 ties that
+        # the tie-break then decided (a best response past max-min's kink).
+        scale = max(abs(self.welfare), abs(other.welfare), _TINY)
         if self.welfare > other.welfare + rtol * scale:
             return True
         if maxmin and abs(self.welfare - other.welfare) <= TIE_RTOL * scale:
-            tscale = max(1.0, abs(self.tiebreak), abs(other.tiebreak))
+            tscale = max(abs(self.tiebreak), abs(other.tiebreak), _TINY)
             return self.tiebreak > other.tiebreak + rtol * tscale
         return False
 
