@@ -22,7 +22,6 @@ the smoothed system were made.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import logging
 import time
@@ -36,6 +35,7 @@ from aggregame.errors import SolverUnavailableError, UnsupportedProblemError
 from aggregame.models.complementarity import (Reformulation, SmoothedComplementarity,
                                               add_fischer_burmeister,
                                               add_reformulation)
+from aggregame.models.context import muted_logger
 from aggregame.models.kkt import PlayerStatus, build_kkt_model, player_status
 from aggregame.players import Game
 from aggregame.solvers.certificate import CERTIFICATE_RTOL, Certificate, certify
@@ -220,19 +220,6 @@ def smooth_complementarity(m: pyo.ConcreteModel) -> pyo.Param:
     return smoothed.parameter
 
 
-@contextlib.contextmanager
-def _pyomo_core_muted() -> Iterator[None]:
-    """Silence pyomo.core below ERROR: an evaluation error far from the solution is
-    caught and judged here, Pyomo's own log line about it only alarms."""
-    core_log = logging.getLogger("pyomo.core")
-    level = core_log.level
-    core_log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        core_log.setLevel(level)
-
-
 def _solve_relaxations(m: pyo.ConcreteModel, solver: PyomoSolver,
                        reformulation: Reformulation | str) -> StageSolve:
     """Follow the smoothing (or relaxation) parameter down RELAXATION; each solve
@@ -250,7 +237,7 @@ def _solve_relaxations(m: pyo.ConcreteModel, solver: PyomoSolver,
         if ipopt:
             solver.options["max_iter"] = FINAL_MAX_ITER if last else STAGE_MAX_ITER
         stop = False
-        with _pyomo_core_muted():
+        with muted_logger():
             try:
                 outcome = solver.solve(m)
                 term = outcome.termination.value
