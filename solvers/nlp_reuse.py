@@ -41,6 +41,8 @@ class NlpSolution:
     status: int
     message: str
     iterations: int
+    zl: np.ndarray | None = None  # multipliers of the variables' bounds
+    zu: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,8 @@ class ReusableNlp:
                          self.nlp.constraints_ub().copy())
 
     def solve(self, x0: np.ndarray, bounds: NlpBounds,
-              options: Mapping[str, Any]) -> NlpSolution:
+              options: Mapping[str, Any], warm: "NlpSolution | None" = None
+              ) -> NlpSolution:
         """Run Ipopt from ``x0`` within ``bounds`` with ``options``.
 
         Raises whatever cyipopt raises (e.g. on an option Ipopt refuses); a run that
@@ -105,14 +108,19 @@ class ReusableNlp:
                 problem.add_option(key, value)
             # Quiet with print_level 0 and sb = yes (the defaults); a user's
             # print_level shows Ipopt's log, as with Pyomo's cyipopt solver's tee.
-            x, info = problem.solve(np.asarray(x0, dtype=float))
+            if warm is None:
+                x, info = problem.solve(np.asarray(x0, dtype=float))
+            else:
+                x, info = problem.solve(np.asarray(x0, dtype=float),
+                                        lagrange=warm.mult_g, zl=warm.zl, zu=warm.zu)
         finally:
             problem.close()
         message = info["status_msg"]
         if isinstance(message, bytes):
             message = message.decode(errors="replace")
         return NlpSolution(np.asarray(x), np.asarray(info["mult_g"]),
-                           int(info["status"]), str(message), problem_obj.iterations)
+                           int(info["status"]), str(message), problem_obj.iterations,
+                           np.asarray(info["mult_x_L"]), np.asarray(info["mult_x_U"]))
 
 
 def _structure(nlp: Any, x0: np.ndarray) -> tuple[Any, Any, np.ndarray]:

@@ -1,9 +1,15 @@
 """Pyomo inner backend: the aggregator model of models/aggregator.py solved by Ipopt.
 
-The model is built once per player; each solve only changes mutable Params (purchase,
-price, member weights and floors) and fixes the priced-out members at x = 0. Every
-solve is checked: a termination other than optimal raises ``InnerSolveError`` and
-the model's variables are put back, so a last iterate is never returned as an answer.
+The model is built once per player. With cyipopt (the default) it is also written
+once: purchase, price, priced-out members' x_i = 0 and the tie-break's level are
+variables fixed by their bounds at each solve (solvers/nlp_reuse.py), and under the
+floor rule each solve starts from the last solution (WARM_START_OPTIONS); a row whose
+warm solve fails the residual check is solved again from the cold start. Other
+solvers take the model with its mutable Params changed in place. One purchase runs
+through phase functions: ``_row_data`` (what the price decides), a closed form or one
+or two solves (``_welfare_row``, ``_maxmin_row``), ``_finish`` (welfare and the total
+derivative). Every solve is checked: a termination other than optimal raises
+``InnerSolveError``, so a last iterate is never returned as an answer.
 
 Multipliers. ``model.dual[eq_balance]`` is lambda_j = dJ_j/dy_j (maximize model,
 ``sum(x) == purchase``; docs/pyomo.md, section "Dual signs with cyipopt").
@@ -41,13 +47,22 @@ from aggregame.allocation import (RESIDUAL_TOL, counted_members, inner_setup,
                                   maxmin_residual, member_terms, optimality_residual,
                                   price_sensitivity, welfare_of)
 from aggregame.solvers.inner import InnerBatch
-from aggregame.solvers.nlp_reuse import (NlpBounds, NlpSolution, ReusableNlp, fix_vars,
-                                         free_rows)
+from aggregame.solvers.nlp_reuse import (SOLVE_SUCCEEDED, NlpBounds, NlpSolution,
+                                         ReusableNlp, fix_vars, free_rows)
 from aggregame.solvers.solver_choice import (DEFAULT_IPOPT_OPTIONS,  # noqa: F401
                                              SolveOutcome, SolverName, SolverSpec,
                                              ipopt_termination)
 
 LOG = logging.getLogger(__name__)
+
+#: Ipopt options of a warm start from the previous solve's primal and dual point
+#: (cyipopt path). A small initial barrier keeps Ipopt near that point: measured on
+#: Fig. 4 (pyomo backend), 1809 Ipopt iterations per equilibrium cold, 589 with
+#: mu_init = 1e-6, 408 with 1e-8; profiles equal to 1e-14 relative. A warm start
+#: that fails is followed by the cold start, so it can cost time, never an answer.
+WARM_START_OPTIONS: dict[str, Any] = {
+    "warm_start_init_point": "yes", "mu_init": 1e-8, "warm_start_bound_push": 1e-9,
+    "warm_start_mult_bound_push": 1e-9}
 
 def ipopt_solver(options: dict[str, Any] | None = None) -> Any:
     """Pyomo's cyipopt solver with our options (DEFAULT_IPOPT_OPTIONS, then
@@ -150,11 +165,13 @@ class PyomoInner:
     ``solver`` picks the solver (default cyipopt); ``options`` are Ipopt options for
     the default solver, kept for older callers. With cyipopt the model is written
     once (solvers/nlp_reuse.py) and every purchase only changes bounds; the other
-    solvers take the Pyomo model with its mutable Params changed in place.
+    solvers, and cyipopt with ``reuse_nlp=False`` (the benchmark's reference), take
+    the Pyomo model with its mutable Params changed in place, written at each solve.
     """
 
     def __init__(self, game: Game, index: int, options: dict[str, Any] | None = None,
-                 solver: SolverSpec | None = None) -> None:
+                 solver: SolverSpec | None = None, reuse_nlp: bool = True,
+                 warm_start: bool = True) -> None:
         self.game = game
         self.index = index
         self.player = game.players[index]
@@ -164,7 +181,9 @@ class PyomoInner:
         self.counter = SolveCounter()
         self._names = [m.name for m in self.player.members]
         self._u0 = self.player.marginal_at_zero
-        backend = _NlpBackend if self.spec.name is SolverName.CYIPOPT else _ModelBackend
+        self.warm_start = warm_start
+        reuse = reuse_nlp and self.spec.name is SolverName.CYIPOPT
+        backend = _NlpBackend if reuse else _ModelBackend
         self._backend = backend(self)
         self.model = self._backend.model
 
@@ -261,6 +280,7 @@ class PyomoInner:
         res = self._run(d, self._start(d), "welfare")
         x = np.clip(res.x, 0.0, d.xbar)  # Ipopt relaxes bounds by ~1e-8 relative
         if not self.solver.has_duals or self.spec.name is not SolverName.CYIPOPT:
+            # Duals of s_i >= 0 are read for cyipopt only (their sign is tested).
             lam, coef = self._allocation_terms(x, d.price, d.xbar, d.weight, d.floor,
                                                res.lam)
             return self._finish(d, x, lam, coef)
@@ -374,18 +394,34 @@ class PyomoInner:
         """
         y = np.atleast_1d(np.asarray(y, dtype=float))
         rows = [self._solve_one(float(v), others_total, fixed_price) for v in y]
-        stack = lambda key: np.array([getattr(r, key) for r in rows])  # noqa: E731
-        batch = InnerBatch(y, stack("price"), stack("x"), stack("surplus"),
-                           stack("welfare"), stack("surplus").sum(axis=1), stack("lam"),
-                           stack("deriv"), stack("tie"))
-        batch.residual = self._residual(batch, others_total, fixed_price)
+        batch = self._batch(y, rows, others_total, fixed_price)
         bad = np.flatnonzero(~(batch.residual <= RESIDUAL_TOL))
+        if bad.size and getattr(self._backend, "warm", False):
+            # A warm start can end less precisely than a cold one: solve those rows
+            # again from the cold start before calling them unproved.
+            self._backend.warm = False
+            try:
+                for k in bad:
+                    rows[k] = self._solve_one(float(y[k]), others_total, fixed_price)
+            finally:
+                self._backend.warm = True
+            batch = self._batch(y, rows, others_total, fixed_price)
+            bad = np.flatnonzero(~(batch.residual <= RESIDUAL_TOL))
         if bad.size:
             k = int(bad[0])
             raise InnerSolveError(
                 f"Ipopt's solution of the inner problem of player '{self.player.name}' "
                 f"at purchase y = {y[k]:.17g} has optimality residual "
                 f"{batch.residual[k]:.3g} (tolerance {RESIDUAL_TOL:g})")
+        return batch
+
+    def _batch(self, y: np.ndarray, rows: list[InnerRow], others_total: float,
+               fixed_price: float | None) -> InnerBatch:
+        stack = lambda key: np.array([getattr(r, key) for r in rows])  # noqa: E731
+        batch = InnerBatch(y, stack("price"), stack("x"), stack("surplus"),
+                           stack("welfare"), stack("surplus").sum(axis=1), stack("lam"),
+                           stack("deriv"), stack("tie"))
+        batch.residual = self._residual(batch, others_total, fixed_price)
         return batch
 
     def _residual(self, batch: InnerBatch, others_total: float,
@@ -402,7 +438,7 @@ class PyomoInner:
         return np.where(infeasible | np.isneginf(batch.welfare), 0.0, res)
 
 
-# -- the two ways a solve reaches its solver --------------------------------------------
+# -- the two ways a solve reaches its solver ------------------------------------
 class _NlpBackend:
     """cyipopt on a model written once per (objective, member terms): the purchase,
     the price, priced-out members (x_i = 0) and the tie-break's level are variables
@@ -417,6 +453,11 @@ class _NlpBackend:
     def __init__(self, inner: PyomoInner) -> None:
         self.inner = inner
         self.player = inner.player
+        # Warm starts only under the floor rule: with a zero floor (viable, strict)
+        # log(s) near s = 0 is ill-conditioned and a warm start stopped 2e-6 away
+        # from the cold start's answer (measured, tests/test_inner.py).
+        self.warm = inner.warm_start and \
+            self.player.fairness.rule is PricedOutRule.FLOOR
         m = pyo.ConcreteModel(name=f"aggregator[{self.player.name}]")
         m.purchase = pyo.Var(initialize=0.0, doc="y_j, fixed by its bounds [unit]")
         m.price = pyo.Var(initialize=0.0, doc="p, fixed by its bounds [$/unit]")
@@ -447,7 +488,21 @@ class _NlpBackend:
         nlp = self._nlp(d, start.tiebreak)
         x0, bounds = nlp.point_and_bounds(d, start)
         options = dict(self.inner.solver.config.options.items())
-        sol = nlp.reusable.solve(x0, bounds, options)
+        sol, iterations = None, 0
+        if nlp.last is not None and self.warm:
+            warm_x0 = nlp.warm_point(x0, bounds, d, start)
+            sol = nlp.reusable.solve(warm_x0, bounds, {**options, **WARM_START_OPTIONS},
+                                     nlp.last)
+            iterations = sol.iterations
+            if sol.status != SOLVE_SUCCEEDED:
+                LOG.debug("warm start failed (%s); solving from the cold start",
+                          sol.message)
+                sol = None
+        if sol is None:
+            sol = nlp.reusable.solve(x0, bounds, options)
+        if sol.status == SOLVE_SUCCEEDED:
+            nlp.last = sol
+        sol = dataclasses.replace(sol, iterations=sol.iterations + iterations)
         outcome = SolveOutcome(ipopt_termination(sol.status), sol.iterations, 0,
                                sol.message)
         return outcome, nlp.result(sol)
@@ -490,6 +545,19 @@ class _Nlp:
             self.rm = r.row_index(m.ineq_maxmin[n] for n in names)
             self.sm = _signs(m.ineq_maxmin[n] for n in names)
         self.defaults = r.default_bounds()
+        self.last: NlpSolution | None = None  # the last optimal solve: a warm start
+
+    def warm_point(self, x0: np.ndarray, bounds: NlpBounds, d: RowData,
+                   start: PhaseStart) -> np.ndarray:
+        """The last solution as a start: x_i kept strictly inside [0, xbar_i) at this
+        price (beyond xbar_i the surplus is negative, and log(s + e) may be NaN),
+        every other free variable (the max-min level) as it was."""
+        point = x0.copy()
+        free = bounds.lb < bounds.ub
+        point[free] = self.last.primals[free]
+        point[self.ix] = np.clip(point[self.ix], 0.0, d.xbar * (1 - 1e-6))
+        point[self.ix[d.priced_out]] = 0.0
+        return point
 
     def point_and_bounds(self, d: RowData, start: PhaseStart
                          ) -> tuple[np.ndarray, NlpBounds]:
