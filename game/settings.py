@@ -21,7 +21,7 @@ BACKENDS = ("native", "pyomo")
 METHODS = ("gauss-seidel", "jacobi")
 STRATEGIES = ("auto", "bisection", "scan")
 STARTS = ("zero", "random")
-#: Solvers of the pyomo backend and of the stacked KKT system (solvers/solver_choice.py).
+#: Solvers of the pyomo backend and the stacked KKT system (solvers/solver_choice.py).
 SOLVER_NAMES = ("cyipopt", "ipopt", "scip", "highs")
 #: Largest certificate tolerance accepted: a regret of 1% of |J| is no equilibrium.
 MAX_CERTIFICATE_RTOL = 1e-2
