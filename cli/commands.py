@@ -64,26 +64,50 @@ def _settings(args: argparse.Namespace, scenario) -> tuple[str, object]:
     return settings.backend, DynamicsSettings(**settings.dynamics_kwargs())
 
 
+def _solver_spec(args: argparse.Namespace, scenario, backend: str, kkt: bool):
+    """The SolverSpec of the pyomo backend and the KKT system: the scenario's [solver]
+    name and options, overridden by --solver and --solver-option. An unknown or
+    invalid option, or a solver that is not installed, fails here in one line."""
+    from aggregame.solvers.solver_choice import SolverSpec, parse_solver_options
+
+    given = getattr(args, "solver", None) is not None or \
+        bool(getattr(args, "solver_option", None))
+    if given and backend == "native" and not kkt:
+        raise AggregameError("--solver and --solver-option apply to --backend pyomo "
+                             "and the KKT system; the native backend calls no solver")
+    name = getattr(args, "solver", None) or scenario.solver.name
+    options = dict(scenario.solver.options) if name == scenario.solver.name else {}
+    options.update(parse_solver_options(getattr(args, "solver_option", None) or []))
+    spec = SolverSpec(name, options)
+    if backend == "pyomo" or kkt:
+        spec.check_available()
+    return spec
+
+
 def cmd_solve(args: argparse.Namespace) -> int:
     from aggregame.scenario import load_scenario
     from aggregame.solvers.dynamics import solve_equilibrium
 
     scenario = load_scenario(args.scenario)
     backend, settings = _settings(args, scenario)
-    LOG.info("%s: %d players, %s by %s", scenario.name, len(scenario.game.players),
-             args.method, backend)
+    spec = _solver_spec(args, scenario, backend, args.method == "kkt")
+    LOG.info("%s: %d players, %s by %s (%s)", scenario.name,
+             len(scenario.game.players), args.method, backend, spec.describe())
     if args.method == "kkt":
         from aggregame.solvers.kkt import solve_kkt
 
         eq = solve_kkt(scenario.game, start=_kkt_start(scenario.game, settings),
-                       certificate_rtol=settings.certificate_rtol, seed=settings.seed)
+                       certificate_rtol=settings.certificate_rtol, seed=settings.seed,
+                       solver=spec)
     else:
         eq = solve_equilibrium(scenario.game, backend=backend, settings=settings,
-                               progress=args.progress and not _quiet(args))
+                               progress=args.progress and not _quiet(args),
+                               solver=spec if backend == "pyomo" else None)
     _certify_globally(args, scenario.game, eq)
     if args.json:
         emit(args, {"scenario": scenario.name, "equilibrium": eq.is_equilibrium,
-                    **eq.to_dict()})
+                    "solver": spec.describe() if backend == "pyomo" or
+                    args.method == "kkt" else None, **eq.to_dict()})
     else:
         print(f"scenario {scenario.name}: {scenario.description}")
         print(eq.summary())
@@ -116,22 +140,29 @@ def _certify_globally(args: argparse.Namespace, game, eq) -> None:
                              time_limit=args.certify_time_limit)
 
 
-def _run_methods(scenario, backends: list[str], settings) -> tuple[dict, dict]:
-    """Every method's result, or the one-line reason it failed."""
+def _run_methods(scenario, backends: list[str], settings, spec,
+                 repeats: int = 1) -> tuple[dict, dict]:
+    """Every method's result (its time the median of ``repeats`` runs), or the
+    one-line reason it failed."""
     from aggregame.solvers.dynamics import solve_equilibrium
     from aggregame.solvers.kkt import solve_kkt
 
     results, failed = {}, {}
     runs = [(f"best-response/{b}", lambda b=b: solve_equilibrium(
-        scenario.game, b, settings)) for b in backends]
+        scenario.game, b, settings, solver=spec if b == "pyomo" else None))
+        for b in backends]
     runs.append(("kkt/pyomo", lambda: solve_kkt(
-        scenario.game, certificate_rtol=settings.certificate_rtol)))
+        scenario.game, certificate_rtol=settings.certificate_rtol, seed=settings.seed,
+        solver=spec)))
     for label, run in runs:
-        LOG.info("crosscheck: %s", label)
+        LOG.info("crosscheck: %s (%s)", label, spec.describe())
         try:
-            results[label] = run()
+            done = [run() for _ in range(repeats)]
         except AggregameError as err:  # a solver failure is a verdict, not a crash
             failed[label] = str(err)
+            continue
+        results[label] = done[-1]
+        results[label].seconds = float(np.median([eq.seconds for eq in done]))
     return results, failed
 
 
@@ -161,7 +192,8 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
     if bad or not backends:
         raise AggregameError(f"--backends: unknown backend(s) {bad or backends}; use "
                              f"{', '.join(BACKENDS)}")
-    results, failed = _run_methods(scenario, backends, settings)
+    spec = _solver_spec(args, scenario, "pyomo", True)
+    results, failed = _run_methods(scenario, backends, settings, spec, args.repeats)
     for eq in results.values():
         _certify_globally(args, scenario.game, eq)
     uncertified = [k for k, eq in results.items() if not eq.is_equilibrium]
@@ -169,6 +201,7 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
     ok = not failed and not uncertified
     if args.json:
         emit(args, {"scenario": scenario.name, "rtol": args.rtol, "ok": ok,
+                    "solver": spec.describe(), "repeats": args.repeats,
                     "failed": failed, "not_certified": uncertified,
                     "equilibria": [{"methods": g,
                                     "profile": results[g[0]].profile.tolist()}

@@ -197,6 +197,7 @@ def _solve(p: argparse.ArgumentParser) -> None:
                         "solved by Ipopt (its point is then certified by regret)")
     _dynamics_options(p)
     _certificate_options(p)
+    solver_arguments(p)
     p.add_argument("--progress", action="store_true",
                    help="show a progress bar (round, largest step, final regret)")
 
@@ -236,6 +237,18 @@ def _dynamics_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=_integer(0), help="seed of a random start")
 
 
+def solver_arguments(p: argparse.ArgumentParser) -> None:
+    """--solver and --solver-option: the solver of the pyomo backend and of the
+    stacked KKT system (overriding the scenario's [solver] name and options)."""
+    p.add_argument("--solver", choices=["cyipopt", "ipopt", "scip", "highs"],
+                   help="solver of the pyomo backend and the KKT system (default: "
+                        "the scenario's, else cyipopt)")
+    p.add_argument("--solver-option", dest="solver_option", action="append",
+                   default=[], metavar="KEY=VALUE",
+                   help="a solver option, e.g. tol=1e-8 (repeatable; the value is "
+                        "read as an integer, a number or a string)")
+
+
 def _crosscheck(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario")
     p.add_argument("--rtol", type=_open_unit, default=1e-6,
@@ -243,8 +256,12 @@ def _crosscheck(p: argparse.ArgumentParser) -> None:
                         "this (relative, default 1e-6)")
     p.add_argument("--backends", default="native,pyomo",
                    help="best-response backends to run (default native,pyomo)")
+    p.add_argument("--repeats", type=_integer(1), default=1,
+                   help="runs of each method; the table shows the median time "
+                        "(default 1)")
     _dynamics_options(p)
     _certificate_options(p)
+    solver_arguments(p)
 
 
 def _uniqueness(p: argparse.ArgumentParser) -> None:

@@ -56,6 +56,8 @@ BACKENDS = (Backend.NATIVE.value, Backend.PYOMO.value)
 METHODS = tuple(m.value for m in Method)
 STRATEGIES = tuple(s.value for s in Strategy)
 STARTS = tuple(s.value for s in Start)
+#: Solvers of the pyomo backend and the stacked KKT system (solvers/solver_choice.py).
+SOLVER_NAMES = ("cyipopt", "ipopt", "scip", "highs")
 #: Largest certificate tolerance accepted: a regret of 1% of |J| is no equilibrium.
 MAX_CERTIFICATE_RTOL = 1e-2
 
@@ -73,6 +75,13 @@ FIELDS: dict[str, dict[str, Any]] = {
                         {"type": "array", "items": {"type": "number", "minimum": 0}}],
               "description": "'zero', 'random' (with seed) or one purchase per player"},
     "seed": {"type": "integer", "minimum": 0, "description": "seed of a random start"},
+    "name": {"enum": list(SOLVER_NAMES),
+             "description": "solver of the pyomo backend's inner problem and of the "
+                            "stacked KKT system (default cyipopt)"},
+    "options": {"type": "object",
+                "additionalProperties": {"type": ["number", "string", "boolean"]},
+                "description": "options of that solver (e.g. tol = 1e-8 for Ipopt), "
+                               "checked against the solver when it is used"},
     "certificate_rtol": {"type": "number", "exclusiveMinimum": 0,
                          "maximum": MAX_CERTIFICATE_RTOL,
                          "description": "regret tolerance of the certificate, relative "
@@ -105,6 +114,8 @@ class SolverSettings(RoundSettings):
 
     backend: str = Backend.NATIVE
     certificate_rtol: float | None = None
+    name: str = "cyipopt"
+    options: Any = ()  # (key, value) pairs, sorted; a table is accepted
     source: str = "<settings>"
 
     def __post_init__(self) -> None:
@@ -131,6 +142,8 @@ class SolverSettings(RoundSettings):
                 raise checks.Invalid("certificate_rtol", f"must be in (0, "
                                      f"{MAX_CERTIFICATE_RTOL:g}], got {rtol!r}")
         object.__setattr__(self, "start", _start(self.start))
+        checks.choice(self.name, "name", SOLVER_NAMES)
+        object.__setattr__(self, "options", _options(self.options))
 
     @classmethod
     def from_table(cls, table: Any, source: str) -> "SolverSettings":
@@ -167,7 +180,26 @@ class SolverSettings(RoundSettings):
         out = dataclasses.asdict(self)
         out.pop("source")
         out["start"] = self.start if isinstance(self.start, str) else list(self.start)
+        out["options"] = dict(self.options)
         return out
+
+
+def _options(value: Any) -> tuple[tuple[str, Any], ...]:
+    """Solver options as sorted (key, value) pairs of numbers, strings, booleans.
+    Whether the solver knows them is checked where it is built (SolverSpec)."""
+    items = value.items() if isinstance(value, Mapping) else value
+    try:
+        pairs = [(str(k), v) for k, v in items]
+    except (TypeError, ValueError):
+        raise checks.Invalid("options", f"must be a table of solver options, got "
+                                        f"{checks.shown(value)}") from None
+    for key, v in pairs:
+        if isinstance(v, bool) or (isinstance(v, (int, float, str))
+                                   and not (isinstance(v, float) and math.isnan(v))):
+            continue
+        raise checks.Invalid(f"options.{key}", f"must be a number, string or boolean, "
+                                               f"got {checks.shown(v)}")
+    return tuple(sorted(pairs))
 
 
 def _start(value: Any) -> str | tuple[float, ...]:

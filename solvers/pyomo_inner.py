@@ -1,9 +1,15 @@
 """Pyomo inner backend: the aggregator model of models/aggregator.py solved by Ipopt.
 
-The model is built once per player; each solve only changes mutable Params (purchase,
-price, member weights and floors) and fixes the priced-out members at x = 0. Every
-solve is checked: a termination other than optimal raises ``InnerSolveError`` and
-the model's variables are put back, so a last iterate is never returned as an answer.
+The model is built once per player. With cyipopt (the default) it is also written
+once: purchase, price, priced-out members' x_i = 0 and the tie-break's level are
+variables fixed by their bounds at each solve (solvers/nlp_reuse.py), and under the
+floor rule each solve starts from the last solution (WARM_START_OPTIONS); a row whose
+warm solve fails the residual check is solved again from the cold start. Other
+solvers take the model with its mutable Params changed in place. One purchase runs
+through phase functions: ``_row_data`` (what the price decides), a closed form or one
+or two solves (``_welfare_row``, ``_maxmin_row``), ``_finish`` (welfare and the total
+derivative). Every solve is checked: a termination other than optimal raises
+``InnerSolveError``, so a last iterate is never returned as an answer.
 
 Multipliers. ``model.dual[eq_balance]`` is lambda_j = dJ_j/dy_j (maximize model,
 ``sum(x) == purchase``; docs/pyomo.md, section "Dual signs with cyipopt").
@@ -23,25 +29,42 @@ derivatives are NaN and the best response falls back to its derivative-free sear
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pyomo.environ as pyo
+from pyomo.core.expr.calculus.derivatives import differentiate
 
 from aggregame.errors import InnerSolveError, UnsupportedProblemError
 from aggregame.fairness import PricedOutRule
-from aggregame.models.aggregator import build_aggregator_model
+from aggregame.models.aggregator import add_aggregator, build_aggregator_model
 from aggregame.players import Game
-from aggregame.allocation import (RESIDUAL_TOL, inner_setup, maxmin_residual, member_terms,
-                                  optimality_residual, price_sensitivity, welfare_of)
+from aggregame.allocation import (RESIDUAL_TOL, counted_members, inner_setup,
+                                  maxmin_residual, member_terms, optimality_residual,
+                                  price_sensitivity, welfare_of)
 from aggregame.solvers.inner import InnerBatch
+from aggregame.solvers.nlp_reuse import (SOLVE_SUCCEEDED, NlpBounds, NlpSolution,
+                                         ReusableNlp, fix_vars, free_rows)
 from aggregame.solvers.solver_choice import (DEFAULT_IPOPT_OPTIONS,  # noqa: F401
-                                             SolverName,
-                                             SolverSpec)
+                                             SolveOutcome, SolverName, SolverSpec,
+                                             Termination, ipopt_termination)
 
 LOG = logging.getLogger(__name__)
+
+#: Ipopt's status "Solved_To_Acceptable_Level" (IpReturnCodes_inc.h).
+SOLVED_TO_ACCEPTABLE_LEVEL = 1
+#: Ipopt options of a warm start from the previous solve's primal and dual point
+#: (cyipopt path). A small initial barrier keeps Ipopt near that point: measured on
+#: Fig. 4 (pyomo backend), 1809 Ipopt iterations per equilibrium cold, 589 with
+#: mu_init = 1e-6, 408 with 1e-8; profiles equal to 1e-14 relative. A warm start
+#: that fails is followed by the cold start, so it can cost time, never an answer.
+WARM_START_OPTIONS: dict[str, Any] = {
+    "warm_start_init_point": "yes", "mu_init": 1e-8, "warm_start_bound_push": 1e-9,
+    "warm_start_mult_bound_push": 1e-9}
 
 def ipopt_solver(options: dict[str, Any] | None = None) -> Any:
     """Pyomo's cyipopt solver with our options (DEFAULT_IPOPT_OPTIONS, then
@@ -67,111 +90,250 @@ def check_supported(spec: SolverSpec, player: Any) -> None:
 
 @dataclass
 class SolveCounter:
-    """How many Ipopt solves a backend made (for the benchmarks' time accounting)."""
+    """How many solver runs a backend made (for the benchmarks' time accounting).
+
+    ``build_seconds`` is the time spent writing models for the solver (the NL file
+    of the cyipopt path, once per player and objective); ``seconds`` the solves.
+    """
 
     solves: int = 0
     seconds: float = 0.0
     iterations: int = 0  # solver iterations (Ipopt, HiGHS) or nodes (SCIP), summed
     by_phase: dict[str, int] = field(default_factory=dict)
+    builds: int = 0
+    build_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class RowData:
+    """What the price decides for one purchase, before any solve."""
+
+    y: float
+    price: float
+    slope_p: float  # p'(Y), 0 at a fixed price
+    priced_out: np.ndarray  # U_i'(0) <= p
+    xbar: np.ndarray  # where each member's surplus returns to 0
+    weight: np.ndarray
+    floor: np.ndarray
+    cap: float  # sum of xbar: the largest feasible purchase at this price
+
+
+@dataclass(frozen=True)
+class InnerRow:
+    """The inner solution of one purchase (one row of an InnerBatch)."""
+
+    price: float
+    x: np.ndarray
+    surplus: np.ndarray
+    welfare: float
+    lam: float
+    deriv: float
+    tie: float = np.nan
+
+
+@dataclass(frozen=True)
+class PhaseStart:
+    """Where one solve starts and what it holds fixed.
+
+    ``level`` starts the max-min level t (None: not max-min); ``fixed_level`` fixes
+    it (the tie-break phase, which maximizes total surplus instead).
+    """
+
+    x0: np.ndarray
+    level: float | None = None
+    fixed_level: float | None = None
+
+    @property
+    def tiebreak(self) -> bool:
+        return self.fixed_level is not None
+
+
+@dataclass(frozen=True)
+class PhaseResult:
+    """One solve's answer: the raw allocation (within the solver's bound
+    relaxation), the max-min level, and the multipliers in the sign convention of
+    the module docstring (NaN where the solver gives none)."""
+
+    x: np.ndarray
+    level: float
+    lam: float
+    sigma: np.ndarray  # multipliers of s_i >= 0, >= 0
+    mu: np.ndarray  # multipliers of s_i + e_i >= t (max-min), >= 0
 
 
 class PyomoInner:
     """Inner problem of ``game.players[index]`` as a Pyomo model.
 
     ``solver`` picks the solver (default cyipopt); ``options`` are Ipopt options for
-    the default solver, kept for older callers.
+    the default solver, kept for older callers. With cyipopt the model is written
+    once (solvers/nlp_reuse.py) and every purchase only changes bounds; the other
+    solvers, and cyipopt with ``reuse_nlp=False`` (the benchmark's reference), take
+    the Pyomo model with its mutable Params changed in place, written at each solve.
     """
 
     def __init__(self, game: Game, index: int, options: dict[str, Any] | None = None,
-                 solver: SolverSpec | None = None) -> None:
+                 solver: SolverSpec | None = None, reuse_nlp: bool = True,
+                 warm_start: bool = True) -> None:
         self.game = game
         self.index = index
         self.player = game.players[index]
         self.spec = solver or SolverSpec(SolverName.CYIPOPT, options or {})
         check_supported(self.spec, self.player)
         self.solver = self.spec.make_solver()
-        self.model = build_aggregator_model(self.player)
-        # HiGHS: s_i >= 0 as the bound x_i <= xbar_i, set at each solve's price.
-        self._surplus_as_bound = self.spec.name is SolverName.HIGHS
-        if self._surplus_as_bound:
-            self.model.ineq_surplus.deactivate()
         self.counter = SolveCounter()
         self._names = [m.name for m in self.player.members]
-        self._status: np.ndarray | None = None  # priced-out members of the last solve
         self._u0 = self.player.marginal_at_zero
+        self.warm_start = warm_start
+        reuse = reuse_nlp and self.spec.name is SolverName.CYIPOPT
+        backend = _NlpBackend if reuse else _ModelBackend
+        self._backend = backend(self)
+        self.model = self._backend.model
 
-    # -- model bookkeeping -----------------------------------------------------
-    def _set_data(self, y: float, price: float, priced_out: np.ndarray) -> None:
-        m = self.model
-        m.purchase.set_value(y)
-        m.price.set_value(price)
-        if self._status is not None and np.array_equal(priced_out, self._status):
-            return  # same members priced out as last solve: nothing else changes
-        self._status = priced_out.copy()
+    # -- one purchase -----------------------------------------------------------
+    def _row_data(self, y: float, others_total: float,
+                  fixed_price: float | None) -> RowData:
+        total = others_total + y
+        if fixed_price is None:
+            price = float(self.game.price.value(total))
+            slope_p = float(self.game.price.derivative(total))
+        else:
+            price, slope_p = float(fixed_price), 0.0
+        priced_out = self._u0 <= price
+        xbar = self.player.zero_surplus_consumption(price)
         weight, floor = member_terms(self.player, priced_out)
-        for k, name in enumerate(self._names):
-            m.member_weight[name].set_value(float(weight[k]))
-            m.surplus_floor[name].set_value(float(floor[k]))
-            if priced_out[k]:
-                # Only x = 0 is feasible; fixing it keeps the solver off an empty
-                # interior (and the constraint becomes trivial, so drop it).
-                m.x[name].fix(0.0)
-                m.ineq_surplus[name].deactivate()
-                if self.player.fairness.is_maxmin:
-                    # Under viable it leaves the minimum; otherwise it pins t <= e_i.
-                    if self.player.fairness.rule is PricedOutRule.VIABLE:
-                        m.ineq_maxmin[name].deactivate()
-                    else:
-                        m.ineq_maxmin[name].activate()
-            else:
-                m.x[name].unfix()
-                if not self._surplus_as_bound:
-                    m.ineq_surplus[name].activate()
-                if self.player.fairness.is_maxmin:
-                    m.ineq_maxmin[name].activate()
+        return RowData(y, price, slope_p, priced_out, xbar, weight, floor,
+                       float(xbar.sum()))
 
-    def _run(self, phase: str) -> None:
-        import time
+    def _finish(self, d: RowData, x: np.ndarray, lam: float,
+                coef: np.ndarray | None, tie: float = np.nan) -> InnerRow:
+        """The row of allocation ``x``: its welfare and total derivative
+        lambda + p' dPhi/dp, with dPhi/dp = -sum coef_i x_i (aggregame.allocation)."""
+        surplus = self._surplus(x, d.price)
+        welfare = float(welfare_of(self.player, surplus[None], d.weight[None],
+                                   d.floor[None], d.priced_out[None])[0])
+        deriv = np.nan
+        if coef is not None and np.isfinite(lam):
+            deriv = lam + d.slope_p * float(price_sensitivity(x, coef))
+        return InnerRow(d.price, x, surplus, welfare, lam, deriv, tie)
 
-        m = self.model
-        saved = [(v, v.value) for v in m.component_data_objects(pyo.Var)]
-        start = time.perf_counter()
-        # Ipopt's bound relaxation returns x = -1e-11 where x >= 0 binds; Pyomo warns
-        # on loading it. _read_x projects it back, so the warning is noise here.
-        core_log = logging.getLogger("pyomo.core")
-        level = core_log.level
-        core_log.setLevel(logging.ERROR)
+    def _flat(self, d: RowData) -> bool:
+        """Max-min with a counted priced-out member: the level is flat (at its
+        floor) for this and every larger y, and the tie-break decides (native.py)."""
+        f = self.player.fairness
+        return f.is_maxmin and bool(d.priced_out.any()) and \
+            f.rule is not PricedOutRule.VIABLE
+
+    def _solve_one(self, y: float, others_total: float,
+                   fixed_price: float | None) -> InnerRow:
+        d = self._row_data(y, others_total, fixed_price)
+        if y > d.cap * (1 + 1e-12):  # infeasible: no allocation keeps s >= 0
+            row = self._finish(d, d.xbar.copy(), np.nan, None)
+            return dataclasses.replace(row, welfare=-np.inf)
+        f = self.player.fairness
+        edge = y <= 0 or y >= d.cap * (1 - 1e-14)
+        strict_dead = (f.rule is PricedOutRule.STRICT and f.alpha >= 1
+                       and not f.is_maxmin and bool(d.priced_out.any()))
+        if edge or strict_dead:
+            return self._closed_form_row(d, edge and not strict_dead)
+        if f.is_maxmin:
+            return self._maxmin_row(d)
+        return self._welfare_row(d)
+
+    def _closed_form_row(self, d: RowData, edge: bool) -> InnerRow:
+        """y = 0, y = cap (one allocation only) or J = -inf (strict rule): no solve.
+        At an end lambda is the largest (y = 0) or smallest (y = cap) marginal
+        welfare among members who can buy."""
+        f = self.player.fairness
+        if d.y <= 0:
+            x = np.zeros(self.player.size)
+        elif d.y >= d.cap * (1 - 1e-14):
+            x = d.xbar.copy()
+        else:
+            x = d.y * d.xbar / d.cap
+        lam, coef = np.nan, None
+        if edge and not f.is_maxmin:
+            s = self._surplus(x, d.price)
+            g = d.weight * f.dphi(np.maximum(s + d.floor, 0.0)) * (
+                self._marginal(x) - d.price)
+            g = g[d.xbar > 0]
+            lam = float(g.max() if d.y <= 0 else g.min()) if g.size else np.nan
+        if np.isfinite(lam):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                coef = np.where(x > 0, lam / (self._marginal(x) - d.price), 0.0)
+        tie = np.nan
+        if self._flat(d) and d.y <= 0:
+            # Right derivative of the total surplus at 0: the best U_i'(0) - p.
+            gain = (self._marginal(x) - d.price)[d.xbar > 0]
+            tie = float(gain.max()) if gain.size else -1.0
+        return self._finish(d, x, lam, coef, tie)
+
+    def _start(self, d: RowData) -> PhaseStart:
+        """x_i = y xbar_i / cap: sum x = y and every surplus positive; the max-min
+        level 10% below the smallest s_i + e_i (strictly feasible)."""
+        x0 = np.where(d.priced_out, 0.0, d.y * d.xbar / d.cap)
+        s0 = self._surplus(x0, d.price)
+        self._scale_objective(x0, s0, d.price, d.weight, d.floor, d.priced_out)
+        if not self.player.fairness.is_maxmin:
+            return PhaseStart(x0)
+        level = float((s0 + d.floor).min())
+        return PhaseStart(x0, level=level - 0.1 * abs(level))
+
+    def _welfare_row(self, d: RowData) -> InnerRow:
+        res = self._run(d, self._start(d), "welfare")
+        x = np.clip(res.x, 0.0, d.xbar)  # Ipopt relaxes bounds by ~1e-8 relative
+        if not self.solver.has_duals or self.spec.name is not SolverName.CYIPOPT:
+            # Duals of s_i >= 0 are read for cyipopt only (their sign is tested).
+            lam, coef = self._allocation_terms(x, d.price, d.xbar, d.weight, d.floor,
+                                               res.lam)
+            return self._finish(d, x, lam, coef)
+        s = self._surplus(x, d.price)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            coef = d.weight * self.player.fairness.dphi(np.maximum(s + d.floor, 0.0))
+        coef = np.where(x > 0, coef + res.sigma, 0.0)
+        return self._finish(d, x, res.lam, coef)
+
+    def _maxmin_row(self, d: RowData) -> InnerRow:
+        """Phase 1 maximizes the level t; phase 2 (docs/model.md, section "Max-min":
+        the tie-break) keeps it, relaxed by 1e-9 relative so phase 2 keeps an
+        interior, and maximizes total surplus."""
+        first = self._run(d, self._start(d), "welfare")
+        deriv_x = np.clip(first.x, 0.0, d.xbar)
+        level = first.level
+        fixed = level - 1e-9 * max(1.0, abs(level))
+        second = self._run(d, PhaseStart(first.x, fixed_level=fixed), "tiebreak")
+        x = np.clip(second.x, 0.0, d.xbar)
+        lam = first.lam
+        deriv = lam + d.slope_p * float(price_sensitivity(deriv_x, first.mu))
+        tie = np.nan
+        if self._flat(d):
+            # Envelope theorem on phase 2: dT/dy = nu - p' sum (1 + sigma + mu) x.
+            coef2 = np.where(x > 0, 1.0 + second.sigma + second.mu, 0.0)
+            tie = second.lam + d.slope_p * float(price_sensitivity(x, coef2))
+        row = self._finish(d, x, lam, None, tie)
+        return dataclasses.replace(row, deriv=deriv)
+
+    def _run(self, d: RowData, start: PhaseStart, phase: str) -> PhaseResult:
+        """One solve through the backend, counted and checked: a failure or a
+        termination other than optimal raises InnerSolveError."""
+        begin = time.perf_counter()
         label = self.spec.name.value
+        where = f"player '{self.player.name}' (y = {d.y:g}, p = {d.price:g})"
         try:
-            outcome = self.solver.solve(m)
+            outcome, result = self._backend.run(d, start)
         except Exception as err:
-            for v, val in saved:
-                v.set_value(val, skip_validation=True)
             raise InnerSolveError(
-                f"{label} failed on the inner model of player '{self.player.name}' "
-                f"(y = {pyo.value(m.purchase):g}, p = {pyo.value(m.price):g}): {err}"
-            ) from err
+                f"{label} failed on the inner model of {where}: {err}") from err
         finally:
-            core_log.setLevel(level)
             self.counter.solves += 1
-            self.counter.seconds += time.perf_counter() - start
+            self.counter.seconds += time.perf_counter() - begin
             self.counter.by_phase[phase] = self.counter.by_phase.get(phase, 0) + 1
         self.counter.iterations += outcome.iterations
         if not outcome.termination.ok:
-            for v, val in saved:
-                v.set_value(val, skip_validation=True)
             raise InnerSolveError(
                 f"{label} did not reach an optimal solution of the inner model of "
-                f"player '{self.player.name}' (y = {pyo.value(m.purchase):g}, "
-                f"p = {pyo.value(m.price):g}): termination "
-                f"'{outcome.termination.value}', message '{outcome.message}'"
-            )
-
-    def _dual(self, con: Any) -> float:
-        """The solver's multiplier of ``con`` (cyipopt sign), NaN if it gives none."""
-        if not self.solver.has_duals:
-            return np.nan
-        return self.solver.dual(self.model, con)
+                f"{where}: termination '{outcome.termination.value}', message "
+                f"'{outcome.message}'")
+        return result
 
     def _allocation_terms(self, x: np.ndarray, price: float, xbar: np.ndarray,
                           weight: np.ndarray, floor: np.ndarray, lam: float
@@ -194,133 +356,6 @@ class PyomoInner:
         with np.errstate(divide="ignore", invalid="ignore"):
             coef = np.where(at_cap, lam / slope_u, g)
         return lam, np.where(x > 0, coef, 0.0)
-
-    def _inequality_multiplier(self, con: Any) -> float:
-        """The nonnegative multiplier of an active inequality of the maximize model.
-
-        cyipopt reports dJ/d(bound): negative for ``body >= lower``, positive for
-        ``body <= upper``; Pyomo keeps whichever form the expression was written in.
-        """
-        if not con.active:
-            return 0.0
-        dual = self._dual(con)
-        return -dual if con.has_lb() and not con.has_ub() else dual
-
-    # -- one purchase -----------------------------------------------------------
-    def _solve_one(self, y: float, others_total: float,
-                   fixed_price: float | None) -> dict[str, Any]:
-        player, fairness = self.player, self.player.fairness
-        total = others_total + y
-        price = float(self.game.price.value(total)) if fixed_price is None else \
-            float(fixed_price)
-        slope_p = float(self.game.price.derivative(total)) if fixed_price is None else 0.0
-        priced_out = self._u0 <= price
-        xbar = player.zero_surplus_consumption(price)
-        weight, floor = member_terms(player, priced_out)
-        cap = float(xbar.sum())
-        out: dict[str, Any] = {"price": price}
-
-        def finish(x: np.ndarray, lam: float, coef: np.ndarray | None) -> dict:
-            surplus = self._surplus(x, price)
-            welfare = float(welfare_of(player, surplus[None], weight[None], floor[None],
-                                       priced_out[None])[0])
-            deriv = np.nan
-            if coef is not None and np.isfinite(lam):
-                deriv = lam + slope_p * float(price_sensitivity(x, coef))
-            out.update(x=x, surplus=surplus, welfare=welfare, lam=lam, deriv=deriv)
-            return out
-
-        if y > cap * (1 + 1e-12):
-            res = finish(xbar.copy(), np.nan, None)
-            res["welfare"] = -np.inf
-            return res
-        edge = y <= 0 or y >= cap * (1 - 1e-14)
-        # Max-min with a counted priced-out member: the level is flat (at its floor)
-        # for this and every larger y, and the tie-break decides (see native.py).
-        flat = fairness.is_maxmin and bool(priced_out.any()) and \
-            fairness.rule is not PricedOutRule.VIABLE
-        strict_dead = (fairness.rule is PricedOutRule.STRICT and fairness.alpha >= 1
-                       and not fairness.is_maxmin and priced_out.any())
-        if edge or strict_dead:
-            x = np.zeros(player.size) if y <= 0 else (
-                xbar.copy() if y >= cap * (1 - 1e-14) else y * xbar / cap)
-            lam = np.nan
-            if edge and not fairness.is_maxmin and not strict_dead:
-                s = self._surplus(x, price)
-                g = weight * fairness.dphi(np.maximum(s + floor, 0.0)) * (
-                    self._marginal(x) - price)
-                g = g[xbar > 0]
-                lam = float(g.max() if y <= 0 else g.min()) if g.size else np.nan
-            coef = None
-            if np.isfinite(lam):
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    coef = np.where(x > 0, lam / (self._marginal(x) - price), 0.0)
-            res = finish(x, lam, coef)
-            if flat and y <= 0:
-                # Right derivative of the total surplus at 0: the best U_i'(0) - p.
-                gain = (self._marginal(x) - price)[xbar > 0]
-                res["tie"] = float(gain.max()) if gain.size else -1.0
-            return res
-
-        self._set_data(y, price, priced_out)
-        m = self.model
-        if self._surplus_as_bound:
-            for k, name in enumerate(self._names):
-                m.x[name].setub(float(xbar[k]))
-        for k, name in enumerate(self._names):
-            if not priced_out[k]:
-                m.x[name].set_value(y * xbar[k] / cap)
-        x0 = np.array([m.x[n].value for n in self._names])
-        s0 = self._surplus(x0, price)
-        if fairness.is_maxmin:
-            level = float((s0 + floor).min())
-            m.min_surplus.unfix()
-            m.min_surplus.set_value(level - 0.1 * abs(level))
-        self._scale_objective(x0, s0, price, weight, floor, priced_out)
-        self._run("welfare")
-        x = self._read_x(xbar)
-        lam = self._dual(m.eq_balance)
-        if fairness.is_maxmin:
-            mu = np.array([self._inequality_multiplier(m.ineq_maxmin[n])
-                           for n in self._names])
-            coef = mu
-            level = float(m.min_surplus.value)
-            deriv_x = x.copy()
-            # Phase 2 (docs/model.md, section "Max-min": the tie-break): keep the
-            # max-min level, maximize total
-            # surplus. The level is relaxed by 1e-9 relative so phase 2 keeps an
-            # interior.
-            m.min_surplus.fix(level - 1e-9 * max(1.0, abs(level)))
-            m.obj.deactivate()
-            m.obj_tiebreak.activate()
-            try:
-                self._run("tiebreak")
-            finally:
-                m.obj_tiebreak.deactivate()
-                m.obj.activate()
-                m.min_surplus.unfix()
-            x = self._read_x(xbar)
-            res = finish(x, lam, None)
-            res["deriv"] = lam + slope_p * float(price_sensitivity(deriv_x, coef))
-            if flat:
-                # Envelope theorem on phase 2: dT/dy = nu - p' sum (1 + sigma + mu) x.
-                nu = self._dual(m.eq_balance)
-                mult = np.array([self._inequality_multiplier(m.ineq_surplus[n])
-                                 + self._inequality_multiplier(m.ineq_maxmin[n])
-                                 for n in self._names])
-                coef2 = np.where(x > 0, 1.0 + mult, 0.0)
-                res["tie"] = nu + slope_p * float(price_sensitivity(x, coef2))
-            return res
-        if self.spec.name is not SolverName.CYIPOPT:
-            lam, coef = self._allocation_terms(x, price, xbar, weight, floor, lam)
-            return finish(x, lam, coef)
-        sigma = np.array([self._inequality_multiplier(m.ineq_surplus[n])
-                          for n in self._names])
-        s = self._surplus(x, price)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            coef = weight * fairness.dphi(np.maximum(s + floor, 0.0)) + sigma
-        coef = np.where(x > 0, coef, 0.0)
-        return finish(x, lam, coef)
 
     def _scale_objective(self, x0: np.ndarray, s0: np.ndarray, price: float,
                          weight: np.ndarray, floor: np.ndarray,
@@ -345,11 +380,6 @@ class PyomoInner:
         self.solver.config.options["obj_scaling_factor"] = min(max(1.0 / scale,
                                                                    1e-8), 1e8)
 
-    def _read_x(self, xbar: np.ndarray) -> np.ndarray:
-        # Ipopt relaxes bounds by ~1e-8 relative; project back onto [0, xbar].
-        x = np.array([self.model.x[n].value for n in self._names], dtype=float)
-        return np.clip(x, 0.0, xbar)
-
     def _surplus(self, x: np.ndarray, price: float) -> np.ndarray:
         return self.player.evaluate("U", x) - price * x
 
@@ -366,19 +396,34 @@ class PyomoInner:
         """
         y = np.atleast_1d(np.asarray(y, dtype=float))
         rows = [self._solve_one(float(v), others_total, fixed_price) for v in y]
-        stack = lambda key: np.array([r[key] for r in rows])  # noqa: E731
-        tie = np.array([r.get("tie", np.nan) for r in rows])
-        batch = InnerBatch(y, stack("price"), stack("x"), stack("surplus"),
-                           stack("welfare"), stack("surplus").sum(axis=1), stack("lam"),
-                           stack("deriv"), tie)
-        batch.residual = self._residual(batch, others_total, fixed_price)
+        batch = self._batch(y, rows, others_total, fixed_price)
         bad = np.flatnonzero(~(batch.residual <= RESIDUAL_TOL))
+        if bad.size and getattr(self._backend, "warm", False):
+            # A warm start can end less precisely than a cold one: solve those rows
+            # again from the cold start before calling them unproved.
+            self._backend.warm = False
+            try:
+                for k in bad:
+                    rows[k] = self._solve_one(float(y[k]), others_total, fixed_price)
+            finally:
+                self._backend.warm = True
+            batch = self._batch(y, rows, others_total, fixed_price)
+            bad = np.flatnonzero(~(batch.residual <= RESIDUAL_TOL))
         if bad.size:
             k = int(bad[0])
             raise InnerSolveError(
                 f"Ipopt's solution of the inner problem of player '{self.player.name}' "
                 f"at purchase y = {y[k]:.17g} has optimality residual "
                 f"{batch.residual[k]:.3g} (tolerance {RESIDUAL_TOL:g})")
+        return batch
+
+    def _batch(self, y: np.ndarray, rows: list[InnerRow], others_total: float,
+               fixed_price: float | None) -> InnerBatch:
+        stack = lambda key: np.array([getattr(r, key) for r in rows])  # noqa: E731
+        batch = InnerBatch(y, stack("price"), stack("x"), stack("surplus"),
+                           stack("welfare"), stack("surplus").sum(axis=1), stack("lam"),
+                           stack("deriv"), stack("tie"))
+        batch.residual = self._residual(batch, others_total, fixed_price)
         return batch
 
     def _residual(self, batch: InnerBatch, others_total: float,
@@ -393,3 +438,282 @@ class PyomoInner:
                                       batch.multiplier, setup.xbar, setup.weight,
                                       setup.floor)
         return np.where(infeasible | np.isneginf(batch.welfare), 0.0, res)
+
+
+# -- the two ways a solve reaches its solver ------------------------------------
+class _NlpBackend:
+    """cyipopt on a model written once per (objective, member terms): the purchase,
+    the price, priced-out members (x_i = 0) and the tie-break's level are variables
+    fixed by their bounds at each solve (solvers/nlp_reuse.py).
+
+    Member weights and floors are constants of the NL file. They change only with
+    the priced-out status under the viable and strict rules (a model per status,
+    at most members + 1 of them); under the floor rule, and for max-min whose
+    objective holds no weights, one model serves every purchase.
+    """
+
+    def __init__(self, inner: PyomoInner) -> None:
+        self.inner = inner
+        self.player = inner.player
+        # Warm starts only under the floor rule: with a zero floor (viable, strict)
+        # log(s) near s = 0 is ill-conditioned and a warm start stopped 2e-6 away
+        # from the cold start's answer (measured, tests/test_inner.py).
+        self.warm = inner.warm_start and \
+            self.player.fairness.rule is PricedOutRule.FLOOR
+        m = pyo.ConcreteModel(name=f"aggregator[{self.player.name}]")
+        m.purchase = pyo.Var(initialize=0.0, doc="y_j, fixed by its bounds [unit]")
+        m.price = pyo.Var(initialize=0.0, doc="p, fixed by its bounds [$/unit]")
+        add_aggregator(m, self.player, purchase=m.purchase, price=m.price,
+                       priced_out_managed=True, surplus_var=False)
+        self.model = m
+        self._nlps: dict[tuple, _Nlp] = {}
+
+    def _key(self, d: RowData, tiebreak: bool) -> tuple:
+        if self.player.fairness.is_maxmin:
+            # Only the floors of counted members enter (through s_i + e_i >= t).
+            counted = counted_members(self.player, d.priced_out)
+            return (tiebreak, np.where(counted, d.floor, 0.0).tobytes())
+        return (tiebreak, d.weight.tobytes(), d.floor.tobytes())
+
+    def _nlp(self, d: RowData, tiebreak: bool) -> "_Nlp":
+        key = self._key(d, tiebreak)
+        nlp = self._nlps.get(key)
+        if nlp is None:
+            begin = time.perf_counter()
+            nlp = _Nlp(self.model, self.player, d, tiebreak)
+            self._nlps[key] = nlp
+            self.inner.counter.builds += 1
+            self.inner.counter.build_seconds += time.perf_counter() - begin
+        return nlp
+
+    def run(self, d: RowData, start: PhaseStart) -> tuple[SolveOutcome, PhaseResult]:
+        nlp = self._nlp(d, start.tiebreak)
+        x0, bounds = nlp.point_and_bounds(d, start)
+        options = dict(self.inner.solver.config.options.items())
+        sol, iterations = None, 0
+        if nlp.last is not None and self.warm:
+            warm_x0 = nlp.warm_point(x0, bounds, d, start)
+            sol = nlp.reusable.solve(warm_x0, bounds, {**options, **WARM_START_OPTIONS},
+                                     nlp.last)
+            iterations = sol.iterations
+            if sol.status != SOLVE_SUCCEEDED:
+                LOG.debug("warm start failed (%s); solving from the cold start",
+                          sol.message)
+                sol = None
+        if sol is None:
+            sol = nlp.reusable.solve(x0, bounds, options)
+        if sol.status == SOLVE_SUCCEEDED:
+            nlp.last = sol  # an acceptable point is no warm start for the next
+        sol = dataclasses.replace(sol, iterations=sol.iterations + iterations)
+        termination = ipopt_termination(sol.status)
+        if sol.status == SOLVED_TO_ACCEPTABLE_LEVEL:
+            # Ipopt's own tolerances missed, its acceptable ones met: the row's
+            # optimality residual (solve()) decides whether it is an answer.
+            termination = Termination.LOCALLY_OPTIMAL
+        outcome = SolveOutcome(termination, sol.iterations, 0, sol.message)
+        return outcome, nlp.result(sol)
+
+
+class _Nlp:
+    """One written model and where its variables and rows sit in the NLP."""
+
+    def __init__(self, m: pyo.ConcreteModel, player: Any, d: RowData,
+                 tiebreak: bool) -> None:
+        names = [mem.name for mem in player.members]
+        self.maxmin = player.fairness.is_maxmin
+        self.viable = player.fairness.rule is PricedOutRule.VIABLE
+        for k, name in enumerate(names):
+            m.member_weight[name].set_value(float(d.weight[k]))
+            m.surplus_floor[name].set_value(float(d.floor[k]))
+            m.x[name].set_value(float(d.xbar[k]) * 0.5)  # any value: not a fix
+        if self.maxmin and tiebreak:  # PyomoNLP takes the one active objective
+            m.obj.deactivate()
+            m.obj_tiebreak.activate()
+        try:
+            self.reusable = ReusableNlp(m)
+        finally:
+            if self.maxmin:
+                m.obj.activate()
+                m.obj_tiebreak.deactivate()
+        r = self.reusable
+        self.ix = r.var_index(m.x[n] for n in names)
+        self.iy, self.ip = r.var_index([m.purchase, m.price])
+        self.it = int(r.var_index([m.min_surplus])[0]) if self.maxmin else -1
+        self.rb = int(r.row_index([m.eq_balance])[0])
+        # Pyomo writes sum(x) == y as sum(x) - y, but x == y (one member) as y - x:
+        # lambda is the multiplier of the form whose x-coefficients are +1.
+        first = m.x[names[0]]
+        self.sb = 1.0 if pyo.value(differentiate(m.eq_balance.body, wrt=first)) > 0 \
+            else -1.0
+        self.rs = r.row_index(m.ineq_surplus[n] for n in names)
+        self.ss = _signs(m.ineq_surplus[n] for n in names)
+        if self.maxmin:
+            self.rm = r.row_index(m.ineq_maxmin[n] for n in names)
+            self.sm = _signs(m.ineq_maxmin[n] for n in names)
+        self.defaults = r.default_bounds()
+        self.last: NlpSolution | None = None  # the last optimal solve: a warm start
+
+    def warm_point(self, x0: np.ndarray, bounds: NlpBounds, d: RowData,
+                   start: PhaseStart) -> np.ndarray:
+        """The last solution as a start: x_i kept strictly inside [0, xbar_i) at this
+        price (beyond xbar_i the surplus is negative, and log(s + e) may be NaN),
+        every other free variable (the max-min level) as it was."""
+        point = x0.copy()
+        free = bounds.lb < bounds.ub
+        point[free] = self.last.primals[free]
+        point[self.ix] = np.clip(point[self.ix], 0.0, d.xbar * (1 - 1e-6))
+        point[self.ix[d.priced_out]] = 0.0
+        return point
+
+    def point_and_bounds(self, d: RowData, start: PhaseStart
+                         ) -> tuple[np.ndarray, NlpBounds]:
+        x0 = np.zeros(self.reusable.n)
+        x0[self.ix] = start.x0
+        x0[[self.iy, self.ip]] = d.y, d.price
+        b = self.defaults
+        bounds = NlpBounds(b.lb.copy(), b.ub.copy(), b.cl.copy(), b.cu.copy())
+        fix_vars(bounds, [self.iy, self.ip], [d.y, d.price])
+        out = np.flatnonzero(d.priced_out)
+        # A priced-out member can only have x = 0; its s_i >= 0 is then 0 >= 0.
+        fix_vars(bounds, self.ix[out], 0.0)
+        free_rows(bounds, self.rs[out])
+        if self.maxmin:
+            if self.viable:  # it leaves the minimum; otherwise it pins t <= e_i
+                free_rows(bounds, self.rm[out])
+            if start.tiebreak:
+                fix_vars(bounds, [self.it], start.fixed_level)
+                x0[self.it] = start.fixed_level
+            else:
+                x0[self.it] = start.level
+        return x0, bounds
+
+    def result(self, sol: NlpSolution) -> PhaseResult:
+        level = float(sol.primals[self.it]) if self.maxmin else np.nan
+        sigma = self.ss * sol.mult_g[self.rs]
+        mu = self.sm * sol.mult_g[self.rm] if self.maxmin else np.zeros(len(self.rs))
+        return PhaseResult(sol.primals[self.ix], level,
+                           self.sb * float(sol.mult_g[self.rb]), sigma, mu)
+
+
+def _signs(constraints: Any) -> np.ndarray:
+    """+1 or -1 per inequality so that sign * (Ipopt's multiplier) >= 0: cyipopt
+    reports dJ/d(bound), negative for ``body >= lower`` and positive for
+    ``body <= upper`` (Pyomo keeps whichever form the expression was written in)."""
+    return np.array([-1.0 if c.has_lb() and not c.has_ub() else 1.0
+                     for c in constraints])
+
+
+class _ModelBackend:
+    """Any solver of solver_choice on the standalone model, whose mutable Params
+    (purchase, price, weights, floors) are changed in place; priced-out members are
+    fixed at x = 0 and their constraints deactivated."""
+
+    def __init__(self, inner: PyomoInner) -> None:
+        self.inner = inner
+        self.player = inner.player
+        self.model = build_aggregator_model(self.player)
+        self.names = inner._names
+        # HiGHS: s_i >= 0 as the bound x_i <= xbar_i, set at each solve's price.
+        self.surplus_as_bound = inner.spec.name is SolverName.HIGHS
+        if self.surplus_as_bound:
+            self.model.ineq_surplus.deactivate()
+        self._status: np.ndarray | None = None  # priced-out members of the last solve
+
+    def run(self, d: RowData, start: PhaseStart) -> tuple[SolveOutcome, PhaseResult]:
+        m = self.model
+        self._set_data(d)
+        for k, name in enumerate(self.names):
+            if self.surplus_as_bound:
+                m.x[name].setub(float(d.xbar[k]))
+            if not d.priced_out[k]:
+                m.x[name].set_value(float(start.x0[k]))
+        if start.tiebreak:
+            m.min_surplus.fix(start.fixed_level)
+            m.obj.deactivate()
+            m.obj_tiebreak.activate()
+        elif start.level is not None:
+            m.min_surplus.unfix()
+            m.min_surplus.set_value(start.level)
+        try:
+            outcome = self._solve()
+        finally:
+            if start.tiebreak:
+                m.obj_tiebreak.deactivate()
+                m.obj.activate()
+                m.min_surplus.unfix()
+        return outcome, self._result()
+
+    def _solve(self) -> SolveOutcome:
+        m = self.model
+        saved = [(v, v.value) for v in m.component_data_objects(pyo.Var)]
+        # Ipopt's bound relaxation returns x = -1e-11 where x >= 0 binds; Pyomo warns
+        # on loading it. The rows are projected back, so the warning is noise here.
+        core_log = logging.getLogger("pyomo.core")
+        level = core_log.level
+        core_log.setLevel(logging.ERROR)
+        try:
+            outcome = self.inner.solver.solve(m)
+        except Exception:
+            _restore(saved)
+            raise
+        finally:
+            core_log.setLevel(level)
+        if not outcome.termination.ok:
+            _restore(saved)  # a last iterate is never left in the model
+        return outcome
+
+    def _result(self) -> PhaseResult:
+        m = self.model
+        x = np.array([m.x[n].value for n in self.names], dtype=float)
+        level = float(m.min_surplus.value) if self.player.fairness.is_maxmin \
+            else np.nan
+        sigma = np.array([self._multiplier(m.ineq_surplus[n]) for n in self.names])
+        mu = np.array([self._multiplier(m.ineq_maxmin[n]) for n in self.names]) \
+            if self.player.fairness.is_maxmin else np.zeros(len(self.names))
+        return PhaseResult(x, level, self._dual(m.eq_balance), sigma, mu)
+
+    def _dual(self, con: Any) -> float:
+        """The solver's multiplier of ``con`` (cyipopt sign), NaN if it gives none."""
+        if not self.inner.solver.has_duals:
+            return np.nan
+        return self.inner.solver.dual(self.model, con)
+
+    def _multiplier(self, con: Any) -> float:
+        """The nonnegative multiplier of an active inequality (see ``_signs``)."""
+        if not con.active:
+            return 0.0
+        dual = self._dual(con)
+        return -dual if con.has_lb() and not con.has_ub() else dual
+
+    def _set_data(self, d: RowData) -> None:
+        m = self.model
+        m.purchase.set_value(d.y)
+        m.price.set_value(d.price)
+        if self._status is not None and np.array_equal(d.priced_out, self._status):
+            return  # same members priced out as last solve: nothing else changes
+        self._status = d.priced_out.copy()
+        fairness = self.player.fairness
+        for k, name in enumerate(self.names):
+            m.member_weight[name].set_value(float(d.weight[k]))
+            m.surplus_floor[name].set_value(float(d.floor[k]))
+            if d.priced_out[k]:
+                # Only x = 0 is feasible; fixing it keeps the solver off an empty
+                # interior (and the constraint becomes trivial, so drop it).
+                m.x[name].fix(0.0)
+                m.ineq_surplus[name].deactivate()
+                if fairness.is_maxmin:
+                    # Under viable it leaves the minimum; otherwise it pins t <= e_i.
+                    m.ineq_maxmin[name].activate()
+                    if fairness.rule is PricedOutRule.VIABLE:
+                        m.ineq_maxmin[name].deactivate()
+            else:
+                m.x[name].unfix()
+                if not self.surplus_as_bound:
+                    m.ineq_surplus[name].activate()
+                if fairness.is_maxmin:
+                    m.ineq_maxmin[name].activate()
+
+
+def _restore(saved: list[tuple[Any, Any]]) -> None:
+    for v, val in saved:
+        v.set_value(val, skip_validation=True)

@@ -365,6 +365,20 @@ _LEGACY = {
 }
 
 
+#: Ipopt's return status (IpReturnCodes_inc.h) -> Termination, as Pyomo's cyipopt
+#: solver maps it (acceptable, small step or restoration failure: OTHER).
+_IPOPT_STATUS = {0: Termination.OPTIMAL, -1: Termination.ITERATION_LIMIT,
+                 -4: Termination.TIME_LIMIT, 2: Termination.INFEASIBLE,
+                 -12: Termination.ERROR, -101: Termination.ERROR,
+                 -13: Termination.ERROR, -100: Termination.ERROR,
+                 -199: Termination.ERROR}
+
+
+def ipopt_termination(status: int) -> Termination:
+    """The Termination of an Ipopt return status (cyipopt's ``info['status']``)."""
+    return _IPOPT_STATUS.get(int(status), Termination.OTHER)
+
+
 class PyomoSolver:
     """A solver with one interface: ``solve(model) -> SolveOutcome``; the primal
     values are loaded into the model whenever the solver has a point."""

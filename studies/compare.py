@@ -279,14 +279,17 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--solvers", default=",".join(DEFAULT_SOLVERS),
                         help="comma-separated: cyipopt, ipopt, scip, highs (default "
                              "cyipopt,scip,highs; unavailable ones are skipped)")
+    parser.add_argument("--solver", metavar="NAME",
+                        help="one solver only (instead of --solvers); it must be "
+                             "installed")
     parser.add_argument("--repeats", type=int, default=1,
                         help="runs of each combination (default 1)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of random-N games and of the runs (default 0)")
     parser.add_argument("--solver-option", dest="solver_option", action="append",
-                        default=[], metavar="SOLVER:KEY=VALUE",
-                        help="an option of one solver, e.g. cyipopt:tol=1e-8 "
-                             "(repeatable)")
+                        default=[], metavar="[SOLVER:]KEY=VALUE",
+                        help="an option of one solver, e.g. cyipopt:tol=1e-8; "
+                             "without SOLVER: of every solver run (repeatable)")
     parser.add_argument("--workers", type=int, default=1,
                         help="parallel runs (default 1: timings stay like for like)")
     parser.add_argument("--out", default="results/compare",
@@ -298,12 +301,20 @@ def settings_from_args(args: argparse.Namespace) -> CompareSettings:
     from aggregame.errors import SolverOptionError
     from aggregame.solvers.solver_choice import parse_solver_options
 
+    solvers = tuple(SolverName.parse(s).value for s in _csv(args.solvers))
+    if getattr(args, "solver", None):
+        solvers = (SolverName.parse(args.solver).value,)
+        SolverSpec(solvers[0]).check_available()  # asked for by name: must be there
     per_solver: dict[str, dict[str, Any]] = {}
     for item in args.solver_option:
         solver, sep, rest = item.partition(":")
-        if not sep:
-            raise SolverOptionError(f"--solver-option {item!r} must be "
-                                    "SOLVER:KEY=VALUE, e.g. cyipopt:tol=1e-8")
+        if not sep or "=" in solver:  # KEY=VALUE: an option of every solver run
+            if not solvers:
+                raise SolverOptionError(f"--solver-option {item!r}: no solver to "
+                                        "apply it to")
+            for name in solvers:
+                per_solver.setdefault(name, {}).update(parse_solver_options([item]))
+            continue
         name = SolverName.parse(solver).value
         per_solver.setdefault(name, {}).update(parse_solver_options([rest]))
     for name, opts in per_solver.items():
@@ -311,9 +322,8 @@ def settings_from_args(args: argparse.Namespace) -> CompareSettings:
     options = tuple(sorted((k, tuple(sorted(v.items())))
                            for k, v in per_solver.items()))
     return CompareSettings(tuple(args.scenarios), _csv(args.methods),
-                           _csv(args.backends),
-                           tuple(SolverName.parse(s).value for s in _csv(args.solvers)),
-                           args.repeats, args.seed, options)
+                           _csv(args.backends), solvers, args.repeats, args.seed,
+                           options)
 
 
 def main_compare(args: argparse.Namespace) -> int:

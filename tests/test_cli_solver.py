@@ -1,0 +1,183 @@
+"""Solver choice on the command line and in scenario files: --solver, --solver-option
+and [solver] name / [solver.options] reach the pyomo backend and the stacked KKT
+system; a bad option or a missing solver is one line naming it, exit 2."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from aggregame.cli import ExitCode, main
+from conftest import needs_ipopt
+
+BAD_INPUT = int(ExitCode.BAD_INPUT)
+
+#: Two aggregators of three members and a large user: solved in well under a second.
+SMALL = """
+[scenario]
+name = "small"
+description = "two small aggregators and a large user"
+
+[market]
+price = "linear"
+c = 0.05
+
+[defaults]
+alpha = 1
+rule = "floor"
+eps = 0.01
+
+[[players]]
+name = "A"
+users = [{name = "a1", a = 0.5, b = 6.0}, {name = "a2", a = 0.3, b = 4.0},
+         {name = "a3", a = 0.8, b = 9.0}]
+
+[[players]]
+name = "B"
+users = [{name = "b1", a = 0.4, b = 5.0}, {name = "b2", a = 0.6, b = 8.0},
+         {name = "b3", a = 0.2, b = 3.0}]
+
+[[individuals]]
+name = "large"
+a = 0.5
+b = 10.0
+"""
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def profile(out: str) -> np.ndarray:
+    return np.array([p["y"] for p in json.loads(out)["players"]])
+
+
+def scenario(tmp_path, solver_table: str = "") -> str:
+    path = tmp_path / "small.toml"
+    path.write_text(SMALL + solver_table)
+    return str(path)
+
+
+@pytest.mark.unit
+def test_linear_solver_this_ipopt_lacks_is_one_line(capsys, tmp_path):
+    code, _, err = run(capsys, "solve", scenario(tmp_path), "--backend", "pyomo",
+                       "--solver-option", "linear_solver=ma27")
+    assert code == BAD_INPUT
+    assert "'linear_solver'" in one_line(err) and "ma27" in err
+
+
+@pytest.mark.unit
+def test_unavailable_solver_is_one_line(capsys, tmp_path):
+    if shutil.which("ipopt"):
+        pytest.skip("an ipopt executable is installed here")
+    for argv in (["solve", scenario(tmp_path), "--backend", "pyomo"],
+                 ["solve", scenario(tmp_path), "--method", "kkt"],
+                 ["crosscheck", scenario(tmp_path)]):
+        code, _, err = run(capsys, *argv, "--solver", "ipopt")
+        assert code == BAD_INPUT
+        assert "solver 'ipopt' needs the `ipopt` executable" in one_line(err)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("table, expected", [
+    ('[solver]\nname = "gurobi"\n', "[solver] name: must be one of"),
+    ('[solver]\nname = "cyipopt"\n[solver.options]\ntol = [1]\n',
+     "[solver] options.tol: must be a number, string or boolean"),
+])
+def test_bad_solver_table_is_one_line(capsys, tmp_path, table, expected):
+    code, _, err = run(capsys, "solve", scenario(tmp_path, table))
+    assert code == BAD_INPUT and expected in one_line(err)
+
+
+@pytest.mark.unit
+def test_solver_flags_need_a_solver_user(capsys, tmp_path):
+    code, _, err = run(capsys, "solve", scenario(tmp_path), "--solver", "cyipopt")
+    assert code == BAD_INPUT and "the native backend calls no solver" in one_line(err)
+
+
+@needs_ipopt
+@pytest.mark.solver
+@pytest.mark.parametrize("where", ["flag", "toml"])
+def test_invalid_ipopt_option_names_it(capsys, tmp_path, where):
+    if where == "flag":
+        argv = [scenario(tmp_path), "--backend", "pyomo", "--solver-option",
+                "tolerance=1e-8"]
+    else:
+        argv = [scenario(tmp_path, '[solver]\nbackend = "pyomo"\n'
+                                   '[solver.options]\ntolerance = 1e-8\n')]
+    code, _, err = run(capsys, "solve", *argv)
+    assert code == BAD_INPUT
+    assert "solver option 'tolerance'" in one_line(err) and "Ipopt" in err
+
+
+@needs_ipopt
+@pytest.mark.solver
+def test_options_reach_the_inner_solver_from_flag_and_toml(capsys, tmp_path):
+    """max_iter = 1 stops Ipopt before an optimum: the solve must fail, which shows
+    the option reached it; without it the same scenario solves, and the pyomo
+    backend agrees with the native one (which calls no solver)."""
+    code, out, err = run(capsys, "solve", scenario(tmp_path), "--json")
+    native = profile(out)
+    assert code == 0, err
+    code, out, err = run(capsys, "solve", scenario(tmp_path), "--backend", "pyomo",
+                         "--solver-option", "tol=1e-10", "--json")
+    assert code == 0, err
+    np.testing.assert_allclose(profile(out), native, rtol=1e-7)
+    assert json.loads(out)["solver"] == "cyipopt(tol=1e-10)"
+    code, _, err = run(capsys, "solve", scenario(tmp_path), "--backend", "pyomo",
+                       "--solver-option", "max_iter=1")
+    assert code == BAD_INPUT and "did not reach an optimal solution" in one_line(err)
+    toml = scenario(tmp_path, '[solver]\nbackend = "pyomo"\nname = "cyipopt"\n'
+                              '[solver.options]\nmax_iter = 1\n')
+    code, _, err = run(capsys, "solve", toml)
+    assert code == BAD_INPUT and "'maximum-iterations'" not in err
+    assert "did not reach an optimal solution" in one_line(err)
+    # A flag overrides the file's option.
+    code, _, err = run(capsys, "solve", toml, "--solver-option", "max_iter=3000")
+    assert code == 0, err
+
+
+@needs_ipopt
+@pytest.mark.solver
+def test_crosscheck_takes_solver_options_and_repeats(capsys, tmp_path):
+    code, out, err = run(capsys, "crosscheck", scenario(tmp_path), "--json",
+                         "--repeats", "2", "--solver-option", "tol=1e-10")
+    doc = json.loads(out)
+    assert code == 0 and doc["ok"], err
+    assert doc["repeats"] == 2 and doc["solver"] == "cyipopt(tol=1e-10)"
+    assert len(doc["equilibria"]) == 1
+    # The option reaches the KKT system and the pyomo backend: max_iter = 1 fails
+    # both (a verdict of crosscheck, exit 1), the native backend still solves.
+    code, out, err = run(capsys, "crosscheck", scenario(tmp_path), "--json",
+                         "--solver-option", "max_iter=1")
+    doc = json.loads(out)
+    assert code == 1 and set(doc["failed"]) >= {"best-response/pyomo"}, err
+    assert "best-response/native" not in doc["failed"]
+
+
+@pytest.mark.unit
+def test_compare_solver_and_unprefixed_options(capsys):
+    from aggregame.cli.parser import build_parser
+    from aggregame.studies.compare import settings_from_args
+
+    args = build_parser().parse_args(["compare", "fig4", "--solver", "highs",
+                                      "--solver-option", "time_limit=5"])
+    settings = settings_from_args(args)
+    assert settings.solvers == ("highs",)
+    assert dict(settings.options)["highs"] == (("time_limit", 5),)
+    args = build_parser().parse_args(["compare", "fig4", "--solvers", "highs",
+                                      "--solver-option", "highs:bogus_option=1"])
+    from aggregame.errors import SolverOptionError
+
+    with pytest.raises(SolverOptionError, match="'bogus_option'"):
+        settings_from_args(args)
