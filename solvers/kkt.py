@@ -220,6 +220,8 @@ def solve_kkt(game: Game, start: np.ndarray | None = None,
     ``solver`` means 'ipopt' for ``solver_name='auto'``. ``certifier(profile)``
     replaces the native certificate (the solver comparison times it apart).
     """
+    from aggregame.solvers.leximin import refuse
+    refuse(game, "the stacked KKT system")  # its epigraph KKT is the minimum only
     spec = solver or SolverSpec(SolverName.CYIPOPT, ipopt_options or {})
     if spec.name is SolverName.HIGHS:
         raise UnsupportedProblemError(
