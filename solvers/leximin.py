@@ -39,8 +39,8 @@ from aggregame.allocation import (RESIDUAL_TOL, InnerSetup, level_interval,
                                   quadratic_level_interval, quadratic_parameters,
                                   welfare_of)
 from aggregame.errors import InnerSolveError, UnsupportedProblemError
-from aggregame.leximin import (LEX_TIE_RTOL, compare, first_difference, leximin_residual,
-                               level_scale, levels, peaks)
+from aggregame.leximin import (LEX_TIE_RTOL, compare, first_difference,
+                               leximin_residual, level_scale, levels, peaks)
 from aggregame.players import Game, Player
 from aggregame.solvers.inner import InnerBatch
 
