@@ -84,11 +84,21 @@ def _solver_spec(args: argparse.Namespace, scenario, backend: str, kkt: bool):
     return spec
 
 
+def _with_maxmin(args: argparse.Namespace, scenario):
+    """The scenario with its max-min players read by ``--maxmin``, if given."""
+    if getattr(args, "maxmin", None) is None:
+        return scenario
+    from dataclasses import replace
+
+    from aggregame.leximin import with_maxmin_rule
+    return replace(scenario, game=with_maxmin_rule(scenario.game, args.maxmin))
+
+
 def cmd_solve(args: argparse.Namespace) -> int:
     from aggregame.scenario import load_scenario
     from aggregame.solvers.dynamics import solve_equilibrium
 
-    scenario = load_scenario(args.scenario)
+    scenario = _with_maxmin(args, load_scenario(args.scenario))
     backend, settings = _settings(args, scenario)
     spec = _solver_spec(args, scenario, backend, args.method == "kkt")
     LOG.info("%s: %d players, %s by %s (%s)", scenario.name,
@@ -185,7 +195,7 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
     from aggregame.scenario import load_scenario
     from aggregame.solvers.compare import Crosscheck
 
-    scenario = load_scenario(args.scenario)
+    scenario = _with_maxmin(args, load_scenario(args.scenario))
     _, settings = _settings(args, scenario)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     bad = [b for b in backends if b not in BACKENDS]
@@ -235,7 +245,7 @@ def cmd_uniqueness(args: argparse.Namespace) -> int:
     from aggregame.scenario import load_scenario
     from aggregame.solvers.compare import probe_uniqueness
 
-    scenario = load_scenario(args.scenario)
+    scenario = _with_maxmin(args, load_scenario(args.scenario))
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     bad = [m for m in methods if m not in ("best-response", "kkt")]
     if bad or not methods:

@@ -195,11 +195,21 @@ def _solve(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", choices=["best-response", "kkt"], default="best-response",
                    help="best-response dynamics (default), or the stacked KKT system "
                         "solved by Ipopt (its point is then certified by regret)")
+    _maxmin_option(p)
     _dynamics_options(p)
     _certificate_options(p)
     solver_arguments(p)
     p.add_argument("--progress", action="store_true",
                    help="show a progress bar (round, largest step, final regret)")
+
+
+def _maxmin_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--maxmin", choices=["leximin", "total-surplus"],
+                   help="reading of max-min (alpha = inf) players, overriding the "
+                        "scenario's: leximin (sorted surpluses compared "
+                        "lexicographically, the alpha -> inf limit; native backend "
+                        "only) or total-surplus (the minimum, ties broken by total "
+                        "surplus)")
 
 
 def _positive(text: str) -> float:
@@ -259,6 +269,7 @@ def _crosscheck(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=_integer(1), default=1,
                    help="runs of each method; the table shows the median time "
                         "(default 1)")
+    _maxmin_option(p)
     _dynamics_options(p)
     _certificate_options(p)
     solver_arguments(p)
@@ -272,6 +283,7 @@ def _uniqueness(p: argparse.ArgumentParser) -> None:
                    help="seed of the random starts")
     p.add_argument("--methods", default="best-response,kkt",
                    help="comma-separated: best-response, kkt")
+    _maxmin_option(p)
 
 
 def _study_options(p: argparse.ArgumentParser) -> None:

@@ -19,7 +19,7 @@ from aggregame.errors import (AggregameError, EmbeddingError, GameDefinitionErro
                               GlobalCertificateError, InnerSolveError, ScenarioError,
                               SettingsError, SolverError, SolverOptionError,
                               SolverUnavailableError, UnsupportedProblemError)
-from aggregame.fairness import DEFAULT_FLOOR_EPS, Fairness, PricedOutRule
+from aggregame.fairness import DEFAULT_FLOOR_EPS, Fairness, MaxMinRule, PricedOutRule
 from aggregame.players import Game, Player, individuals, quadratic_users
 from aggregame.price import (AffinePrice, FunctionPrice, LinearPrice, PowerPrice, Price,
                              SaturatingPrice)
@@ -35,7 +35,7 @@ __all__ = [
     "GlobalCertificateError", "InnerSolveError", "ScenarioError", "SettingsError",
     "SolverError", "SolverOptionError", "SolverUnavailableError",
     "UnsupportedProblemError", "DEFAULT_FLOOR_EPS", "Fairness",
-    "PricedOutRule", "Game", "Player", "individuals", "quadratic_users",
+    "MaxMinRule", "PricedOutRule", "Game", "Player", "individuals", "quadratic_users",
     "AffinePrice", "FunctionPrice", "LinearPrice", "PowerPrice", "Price",
     "SaturatingPrice",
     "LogUtility", "QuadraticUtility", "User", "Utility", "__version__",

@@ -2,7 +2,8 @@
 
 phi_alpha(s) = s^(1-alpha)/(1-alpha) (alpha != 1), log s (alpha = 1); alpha = inf is
 max-min, handled by an epigraph variable, not by phi. See docs/model.md, section
-"Priced-out members", for why the rule exists and why ``floor`` is the default.
+"Priced-out members", for why the rule exists and why ``floor`` is the default, and
+section "Leximin" for the two readings of max-min (:class:`MaxMinRule`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,18 @@ class PricedOutRule(str, enum.Enum):
     FLOOR = "floor"
 
 
+class MaxMinRule(str, enum.Enum):
+    """How a max-min (alpha = inf) player ranks allocations and purchases.
+
+    leximin: the sorted vector of s + e, compared lexicographically (the limit of
+        alpha-fairness as alpha -> inf; the default).
+    total-surplus: the smallest s + e, ties broken by the total surplus.
+    """
+
+    LEXIMIN = "leximin"
+    TOTAL_SURPLUS = "total-surplus"
+
+
 def parse_alpha(value: Any, *, where: str = "player") -> float:
     """Alpha from a number or the strings 'inf'/'infinity'/'maxmin'; refuses < 0, NaN."""
     if isinstance(value, str):
@@ -71,9 +84,18 @@ class Fairness:
     alpha: float = 0.0
     rule: PricedOutRule = PricedOutRule.FLOOR
     eps: float = DEFAULT_FLOOR_EPS
+    #: Reading of max-min (ignored for alpha < inf).
+    maxmin: MaxMinRule = MaxMinRule.LEXIMIN
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "alpha", parse_alpha(self.alpha, where="fairness"))
+        try:
+            object.__setattr__(self, "maxmin", MaxMinRule(self.maxmin))
+        except ValueError:
+            raise GameDefinitionError(
+                f"fairness: field 'maxmin' must be one of "
+                f"{[r.value for r in MaxMinRule]}, got {self.maxmin!r}"
+            ) from None
         try:
             rule = PricedOutRule(self.rule)
         except ValueError:
@@ -96,6 +118,11 @@ class Fairness:
     @property
     def is_maxmin(self) -> bool:
         return math.isinf(self.alpha)
+
+    @property
+    def is_leximin(self) -> bool:
+        """Max-min read as leximin (sorted vectors compared lexicographically)."""
+        return self.is_maxmin and self.maxmin is MaxMinRule.LEXIMIN
 
     @property
     def floor(self) -> float:

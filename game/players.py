@@ -16,7 +16,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from aggregame.errors import GameDefinitionError
-from aggregame.fairness import DEFAULT_FLOOR_EPS, Fairness, PricedOutRule
+from aggregame.fairness import DEFAULT_FLOOR_EPS, Fairness, MaxMinRule, PricedOutRule
 from aggregame.price import Price
 from aggregame.utilities import QuadraticUtility, User, Utility
 
@@ -84,10 +84,12 @@ class Player:
     @classmethod
     def aggregator(cls, name: str, members: Iterable[User], alpha: float | str = 0.0,
                    rule: PricedOutRule | str = PricedOutRule.FLOOR,
-                   eps: float = DEFAULT_FLOOR_EPS) -> "Player":
-        """An aggregator with alpha-fair allocation among ``members``."""
+                   eps: float = DEFAULT_FLOOR_EPS,
+                   maxmin: MaxMinRule | str = MaxMinRule.LEXIMIN) -> "Player":
+        """An aggregator with alpha-fair allocation among ``members`` (``maxmin``:
+        the reading of alpha = inf, see :class:`~aggregame.fairness.MaxMinRule`)."""
         try:
-            fairness = Fairness(alpha=alpha, rule=rule, eps=eps)
+            fairness = Fairness(alpha=alpha, rule=rule, eps=eps, maxmin=maxmin)
         except GameDefinitionError as err:
             raise GameDefinitionError(f"player '{name}': {err}") from None
         return cls(name=name, members=tuple(members), fairness=fairness)
@@ -162,6 +164,8 @@ class Player:
             "alpha": "inf" if math.isinf(alpha) else alpha,
             "rule": self.fairness.rule.value,
             "eps": self.fairness.eps,
+            **({"maxmin": self.fairness.maxmin.value} if self.fairness.is_maxmin
+               else {}),
             "members": [
                 {"name": m.name, "utility": m.utility.family, **m.utility.params()}
                 for m in self.members

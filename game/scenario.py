@@ -16,7 +16,7 @@ from typing import Any, Callable, TypeVar
 from aggregame import schema
 from aggregame.checks import Invalid
 from aggregame.errors import GameDefinitionError, ScenarioError
-from aggregame.fairness import DEFAULT_FLOOR_EPS, parse_alpha
+from aggregame.fairness import DEFAULT_FLOOR_EPS, MaxMinRule, parse_alpha
 from aggregame.players import Game, Player
 from aggregame.price import PRICE_KINDS, Price
 from aggregame.settings import SolverSettings
@@ -148,12 +148,14 @@ def _players(spec: dict[str, Any], where: str, defaults: dict[str, Any], base: P
                                         f"{merged.get('alpha')!r}") from None
     rule = merged.get("rule", "floor")
     eps = merged.get("eps", DEFAULT_FLOOR_EPS)
+    maxmin = merged.get("maxmin", MaxMinRule.LEXIMIN)
     users = _users(spec, where, base)
     if individual:
         return _defined(where, lambda: [Player.individual(u, rule=rule, eps=eps)
                                         for u in users])
     return [_defined(where, lambda: Player.aggregator(spec["name"], users, alpha=alpha,
-                                                      rule=rule, eps=eps))]
+                                                      rule=rule, eps=eps,
+                                                      maxmin=maxmin))]
 
 
 def _users(spec: dict[str, Any], where: str, base: Path) -> list[User]:

@@ -25,7 +25,7 @@ from typing import Any
 
 from aggregame import checks, settings
 from aggregame.checks import Invalid
-from aggregame.fairness import PricedOutRule
+from aggregame.fairness import MaxMinRule, PricedOutRule
 from aggregame.price import PRICE_KINDS
 from aggregame.utilities import UTILITY_FAMILIES
 
@@ -38,7 +38,8 @@ ALL_UTILITY_PARAMS = tuple(sorted({p for ps in UTILITY_PARAMS.values() for p in 
 PRICE_FIELDS = {kind: tuple(f.name for f in dataclasses.fields(cls) if f.init)
                 for kind, cls in PRICE_KINDS.items()}
 RULES = tuple(r.value for r in PricedOutRule)
-FAIRNESS_KEYS = ("alpha", "rule", "eps")
+MAXMIN_RULES = tuple(r.value for r in MaxMinRule)
+FAIRNESS_KEYS = ("alpha", "rule", "eps", "maxmin")
 USER_KEYS = ("name", "utility") + ALL_UTILITY_PARAMS
 PLAYER_KEYS = ("name", "users", "group") + FAIRNESS_KEYS + ("utility",) \
     + ALL_UTILITY_PARAMS
@@ -94,6 +95,8 @@ def check_fairness(spec: dict[str, Any], where: str, only: bool = False) -> None
         checks.choice(spec["rule"], f"{where}.rule", RULES)
     if "eps" in spec:
         checks.number(spec["eps"], f"{where}.eps")
+    if "maxmin" in spec:
+        checks.choice(spec["maxmin"], f"{where}.maxmin", MAXMIN_RULES)
 
 
 def check_player(spec: dict[str, Any], where: str, aggregator: bool) -> None:
@@ -206,7 +209,10 @@ def _fairness_props() -> dict[str, Any]:
                             {"enum": list(INF_ALPHAS)}]},
         "rule": {"enum": list(RULES), "description": "rule for priced-out members"},
         "eps": {"type": "number", "description": "floor added to each surplus "
-                                                 "(floor rule)"}}
+                                                 "(floor rule)"},
+        "maxmin": {"enum": list(MAXMIN_RULES),
+                   "description": "reading of alpha = inf: leximin (default) or "
+                                  "the minimum with a total-surplus tie-break"}}
 
 
 def _user_schema(extra: dict[str, Any] | None = None,

@@ -96,6 +96,9 @@ class BestResponse:
     y_max: float
     #: Payoff of the ``current`` purchase passed in (None if none was).
     current: "Candidate | None" = None
+    #: True when the search already ranked ``y`` against the current purchase in the
+    #: player's own order (leximin): the dynamics move to ``y`` without comparing.
+    decided: bool = False
 
 
 class _Counted:
@@ -213,6 +216,9 @@ def best_response(inner: InnerSolver, others_total: float, *, strategy: str = "b
     if strategy not in ("bisection", "scan"):
         raise ValueError(f"strategy must be 'bisection' or 'scan', got {strategy!r}")
     game, j = inner.game, inner.index
+    if game.players[j].fairness.is_leximin:  # sorted vectors: solvers/leximin.py
+        from aggregame.solvers.leximin import leximin_best_response
+        return leximin_best_response(inner, others_total, strategy, current)
     maxmin = math.isinf(game.players[j].alpha)
     y_max = game.feasible_max(j, others_total)
     f = _Counted(inner, others_total)

@@ -257,6 +257,9 @@ def _player_regret(game: Game, j: int, profile: np.ndarray
                    ) -> tuple[float, float, float, float, int]:
     """(raw regret, relative regret, best deviation, J at the profile, solves)."""
     others = float(profile.sum() - profile[j])
+    if game.players[j].fairness.is_leximin:  # sorted vectors: solvers/leximin.py
+        from aggregame.solvers.leximin import leximin_regret
+        return leximin_regret(game, j, profile)
     maxmin = game.players[j].fairness.is_maxmin
     dev = _Deviations(NativeInner(game, j), others, maxmin)
     here = dev(float(profile[j]))

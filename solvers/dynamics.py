@@ -164,7 +164,7 @@ def _round(inners: Sequence[InnerSolver], y: np.ndarray, method: str, strategy: 
         # Algorithm 1 moves only to a better outcome; near an optimum J is flat to
         # second order, so "better" is read as "not worse": otherwise a tie tolerance
         # on J would freeze y at ~sqrt(tolerance) from the best response.
-        if not stay.beats(move, maxmin):
+        if br.decided or not stay.beats(move, maxmin):
             new[j] = br.y
     return new
 

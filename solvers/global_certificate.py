@@ -251,6 +251,8 @@ def certify_global(game: Game, profile: Any, *, time_limit: float = 5.0,
     GameDefinitionError
         A malformed profile or setting.
     """
+    from aggregame.solvers.leximin import refuse
+    refuse(game, "the global certificate")  # SCIP bounds the minimum only
     settings = _check_settings(time_limit, gap, rtol, feastol)
     y = _check_profile(game, profile)
     opt = scip_solver()

@@ -417,6 +417,8 @@ def solve_kkt(game: Game, start: np.ndarray | None = None,
     ``solver`` means 'ipopt' for ``solver_name='auto'``. ``certifier(profile)``
     replaces the native certificate (the solver comparison times it apart).
     """
+    from aggregame.solvers.leximin import refuse
+    refuse(game, "the stacked KKT system")  # its epigraph KKT is the minimum only
     setup = _setup(game, ipopt_options, reformulation, solver_name, solver)
     t0 = time.perf_counter()
     certifier = certifier or (lambda y: certify(game, y, certificate_rtol))

@@ -27,6 +27,7 @@ from aggregame.allocation import (RESIDUAL_TOL, InnerSetup, inner_setup,
 from aggregame.errors import InnerSolveError
 from aggregame.players import Game
 from aggregame.solvers.inner import InnerBatch
+from aggregame.solvers.leximin import solve_leximin
 from aggregame.solvers.safe_allocation import lambda_allocation, maxmin_allocation
 from aggregame.utilities import QuadraticUtility
 
@@ -311,6 +312,8 @@ class NativeInner:
                     column[k] = getattr(fixed, f.name)[0]
 
     def _solve(self, setup: InnerSetup) -> InnerBatch:
+        if self.fairness.is_leximin:  # progressive filling (solvers/leximin.py)
+            return solve_leximin(self.player, setup)
         if self.fairness.is_maxmin:
             return self._solve_maxmin(setup)
         y, p2, xbar = setup.y, setup.price_column, setup.xbar

@@ -179,6 +179,9 @@ class PyomoInner:
         self.player = game.players[index]
         self.spec = solver or SolverSpec(SolverName.CYIPOPT, options or {})
         check_supported(self.spec, self.player)
+        if self.player.fairness.is_leximin:  # the epigraph models the minimum only
+            from aggregame.solvers.leximin import refuse
+            refuse(game, "the pyomo backend")
         self.solver = self.spec.make_solver()
         self.counter = SolveCounter()
         self._names = [m.name for m in self.player.members]

@@ -167,7 +167,10 @@ class Equilibrium:
                                 "surplus": float(self.surpluses[j][i])})
             players.append({"name": player.name, "alpha": _alpha_json(player.alpha),
                             "rule": player.fairness.rule.value,
-                            "eps": player.fairness.eps, "y": float(self.profile[j]),
+                            "eps": player.fairness.eps,
+                            "maxmin": player.fairness.maxmin.value
+                            if player.fairness.is_maxmin else None,
+                            "y": float(self.profile[j]),
                             "welfare": _num(self.welfare[j]),
                             "regret": _num(self.certificate.regrets[j]),
                             "relative_regret": _num(

@@ -393,9 +393,6 @@ UNTESTED = (
      "stability"),
     ("Fig. 9", "users might join an aggregator with either scheme depending on their "
      "preferences", "a statement about preferences, not about the equilibria"),
-    ("Figs. 6, 10, 11", "max-min as the alpha -> inf limit (leximin)", "the engine's "
-     "leximin reading is not available yet; max-min verdicts are under the "
-     "total-surplus tie-break reading"),
 )
 
 

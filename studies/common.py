@@ -16,8 +16,8 @@ Where the paper leaves a parameter open we choose, and say so:
 * priced-out rule: floor with eps = 0.01 (docs/model.md, section "Priced-out members") for every figure; the eps study
   varies eps;
 * max-min aggregators are built by :func:`maxmin_aggregator` only, so the reading of
-  max-min (today: the minimum with a total-surplus tie-break) changes in one place;
-  results label it with :data:`MAXMIN_LABEL`;
+  max-min (leximin: the alpha -> inf limit, docs/model.md section "Leximin") is set
+  in one place; results label it with :data:`MAXMIN_LABEL`;
 * alpha grid of Figs. 10-11: 0, 0.25, 0.5, 1, 2, 4, inf.
 """
 
@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from aggregame import (Game, LinearPrice, Player, QuadraticUtility, User,
+from aggregame import (Game, LinearPrice, MaxMinRule, Player, QuadraticUtility, User,
                        quadratic_users)
 from aggregame.settings import Backend
 from aggregame.solvers.dynamics import DynamicsSettings, solve_equilibrium
@@ -47,6 +47,7 @@ class PaperChoices:
     large_K: float = 400.0
     rule: str = "floor"
     eps: float = 0.01
+    maxmin: str = "leximin"
     split: str = "round-robin"
     alpha_grid: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, math.inf)
 
@@ -68,7 +69,7 @@ def small_users(n: int, seed: int) -> list[User]:
 
 
 #: How results name max-min under the engine's current reading.
-MAXMIN_LABEL = "max-min (total-surplus tie-break)"
+MAXMIN_LABEL = "max-min (leximin)"
 #: The two readings of the large user's size (see the module docstring).
 LARGE_READINGS = ("K=400", "K=sum b/a")
 
@@ -87,11 +88,13 @@ def maxmin_aggregator(name: str, members: Sequence[User], rule: str | None = Non
                       eps: float | None = None) -> Player:
     """A max-min (alpha = inf) aggregator: the one place that picks max-min's reading.
 
-    Today the engine reads max-min as the minimum of s + eps with a total-surplus
-    tie-break (docs/model.md, section "Max-min"); a leximin option of Fairness would be set here.
+    Leximin (docs/model.md, section "Leximin"): the sorted vector of s + eps compared
+    lexicographically, the limit of alpha-fairness as alpha grows, stated explicitly
+    so that a change of the engine's default cannot move the studies.
     """
     return Player.aggregator(name, members, alpha=math.inf, rule=rule or CHOICES.rule,
-                             eps=CHOICES.eps if eps is None else eps)
+                             eps=CHOICES.eps if eps is None else eps,
+                             maxmin=MaxMinRule.LEXIMIN)
 
 
 def aggregator(name: str, members: Sequence[User], alpha: float | str,

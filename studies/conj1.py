@@ -67,12 +67,16 @@ def run(params: dict) -> list[dict]:
     n = min(params.get("users", USERS), USERS)
     game = build(params["family"], small_users(n, params["seed"]))
     start = time.perf_counter()
+    # The stacked KKT system and SCIP's certificate model max-min by an epigraph, the
+    # minimum only: games with leximin players are probed by best response alone.
+    modelled = not any(p.fairness.is_leximin for p in game.players)
     probe = probe_uniqueness(game, starts=STARTS if n >= USERS else TINY_STARTS,
                              seed=params["seed"],
-                             methods=("best-response", "kkt"))
+                             methods=("best-response", "kkt") if modelled
+                             else ("best-response",))
     found = probe.equilibria
     proofs = [certify(game, c.profile, method="global", time_limit=TIME_LIMIT)
-              for c in found]
+              for c in found] if modelled else []
     br = probe.runs[probe.runs["method"] == "best-response"]
     count = len(found)
     return [{"run": params["run"], "family": params["family"],
@@ -85,8 +89,10 @@ def run(params: dict) -> list[dict]:
              "profiles": json.dumps([[round(float(v), 6) for v in c.profile]
                                      for c in found]),
              "names": json.dumps(list(game.names)),
-             "global": json.dumps([_worst(p.verdicts) for p in proofs]),
-             "global_certified": all(p.certified for p in proofs),
+             "global": json.dumps([_worst(p.verdicts) for p in proofs] if modelled
+                                  else ["not modelled (leximin)"] * count),
+             "global_certified": modelled and all(p.certified for p in proofs),
+             "global_modelled": modelled,
              "max_regret": max((c.max_regret for c in found), default=None),
              "seconds": time.perf_counter() - start}]
 

@@ -158,8 +158,12 @@ def _section_conj1(df: pd.DataFrame | None, folder: Path) -> str:
         if col not in counts:
             counts[col] = 0
     counts = counts[["unique", "multiple", "unknown"]]
-    proofs = df.groupby("family")["global_certified"].agg(lambda v: f"{v.sum()} of "
-                                                          f"{len(v)}")
+    if "global_modelled" not in df:
+        df = df.assign(global_modelled=True)
+    modelled = df[df["global_modelled"].astype(bool)]
+    proofs = {f: "not modelled (leximin)" for f in df["family"]}
+    proofs.update(modelled.groupby("family")["global_certified"].agg(
+        lambda v: f"{v.astype(bool).sum()} of {len(v)}"))
     counts["global certificate holds"] = [proofs[f] for f, _ in counts.index]
     multi = multiple_equilibria(df)
     text = (f"<p>Each instance: {conj1.USERS} small users (at most), the study's game "
@@ -167,7 +171,9 @@ def _section_conj1(df: pd.DataFrame | None, folder: Path) -> str:
             f"{conj1.STARTS} random starts each for best response (scan) and the "
             f"stacked KKT solve; distinct end points that pass the regret certificate "
             f"are equilibria; each is then checked by SCIP's global certificate "
-            f"({conj1.TIME_LIMIT} s per player). Unique: one equilibrium found; "
+            f"({conj1.TIME_LIMIT} s per player). Games with leximin (max-min) "
+            f"aggregators are probed by best response alone: the KKT system and "
+            f"SCIP's certificate do not model leximin. Unique: one equilibrium found; "
             f"multiple: two or more; unknown: none certified.</p>")
     shown = (_frame(multi, "multiple") if len(multi) else
              "<p>No instance with more than one equilibrium was found.</p>")
@@ -216,8 +222,11 @@ def write_report(out: Path | str, total_seconds: float | None = None) -> Path:
 <p>{UNITS}</p>
 <p><b>One priced-out rule for every figure:</b> floor, Phi over s + eps with eps =
 {CHOICES.eps:g} (members priced out of the market keep a surplus floor; the eps study
-below varies it). <b>Max-min</b> is read as the engine reads it today, the minimum of
-s + eps with a total-surplus tie-break, and labelled "{MAXMIN_LABEL}".</p>
+below varies it). <b>Max-min</b> is read as leximin, the limit of alpha-fairness as
+alpha grows: an aggregator ranks allocations and purchases by its members' s + eps
+sorted in increasing order, compared lexicographically (not the minimum with a
+total-surplus tie-break, which makes max-min buy like social welfare whenever a member
+is priced out); labelled "{MAXMIN_LABEL}".</p>
 <p><b>The paper's values.</b> The paper states no number for its figures in its text
 and its figures are not available to us as images, so no value was read off them: the
 "paper" column quotes what the text says, or says that the figure was not read.</p>

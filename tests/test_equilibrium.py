@@ -64,7 +64,8 @@ def small_mixed_game(alpha, rule="floor"):
     rng = np.random.default_rng(3)
     agg = [Player.aggregator(f"A{k}", quadratic_users(rng.uniform(0.1, 0.9, 6),
                                                       rng.uniform(0, 10, 6), f"a{k}_"),
-                             alpha=alpha, rule=rule) for k in range(2)]
+                             alpha=alpha, rule=rule, maxmin="total-surplus")
+           for k in range(2)]
     large = Player.individual(quadratic_users([0.5], [40.0], "L")[0])
     return Game((*agg, large), LinearPrice(0.05))
 

@@ -17,7 +17,8 @@ from aggregame.solvers.safe_allocation import lambda_allocation
 def _aggregator(alpha, rule="floor", n=12, seed=3, b_low=0.0):
     rng = np.random.default_rng(seed)
     users = quadratic_users(rng.uniform(0.1, 0.9, n), rng.uniform(b_low, 10.0, n), "m")
-    return Player.aggregator("agg", users, alpha=alpha, rule=rule)
+    return Player.aggregator("agg", users, alpha=alpha, rule=rule,
+                             maxmin="total-surplus")
 
 
 @pytest.mark.unit

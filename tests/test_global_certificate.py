@@ -33,8 +33,8 @@ EVAL_RTOL = 1e-12
 def two_aggregators(alpha, n=4, seed=3, c=0.05):
     rng = np.random.default_rng(seed)
     players = [Player.aggregator(f"A{k}", quadratic_users(
-        rng.uniform(0.1, 0.9, n), rng.uniform(0.5, 10, n), f"a{k}_"), alpha=alpha)
-        for k in range(2)]
+        rng.uniform(0.1, 0.9, n), rng.uniform(0.5, 10, n), f"a{k}_"), alpha=alpha,
+        maxmin="total-surplus") for k in range(2)]
     return Game(tuple(players), LinearPrice(c))
 
 
@@ -53,7 +53,7 @@ def pinned_maxmin_game():
     rng = np.random.default_rng(3)
     players = [Player.aggregator(f"A{k}", quadratic_users(
         [*rng.uniform(0.1, 0.9, 3), 0.5], [*rng.uniform(2, 10, 3), 0.2], f"a{k}_"),
-        alpha="inf") for k in range(2)]
+        alpha="inf", maxmin="total-surplus") for k in range(2)]
     big = Player.individual(User("big", QuadraticUtility(0.5, 50.0)))
     return Game((*players, big), LinearPrice(0.05))
 
