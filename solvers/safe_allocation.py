@@ -7,8 +7,10 @@ by a method that shares none of the fast path's numerics:
 * alpha < inf: bisection on lambda for sum_i x_i(lambda) = y, each x_i(lambda) itself
   by bisection on g_i(x) = lambda. The comparison g_i(x) > lambda is made on signs and
   logarithms, never on g_i itself, so (s + e)^-alpha cannot overflow at large alpha.
-  lambda runs over T(z) = sign(z) (exp|z| - 1), z in [-Z, Z], which reaches
-  |lambda| = e^Z without forming it.
+  lambda runs over T(z) = sign(z) exp(|z| - Z), z in [-2Z, 2Z]: log |lambda| = |z| - Z
+  exactly, so lambda is resolved to the same relative precision from e^-Z to e^Z
+  without forming it (a map linear near 0, such as sign(z) expm1|z|, cannot resolve
+  lambda ~ 1e-32: alpha = 32 with s + e ~ 10 needs that).
 * max-min: bisection on the level t (is some allocation at t or above feasible?), then
   the total-surplus tie-break by bisection on its multiplier nu.
 
@@ -29,9 +31,8 @@ _ITER = 200
 
 
 def _log_abs_lambda(z: float) -> float:
-    """log |T(z)| = log(expm1(|z|)), computed without overflow."""
-    a = abs(z)
-    return a + np.log(-np.expm1(-a)) if a > 0 else -np.inf
+    """log |T(z)| = |z| - Z (T(0) = 0)."""
+    return abs(z) - Z_MAX if z != 0 else -np.inf
 
 
 def _above(player: Player, x, price, weight, floor, z: float) -> np.ndarray:
@@ -71,7 +72,7 @@ def lambda_allocation(player: Player, y: float, price: float, xbar: np.ndarray,
     +-inf where it overflows float64 (the allocation is still right)."""
     usable = (weight > 0) & (xbar > 0)
     w = np.where(usable, weight, 1.0)
-    z_lo, z_hi = -Z_MAX, Z_MAX
+    z_lo, z_hi = -2 * Z_MAX, 2 * Z_MAX
     for _ in range(_ITER):
         z = 0.5 * (z_lo + z_hi)
         total = np.where(usable, _members_at(player, z, price, xbar, w, floor), 0.0).sum()
@@ -82,7 +83,7 @@ def lambda_allocation(player: Player, y: float, price: float, xbar: np.ndarray,
     x = np.where(usable, _members_at(player, z, price, xbar, w, floor), 0.0)
     x = _exact_sum(x, y, np.zeros_like(x), xbar)
     with np.errstate(over="ignore"):
-        lam = float(np.sign(z) * np.expm1(abs(z)))
+        lam = float(np.sign(z) * np.exp(abs(z) - Z_MAX))
     return x, lam
 
 
