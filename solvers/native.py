@@ -313,6 +313,8 @@ class NativeInner:
     def _solve(self, setup: InnerSetup) -> InnerBatch:
         if self.fairness.is_maxmin:
             return self._solve_maxmin(setup)
+        if self.player.size == 1:
+            return self._solve_one_member(setup)
         y, p2, xbar = setup.y, setup.price_column, setup.xbar
         weight, floor = setup.weight, setup.floor
         x = np.zeros((y.size, self.player.size))
@@ -331,20 +333,39 @@ class NativeInner:
         lam[at_zero] = lam_top[at_zero]
         lam[at_cap] = lam_bottom[at_cap]
         x[at_cap] = xbar[at_cap]
-        if inside.any() and self.player.size == 1:
-            # One member takes the whole purchase: x = y, and lambda is its
-            # marginal welfare there (no root to find).
-            x[inside] = y[inside, None]
-            with np.errstate(invalid="ignore", over="ignore"):
-                lam[inside] = self._g(x[inside], p2[inside], weight[inside],
-                                      floor[inside])[:, 0]
-        elif inside.any():
+        if inside.any():
             lam_in, x_in = self._solve_lambda(y[inside], p2[inside], xbar[inside],
                                               weight[inside], floor[inside],
                                               lam_top[inside], lam_bottom[inside])
             lam[inside] = lam_in
             x[inside] = x_in
         return self._finish(setup, x, lam)
+
+    def _solve_one_member(self, setup: InnerSetup) -> InnerBatch:
+        """One member takes the whole purchase: x = min(y, xbar), lambda = g(x).
+
+        No root and no stationarity to check (lambda is defined by the allocation),
+        so the residual is the balance |x - y| alone; the total derivative is
+        g(x) - p' w phi'(s + e) x (at xbar too: there lambda / (U' - p) = w phi').
+        Same values as the general path (_finish), in a dozen array operations.
+        """
+        y, p2, xbar = setup.y, setup.price_column, setup.xbar
+        weight, floor = setup.weight, setup.floor
+        x = np.minimum(np.maximum(y, 0.0)[:, None], xbar)
+        surplus = self._U(x) - p2 * x
+        infeasible = y > setup.cap * (1 + 1e-12) + 1e-300
+        welfare = welfare_of(self.player, surplus, weight, floor, setup.priced_out)
+        welfare = np.where(infeasible, -np.inf, welfare)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            dphi = weight * self.fairness.dphi(np.maximum(surplus + floor, 0.0))
+            lam = (dphi * (self._dU(x) - p2))[:, 0]
+            derivative = lam - setup.price_slope * np.where(x > 0, dphi * x, 0.0)[:, 0]
+        derivative = np.where(infeasible | ~np.isfinite(welfare), np.nan, derivative)
+        cap = np.maximum(setup.cap, 1e-300)
+        residual = np.where(infeasible | np.isneginf(welfare), 0.0,
+                            np.abs(x[:, 0] - y) / cap)
+        return InnerBatch(y, setup.price, x, surplus, welfare, surplus[:, 0], lam,
+                          derivative, None, residual)
 
     def _finish(self, setup: InnerSetup, x: np.ndarray, lam: np.ndarray
                 ) -> InnerBatch:
