@@ -14,8 +14,10 @@ nothing with the code that produced the profile that could be wrong the same way
   section alone for max-min, whose payoff is compared lexicographically);
 * the one exception to the grid is a payoff concave in y_j by construction (see
   ``provably_concave``): its maximum is found by the same derivative-free search on
-  the whole interval, and both ends are evaluated (a concave payoff takes its
-  minimum there, so the range is still known);
+  the whole interval, or in closed form where the surplus is a quadratic in y_j
+  (one quadratic member, affine price: ``_surplus_vertex``), and both ends are
+  evaluated (a concave payoff takes its minimum there, so the range is still
+  known) unless the maximum does not beat the profile (regret 0 at any scale);
 * regret is scale-free: relative to the range of J_j over the sampled feasible
   interval, so a tolerance means the same at alpha = 0 (J ~ 1e2) and alpha = 100
   (J ~ -1e-103). Max-min compares (level, total surplus) lexicographically: a level
@@ -237,6 +239,69 @@ def _local_maxima(keys: list[tuple[float, float]]) -> list[int]:
     return sorted(peaks, key=lambda k: keys[k], reverse=True)[:REFINED_MAXIMA]
 
 
+def _surplus_vertex(game: Game, j: int, others: float, y_max: float
+                    ) -> float | None:
+    """Maximizer of a one-member quadratic player's payoff under an affine price,
+    or None for any other player.
+
+    With x = y_j its payoff is phi(s + e), phi increasing, so it peaks where
+    s(y) = U(y) - p(Y_-j + y) y does. s'(y) = U'(y) - p(Y) - p'(Y) y is linear in y
+    for a quadratic U and an affine p, so its zero is the secant root of s' between
+    the ends of [0, y_max], read from the utility's and the price's own derivatives
+    (not from the best response's formula).
+    """
+    player = game.players[j]
+    util = player.members[0].utility
+    if player.size != 1 or not isinstance(util, QuadraticUtility) or not isinstance(
+            game.price, (LinearPrice, AffinePrice)) or y_max <= 0:
+        return None
+
+    def slope(y: float) -> float:
+        total = others + y
+        return float(util.dU(y, util.params()) - game.price.value(total)
+                     - game.price.derivative(total) * y)
+
+    d0, d1 = slope(0.0), slope(y_max)
+    if d0 <= 0:
+        return 0.0
+    if d1 >= 0:
+        return y_max
+    return min(max(y_max * d0 / (d0 - d1), 0.0), y_max)
+
+
+def _search_concave(dev: _Deviations, game: Game, j: int, y_max: float,
+                    here: _Payoff) -> None:
+    """Deviations of a payoff concave on [0, y_max] (``provably_concave``): its
+    closed-form maximizer where there is one, else Brent's search on the whole
+    interval. The ends give the payoff's scale; a concave payoff that cannot beat
+    ``here`` at its maximizer has regret 0 whatever the scale, so they are then
+    skipped."""
+    vertex = _surplus_vertex(game, j, dev.others, y_max)
+    if vertex is not None:
+        if dev.key(dev(vertex)) <= dev.key(here):
+            return
+        dev(0.0)
+        dev(y_max)
+        return
+    dev(0.0)
+    dev(y_max)
+    if y_max > 0:
+        _refine(dev, 0.0, y_max, max(REFINE_RTOL * y_max, 1e-300))
+
+
+def _search_grid(dev: _Deviations, game: Game, j: int, y_max: float,
+                 current: float) -> None:
+    """Deviations of any payoff: samples, then refinement of the best local maxima."""
+    xtol = max(REFINE_RTOL * y_max, 1e-300)
+    pts = _sample_points(game, j, dev.others, y_max, min(current, y_max))
+    samples = [dev(float(y)) for y in pts]
+    keys = [dev.key(p) for p in samples]
+    for k in _local_maxima(keys):
+        lo, hi = float(pts[max(k - 1, 0)]), float(pts[min(k + 1, len(pts) - 1)])
+        if hi > lo:
+            _refine(dev, lo, hi, xtol)
+
+
 def _player_regret(game: Game, j: int, profile: np.ndarray
                    ) -> tuple[float, float, float, float, int]:
     """(raw regret, relative regret, best deviation, J at the profile, solves)."""
@@ -245,20 +310,10 @@ def _player_regret(game: Game, j: int, profile: np.ndarray
     dev = _Deviations(NativeInner(game, j), others, maxmin)
     here = dev(float(profile[j]))
     y_max = game.feasible_max(j, others)
-    xtol = max(REFINE_RTOL * y_max, 1e-300)
     if provably_concave(game, j):
-        dev(0.0)
-        dev(y_max)
-        if y_max > 0:
-            _refine(dev, 0.0, y_max, xtol)
+        _search_concave(dev, game, j, y_max, here)
     else:
-        pts = _sample_points(game, j, others, y_max, min(float(profile[j]), y_max))
-        samples = [dev(float(y)) for y in pts]
-        keys = [dev.key(p) for p in samples]
-        for k in _local_maxima(keys):
-            lo, hi = float(pts[max(k - 1, 0)]), float(pts[min(k + 1, len(pts) - 1)])
-            if hi > lo:
-                _refine(dev, lo, hi, xtol)
+        _search_grid(dev, game, j, y_max, float(profile[j]))
     best = max(dev.seen, key=dev.key)
     raw, rel = _gain(dev, here, best)
     return raw, rel, best.y, here.welfare, len(dev.seen)
