@@ -17,7 +17,7 @@ section "Max-min").
 from __future__ import annotations
 
 import logging
-from dataclasses import fields
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -65,6 +65,20 @@ def _decreasing_root(residual, lo: np.ndarray, hi: np.ndarray, start: np.ndarray
         bad = ~np.isfinite(newton) | (newton <= lo) | (newton >= hi)
         z = np.where(active, np.where(bad, 0.5 * (lo + hi), newton), z)
     return z, aux
+
+
+@dataclass(frozen=True)
+class _LevelProblem:
+    """Rows of a max-min solve: purchases (G,), price column (G, 1), member bounds,
+    floors, counted members and peak surpluses (G, N), and the top level (G,)."""
+
+    y: np.ndarray
+    p2: np.ndarray
+    xbar: np.ndarray
+    floor: np.ndarray
+    counted: np.ndarray
+    s_max: np.ndarray
+    t_hi: np.ndarray
 
 
 class NativeInner:
@@ -436,28 +450,34 @@ class NativeInner:
                 lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
         return hi if rising else lo
 
-    def _solve_maxmin(self, setup: InnerSetup) -> InnerBatch:
-        y, p2, xbar = setup.y, setup.price_column, setup.xbar
-        weight, floor = setup.weight, setup.floor
-        g = y.size
-        counted = weight > 0  # under strict, priced-out members count (pin t at 0)
-        # Level t*: the largest t in [0, t_hi] with sum lo_i(t) <= y <= sum hi_i(t),
-        # i.e. min(t_hi, root of sum hi_i(t) = y, root of sum lo_i(t) = y); both sums
-        # are monotone in t (uncounted members span [0, xbar] whatever t is).
-        s_max = np.where(xbar > 0, self._max_surplus(p2, xbar), 0.0)
+    def _level_problem(self, setup: InnerSetup) -> "_LevelProblem":
+        """Rows' data of the max-min level search, with the top level t_hi (the
+        smallest peak surplus plus floor among the counted members)."""
+        xbar, floor = setup.xbar, setup.floor
+        counted = setup.weight > 0  # under strict, priced-out members count (t = 0)
+        s_max = np.where(xbar > 0, self._max_surplus(setup.price_column, xbar), 0.0)
         t_hi = np.where(counted, s_max + floor, np.inf).min(axis=1)
         t_hi = np.maximum(np.where(np.isfinite(t_hi), t_hi, 0.0), 0.0)
+        return _LevelProblem(setup.y, setup.price_column, xbar, floor, counted, s_max,
+                             t_hi)
 
-        def bounds(t):
-            # Capped at the peak surplus: at t = t_hi rounding would otherwise make
-            # the binding member's one-point interval empty.
-            need = np.minimum(np.maximum(t[:, None] - floor, 0.0), s_max)
-            lo_i, hi_i = self._level_interval(need, p2, xbar)
-            # A member whose requirement is <= 0 may take anything in [0, xbar].
-            free = (need <= 0) | ~counted
-            lo_i = np.where(free, 0.0, np.nan_to_num(lo_i))
-            hi_i = np.where(free, xbar, np.nan_to_num(hi_i, nan=0.0))
-            return lo_i, hi_i, free
+    def _level_bounds(self, lp: "_LevelProblem", t: np.ndarray):
+        """Each member's interval [lo_i, hi_i] at level t, and the free members."""
+        # Capped at the peak surplus: at t = t_hi rounding would otherwise make
+        # the binding member's one-point interval empty.
+        need = np.minimum(np.maximum(t[:, None] - lp.floor, 0.0), lp.s_max)
+        lo_i, hi_i = self._level_interval(need, lp.p2, lp.xbar)
+        # A member whose requirement is <= 0 may take anything in [0, xbar].
+        free = (need <= 0) | ~lp.counted
+        lo_i = np.where(free, 0.0, np.nan_to_num(lo_i))
+        hi_i = np.where(free, lp.xbar, np.nan_to_num(hi_i, nan=0.0))
+        return lo_i, hi_i, free
+
+    def _top_level(self, lp: "_LevelProblem") -> np.ndarray:
+        """Level t*: the largest t in [0, t_hi] with sum lo_i(t) <= y <= sum hi_i(t),
+        i.e. min(t_hi, root of sum hi_i(t) = y, root of sum lo_i(t) = y); both sums
+        are monotone in t (uncounted members span [0, xbar] whatever t is)."""
+        y, p2 = lp.y, lp.p2
 
         def level_slopes(x, free):
             # d x / d t = 1 / s'(x) on either side of a member's surplus peak.
@@ -466,28 +486,31 @@ class NativeInner:
             return np.where(free, 0.0, d)
 
         def upper(t):
-            lo_i, hi_i, free = bounds(t)
+            lo_i, hi_i, free = self._level_bounds(lp, t)
             return hi_i.sum(axis=1) - y, level_slopes(hi_i, free).sum(axis=1), None
 
         def lower(t):
-            lo_i, hi_i, free = bounds(t)
+            lo_i, hi_i, free = self._level_bounds(lp, t)
             return y - lo_i.sum(axis=1), -level_slopes(lo_i, free).sum(axis=1), None
 
-        zero = np.zeros(g)
-        atol = ROOT_RTOL * y
-        t_star = t_hi.copy()
+        t_star = lp.t_hi.copy()
         for residual in (upper, lower):
-            at_top = residual(t_hi)[0] >= 0  # feasible all the way up: no root
+            at_top = residual(lp.t_hi)[0] >= 0  # feasible all the way up: no root
             if at_top.all():
                 continue
             # Rows feasible up to t_hi keep t_hi: they are not solved, and the start
             # is what an inactive row returns.
-            root, _ = _decreasing_root(residual, zero, t_hi.copy(),
-                                       np.where(at_top, t_hi, 0.5 * t_hi), atol,
-                                       active=~at_top)
+            root, _ = _decreasing_root(residual, np.zeros(y.size), lp.t_hi.copy(),
+                                       np.where(at_top, lp.t_hi, 0.5 * lp.t_hi),
+                                       ROOT_RTOL * y, active=~at_top)
             t_star = np.minimum(t_star, root)
-        lo_i, hi_i, _ = bounds(t_star)
-        x, nu = self._fill_total_surplus(y, p2, lo_i, hi_i)
+        return t_star
+
+    def _solve_maxmin(self, setup: InnerSetup) -> InnerBatch:
+        """Top level, its intervals, then total surplus within them."""
+        lp = self._level_problem(setup)
+        lo_i, hi_i, _ = self._level_bounds(lp, self._top_level(lp))
+        x, nu = self._fill_total_surplus(lp.y, lp.p2, lo_i, hi_i)
         return self._finish_maxmin(setup, x, nu)
 
     def _finish_maxmin(self, setup: InnerSetup, x: np.ndarray, nu: np.ndarray
