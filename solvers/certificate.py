@@ -141,8 +141,10 @@ class _Deviations:
         if not self.maxmin:
             return (p.welfare, 0.0)
         quantum = LEVEL_TIE_RTOL * max(self.span("welfare"), 1e-300)
-        return (math.floor(p.welfare / quantum) * quantum if math.isfinite(p.welfare)
-                else p.welfare, p.tiebreak)
+        steps = p.welfare / quantum
+        # A span of 0 (every sample equal so far) leaves nothing to round to.
+        return (math.floor(steps) * quantum if math.isfinite(steps) else p.welfare,
+                p.tiebreak)
 
     def span(self, field: str) -> float:
         """Scale of the payoff: best sample minus the median sample. Not the full
@@ -278,7 +280,9 @@ def _search_concave(dev: _Deviations, game: Game, j: int, y_max: float,
     skipped."""
     vertex = _surplus_vertex(game, j, dev.others, y_max)
     if vertex is not None:
-        if dev.key(dev(vertex)) <= dev.key(here):
+        # One member: the level s + e and the tie-break s rise together, so the
+        # payoff alone orders the two (no scale needed yet).
+        if dev(vertex).welfare <= here.welfare:
             return
         dev(0.0)
         dev(y_max)
