@@ -113,6 +113,7 @@ class NativeInner:
             self._b = np.empty(n)
             self._a[fam.index[order]] = fam.params["a"][order]
             self._b[fam.index[order]] = fam.params["b"][order]
+            self._neg_half_inv_a = -0.5 / self._a
 
     # -- utility pieces over (G, N) ---------------------------------------------
     def _U(self, x):  # noqa: N802
@@ -220,6 +221,10 @@ class NativeInner:
     def _member_slope(self, x, lam, price, xbar, weight, floor):
         """dx_i/dlambda (0 at the bounds): 1 / g_i'(x_i) for interior members."""
         interior = (x > 0) & (x < xbar)
+        if self._all_quadratic and self.fairness.alpha == 0:
+            # g_i = b_i - p - 2 a_i x (members with weight 0 are priced out, with
+            # xbar = 0, never interior): dx/dlambda = -1 / (2 a_i), bit for bit.
+            return np.where(interior, self._neg_half_inv_a, 0.0)
         with np.errstate(divide="ignore", invalid="ignore"):
             slope = 1.0 / self._dg(x, price, weight, floor)
         return np.where(interior & np.isfinite(slope), slope, 0.0)
