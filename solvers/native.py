@@ -16,6 +16,7 @@ section "Max-min").
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, fields
 
@@ -38,6 +39,11 @@ ROOT_RTOL = 1e-13
 #: array, and a solve keeps a few dozen arrays alive.
 CHUNK_ELEMENTS = 2**20
 _MAX_ITER = 200
+#: Inner solves run under one np.errstate(all="ignore") set in ``NativeInner.solve``
+#: (infinities and NaNs are expected and handled: phi' at s = 0, 1/g' at a bound), so
+#: hot loops need none of their own: entering np.errstate costs ~2 us, and an alpha = 1
+#: inner solve entered it ~20 times.
+_QUIET = contextlib.nullcontext()
 #: Steps of the joint (x, lambda) Newton before a row falls back to the nested root.
 JOINT_NEWTON_STEPS = 30
 
@@ -62,7 +68,7 @@ def _decreasing_root(residual, lo: np.ndarray, hi: np.ndarray, start: np.ndarray
         active &= (np.abs(r) > atol) & (hi - lo > 1e-15 * np.maximum(np.abs(z), 1e-300))
         if not active.any():
             break
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with _QUIET:
             newton = z - r / slope
         bad = ~np.isfinite(newton) | (newton <= lo) | (newton >= hi)
         z = np.where(active, np.where(bad, 0.5 * (lo + hi), newton), z)
@@ -135,7 +141,7 @@ class NativeInner:
     def _g(self, x, price, weight, floor):
         """g_i(x) = w phi'(s + e) (U' - p), the marginal welfare of member i."""
         s = self._U(x) - price * x
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with _QUIET:
             return weight * self.fairness.dphi(np.maximum(s + floor, 0.0)) * (
                 self._dU(x) - price)
 
@@ -143,7 +149,7 @@ class NativeInner:
         s = np.maximum(self._U(x) - price * x + floor, 0.0)
         slope = self._dU(x) - price
         f = self.fairness
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with _QUIET:
             return weight * (f.d2phi(s) * slope**2 + f.dphi(s) * self._d2U(x))
 
     def _members_at(self, lam, price, xbar, weight, floor, start=None):
@@ -164,7 +170,7 @@ class NativeInner:
             B = 2 * a + lam * q
             C = q - lam * floor
             disc = np.maximum(B * B - 4 * A * C, 0.0)
-            with np.errstate(divide="ignore", invalid="ignore"):
+            with _QUIET:
                 root = 2 * C / (B + np.sqrt(disc))
             root = np.where(np.isfinite(root), root, np.where(C > 0, xbar, 0.0))
             return np.clip(root, 0.0, xbar)
@@ -175,7 +181,7 @@ class NativeInner:
         s = np.maximum(self._U(x) - price * x + floor, 0.0)
         slope = self._dU(x) - price
         f = self.fairness
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        with _QUIET:
             dphi = weight * f.dphi(s)
             # phi'' = -alpha phi' / s for every alpha > 0 (phi' = s^-alpha).
             return dphi * slope, dphi * (self._d2U(x) - f.alpha * slope**2 / s)
@@ -205,7 +211,7 @@ class NativeInner:
             val = val - lam
             lo = np.where(active & (val > 0), x, lo)
             hi = np.where(active & (val <= 0), x, hi)
-            with np.errstate(divide="ignore", invalid="ignore"):
+            with _QUIET:
                 step = x - val / dval
             # A Newton step this small has converged: taken, clipped into the
             # bracket (at the root, rounding may put it a hair past x = lo or hi).
@@ -225,7 +231,7 @@ class NativeInner:
             # g_i = b_i - p - 2 a_i x (members with weight 0 are priced out, with
             # xbar = 0, never interior): dx/dlambda = -1 / (2 a_i), bit for bit.
             return np.where(interior, self._neg_half_inv_a, 0.0)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with _QUIET:
             slope = 1.0 / self._dg(x, price, weight, floor)
         return np.where(interior & np.isfinite(slope), slope, 0.0)
 
@@ -320,7 +326,7 @@ class NativeInner:
         the nested root's own stopping rules. Returns (lambda, x, accepted rows).
         """
         zero = np.zeros_like(xbar)
-        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        with _QUIET:
             g0 = self._g(zero, price, weight, floor)
             gcap = self._g(xbar, price, weight, floor)
         atol = ROOT_RTOL * y
@@ -332,7 +338,7 @@ class NativeInner:
             x = np.where(g0 <= col, 0.0, np.where(gcap >= col, xbar, x))
             x = np.where(interior & ((x <= 0) | (x >= xbar)), 0.5 * xbar, x)
             val, dval = self._g_and_slope(x, price, weight, floor)
-            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            with _QUIET:
                 h = np.where(interior, 1.0 / dval, 0.0)
                 move = np.where(interior, (val - col) * h, 0.0)
             finite = np.isfinite(move).all(axis=1) & np.isfinite(h).all(axis=1)
@@ -340,12 +346,12 @@ class NativeInner:
                 np.abs(move) <= 1e-13 * np.maximum(xbar, 1e-300), axis=1)
             if ok.all():
                 break
-            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            with _QUIET:
                 new_lam = lam + (y - x.sum(axis=1) + move.sum(axis=1)) / h.sum(axis=1)
             inside = np.isfinite(new_lam) & (new_lam > lo) & (new_lam < hi)
             new_lam = np.where(inside, new_lam, 0.5 * (lam + np.where(
                 new_lam >= hi, hi, lo)))
-            with np.errstate(invalid="ignore", over="ignore"):
+            with _QUIET:
                 step = x + (new_lam[:, None] - val) * h
             step = np.where(step <= 0, 0.5 * x, np.where(step >= xbar,
                                                        0.5 * (x + xbar), step))
@@ -374,10 +380,11 @@ class NativeInner:
                                 np.concatenate([getattr(p, f.name) for p in parts])
                                 for f in fields(InnerBatch)))
         setup = inner_setup(self.game, self.index, y, others_total, fixed_price)
-        batch = self._solve(setup)
-        bad = ~(batch.residual <= RESIDUAL_TOL)
-        if bad.any():
-            self._resolve_safely(batch, setup, np.flatnonzero(bad))
+        with np.errstate(all="ignore"):
+            batch = self._solve(setup)
+            bad = ~(batch.residual <= RESIDUAL_TOL)
+            if bad.any():
+                self._resolve_safely(batch, setup, np.flatnonzero(bad))
         return batch
 
     def _resolve_safely(self, batch: InnerBatch, setup: InnerSetup,
@@ -419,7 +426,7 @@ class NativeInner:
         at_zero = y <= 0
         at_cap = y >= setup.cap * (1 - 1e-14)
         inside = ~(at_zero | at_cap)
-        with np.errstate(invalid="ignore", over="ignore"):
+        with _QUIET:
             g0 = self._g(np.zeros_like(xbar), p2, weight, floor)
             gcap = self._g(xbar, p2, weight, floor)
         viable = xbar > 0
@@ -453,7 +460,7 @@ class NativeInner:
         infeasible = y > setup.cap * (1 + 1e-12) + 1e-300
         welfare = welfare_of(self.player, surplus, weight, floor, setup.priced_out)
         welfare = np.where(infeasible, -np.inf, welfare)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        with _QUIET:
             dphi = weight * self.fairness.dphi(np.maximum(surplus + floor, 0.0))
             lam = (dphi * (self._dU(x) - p2))[:, 0]
             derivative = lam - setup.price_slope * np.where(x > 0, dphi * x, 0.0)[:, 0]
@@ -476,7 +483,7 @@ class NativeInner:
         # Coefficient w phi'(s + e) + sigma: lambda / (U' - p) wherever x_i > 0
         # (interior: stationarity; at xbar: it defines sigma_i).
         slope_u = self._dU(x) - p2
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        with _QUIET:
             interior = weight * self.fairness.dphi(np.maximum(surplus + floor, 0.0))
             at_bound = lam[:, None] / slope_u
             coef = np.where(x >= xbar * (1 - 1e-12), at_bound, interior)
@@ -564,7 +571,7 @@ class NativeInner:
 
         def level_slopes(x, free):
             # d x / d t = 1 / s'(x) on either side of a member's surplus peak.
-            with np.errstate(divide="ignore", invalid="ignore"):
+            with _QUIET:
                 d = 1.0 / (self._dU(x) - p2)
             return np.where(free, 0.0, d)
 
@@ -614,7 +621,7 @@ class NativeInner:
         counted = setup.weight > 0
         flat = (setup.priced_out & counted).any(axis=1) & (y < cap * (1 - 1e-14))
         slope_u = self._dU(x) - p2
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with _QUIET:
             coef = np.where(x >= xbar * (1 - 1e-12), nu[:, None] / slope_u, 1.0)
         coef = np.where(x > 0, coef, 0.0)
         tie_slope = nu + setup.price_slope * price_sensitivity(x, coef)
