@@ -46,6 +46,9 @@ _MAX_ITER = 200
 _QUIET = contextlib.nullcontext()
 #: Steps of the joint (x, lambda) Newton before a row falls back to the nested root.
 JOINT_NEWTON_STEPS = 30
+#: Relative agreement of every interior member's g_i(x_i) with lambda required to
+#: accept a joint Newton row.
+JOINT_MATCH_RTOL = 1e-8
 
 
 def _decreasing_root(residual, lo: np.ndarray, hi: np.ndarray, start: np.ndarray,
@@ -342,8 +345,14 @@ class NativeInner:
                 h = np.where(interior, 1.0 / dval, 0.0)
                 move = np.where(interior, (val - col) * h, 0.0)
             finite = np.isfinite(move).all(axis=1) & np.isfinite(h).all(axis=1)
+            # The step alone is blind where g_i' is huge (alpha = 5, s near 0: h ~ 0
+            # whatever g_i - lambda is; found by the batch/single property test), so
+            # g_i = lambda must also hold relatively; rows failing it (lambda ~ 0
+            # too) take the nested root.
+            matched = np.abs(val - col) <= JOINT_MATCH_RTOL * np.abs(col)
             ok = finite & (np.abs(x.sum(axis=1) - y) <= atol) & np.all(
-                np.abs(move) <= 1e-13 * np.maximum(xbar, 1e-300), axis=1)
+                (np.abs(move) <= 1e-13 * np.maximum(xbar, 1e-300))
+                & (matched | ~interior), axis=1)
             if ok.all():
                 break
             with _QUIET:

@@ -98,3 +98,27 @@ def test_joint_newton_matches_the_safe_bisection(alpha):
         x, _ = lambda_allocation(game.players[0], float(y), float(setup.price[k]),
                                  setup.xbar[k], setup.weight[k], setup.floor[k])
         np.testing.assert_allclose(batch.x[k], x, rtol=0, atol=1e-9 * y_max)
+
+
+@pytest.mark.unit
+def test_joint_newton_is_not_fooled_by_a_vanishing_newton_step():
+    """alpha = 5, viable rule, tiny utilities: near s = 0, g' is so large that the
+    Newton step is ~0 whatever g - lambda is. Warm single solves (walking down the
+    purchases) once stopped 30% away from the batch's allocation; the batch is
+    checked against the safe bisection too."""
+    users = quadratic_users([0.001, 0.001, 0.001, 0.001], [0.001, 0.0005, 0.001, 0.001])
+    game = Game((Player.aggregator("a", users[:1]),
+                 Player.aggregator("b", users[1:3], alpha=5.0, rule="viable", eps=1e-6),
+                 Player.aggregator("c", users[3:])), LinearPrice(1e-6))
+    others = 0.5 * (game.feasible_max(0, 0.0) + game.feasible_max(2, 0.0))
+    y_max = game.feasible_max(1, others)
+    ys = y_max * np.array([0.05, 0.2, 0.37, 0.5, 0.63, 0.8, 0.97])
+    batch = NativeInner(game, 1).solve(ys, others)
+    warm = NativeInner(game, 1)
+    singles = [warm.solve(np.array([y]), others) for y in ys[::-1]][::-1]
+    setup = inner_setup(game, 1, ys, others)
+    for k, y in enumerate(ys):
+        x, _ = lambda_allocation(game.players[1], float(y), float(setup.price[k]),
+                                 setup.xbar[k], setup.weight[k], setup.floor[k])
+        np.testing.assert_allclose(batch.x[k], x, rtol=0, atol=1e-9 * y_max)
+        np.testing.assert_allclose(singles[k].x[0], x, rtol=0, atol=1e-9 * y_max)
