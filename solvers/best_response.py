@@ -21,6 +21,7 @@ section "Max-min").
 
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -193,7 +194,83 @@ def _golden(f: _Counted, lo: float, hi: float, maxmin: bool, xtol: float
     return seen
 
 
-def best_response(inner: InnerSolver, others_total: float, *, strategy: str = "bisection",
+class Strategy(str, enum.Enum):
+    """How a best response searches (a str, so callers may pass the plain name).
+
+    ``AUTO`` is the dynamics' choice (bisection, then scan if the certificate
+    fails); a single best response is either ``BISECTION`` or ``SCAN``.
+    """
+
+    AUTO = "auto"
+    BISECTION = "bisection"
+    SCAN = "scan"
+
+
+@dataclass(frozen=True)
+class _Search:
+    """One best-response search: the player, its interval and tolerances."""
+
+    f: _Counted
+    maxmin: bool
+    y_max: float
+    xtol: float
+    #: Golden section compares payoffs, which resolve y only to ~1e-8 relative.
+    golden_xtol: float
+    #: Purchases always among the candidates: both ends and the current one.
+    fixed: tuple[float, ...]
+
+
+def _search(inner: InnerSolver, others_total: float, current: float | None
+            ) -> _Search:
+    game, j = inner.game, inner.index
+    y_max = game.feasible_max(j, others_total)
+    xtol = max(Y_RTOL * max(y_max, 1.0), 1e-14)
+    fixed = (0.0, y_max) + ((min(max(current, 0.0), y_max),) if current is not None
+                            else ())
+    return _Search(_Counted(inner, others_total), math.isinf(game.players[j].alpha),
+                   y_max, xtol, max(xtol, GOLDEN_RTOL * y_max), fixed)
+
+
+def _flat_level(batch: InnerBatch, maxmin: bool) -> bool:
+    """Max-min with a flat level at the first row (y = 0; flat there means flat on
+    the whole interval): the tie-break, which has a derivative, decides."""
+    return maxmin and batch.tiebreak_derivative is not None and bool(
+        np.isfinite(batch.tiebreak_derivative[0]))
+
+
+def _bisection(s: _Search, current: float | None, step_hint: float | None
+               ) -> list[Candidate]:
+    """Candidates of the quasiconcave search: the refined root first, then probes."""
+    probes = list(s.fixed)
+    if step_hint is not None and current is not None:
+        # Dynamics near convergence move y_j a little each round: probing
+        # current +- 2 * last move usually brackets the root tightly, so brentq
+        # needs 3-4 evaluations instead of ~10 on the whole interval.
+        width = 2.0 * max(step_hint, s.xtol)
+        probes += [min(max(current - width, 0.0), s.y_max),
+                   min(max(current + width, 0.0), s.y_max)]
+    ends = s.f(np.array(probes))
+    cands = _candidates(ends)
+    tiebreak = _flat_level(ends, s.maxmin)
+    if s.maxmin and not tiebreak:
+        return _golden(s.f, 0.0, s.y_max, s.maxmin, s.golden_xtol)[::-1] + cands
+    order = np.argsort(ends.y, kind="stable")
+    ys, ds = ends.y[order], slopes(ends, tiebreak)[order]
+    # Quasiconcave: D > 0 left of the root, D <= 0 right of it.
+    first_down = int(np.argmax(ds <= 0)) if np.any(ds <= 0) else len(ys)
+    if first_down == 0:
+        root = 0.0
+    elif first_down == len(ys):
+        root = s.y_max
+    else:
+        root = _root_of_slope(s.f, float(ys[first_down - 1]), float(ys[first_down]),
+                              ds[first_down - 1], ds[first_down], s.xtol, tiebreak)
+    # First in the list wins ties: the refined root is the most accurate.
+    return _candidates(s.f([root])) + cands
+
+
+def best_response(inner: InnerSolver, others_total: float, *,
+                  strategy: Strategy | str = Strategy.BISECTION,
                   current: float | None = None, step_hint: float | None = None
                   ) -> BestResponse:
     """Best purchase of player ``inner.index`` against the others' total.
@@ -213,69 +290,33 @@ def best_response(inner: InnerSolver, others_total: float, *, strategy: str = "b
         How far the player moved last round; bisection probes around ``current``
         with it to start from a narrow bracket.
     """
-    if strategy not in ("bisection", "scan"):
+    if strategy not in (Strategy.BISECTION, Strategy.SCAN):
         raise ValueError(f"strategy must be 'bisection' or 'scan', got {strategy!r}")
+    strategy = Strategy(strategy)
     game, j = inner.game, inner.index
     if game.players[j].fairness.is_leximin:  # sorted vectors: solvers/leximin.py
         from aggregame.solvers.leximin import leximin_best_response
         return leximin_best_response(inner, others_total, strategy, current)
-    maxmin = math.isinf(game.players[j].alpha)
-    y_max = game.feasible_max(j, others_total)
-    f = _Counted(inner, others_total)
-    xtol = max(Y_RTOL * max(y_max, 1.0), 1e-14)
-    # Golden section compares payoffs, which resolve y only to ~1e-8 relative.
-    golden_xtol = max(xtol, GOLDEN_RTOL * y_max)
-    fixed = [0.0, y_max] + ([min(max(current, 0.0), y_max)] if current is not None
-                            else [])
-    if y_max <= 0:
-        cands = _candidates(f([0.0]))
-        return BestResponse(0.0, cands[0].welfare, cands[0].tiebreak, strategy,
-                            f.count, y_max)
-    single = single_member_closed_form(game, j, others_total, y_max)
+    s = _search(inner, others_total, current)
+    if s.y_max <= 0:
+        cand = _candidates(s.f([0.0]))[0]
+        return BestResponse(0.0, cand.welfare, cand.tiebreak, strategy.value,
+                            s.f.count, s.y_max)
+    single = single_member_closed_form(game, j, others_total, s.y_max)
     if single is not None:  # exact for either strategy: the payoff is concave
-        cands = _candidates(f(np.array([single] + fixed)))
-    elif strategy == "bisection":
-        probes = list(fixed)
-        if step_hint is not None and current is not None:
-            # Dynamics near convergence move y_j a little each round: probing
-            # current +- 2 * last move usually brackets the root tightly, so brentq
-            # needs 3-4 evaluations instead of ~10 on the whole interval.
-            width = 2.0 * max(step_hint, xtol)
-            probes += [min(max(current - width, 0.0), y_max),
-                       min(max(current + width, 0.0), y_max)]
-        ends = f(np.array(probes))
-        cands = _candidates(ends)
-        # Max-min with a flat level (probes[0] is y = 0; flat there means flat on
-        # the whole interval) is decided by the tie-break, which has a derivative.
-        tiebreak = maxmin and ends.tiebreak_derivative is not None and bool(
-            np.isfinite(ends.tiebreak_derivative[0]))
-        if maxmin and not tiebreak:
-            cands = _golden(f, 0.0, y_max, maxmin, golden_xtol)[::-1] + cands
-        else:
-            order = np.argsort(ends.y, kind="stable")
-            ys, ds = ends.y[order], slopes(ends, tiebreak)[order]
-            # Quasiconcave: D > 0 left of the root, D <= 0 right of it.
-            first_down = int(np.argmax(ds <= 0)) if np.any(ds <= 0) else len(ys)
-            if first_down == 0:
-                root = 0.0
-            elif first_down == len(ys):
-                root = y_max
-            else:
-                root = _root_of_slope(f, float(ys[first_down - 1]),
-                                      float(ys[first_down]), ds[first_down - 1],
-                                      ds[first_down], xtol, tiebreak)
-            # First in the list wins ties: the refined root is the most accurate.
-            cands = _candidates(f([root])) + cands
+        cands = _candidates(s.f(np.array((single,) + s.fixed)))
+    elif strategy is Strategy.BISECTION:
+        cands = _bisection(s, current, step_hint)
     else:
-        cands = scan(f, game, j, others_total, y_max, maxmin,
-                     golden_xtol if maxmin else xtol, fixed)
-    best = _best(cands, maxmin)
+        cands = scan(s.f, game, j, others_total, s.y_max, s.maxmin,
+                     s.golden_xtol if s.maxmin else s.xtol, list(s.fixed))
+    best = _best(cands, s.maxmin)
     here = None
     if current is not None:
-        y_cur = min(max(current, 0.0), y_max)
+        y_cur = min(max(current, 0.0), s.y_max)
         here = next((c for c in cands if c.y == y_cur), None)
-    return BestResponse(best.y, best.welfare, best.tiebreak, strategy, f.count, y_max,
-                        here)
+    return BestResponse(best.y, best.welfare, best.tiebreak, strategy.value, s.f.count,
+                        s.y_max, here)
 
 
 def single_member_closed_form(game, j: int, others_total: float, y_max: float
@@ -287,21 +328,58 @@ def single_member_closed_form(game, j: int, others_total: float, y_max: float
     (docs/model.md, section "One-member players"), clipped to [0, y_max].
     The certificate still checks it by its scan.
     """
-    from aggregame.price import AffinePrice, LinearPrice
     from aggregame.utilities import QuadraticUtility
 
     player = game.players[j]
     util = player.members[0].utility
-    if player.size != 1 or not isinstance(util, QuadraticUtility):
+    affine = _affine_price(game.price)
+    if player.size != 1 or not isinstance(util, QuadraticUtility) or affine is None:
         return None
-    if isinstance(game.price, LinearPrice):
-        p0, c = 0.0, game.price.c
-    elif isinstance(game.price, AffinePrice):
-        p0, c = game.price.p0, game.price.c
-    else:
-        return None
+    p0, c = affine
     y = (util.b - p0 - c * others_total) / (2 * (util.a + c))
     return min(max(y, 0.0), y_max)
+
+
+def _affine_price(price) -> tuple[float, float] | None:
+    """(p0, c) of p = p0 + c Y for a linear or affine price, else None."""
+    from aggregame.price import AffinePrice, LinearPrice
+
+    if isinstance(price, LinearPrice):
+        return 0.0, price.c
+    if isinstance(price, AffinePrice):
+        return price.p0, price.c
+    return None
+
+
+def single_user_equilibrium(game) -> np.ndarray | None:
+    """Nash equilibrium of one-member quadratic players under an affine price, or None.
+
+    Each best response is y_j = max(0, (b_j - p0 - c Y_-j) / (2(a_j + c)))
+    (``single_member_closed_form``); with Y_-j = Y - y_j a buying player has
+    y_j = (b_j - p0 - c Y) / (2 a_j + c), so Y solves the scalar equation
+    Y = sum_j max(0, (b_j - p0 - c Y) / (2 a_j + c)), whose right side falls with Y:
+    one root. The players that buy are those with the largest b_j (b_j - p0 > c Y),
+    so trying the k largest for every k at once (cumulative sums) finds it exactly.
+    Returns the profile in player order.
+    """
+    from aggregame.utilities import QuadraticUtility
+
+    affine = _affine_price(game.price)
+    players = game.players
+    if affine is None or not players or any(
+            p.size != 1 or not isinstance(p.members[0].utility, QuadraticUtility)
+            for p in players):
+        return None
+    p0, c = affine
+    a = np.array([p.members[0].utility.a for p in players])
+    b = np.array([p.members[0].utility.b for p in players])
+    order = np.argsort(-b, kind="stable")
+    inv = 1.0 / (2 * a[order] + c)
+    # Total if exactly the k largest-b players buy, k = 1..n.
+    totals = np.cumsum((b[order] - p0) * inv) / (1 + c * np.cumsum(inv))
+    buying = b[order] - p0 > c * totals
+    total = float(totals[np.flatnonzero(buying)[-1]]) if buying.any() else 0.0
+    return np.maximum(b - p0 - c * total, 0.0) / (2 * a + c)
 
 
 def price_out_points(game, j: int, others_total: float, y_max: float,

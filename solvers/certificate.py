@@ -14,11 +14,15 @@ nothing with the code that produced the profile that could be wrong the same way
   section alone for max-min, whose payoff is compared lexicographically);
 * the one exception to the grid is a payoff concave in y_j by construction (see
   ``provably_concave``): its maximum is found by the same derivative-free search on
-  the whole interval, and a coarse even grid (ends included) fixes its scale;
+  the whole interval, or in closed form where the surplus is a quadratic in y_j
+  (one quadratic member, affine price: ``_surplus_vertex``); a coarse even grid (ends
+  included) fixes its scale, unless the maximum does not beat the profile (regret 0
+  at any scale);
 * regret is scale-free: relative to the best payoff minus the median of the evenly
-  spread samples of the feasible interval, so a tolerance means the same at alpha = 0 (J ~ 1e2) and alpha = 100
-  (J ~ -1e-103). Max-min compares (level, total surplus) lexicographically: a level
-  gain is measured on the level's range, a tie-break gain on the total surplus's.
+  spread samples of the feasible interval, so a tolerance means the same at
+  alpha = 0 (J ~ 1e2) and alpha = 100 (J ~ -1e-103). Max-min compares (level, total
+  surplus) lexicographically: a level gain is measured on the level's scale, a
+  tie-break gain on the total surplus's.
 
 ``method="global"`` proves a bound instead of searching: see
 solvers/global_certificate.py.
@@ -150,8 +154,10 @@ class _Deviations:
         if not self.maxmin:
             return (p.welfare, 0.0)
         quantum = LEVEL_TIE_RTOL * max(self.span("welfare"), 1e-300)
-        return (math.floor(p.welfare / quantum) * quantum if math.isfinite(p.welfare)
-                else p.welfare, p.tiebreak)
+        steps = p.welfare / quantum
+        # A span of 0 (every sample equal so far) leaves nothing to round to.
+        return (math.floor(steps) * quantum if math.isfinite(steps) else p.welfare,
+                p.tiebreak)
 
     def span(self, field: str) -> float:
         """Scale of the payoff: best sample minus the median of the spread samples.
@@ -253,6 +259,69 @@ def _local_maxima(keys: list[tuple[float, float]]) -> list[int]:
     return sorted(peaks, key=lambda k: keys[k], reverse=True)[:REFINED_MAXIMA]
 
 
+def _surplus_vertex(game: Game, j: int, others: float, y_max: float
+                    ) -> float | None:
+    """Maximizer of a one-member quadratic player's payoff under an affine price,
+    or None for any other player.
+
+    With x = y_j its payoff is phi(s + e), phi increasing, so it peaks where
+    s(y) = U(y) - p(Y_-j + y) y does. s'(y) = U'(y) - p(Y) - p'(Y) y is linear in y
+    for a quadratic U and an affine p, so its zero is the secant root of s' between
+    the ends of [0, y_max], read from the utility's and the price's own derivatives
+    (not from the best response's formula).
+    """
+    player = game.players[j]
+    util = player.members[0].utility
+    if player.size != 1 or not isinstance(util, QuadraticUtility) or not isinstance(
+            game.price, (LinearPrice, AffinePrice)) or y_max <= 0:
+        return None
+
+    def slope(y: float) -> float:
+        total = others + y
+        return float(util.dU(y, util.params()) - game.price.value(total)
+                     - game.price.derivative(total) * y)
+
+    d0, d1 = slope(0.0), slope(y_max)
+    if d0 <= 0:
+        return 0.0
+    if d1 >= 0:
+        return y_max
+    return min(max(y_max * d0 / (d0 - d1), 0.0), y_max)
+
+
+def _search_concave(dev: _Deviations, game: Game, j: int, y_max: float,
+                    here: _Payoff) -> None:
+    """Deviations of a payoff concave on [0, y_max] (``provably_concave``): its
+    closed-form maximizer where there is one, else Brent's search on the whole
+    interval. A coarse even grid gives the payoff's scale; a concave payoff that cannot beat
+    ``here`` at its maximizer has regret 0 whatever the scale, so they are then
+    skipped."""
+    vertex = _surplus_vertex(game, j, dev.others, y_max)
+    if vertex is not None:
+        # One member: the level s + e and the tie-break s rise together, so the
+        # payoff alone orders the two (no scale needed yet).
+        if dev(vertex).welfare <= here.welfare:
+            return
+        dev.sample(np.linspace(0.0, y_max, SCALE_POINTS))
+        return
+    dev.sample(np.linspace(0.0, y_max, SCALE_POINTS))
+    if y_max > 0:
+        _refine(dev, 0.0, y_max, max(REFINE_RTOL * y_max, 1e-300))
+
+
+def _search_grid(dev: _Deviations, game: Game, j: int, y_max: float,
+                 current: float) -> None:
+    """Deviations of any payoff: samples, then refinement of the best local maxima."""
+    xtol = max(REFINE_RTOL * y_max, 1e-300)
+    pts = _sample_points(game, j, dev.others, y_max, min(current, y_max))
+    samples = dev.sample(pts)
+    keys = [dev.key(p) for p in samples]
+    for k in _local_maxima(keys):
+        lo, hi = float(pts[max(k - 1, 0)]), float(pts[min(k + 1, len(pts) - 1)])
+        if hi > lo:
+            _refine(dev, lo, hi, xtol)
+
+
 def _player_regret(game: Game, j: int, profile: np.ndarray
                    ) -> tuple[float, float, float, float, int]:
     """(raw regret, relative regret, best deviation, J at the profile, solves)."""
@@ -264,19 +333,10 @@ def _player_regret(game: Game, j: int, profile: np.ndarray
     dev = _Deviations(NativeInner(game, j), others, maxmin)
     here = dev(float(profile[j]))
     y_max = game.feasible_max(j, others)
-    xtol = max(REFINE_RTOL * y_max, 1e-300)
     if provably_concave(game, j):
-        dev.sample(np.linspace(0.0, y_max, SCALE_POINTS))
-        if y_max > 0:
-            _refine(dev, 0.0, y_max, xtol)
+        _search_concave(dev, game, j, y_max, here)
     else:
-        pts = _sample_points(game, j, others, y_max, min(float(profile[j]), y_max))
-        samples = dev.sample(pts)
-        keys = [dev.key(p) for p in samples]
-        for k in _local_maxima(keys):
-            lo, hi = float(pts[max(k - 1, 0)]), float(pts[min(k + 1, len(pts) - 1)])
-            if hi > lo:
-                _refine(dev, lo, hi, xtol)
+        _search_grid(dev, game, j, y_max, float(profile[j]))
     best = max(dev.seen, key=dev.key)
     raw, rel = _gain(dev, here, best)
     return raw, rel, best.y, here.welfare, len(dev.seen)

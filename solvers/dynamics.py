@@ -142,6 +142,46 @@ class _Run:
     strategies: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _Users:
+    """Every player one quadratic member under p = p0 + c Y: each best response is
+    y_j = clip((b_j - p0 - c Y_-j) / (2(a_j + c)), 0, y_max) (the exact maximizer of a
+    concave payoff, single_member_closed_form), so a round needs no inner solve."""
+
+    a: np.ndarray
+    b: np.ndarray
+    p0: float
+    c: float
+
+    @classmethod
+    def of(cls, game: Game) -> "_Users | None":
+        from aggregame.solvers.best_response import _affine_price
+        from aggregame.utilities import QuadraticUtility
+
+        affine = _affine_price(game.price)
+        if affine is None or any(p.size != 1 or not isinstance(
+                p.members[0].utility, QuadraticUtility) for p in game.players):
+            return None
+        utils = [p.members[0].utility for p in game.players]
+        return cls(np.array([u.a for u in utils]), np.array([u.b for u in utils]),
+                   *affine)
+
+    def round(self, y: np.ndarray, method: str) -> np.ndarray:
+        """One Gauss-Seidel or Jacobi round. Algorithm 1's "stay if strictly
+        better" never holds against the exact maximizer, so every player moves."""
+        gain = 1.0 / (2 * (self.a + self.c))
+        if method == "jacobi":
+            others = y.sum() - y
+            return np.maximum(self.b - self.p0 - self.c * others, 0.0) * gain
+        new = y.copy()
+        total = float(new.sum())
+        for j, (b, g) in enumerate(zip(self.b.tolist(), gain.tolist())):
+            others = total - new[j]
+            new[j] = max(b - self.p0 - self.c * others, 0.0) * g
+            total = others + new[j]
+        return new
+
+
 def _round(inners: Sequence[InnerSolver], y: np.ndarray, method: str, strategy: str,
            run: _Run) -> np.ndarray:
     new = y.copy()
@@ -169,6 +209,60 @@ def _round(inners: Sequence[InnerSolver], y: np.ndarray, method: str, strategy: 
     return new
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    """Where the rounds stopped: profile, status, rounds and its certificate (None
+    unless it was certified on the way)."""
+
+    y: np.ndarray
+    status: str
+    rounds: int
+    certificate: Any = None
+
+
+def _tolerance(game: Game, settings: DynamicsSettings) -> float:
+    # Everyone's best response moves with a max-min player's jitter, so its floor
+    # applies to the whole profile.
+    if any(math.isinf(p.alpha) for p in game.players):
+        return max(settings.tol, DERIVATIVE_FREE_RTOL)
+    return settings.tol
+
+
+def _iterate(game: Game, inners: Sequence[InnerSolver], y: np.ndarray,
+             settings: DynamicsSettings, run: _Run, certifier: Any, bar: Any,
+             users: "_Users | None") -> _Outcome:
+    """Best-response rounds until a converged, certified profile (or the round
+    limit, or a cycle); ``auto`` switches to the scan when bisection's end point
+    fails its certificate."""
+    strategy = "bisection" if settings.best_response == "auto" else settings.best_response
+    tol = _tolerance(game, settings)
+    for rounds in range(1, settings.max_rounds + 1):
+        if users is not None and strategy == "bisection":
+            new, label = users.round(y, settings.method), "closed-form"
+        else:
+            new, label = _round(inners, y, settings.method, strategy, run), strategy
+        run.strategies.append(label)
+        run.path.append(new.copy())
+        step = np.abs(new - y)
+        if bar is not None:
+            bar.set_postfix_str(f"largest step {float(step.max()):.2e}", refresh=False)
+            bar.update(1)
+        y = new
+        if np.all(step <= tol * max(1.0, float(np.max(np.abs(y))))):
+            certificate = certifier(y)
+            if certificate.certified or settings.best_response != "auto" or \
+                    strategy == "scan":
+                return _Outcome(y, "converged", rounds, certificate)
+            LOG.info("bisection best response stopped at a profile with regret "
+                     "%.3g; continuing with the scan best response",
+                     certificate.max_regret)
+            strategy = "scan"
+            continue
+        if _repeats(run.path, tol):
+            return _Outcome(y, "cycling", rounds)
+    return _Outcome(y, "round-limit", settings.max_rounds)
+
+
 def solve_equilibrium(game: Game, backend: str = "native",
                       settings: DynamicsSettings | None = None, *,
                       inners: list[InnerSolver] | None = None,
@@ -180,22 +274,17 @@ def solve_equilibrium(game: Game, backend: str = "native",
     Returns an :class:`Equilibrium`; check ``converged`` and ``certified`` before
     calling it one (a run that cycles or hits ``max_rounds`` says so, with its path).
     ``certifier(profile) -> Certificate`` replaces the certificate through ``inners``
-    (the solver comparison gives every method the same one, timed apart).
+    (the solver comparison gives every method the same one, timed apart). On the
+    native backend a game of one-member quadratic players under an affine price
+    takes its best responses in closed form (strategy 'closed-form' in the path).
     """
     settings = settings or DynamicsSettings()
     inners = inners or make_inners(game, backend, ipopt_options, solver=solver)
     certifier = certifier or (lambda y: certify(game, y, settings.certificate_rtol))
+    users = _Users.of(game) if backend == "native" else None
     y = _start_profile(game, settings)
     run = _Run(path=[y.copy()])
-    strategy = "bisection" if settings.best_response == "auto" else settings.best_response
-    status = "round-limit"
     start_time = time.perf_counter()
-    certificate = None
-    rounds = 0
-    # Everyone's best response moves with a max-min player's jitter, so its floor
-    # applies to the whole profile.
-    any_maxmin = any(math.isinf(p.alpha) for p in game.players)
-    tol = max(settings.tol, DERIVATIVE_FREE_RTOL) if any_maxmin else settings.tol
     bar = None
     if progress:
         from tqdm import tqdm
@@ -203,43 +292,16 @@ def solve_equilibrium(game: Game, backend: str = "native",
         # No total: the round limit is not an estimate of when the run ends.
         bar = tqdm(total=None, desc="best-response rounds", unit="round")
     try:
-        while rounds < settings.max_rounds:
-            new = _round(inners, y, settings.method, strategy, run)
-            rounds += 1
-            run.strategies.append(strategy)
-            run.path.append(new.copy())
-            step = np.abs(new - y)
-            if bar is not None:
-                bar.set_postfix_str(f"largest step {float(step.max()):.2e}",
-                                    refresh=False)
-                bar.update(1)
-            y = new
-            if np.all(step <= tol * max(1.0, float(np.max(np.abs(y))))):
-                certificate = certifier(y)
-                if certificate.certified or settings.best_response != "auto" or \
-                        strategy == "scan":
-                    status = "converged"
-                    break
-                LOG.info("bisection best response stopped at a profile with regret "
-                         "%.3g; continuing with the scan best response",
-                         certificate.max_regret)
-                strategy = "scan"
-                continue
-            if _repeats(run.path, tol):
-                status = "cycling"
-                break
-        if certificate is None or status != "converged":
-            certificate = certify(game, y, settings.certificate_rtol)
+        out = _iterate(game, inners, y, settings, run, certifier, bar, users)
+        certificate = out.certificate or certifier(out.y)
         if bar is not None:
-            bar.set_postfix_str(f"{status}, max regret {certificate.max_regret:.2e}")
+            bar.set_postfix_str(f"{out.status}, max regret {certificate.max_regret:.2e}")
     finally:
         if bar is not None:
             bar.close()
-    if certificate is None or status != "converged":
-        certificate = certifier(y)
     return Equilibrium.from_run(
-        game, y, inners, converged=status == "converged", status=status,
-        iterations=rounds, path=np.array(run.path), certificate=certificate,
+        game, out.y, inners, converged=out.status == "converged", status=out.status,
+        iterations=out.rounds, path=np.array(run.path), certificate=certificate,
         backend=backend, method=settings.method, settings=settings.describe(),
         seconds=time.perf_counter() - start_time, evaluations=run.evaluations,
         strategies=run.strategies)

@@ -16,8 +16,9 @@ section "Max-min").
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from dataclasses import fields
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -39,6 +40,16 @@ ROOT_RTOL = 1e-13
 #: array, and a solve keeps a few dozen arrays alive.
 CHUNK_ELEMENTS = 2**20
 _MAX_ITER = 200
+#: Inner solves run under one np.errstate(all="ignore") set in ``NativeInner.solve``
+#: (infinities and NaNs are expected and handled: phi' at s = 0, 1/g' at a bound), so
+#: hot loops need none of their own: entering np.errstate costs ~2 us, and an alpha = 1
+#: inner solve entered it ~20 times.
+_QUIET = contextlib.nullcontext()
+#: Steps of the joint (x, lambda) Newton before a row falls back to the nested root.
+JOINT_NEWTON_STEPS = 30
+#: Relative agreement of every interior member's g_i(x_i) with lambda required to
+#: accept a joint Newton row.
+JOINT_MATCH_RTOL = 1e-8
 
 
 def _decreasing_root(residual, lo: np.ndarray, hi: np.ndarray, start: np.ndarray,
@@ -61,11 +72,25 @@ def _decreasing_root(residual, lo: np.ndarray, hi: np.ndarray, start: np.ndarray
         active &= (np.abs(r) > atol) & (hi - lo > 1e-15 * np.maximum(np.abs(z), 1e-300))
         if not active.any():
             break
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with _QUIET:
             newton = z - r / slope
         bad = ~np.isfinite(newton) | (newton <= lo) | (newton >= hi)
         z = np.where(active, np.where(bad, 0.5 * (lo + hi), newton), z)
     return z, aux
+
+
+@dataclass(frozen=True)
+class _LevelProblem:
+    """Rows of a max-min solve: purchases (G,), price column (G, 1), member bounds,
+    floors, counted members and peak surpluses (G, N), and the top level (G,)."""
+
+    y: np.ndarray
+    p2: np.ndarray
+    xbar: np.ndarray
+    floor: np.ndarray
+    counted: np.ndarray
+    s_max: np.ndarray
+    t_hi: np.ndarray
 
 
 class NativeInner:
@@ -89,6 +114,8 @@ class NativeInner:
         # Dense per-member parameters by family, broadcast over the batch axis.
         self._families = self.player.families
         self._all_quadratic = all(f.family is QuadraticUtility for f in self._families)
+        # Quadratic members at alpha 0 or 1 have x_i(lambda) in closed form.
+        self._closed_form_members = self._all_quadratic and self.fairness.alpha in (0, 1)
         if self._all_quadratic:
             fam = self._families[0]
             order = np.argsort(fam.index)
@@ -96,6 +123,7 @@ class NativeInner:
             self._b = np.empty(n)
             self._a[fam.index[order]] = fam.params["a"][order]
             self._b[fam.index[order]] = fam.params["b"][order]
+            self._neg_half_inv_a = -0.5 / self._a
 
     # -- utility pieces over (G, N) ---------------------------------------------
     def _U(self, x):  # noqa: N802
@@ -117,7 +145,7 @@ class NativeInner:
     def _g(self, x, price, weight, floor):
         """g_i(x) = w phi'(s + e) (U' - p), the marginal welfare of member i."""
         s = self._U(x) - price * x
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with _QUIET:
             return weight * self.fairness.dphi(np.maximum(s + floor, 0.0)) * (
                 self._dU(x) - price)
 
@@ -125,7 +153,7 @@ class NativeInner:
         s = np.maximum(self._U(x) - price * x + floor, 0.0)
         slope = self._dU(x) - price
         f = self.fairness
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with _QUIET:
             return weight * (f.d2phi(s) * slope**2 + f.dphi(s) * self._d2U(x))
 
     def _members_at(self, lam, price, xbar, weight, floor, start=None):
@@ -146,7 +174,7 @@ class NativeInner:
             B = 2 * a + lam * q
             C = q - lam * floor
             disc = np.maximum(B * B - 4 * A * C, 0.0)
-            with np.errstate(divide="ignore", invalid="ignore"):
+            with _QUIET:
                 root = 2 * C / (B + np.sqrt(disc))
             root = np.where(np.isfinite(root), root, np.where(C > 0, xbar, 0.0))
             return np.clip(root, 0.0, xbar)
@@ -157,7 +185,7 @@ class NativeInner:
         s = np.maximum(self._U(x) - price * x + floor, 0.0)
         slope = self._dU(x) - price
         f = self.fairness
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        with _QUIET:
             dphi = weight * f.dphi(s)
             # phi'' = -alpha phi' / s for every alpha > 0 (phi' = s^-alpha).
             return dphi * slope, dphi * (self._d2U(x) - f.alpha * slope**2 / s)
@@ -187,7 +215,7 @@ class NativeInner:
             val = val - lam
             lo = np.where(active & (val > 0), x, lo)
             hi = np.where(active & (val <= 0), x, hi)
-            with np.errstate(divide="ignore", invalid="ignore"):
+            with _QUIET:
                 step = x - val / dval
             # A Newton step this small has converged: taken, clipped into the
             # bracket (at the root, rounding may put it a hair past x = lo or hi).
@@ -203,21 +231,21 @@ class NativeInner:
     def _member_slope(self, x, lam, price, xbar, weight, floor):
         """dx_i/dlambda (0 at the bounds): 1 / g_i'(x_i) for interior members."""
         interior = (x > 0) & (x < xbar)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        if self._all_quadratic and self.fairness.alpha == 0:
+            # g_i = b_i - p - 2 a_i x (members with weight 0 are priced out, with
+            # xbar = 0, never interior): dx/dlambda = -1 / (2 a_i), bit for bit.
+            return np.where(interior, self._neg_half_inv_a, 0.0)
+        with _QUIET:
             slope = 1.0 / self._dg(x, price, weight, floor)
         return np.where(interior & np.isfinite(slope), slope, 0.0)
 
     # -- the lambda root ------------------------------------------------------
-    def _solve_lambda(self, y, price, xbar, weight, floor, hi, lo):
-        """lambda with sum_i x_i(lambda) = y, row by row (y strictly inside (0, cap)).
-
-        ``hi`` = max_i g_i(0) and ``lo`` = min_i g_i(xbar_i) bracket it: every member
-        is at 0 above ``hi`` and at xbar below ``lo`` (both infinite under strict).
-        """
+    def _lambda_bracket(self, y, price, xbar, weight, floor, hi, lo):
+        """Finite ends of the lambda bracket: infinite ends (strict rule) double
+        away from 0 until the bracket holds."""
         g = y.shape[0]
         hi = np.where(np.isfinite(hi), hi, np.nan)
         lo = np.where(np.isfinite(lo), lo, np.nan)
-        # Infinite ends: double away from 0 until the bracket holds.
         for side, sign in ((0, 1.0), (1, -1.0)):
             end = hi if side == 0 else lo
             missing = np.isnan(end)
@@ -235,14 +263,47 @@ class NativeInner:
                 hi = end
             else:
                 lo = end
+        return hi, lo
+
+    def _solve_lambda(self, y, price, xbar, weight, floor, hi, lo):
+        """lambda with sum_i x_i(lambda) = y, row by row (y strictly inside (0, cap)).
+
+        ``hi`` = max_i g_i(0) and ``lo`` = min_i g_i(xbar_i) bracket it: every member
+        is at 0 above ``hi`` and at xbar below ``lo`` (both infinite under strict).
+        Families without a closed-form x_i(lambda) first try Newton on (x, lambda)
+        together (``_joint_newton``); rows it does not settle take the nested root.
+        """
+        g = y.shape[0]
+        hi, lo = self._lambda_bracket(y, price, xbar, weight, floor, hi, lo)
         lam = 0.5 * (lo + hi)
         lam = np.where(np.isfinite(lam), lam, 0.0)
         if g == 1 and self._warm_lambda is not None and lo[0] < self._warm_lambda < hi[0]:
             lam = np.array([self._warm_lambda])
         # Single rows start their members where the previous single solve left
         # them (searches call with nearby purchases).
-        last = [self._warm_x if g == 1 and self._warm_x is not None and
-                self._warm_x.shape == xbar.shape else None]
+        warm = self._warm_x if g == 1 and self._warm_x is not None and \
+            self._warm_x.shape == xbar.shape else None
+        if not self._closed_form_members:
+            start = warm if warm is not None else self._members_at(
+                lam, price, xbar, weight, floor)
+            lam_j, x_j, ok = self._joint_newton(y, price, xbar, weight, floor, lam,
+                                                start, lo, hi)
+            if not ok.all():
+                rest = ~ok
+                lam_j[rest], x_j[rest] = self._nested_root(
+                    y[rest], price[rest], xbar[rest], weight[rest], floor[rest],
+                    lam[rest], lo[rest], hi[rest], warm)
+            lam, x = lam_j, x_j
+        else:
+            lam, x = self._nested_root(y, price, xbar, weight, floor, lam, lo, hi, warm)
+        if g == 1 and np.isfinite(lam[0]):
+            self._warm_lambda = float(lam[0])
+            self._warm_x = x
+        return lam, x
+
+    def _nested_root(self, y, price, xbar, weight, floor, lam, lo, hi, warm):
+        """Safeguarded Newton in lambda, each step solving every member exactly."""
+        last = [warm if warm is not None and warm.shape == xbar.shape else None]
 
         def residual(lam):
             # Sum too big -> lambda too small: decreasing in lambda. Members start
@@ -252,11 +313,62 @@ class NativeInner:
             slope = self._member_slope(x, lam, price, xbar, weight, floor).sum(axis=1)
             return x.sum(axis=1) - y, slope, x
 
-        lam, x = _decreasing_root(residual, lo, hi, lam, ROOT_RTOL * y)
-        if g == 1 and np.isfinite(lam[0]):
-            self._warm_lambda = float(lam[0])
-            self._warm_x = x
-        return lam, x
+        return _decreasing_root(residual, lo, hi, lam, ROOT_RTOL * y)
+
+    def _joint_newton(self, y, price, xbar, weight, floor, lam, x, lo, hi):
+        """Newton on the inner KKT system in (x, lambda) at once.
+
+        For the members interior at lambda (g_i(0) > lambda > g_i(xbar_i)),
+        linearizing g_i(x_i) = lambda' gives x_i' = x_i + (lambda' - g_i) h_i with
+        h_i = 1 / g_i'(x_i); sum_i x_i' = y then fixes lambda'. One member evaluation
+        per step, where the nested root needs a full member solve per lambda step
+        (measured on Fig. 4 at alpha = 2: ~20 member evaluations per inner solve by
+        the nested root, ~5 here). Steps stay inside the bracket and inside each
+        member's (0, xbar_i) (halfway to a bound they would cross). A row is
+        accepted only where, at the returned (x, lambda), sum x = y to ROOT_RTOL and
+        every interior member's remaining Newton step is below 1e-13 of its xbar_i:
+        the nested root's own stopping rules. Returns (lambda, x, accepted rows).
+        """
+        zero = np.zeros_like(xbar)
+        with _QUIET:
+            g0 = self._g(zero, price, weight, floor)
+            gcap = self._g(xbar, price, weight, floor)
+        atol = ROOT_RTOL * y
+        ok = np.zeros(y.shape, dtype=bool)
+        x = x.copy()
+        for _ in range(JOINT_NEWTON_STEPS):
+            col = lam[:, None]
+            interior = (g0 > col) & (gcap < col)
+            x = np.where(g0 <= col, 0.0, np.where(gcap >= col, xbar, x))
+            x = np.where(interior & ((x <= 0) | (x >= xbar)), 0.5 * xbar, x)
+            val, dval = self._g_and_slope(x, price, weight, floor)
+            with _QUIET:
+                h = np.where(interior, 1.0 / dval, 0.0)
+                move = np.where(interior, (val - col) * h, 0.0)
+            finite = np.isfinite(move).all(axis=1) & np.isfinite(h).all(axis=1)
+            # The step alone is blind where g_i' is huge (alpha = 5, s near 0: h ~ 0
+            # whatever g_i - lambda is; found by the batch/single property test), so
+            # g_i = lambda must also hold relatively; rows failing it (lambda ~ 0
+            # too) take the nested root.
+            matched = np.abs(val - col) <= JOINT_MATCH_RTOL * np.abs(col)
+            ok = finite & (np.abs(x.sum(axis=1) - y) <= atol) & np.all(
+                (np.abs(move) <= 1e-13 * np.maximum(xbar, 1e-300))
+                & (matched | ~interior), axis=1)
+            if ok.all():
+                break
+            with _QUIET:
+                new_lam = lam + (y - x.sum(axis=1) + move.sum(axis=1)) / h.sum(axis=1)
+            inside = np.isfinite(new_lam) & (new_lam > lo) & (new_lam < hi)
+            new_lam = np.where(inside, new_lam, 0.5 * (lam + np.where(
+                new_lam >= hi, hi, lo)))
+            with _QUIET:
+                step = x + (new_lam[:, None] - val) * h
+            step = np.where(step <= 0, 0.5 * x, np.where(step >= xbar,
+                                                       0.5 * (x + xbar), step))
+            keep = ok | ~finite
+            x = np.where(keep[:, None] | ~interior, x, step)
+            lam = np.where(keep, lam, new_lam)
+        return lam, x, ok
 
     # -- public --------------------------------------------------------------
     def solve(self, y: np.ndarray, others_total: float,
@@ -278,10 +390,11 @@ class NativeInner:
                                 np.concatenate([getattr(p, f.name) for p in parts])
                                 for f in fields(InnerBatch)))
         setup = inner_setup(self.game, self.index, y, others_total, fixed_price)
-        batch = self._solve(setup)
-        bad = ~(batch.residual <= RESIDUAL_TOL)
-        if bad.any():
-            self._resolve_safely(batch, setup, np.flatnonzero(bad))
+        with np.errstate(all="ignore"):
+            batch = self._solve(setup)
+            bad = ~(batch.residual <= RESIDUAL_TOL)
+            if bad.any():
+                self._resolve_safely(batch, setup, np.flatnonzero(bad))
         return batch
 
     def _resolve_safely(self, batch: InnerBatch, setup: InnerSetup,
@@ -316,6 +429,8 @@ class NativeInner:
             return solve_leximin(self.player, setup)
         if self.fairness.is_maxmin:
             return self._solve_maxmin(setup)
+        if self.player.size == 1:
+            return self._solve_one_member(setup)
         y, p2, xbar = setup.y, setup.price_column, setup.xbar
         weight, floor = setup.weight, setup.floor
         x = np.zeros((y.size, self.player.size))
@@ -323,7 +438,7 @@ class NativeInner:
         at_zero = y <= 0
         at_cap = y >= setup.cap * (1 - 1e-14)
         inside = ~(at_zero | at_cap)
-        with np.errstate(invalid="ignore", over="ignore"):
+        with _QUIET:
             g0 = self._g(np.zeros_like(xbar), p2, weight, floor)
             gcap = self._g(xbar, p2, weight, floor)
         viable = xbar > 0
@@ -334,20 +449,39 @@ class NativeInner:
         lam[at_zero] = lam_top[at_zero]
         lam[at_cap] = lam_bottom[at_cap]
         x[at_cap] = xbar[at_cap]
-        if inside.any() and self.player.size == 1:
-            # One member takes the whole purchase: x = y, and lambda is its
-            # marginal welfare there (no root to find).
-            x[inside] = y[inside, None]
-            with np.errstate(invalid="ignore", over="ignore"):
-                lam[inside] = self._g(x[inside], p2[inside], weight[inside],
-                                      floor[inside])[:, 0]
-        elif inside.any():
+        if inside.any():
             lam_in, x_in = self._solve_lambda(y[inside], p2[inside], xbar[inside],
                                               weight[inside], floor[inside],
                                               lam_top[inside], lam_bottom[inside])
             lam[inside] = lam_in
             x[inside] = x_in
         return self._finish(setup, x, lam)
+
+    def _solve_one_member(self, setup: InnerSetup) -> InnerBatch:
+        """One member takes the whole purchase: x = min(y, xbar), lambda = g(x).
+
+        No root and no stationarity to check (lambda is defined by the allocation),
+        so the residual is the balance |x - y| alone; the total derivative is
+        g(x) - p' w phi'(s + e) x (at xbar too: there lambda / (U' - p) = w phi').
+        Same values as the general path (_finish), in a dozen array operations.
+        """
+        y, p2, xbar = setup.y, setup.price_column, setup.xbar
+        weight, floor = setup.weight, setup.floor
+        x = np.minimum(np.maximum(y, 0.0)[:, None], xbar)
+        surplus = self._U(x) - p2 * x
+        infeasible = y > setup.cap * (1 + 1e-12) + 1e-300
+        welfare = welfare_of(self.player, surplus, weight, floor, setup.priced_out)
+        welfare = np.where(infeasible, -np.inf, welfare)
+        with _QUIET:
+            dphi = weight * self.fairness.dphi(np.maximum(surplus + floor, 0.0))
+            lam = (dphi * (self._dU(x) - p2))[:, 0]
+            derivative = lam - setup.price_slope * np.where(x > 0, dphi * x, 0.0)[:, 0]
+        derivative = np.where(infeasible | ~np.isfinite(welfare), np.nan, derivative)
+        cap = np.maximum(setup.cap, 1e-300)
+        residual = np.where(infeasible | np.isneginf(welfare), 0.0,
+                            np.abs(x[:, 0] - y) / cap)
+        return InnerBatch(y, setup.price, x, surplus, welfare, surplus[:, 0], lam,
+                          derivative, None, residual)
 
     def _finish(self, setup: InnerSetup, x: np.ndarray, lam: np.ndarray
                 ) -> InnerBatch:
@@ -361,7 +495,7 @@ class NativeInner:
         # Coefficient w phi'(s + e) + sigma: lambda / (U' - p) wherever x_i > 0
         # (interior: stationarity; at xbar: it defines sigma_i).
         slope_u = self._dU(x) - p2
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        with _QUIET:
             interior = weight * self.fairness.dphi(np.maximum(surplus + floor, 0.0))
             at_bound = lam[:, None] / slope_u
             coef = np.where(x >= xbar * (1 - 1e-12), at_bound, interior)
@@ -418,58 +552,67 @@ class NativeInner:
                 lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
         return hi if rising else lo
 
-    def _solve_maxmin(self, setup: InnerSetup) -> InnerBatch:
-        y, p2, xbar = setup.y, setup.price_column, setup.xbar
-        weight, floor = setup.weight, setup.floor
-        g = y.size
-        counted = weight > 0  # under strict, priced-out members count (pin t at 0)
-        # Level t*: the largest t in [0, t_hi] with sum lo_i(t) <= y <= sum hi_i(t),
-        # i.e. min(t_hi, root of sum hi_i(t) = y, root of sum lo_i(t) = y); both sums
-        # are monotone in t (uncounted members span [0, xbar] whatever t is).
-        s_max = np.where(xbar > 0, self._max_surplus(p2, xbar), 0.0)
+    def _level_problem(self, setup: InnerSetup) -> "_LevelProblem":
+        """Rows' data of the max-min level search, with the top level t_hi (the
+        smallest peak surplus plus floor among the counted members)."""
+        xbar, floor = setup.xbar, setup.floor
+        counted = setup.weight > 0  # under strict, priced-out members count (t = 0)
+        s_max = np.where(xbar > 0, self._max_surplus(setup.price_column, xbar), 0.0)
         t_hi = np.where(counted, s_max + floor, np.inf).min(axis=1)
         t_hi = np.maximum(np.where(np.isfinite(t_hi), t_hi, 0.0), 0.0)
+        return _LevelProblem(setup.y, setup.price_column, xbar, floor, counted, s_max,
+                             t_hi)
 
-        def bounds(t):
-            # Capped at the peak surplus: at t = t_hi rounding would otherwise make
-            # the binding member's one-point interval empty.
-            need = np.minimum(np.maximum(t[:, None] - floor, 0.0), s_max)
-            lo_i, hi_i = self._level_interval(need, p2, xbar)
-            # A member whose requirement is <= 0 may take anything in [0, xbar].
-            free = (need <= 0) | ~counted
-            lo_i = np.where(free, 0.0, np.nan_to_num(lo_i))
-            hi_i = np.where(free, xbar, np.nan_to_num(hi_i, nan=0.0))
-            return lo_i, hi_i, free
+    def _level_bounds(self, lp: "_LevelProblem", t: np.ndarray):
+        """Each member's interval [lo_i, hi_i] at level t, and the free members."""
+        # Capped at the peak surplus: at t = t_hi rounding would otherwise make
+        # the binding member's one-point interval empty.
+        need = np.minimum(np.maximum(t[:, None] - lp.floor, 0.0), lp.s_max)
+        lo_i, hi_i = self._level_interval(need, lp.p2, lp.xbar)
+        # A member whose requirement is <= 0 may take anything in [0, xbar].
+        free = (need <= 0) | ~lp.counted
+        lo_i = np.where(free, 0.0, np.nan_to_num(lo_i))
+        hi_i = np.where(free, lp.xbar, np.nan_to_num(hi_i, nan=0.0))
+        return lo_i, hi_i, free
+
+    def _top_level(self, lp: "_LevelProblem") -> np.ndarray:
+        """Level t*: the largest t in [0, t_hi] with sum lo_i(t) <= y <= sum hi_i(t),
+        i.e. min(t_hi, root of sum hi_i(t) = y, root of sum lo_i(t) = y); both sums
+        are monotone in t (uncounted members span [0, xbar] whatever t is)."""
+        y, p2 = lp.y, lp.p2
 
         def level_slopes(x, free):
             # d x / d t = 1 / s'(x) on either side of a member's surplus peak.
-            with np.errstate(divide="ignore", invalid="ignore"):
+            with _QUIET:
                 d = 1.0 / (self._dU(x) - p2)
             return np.where(free, 0.0, d)
 
         def upper(t):
-            lo_i, hi_i, free = bounds(t)
+            lo_i, hi_i, free = self._level_bounds(lp, t)
             return hi_i.sum(axis=1) - y, level_slopes(hi_i, free).sum(axis=1), None
 
         def lower(t):
-            lo_i, hi_i, free = bounds(t)
+            lo_i, hi_i, free = self._level_bounds(lp, t)
             return y - lo_i.sum(axis=1), -level_slopes(lo_i, free).sum(axis=1), None
 
-        zero = np.zeros(g)
-        atol = ROOT_RTOL * y
-        t_star = t_hi.copy()
+        t_star = lp.t_hi.copy()
         for residual in (upper, lower):
-            at_top = residual(t_hi)[0] >= 0  # feasible all the way up: no root
+            at_top = residual(lp.t_hi)[0] >= 0  # feasible all the way up: no root
             if at_top.all():
                 continue
             # Rows feasible up to t_hi keep t_hi: they are not solved, and the start
             # is what an inactive row returns.
-            root, _ = _decreasing_root(residual, zero, t_hi.copy(),
-                                       np.where(at_top, t_hi, 0.5 * t_hi), atol,
-                                       active=~at_top)
+            root, _ = _decreasing_root(residual, np.zeros(y.size), lp.t_hi.copy(),
+                                       np.where(at_top, lp.t_hi, 0.5 * lp.t_hi),
+                                       ROOT_RTOL * y, active=~at_top)
             t_star = np.minimum(t_star, root)
-        lo_i, hi_i, _ = bounds(t_star)
-        x, nu = self._fill_total_surplus(y, p2, lo_i, hi_i)
+        return t_star
+
+    def _solve_maxmin(self, setup: InnerSetup) -> InnerBatch:
+        """Top level, its intervals, then total surplus within them."""
+        lp = self._level_problem(setup)
+        lo_i, hi_i, _ = self._level_bounds(lp, self._top_level(lp))
+        x, nu = self._fill_total_surplus(lp.y, lp.p2, lo_i, hi_i)
         return self._finish_maxmin(setup, x, nu)
 
     def _finish_maxmin(self, setup: InnerSetup, x: np.ndarray, nu: np.ndarray
@@ -490,7 +633,7 @@ class NativeInner:
         counted = setup.weight > 0
         flat = (setup.priced_out & counted).any(axis=1) & (y < cap * (1 - 1e-14))
         slope_u = self._dU(x) - p2
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with _QUIET:
             coef = np.where(x >= xbar * (1 - 1e-12), nu[:, None] / slope_u, 1.0)
         coef = np.where(x > 0, coef, 0.0)
         tie_slope = nu + setup.price_slope * price_sensitivity(x, coef)
