@@ -52,8 +52,10 @@ _LEVEL_STEPS = 200
 
 
 def refuse(game: Game, what: str) -> None:
-    """Raise UnsupportedProblemError if any player of ``game`` is a leximin player."""
-    names = [p.name for p in game.players if p.fairness.is_leximin]
+    """Raise UnsupportedProblemError if a player of ``game`` with two or more members
+    is a leximin player. With one member leximin, max-min and its total-surplus
+    tie-break order purchases alike (one level s + e, rising with s)."""
+    names = [p.name for p in game.players if p.fairness.is_leximin and p.size > 1]
     if names:
         raise UnsupportedProblemError(
             f"{what} does not model leximin max-min (player(s) {names}): use the "
