@@ -41,12 +41,19 @@ def _assert_rows_equal(batch, singles, label):
     # Payoffs on the scale of their range over the rows, as the certificate does.
     finite = batch.welfare[np.isfinite(batch.welfare)]
     span = max(float(np.ptp(finite)) if finite.size else 0.0, 1e-300)
+    s_scale = max(float(np.max(np.abs(batch.surplus))), 1e-300)
     for k, one in enumerate(singles):
         if np.isneginf(batch.welfare[k]) and np.isneginf(one.welfare[0]):
             continue  # J = -inf (strict rule): every allocation is optimal
         np.testing.assert_allclose(batch.x[k], one.x[0], rtol=0,
                                    atol=SAME_RTOL * scale + 1e-300, err_msg=label)
         w, v = batch.welfare[k], one.welfare[0]
+        if np.all(np.abs(batch.surplus[k]) <= 1e-12 * s_scale):
+            # At the capacity every surplus is 0 up to rounding (~1e-16 of U): under
+            # the viable rule J = sum phi(s) and phi = 2 sqrt(s) at alpha = 0.5 turns
+            # that rounding into J ~ 1e-8 either way. The allocations above agree;
+            # J there is noise around phi(0) = 0, not a solver's answer.
+            continue
         if math.isfinite(w) or math.isfinite(v):
             # rel 1e-6: a welfare of -6e12 (alpha >= 1 near a zero surplus) carries
             # rounding of that order.
