@@ -99,14 +99,23 @@ def test_pyomo_batch_equals_one_at_a_time_and_native(game, fraction, data):
         # checked here. Counted in hypothesis's statistics.
         event("Ipopt refused a row")
         return
-    for k, one in enumerate(singles):
-        np.testing.assert_allclose(batch.welfare[k], one.welfare[0], rtol=1e-7)
     native = NativeInner(game, j).solve(ys, others)
     finite = np.isfinite(native.welfare)
     np.testing.assert_array_equal(finite, np.isfinite(batch.welfare))
     span = max(float(np.ptp(native.welfare[finite])) if finite.any() else 0.0, 1e-300)
-    assert np.all(np.abs(native.welfare[finite] - batch.welfare[finite])
-                  <= 1e-6 * span + 1e-7 * np.abs(native.welfare[finite]))
+    # Ipopt's rows are accepted at residual 1e-6 of the capacity, and a warm-started
+    # batch takes another path than cold single solves: payoffs agree to 1e-6 of
+    # their range over the rows (not of |J|, which eps can dominate: J = 2e-6 + a
+    # surplus of 1e-10 at scale 1e-3).
+    # To first order a row off by RESIDUAL_TOL of the capacity in allocation units
+    # is off by |lambda| times that in payoff (near the capacity, where surpluses
+    # vanish, Ipopt's slightly infeasible rows even beat the exact optimum).
+    drift = np.abs(np.nan_to_num(native.multiplier[finite])) * RESIDUAL_TOL * max(ys)
+    tol = 1e-6 * span + 1e-7 * np.abs(native.welfare[finite]) + drift
+    single = np.array([one.welfare[0] for one in singles])
+    assert np.all(np.abs(single[finite] - batch.welfare[finite]) <= tol)
+    assert np.all(np.abs(native.welfare[finite] - batch.welfare[finite]) <= tol), (
+        native.welfare, batch.welfare, span)
 
 
 @pytest.mark.unit
