@@ -8,8 +8,10 @@ import shutil
 import numpy as np
 import pytest
 
-from aggregame.cli import ExitCode, main
+from aggregame.cli import ExitCode
 from conftest import needs_ipopt
+from test_cli import one_line
+from test_cli import run as run_cli
 
 BAD_INPUT = int(ExitCode.BAD_INPUT)
 
@@ -46,16 +48,7 @@ b = 10.0
 
 
 def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    return lines[0]
+    return run_cli(capsys, *(str(a) for a in argv))
 
 
 def profile(out: str) -> np.ndarray:

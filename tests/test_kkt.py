@@ -38,6 +38,16 @@ def test_kkt_of_cournot_is_the_closed_form():
     np.testing.assert_allclose(eq.profile, cournot_closed_form(a, b, 0.01), rtol=1e-8)
 
 
+def stacked_model(game, profile):
+    """(model, statuses): the stacked KKT model with every player's priced-out status
+    at ``profile``."""
+    total = profile.sum()
+    price = float(game.price.value(total))
+    status = [player_status(game, j, price, float(game.price.value(total - profile[j])))
+              for j in range(len(game.players))]
+    return build_kkt_model(game, status), status
+
+
 @pytest.mark.solver
 def test_stationarity_is_the_derivative_of_the_inner_welfare():
     """The model's symbolic stationarity equals a finite difference of player j's
@@ -45,10 +55,7 @@ def test_stationarity_is_the_derivative_of_the_inner_welfare():
     game = small_mixed_game(1)
     profile = np.array([8.0, 6.0, 30.0])
     total = profile.sum()
-    price = float(game.price.value(total))
-    status = [player_status(game, j, price, float(game.price.value(total - profile[j])))
-              for j in range(3)]
-    m = build_kkt_model(game, status)
+    m, status = stacked_model(game, profile)
     from aggregame.solvers.native import NativeInner
 
     for j, player in enumerate(game.players):  # a feasible allocation of `profile`

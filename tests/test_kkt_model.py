@@ -20,6 +20,7 @@ from aggregame.models.complementarity import (ModelBuildError, Reformulation,
                                               add_reformulation)
 from aggregame.models.kkt import KKTMode, PlayerStatus, build_kkt_model, player_status
 from test_equilibrium import cournot_game, small_mixed_game
+from test_kkt import stacked_model
 
 pytestmark = pytest.mark.unit
 
@@ -84,12 +85,7 @@ def test_kkt_model_smoothing_covers_every_pair():
     """On the stacked model the map covers every complementarity: x (stationarity),
     sigma (surplus) and mu (max-min level) are the variables of their pairs."""
     game = small_mixed_game(float("inf"))
-    profile = np.array([8.0, 6.0, 30.0])
-    total = profile.sum()
-    price = float(game.price.value(total))
-    status = [player_status(game, j, price, float(game.price.value(total - profile[j])))
-              for j in range(3)]
-    m = build_kkt_model(game, status)
+    m, _ = stacked_model(game, np.array([8.0, 6.0, 30.0]))
     comps = list(m.component_data_objects(Complementarity, active=True))
     smoothed = add_fischer_burmeister(m)
     assert len(smoothed) == len(comps) > 0
