@@ -22,6 +22,7 @@ import numpy as np
 
 from aggregame.allocation import (_bounds_violation, counted_members, evaluate,
                                   member_terms, quadratic_parameters, surplus_peak)
+from aggregame.errors import UnsupportedProblemError
 from aggregame.fairness import MaxMinRule
 from aggregame.players import Game, Player
 
@@ -141,3 +142,22 @@ def with_maxmin_rule(game: Game, rule: MaxMinRule | str) -> Game:
         dataclasses.replace(p, fairness=dataclasses.replace(p.fairness, maxmin=rule))
         if p.fairness.is_maxmin else p for p in game.players)
     return Game(players, game.price)
+
+
+def refuse(game: Game, what: str) -> None:
+    """Raise UnsupportedProblemError if a player of ``game`` with two or more members
+    is a leximin player: Pyomo models (the inner NLP, the stacked KKT system, SCIP's
+    joint problem, the embeddable block) state the minimum level only. With one
+    member leximin, max-min and its total-surplus tie-break order purchases alike
+    (one level s + e, rising with s)."""
+    names = [p.name for p in game.players if needs_leximin(p)]
+    if names:
+        raise UnsupportedProblemError(
+            f"{what} does not model leximin max-min (player(s) {names}): use the "
+            f"native backend, or set maxmin = 'total-surplus' for these players")
+
+
+def needs_leximin(player: Player) -> bool:
+    """True when ``player``'s max-min reading is leximin and it matters (two or more
+    members)."""
+    return player.fairness.is_leximin and player.size > 1

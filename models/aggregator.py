@@ -49,8 +49,9 @@ from pyomo.core.base.block import BlockData, CustomBlock, declare_custom_block
 from pyomo.core.expr.calculus.derivatives import differentiate
 from pyomo.core.expr.visitor import identify_variables
 
-from aggregame.errors import EmbeddingError
+from aggregame.errors import EmbeddingError, UnsupportedProblemError
 from aggregame.fairness import Fairness, PricedOutRule
+from aggregame.leximin import needs_leximin
 from aggregame.models.duals import improvement_per_unit
 from aggregame.players import Player
 from aggregame.utilities import Utility
@@ -337,6 +338,11 @@ def add_aggregator(block: pyo.Block, player: Player, *, purchase: Any = None,
         if block.component(name) is not None:
             raise ValueError(f"block {block.name!r} already has a component {name!r}; "
                              "add each aggregator to its own block")
+    if needs_leximin(player):
+        raise UnsupportedProblemError(
+            f"an aggregator block does not model leximin max-min (player "
+            f"{player.name!r}): set maxmin = 'total-surplus' for it, or solve it with "
+            f"the native backend")
     if not priced_out_managed:
         check_embeddable(player, price)
     if surplus_var is None:

@@ -40,7 +40,8 @@ from aggregame.allocation import (RESIDUAL_TOL, InnerSetup, level_interval,
                                   welfare_of)
 from aggregame.errors import InnerSolveError, UnsupportedProblemError
 from aggregame.leximin import (LEX_TIE_RTOL, compare, first_difference,
-                               leximin_residual, level_scale, levels, peaks)
+                               leximin_residual, level_scale, levels, peaks,
+                               refuse)
 from aggregame.players import Game, Player
 from aggregame.solvers.inner import InnerBatch
 
@@ -51,15 +52,6 @@ LOG = logging.getLogger(__name__)
 _LEVEL_STEPS = 200
 
 
-def refuse(game: Game, what: str) -> None:
-    """Raise UnsupportedProblemError if a player of ``game`` with two or more members
-    is a leximin player. With one member leximin, max-min and its total-surplus
-    tie-break order purchases alike (one level s + e, rising with s)."""
-    names = [p.name for p in game.players if p.fairness.is_leximin and p.size > 1]
-    if names:
-        raise UnsupportedProblemError(
-            f"{what} does not model leximin max-min (player(s) {names}): use the "
-            f"native backend, or set maxmin = 'total-surplus' for these players")
 
 
 # -- inner allocation -----------------------------------------------------------

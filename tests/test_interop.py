@@ -10,7 +10,8 @@ import numpy as np
 import pyomo.environ as pyo
 import pytest
 
-from aggregame import EmbeddingError, Game, Player, quadratic_users
+from aggregame import (EmbeddingError, Game, Player, UnsupportedProblemError,
+                       quadratic_users)
 from aggregame.models.aggregator import (AggregatorBlock, add_aggregator,
                                          aggregator_lambda, build_aggregator_model)
 from aggregame.price import MeritOrderPrice
@@ -121,6 +122,22 @@ def test_dispatch_purchase_is_the_best_response_to_the_merit_order(player):
 
 
 @pytest.mark.unit
+def test_a_leximin_block_is_refused_and_total_surplus_is_built():
+    """The block states the minimum level only: a leximin aggregator (the default
+    max-min reading) would be a silently different model."""
+    users = quadratic_users([0.5, 0.3], [6.0, 9.0])
+    m = pyo.ConcreteModel()
+    m.y, m.p = pyo.Var(), pyo.Var()
+    with pytest.raises(UnsupportedProblemError, match="leximin.*'agg'"):
+        m.a = AggregatorBlock(player=Player.aggregator("agg", users, alpha="inf"),
+                              purchase=m.y, price=m.p)
+    m.b = AggregatorBlock(player=Player.aggregator("agg", users, alpha="inf",
+                                                   maxmin="total-surplus"),
+                          purchase=m.y, price=m.p)
+    assert m.b.component("x") is not None
+
+
+@pytest.mark.unit
 @pytest.mark.parametrize("rule,alpha", [("viable", 1.0), ("viable", 0.0),
                                         ("strict", 1.0), ("strict", 0.5)])
 def test_rules_that_cannot_be_embedded_are_refused(rule, alpha):
@@ -165,7 +182,7 @@ def test_units_are_consistent_in_a_model_with_units(alpha):
 
     usd, mwh = _usd(), pyo.units.MWh
     users = quadratic_users([0.5, 0.3], [6.0, 9.0])
-    player = Player.aggregator("agg", users, alpha=alpha)
+    player = Player.aggregator("agg", users, alpha=alpha, maxmin="total-surplus")
     m = pyo.ConcreteModel()
     m.y = pyo.Var(units=mwh, bounds=(0, None))
     m.p = pyo.Var(units=usd / mwh)

@@ -85,7 +85,7 @@ def test_kkt_model_smoothing_covers_every_pair():
     """On the stacked model the map covers every complementarity: x (stationarity),
     sigma (surplus) and mu (max-min level) are the variables of their pairs."""
     game = small_mixed_game(float("inf"))
-    m, _ = stacked_model(game, np.array([8.0, 6.0, 30.0]))
+    m, status = stacked_model(game, np.array([8.0, 6.0, 30.0]))
     comps = list(m.component_data_objects(Complementarity, active=True))
     smoothed = add_fischer_burmeister(m)
     assert len(smoothed) == len(comps) > 0
@@ -148,7 +148,8 @@ def test_maxmin_player_priced_out_entirely_under_viable_builds():
     from aggregame import Game, LinearPrice, Player, quadratic_users
 
     users = quadratic_users([0.5, 0.4], [0.3, 0.2], "v")
-    game = Game((Player.aggregator("V", users, alpha="inf", rule="viable"),
+    game = Game((Player.aggregator("V", users, alpha="inf", rule="viable",
+                                  maxmin="total-surplus"),
                  Player.individual(quadratic_users([0.5], [9.0], "L")[0])),
                 LinearPrice(0.05))
     status = [player_status(game, j, 5.0, 5.0) for j in range(2)]
