@@ -359,9 +359,23 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from aggregame.studies.compare import main_compare
+    from aggregame.studies.compare import RunStatus, run_compare, settings_from_args
 
-    return main_compare(args)
+    result = run_compare(settings_from_args(args), args.out, workers=args.workers,
+                         progress=not _quiet(args))
+    solved = bool(len(result.table)) and bool(
+        (result.table["status"] == RunStatus.SOLVED.value).any())
+    summary = result.summary()
+    if args.json:
+        emit(args, {"folder": str(result.folder), "runs": len(result.table),
+                    "computed_now": result.ran, "skipped": result.skipped,
+                    "any_solved": solved,
+                    "summary": summary.to_dict(orient="records")})
+    else:
+        print(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        print(f"{len(result.table)} runs ({result.ran} computed now), "
+              f"{len(result.skipped)} solver(s) skipped; files in {result.folder}")
+    return 0 if solved else 1
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

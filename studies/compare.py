@@ -324,15 +324,3 @@ def settings_from_args(args: argparse.Namespace) -> CompareSettings:
     return CompareSettings(tuple(args.scenarios), _csv(args.methods),
                            _csv(args.backends), solvers, args.repeats, args.seed,
                            options)
-
-
-def main_compare(args: argparse.Namespace) -> int:
-    """``aggregame compare``: run, print the summary, exit 0 (1 if nothing solved)."""
-    result = run_compare(settings_from_args(args), args.out, workers=args.workers)
-    summary = result.summary()
-    print(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    print(f"{len(result.table)} runs ({result.ran} computed now), "
-          f"{len(result.skipped)} solver(s) skipped; files in {result.folder}")
-    solved = (result.table["status"] == RunStatus.SOLVED.value).any() \
-        if len(result.table) else False
-    return 0 if solved else 1

@@ -1,7 +1,6 @@
 """Solver choice: every installed solver against the native backend, option and
 availability errors by their messages, and the compare study's files."""
 
-import argparse
 import shutil
 
 import numpy as np
@@ -142,13 +141,10 @@ def test_kkt_with_scip_on_a_small_game_and_highs_refused():
 
 # -- the compare study ---------------------------------------------------------------
 def _compare(out, solvers="cyipopt,highs"):
-    from aggregame.studies.compare import add_compare_arguments, main_compare
+    from aggregame.cli import main
 
-    parser = argparse.ArgumentParser()
-    add_compare_arguments(parser)
-    args = parser.parse_args(["two_equilibria", "--solvers", solvers, "--out",
-                              str(out), "--seed", "3"])
-    return main_compare(args)
+    return main(["compare", "two_equilibria", "--solvers", solvers, "--out", str(out),
+                 "--seed", "3", "-q"])
 
 
 @needs("cyipopt")
