@@ -163,8 +163,8 @@ class SolverSpec:
         object.__setattr__(self, "name", SolverName.parse(self.name))
         opts = dict(self.options.items() if isinstance(self.options, Mapping)
                     else self.options)
-        for key, value in opts.items():
-            _validate_option(self.name, str(key), value)
+        for key, value in list(opts.items()):
+            opts[key] = _validate_option(self.name, str(key), value)
         object.__setattr__(self, "options", tuple(sorted(opts.items())))
 
     @classmethod
@@ -261,19 +261,33 @@ def _contrib_name(name: SolverName) -> str:
 
 
 # -- option validation -------------------------------------------------------------
-def _validate_option(name: SolverName, key: str, value: Any) -> None:
+def _validate_option(name: SolverName, key: str, value: Any) -> Any:
+    """The option's value as the solver takes it, or a SolverOptionError naming it."""
+    value = _hashable(key, value)
     if name in (SolverName.CYIPOPT, SolverName.IPOPT):
-        _validate_ipopt_option(key, _hashable(value))
+        try:
+            _validate_ipopt_option(key, value)
+        except SolverOptionError as err:
+            # Ipopt types its options: tol = 1 is an integer for a real option.
+            if not (isinstance(value, int) and not isinstance(value, bool)
+                    and "Number" in str(err) and "Integer" in str(err)):
+                raise
+            value = float(value)
+            _validate_ipopt_option(key, value)
     elif name is SolverName.SCIP:
-        _validate_scip_option(key, _hashable(value))
+        _validate_scip_option(key, value)
     else:
-        _validate_highs_option(key, _hashable(value))
+        _validate_highs_option(key, value)
+    return value
 
 
-def _hashable(value: Any) -> Any:
+def _hashable(key: str, value: Any) -> Any:
     if isinstance(value, (list, dict, set)):
-        raise SolverOptionError(f"solver option value {value!r} must be a number, "
+        raise SolverOptionError(f"solver option {key!r} = {value!r} must be a number, "
                                 "string or boolean")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SolverOptionError(f"solver option {key!r} = {value!r} must be a finite "
+                                "number")
     return value
 
 
@@ -309,6 +323,9 @@ def _validate_ipopt_option(key: str, value: Any) -> None:
             problem.add_option("print_level", 0)
             problem.add_option("sb", "yes")
             problem.add_option(key, value)
+            # Checked now; the probe itself stays quiet: a print_level of 9 or more
+            # writes past the 64 KB of the captured pipe and the solve deadlocks.
+            problem.add_option("print_level", 0)
             status = problem.solve(np.array([0.5]))[1]["status"]
         except TypeError:
             status = -12

@@ -229,7 +229,14 @@ class CompareResult:
         return summary_table(self.table)
 
 
+SUMMARY_COLUMNS = ("scenario", "method", "backend", "solver", "runs", "solved",
+                   "build_s", "solve_s", "certificate_s", "iterations", "rounds",
+                   "max_regret")
+
+
 def summary_table(table: pd.DataFrame) -> pd.DataFrame:
+    if table.empty:  # every (method, backend) pair was refused: nothing ran
+        return pd.DataFrame(columns=list(SUMMARY_COLUMNS))
     group = table.groupby(["scenario", "method", "backend", "solver"], sort=False)
     return group.agg(runs=("status", "size"),
                      solved=("status", lambda s: int((s == "solved").sum())),
@@ -253,6 +260,12 @@ def run_compare(settings: CompareSettings, out: Path | str, workers: int = 1,
     start = time.perf_counter()
     out = _output_folder(out)
     tasks, skipped = plan(settings)
+    if not tasks:
+        raise AggregameError(
+            f"compare: nothing to run: methods {list(settings.methods)} x backends "
+            f"{list(settings.backends)} x solvers {list(settings.solvers)} has no "
+            f"combination that can run here (the stacked KKT system needs the pyomo "
+            f"backend and a solver of nonlinear systems)")
     ran = run_tasks(tasks, out / "runs", workers=workers, progress=progress)
     table = load_rows(out / "runs", [t.key for t in tasks])
     seconds = time.perf_counter() - start
@@ -303,6 +316,9 @@ def settings_from_args(args: argparse.Namespace) -> CompareSettings:
 
     solvers = tuple(SolverName.parse(s).value for s in _csv(args.solvers))
     if getattr(args, "solver", None):
+        if args.solvers != ",".join(DEFAULT_SOLVERS):
+            raise SolverOptionError(f"--solver {args.solver} and --solvers "
+                                    f"{args.solvers}: give one of them")
         solvers = (SolverName.parse(args.solver).value,)
         SolverSpec(solvers[0]).check_available()  # asked for by name: must be there
     per_solver: dict[str, dict[str, Any]] = {}
@@ -316,6 +332,9 @@ def settings_from_args(args: argparse.Namespace) -> CompareSettings:
                 per_solver.setdefault(name, {}).update(parse_solver_options([item]))
             continue
         name = SolverName.parse(solver).value
+        if name not in solvers:
+            raise SolverOptionError(f"--solver-option {item!r}: solver {name!r} is "
+                                    f"not among the solvers run ({list(solvers)})")
         per_solver.setdefault(name, {}).update(parse_solver_options([rest]))
     for name, opts in per_solver.items():
         SolverSpec(name, opts)  # an invalid option fails here, naming it
