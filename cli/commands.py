@@ -91,6 +91,9 @@ def _with_maxmin(args: argparse.Namespace, scenario):
     from dataclasses import replace
 
     from aggregame.leximin import with_maxmin_rule
+    if not any(p.fairness.is_maxmin for p in scenario.game.players):
+        raise AggregameError(f"--maxmin {args.maxmin}: scenario {scenario.name!r} has "
+                             "no max-min player (alpha = 'inf') to apply it to")
     return replace(scenario, game=with_maxmin_rule(scenario.game, args.maxmin))
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import stat
 import tomllib
 from dataclasses import dataclass, field
@@ -149,6 +150,11 @@ def _players(spec: dict[str, Any], where: str, defaults: dict[str, Any], base: P
     rule = merged.get("rule", "floor")
     eps = merged.get("eps", DEFAULT_FLOOR_EPS)
     maxmin = merged.get("maxmin", MaxMinRule.LEXIMIN)
+    if "maxmin" in spec and (individual or not math.isinf(alpha)):
+        # A default may cover every player; a player's own key must mean something.
+        raise Invalid(f"{where}.maxmin", "applies to max-min players (alpha = 'inf') "
+                                         f"only; this one has alpha = "
+                                         f"{'n/a (an individual)' if individual else alpha}")
     users = _users(spec, where, base)
     if individual:
         return _defined(where, lambda: [Player.individual(u, rule=rule, eps=eps)

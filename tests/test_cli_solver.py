@@ -174,3 +174,49 @@ def test_compare_solver_and_unprefixed_options(capsys):
 
     with pytest.raises(SolverOptionError, match="'bogus_option'"):
         settings_from_args(args)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("argv, expected", [
+    (["--solver", "scip", "--solvers", "highs"], "give one of them"),
+    (["--solvers", "cyipopt", "--solver-option", "scip:limits/time=5"],
+     "not among the solvers run"),
+    (["--methods", "kkt", "--backends", "native"], "nothing to run"),
+])
+def test_compare_flags_that_cannot_all_hold_are_one_line(capsys, tmp_path, argv,
+                                                         expected):
+    code, _, err = run(capsys, "compare", "two_equilibria", *argv, "--out",
+                       tmp_path / "out", "-q")
+    assert code == BAD_INPUT and expected in one_line(err)
+
+
+@needs_ipopt
+@pytest.mark.solver
+def test_ipopt_option_values_are_read_as_ipopt_types(tmp_path):
+    """tol = 1 (an integer for a real option) is 1.0; nan and inf are refused by
+    name; print_level = 9 is checked without the probe's log filling its pipe."""
+    import subprocess
+    import sys
+
+    from aggregame.errors import SolverOptionError
+    from aggregame.solvers.solver_choice import SolverSpec
+
+    assert dict(SolverSpec("cyipopt", {"tol": 1}).options)["tol"] == 1.0
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(SolverOptionError, match="'tol'.*finite"):
+            SolverSpec("cyipopt", {"tol": bad})
+    probe = ("from aggregame.solvers.solver_choice import SolverSpec; "
+             "SolverSpec('cyipopt', {'print_level': 9, 'max_iter': 7})")
+    done = subprocess.run([sys.executable, "-c", probe], timeout=120,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.unit
+def test_maxmin_key_and_flag_must_reach_a_max_min_player(capsys, tmp_path):
+    code, _, err = run(capsys, "solve", scenario(tmp_path), "--maxmin", "leximin")
+    assert code == BAD_INPUT and "no max-min player" in one_line(err)
+    path = tmp_path / "own.toml"
+    path.write_text(SMALL.replace('name = "A"\n', 'name = "A"\nmaxmin = "leximin"\n'))
+    code, _, err = run(capsys, "solve", path)
+    assert code == BAD_INPUT and "players[0].maxmin" in one_line(err)
