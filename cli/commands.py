@@ -255,7 +255,7 @@ def cmd_uniqueness(args: argparse.Namespace) -> int:
         raise AggregameError(f"--methods: unknown method(s) {bad or methods}; use "
                              f"best-response, kkt")
     with tqdm(total=args.starts * len(methods), desc="runs", unit="run",
-              disable=_quiet(args)) as bar:
+              disable=True if _quiet(args) else None) as bar:
         report = probe_uniqueness(scenario.game, starts=args.starts, seed=args.seed,
                                   methods=methods,
                                   progress=lambda done, total: bar.update(1))

@@ -118,7 +118,9 @@ def run_tasks(tasks: Iterable[Task], runs_dir: Path, workers: int | None = None,
         return ran
     LOG.info("%d task(s) to run in %s", len(todo), runs_dir)
     client = _dask_client(dask_address) if dask_address else None
-    with tqdm(total=len(todo), desc="runs", unit="run", disable=not progress) as bar:
+    # disable=None: no bar when stderr is not a terminal (a log file, a pipe).
+    with tqdm(total=len(todo), desc="runs", unit="run",
+              disable=None if progress else True) as bar:
         def done(key: str) -> None:
             ran.append(key)
             bar.update(1)
