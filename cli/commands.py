@@ -68,6 +68,7 @@ def _solver_spec(args: argparse.Namespace, scenario, backend: str, kkt: bool):
     """The SolverSpec of the pyomo backend and the KKT system: the scenario's [solver]
     name and options, overridden by --solver and --solver-option. An unknown or
     invalid option, or a solver that is not installed, fails here in one line."""
+    from aggregame.errors import SolverOptionError
     from aggregame.solvers.solver_choice import SolverSpec, parse_solver_options
 
     given = getattr(args, "solver", None) is not None or \
@@ -77,6 +78,12 @@ def _solver_spec(args: argparse.Namespace, scenario, backend: str, kkt: bool):
                              "and the KKT system; the native backend calls no solver")
     name = getattr(args, "solver", None) or scenario.solver.name
     options = dict(scenario.solver.options) if name == scenario.solver.name else {}
+    if options:  # the file's own options, named by the file and its [solver] table
+        try:
+            SolverSpec(name, options)
+        except SolverOptionError as err:
+            raise SolverOptionError(f"{scenario.solver.source}: [solver] options: "
+                                    f"{err}") from None
     options.update(parse_solver_options(getattr(args, "solver_option", None) or []))
     spec = SolverSpec(name, options)
     if backend == "pyomo" or kkt:
@@ -254,6 +261,9 @@ def cmd_uniqueness(args: argparse.Namespace) -> int:
     if bad or not methods:
         raise AggregameError(f"--methods: unknown method(s) {bad or methods}; use "
                              f"best-response, kkt")
+    if "kkt" in methods:  # before any start runs, not after the first ones
+        from aggregame.leximin import refuse
+        refuse(scenario.game, "--methods kkt (the stacked KKT system)")
     with tqdm(total=args.starts * len(methods), desc="runs", unit="run",
               disable=True if _quiet(args) else None) as bar:
         report = probe_uniqueness(scenario.game, starts=args.starts, seed=args.seed,

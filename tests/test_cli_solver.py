@@ -220,3 +220,17 @@ def test_maxmin_key_and_flag_must_reach_a_max_min_player(capsys, tmp_path):
     path.write_text(SMALL.replace('name = "A"\n', 'name = "A"\nmaxmin = "leximin"\n'))
     code, _, err = run(capsys, "solve", path)
     assert code == BAD_INPUT and "players[0].maxmin" in one_line(err)
+
+
+@pytest.mark.unit
+def test_file_options_errors_name_the_file_and_uniqueness_refuses_early(capsys,
+                                                                       tmp_path):
+    path = scenario(tmp_path, '\n[solver]\nbackend = "pyomo"\nname = "highs"\n'
+                              '[solver.options]\nbogus_option = 1\n')
+    code, _, err = run(capsys, "solve", path)
+    line = one_line(err)
+    assert code == BAD_INPUT and line.count("small.toml: [solver] options:") == 1
+    assert "bogus_option" in line
+    code, _, err = run(capsys, "uniqueness", "fig4_maxmin", "--maxmin", "leximin",
+                       "--starts", "2", "--methods", "best-response,kkt")
+    assert code == BAD_INPUT and "does not model leximin" in one_line(err)
