@@ -234,3 +234,11 @@ def test_file_options_errors_name_the_file_and_uniqueness_refuses_early(capsys,
     code, _, err = run(capsys, "uniqueness", "fig4_maxmin", "--maxmin", "leximin",
                        "--starts", "2", "--methods", "best-response,kkt")
     assert code == BAD_INPUT and "does not model leximin" in one_line(err)
+
+
+@pytest.mark.unit
+def test_compare_never_writes_into_someone_elses_folder(capsys, tmp_path):
+    (tmp_path / "results.csv").write_text("mine\n")
+    code, _, err = run(capsys, "compare", "two_equilibria", "--out", tmp_path, "-q")
+    assert code == BAD_INPUT and "not a compare folder" in one_line(err)
+    assert (tmp_path / "results.csv").read_text() == "mine\n"
