@@ -259,10 +259,12 @@ def run_compare(settings: CompareSettings, out: Path | str, workers: int = 1,
         raise AggregameError(f"--workers must be an integer >= 1, got {workers!r}")
     start = time.perf_counter()
     given = Path(out).expanduser()
-    if given.is_dir() and any(given.iterdir()) and not (given / "settings.json").exists():
-        # Not a folder this study wrote: its results.csv, figures... are someone's.
+    ours = (given / "settings.json").exists() or (given / "runs").is_dir()
+    if given.is_dir() and any(given.iterdir()) and not ours:
+        # Not a folder this study wrote (an interrupted one has runs/ and is resumed):
+        # its results.csv, figures... are someone's.
         raise AggregameError(f"--out {given}: not empty and not a compare folder (no "
-                             "settings.json): give a new or empty folder")
+                             "settings.json or runs/): give a new or empty folder")
     out = _output_folder(out)
     tasks, skipped = plan(settings)
     if not tasks:

@@ -242,3 +242,13 @@ def test_compare_never_writes_into_someone_elses_folder(capsys, tmp_path):
     code, _, err = run(capsys, "compare", "two_equilibria", "--out", tmp_path, "-q")
     assert code == BAD_INPUT and "not a compare folder" in one_line(err)
     assert (tmp_path / "results.csv").read_text() == "mine\n"
+
+
+@pytest.mark.unit
+def test_an_interrupted_compare_folder_is_resumed(capsys, tmp_path):
+    """An interrupted run leaves runs/ and no settings.json yet: still ours."""
+    (tmp_path / "runs").mkdir()
+    code, _, err = run(capsys, "compare", "two_equilibria", "--methods",
+                       "best-response", "--backends", "native", "--out", tmp_path, "-q")
+    assert code == 0, err
+    assert (tmp_path / "settings.json").exists()
