@@ -263,14 +263,10 @@ def _affine_quadratic_capacity(player: Player, price: Price, others_total: float
     still priced in, so y = sum_S (b_i - q)/a_i / (1 + c sum_S 1/a_i) for the S (a top
     set by b) consistent with the price it gives.
     """
-    from aggregame.price import AffinePrice, LinearPrice
-
-    if isinstance(price, LinearPrice):
-        p0, c = 0.0, price.c
-    elif isinstance(price, AffinePrice):
-        p0, c = price.p0, price.c
-    else:
+    affine = price.affine_coefficients()
+    if affine is None:
         return None
+    p0, c = affine
     if len(player.families) != 1 or player.families[0].family is not QuadraticUtility:
         return None
     a, b = player.quadratic_sorted

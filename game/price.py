@@ -33,6 +33,10 @@ class Price:
 
         return self.value(total, lib=pyo)
 
+    def affine_coefficients(self) -> tuple[float, float] | None:
+        """(p0, c) when p = p0 + c Y (closed forms need it), else None."""
+        return None
+
     def inverse(self, price: float) -> float:
         """Total purchase Y at which p(Y) = price (inf if never reached, 0 if below p(0))."""
         if price <= float(self.value(0.0)):
@@ -85,6 +89,9 @@ class LinearPrice(Price):
     def inverse(self, price: float) -> float:
         return max(price, 0.0) / self.c
 
+    def affine_coefficients(self) -> tuple[float, float]:
+        return 0.0, self.c
+
     def describe(self):
         return {"price": self.kind, "c": self.c}
 
@@ -114,6 +121,9 @@ class AffinePrice(Price):
 
     def describe(self):
         return {"price": self.kind, "p0": self.p0, "c": self.c}
+
+    def affine_coefficients(self) -> tuple[float, float]:
+        return self.p0, self.c
 
 
 @dataclass(frozen=True)

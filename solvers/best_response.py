@@ -332,23 +332,12 @@ def single_member_closed_form(game, j: int, others_total: float, y_max: float
 
     player = game.players[j]
     util = player.members[0].utility
-    affine = _affine_price(game.price)
+    affine = game.price.affine_coefficients()
     if player.size != 1 or not isinstance(util, QuadraticUtility) or affine is None:
         return None
     p0, c = affine
     y = (util.b - p0 - c * others_total) / (2 * (util.a + c))
     return min(max(y, 0.0), y_max)
-
-
-def _affine_price(price) -> tuple[float, float] | None:
-    """(p0, c) of p = p0 + c Y for a linear or affine price, else None."""
-    from aggregame.price import AffinePrice, LinearPrice
-
-    if isinstance(price, LinearPrice):
-        return 0.0, price.c
-    if isinstance(price, AffinePrice):
-        return price.p0, price.c
-    return None
 
 
 def single_user_equilibrium(game) -> np.ndarray | None:
@@ -364,7 +353,7 @@ def single_user_equilibrium(game) -> np.ndarray | None:
     """
     from aggregame.utilities import QuadraticUtility
 
-    affine = _affine_price(game.price)
+    affine = game.price.affine_coefficients()
     players = game.players
     if affine is None or not players or any(
             p.size != 1 or not isinstance(p.members[0].utility, QuadraticUtility)

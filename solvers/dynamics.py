@@ -155,10 +155,9 @@ class _Users:
 
     @classmethod
     def of(cls, game: Game) -> "_Users | None":
-        from aggregame.solvers.best_response import _affine_price
         from aggregame.utilities import QuadraticUtility
 
-        affine = _affine_price(game.price)
+        affine = game.price.affine_coefficients()
         if affine is None or any(p.size != 1 or not isinstance(
                 p.members[0].utility, QuadraticUtility) for p in game.players):
             return None
