@@ -31,6 +31,7 @@ solvers/global_certificate.py.
 from __future__ import annotations
 
 import enum
+import functools
 import math
 from dataclasses import dataclass
 
@@ -125,6 +126,9 @@ class _Payoff:
     y: float
     welfare: float
     tiebreak: float
+    #: Rounding of the members' surpluses U(x) - p x at this purchase: two max-min
+    #: levels closer than this are equal whatever the level's scale.
+    noise: float = 0.0
 
 
 class _Deviations:
@@ -136,11 +140,16 @@ class _Deviations:
         #: The evenly spread samples the scale is taken from: refinement samples
         #: crowd around the maxima and would pull the median up to the maximum.
         self.spread: list[_Payoff] = []
+        self._tolerance: float | None = None  # cached level_tolerance(); None: stale
 
     def __call__(self, y: float) -> _Payoff:
         sol = self.inner.solve(np.array([y]), self.others)
-        out = _Payoff(float(y), float(sol.welfare[0]), float(sol.tiebreak[0]))
+        # |U| + p x <= |s| + 2 p x, the magnitudes the surplus is rounded from.
+        magnitude = np.abs(sol.surplus[0]) + 2 * sol.price[0] * np.abs(sol.x[0])
+        noise = 64 * np.finfo(float).eps * float(magnitude.max(initial=0.0))
+        out = _Payoff(float(y), float(sol.welfare[0]), float(sol.tiebreak[0]), noise)
         self.seen.append(out)
+        self._tolerance = None
         return out
 
     def sample(self, ys: np.ndarray) -> list[_Payoff]:
@@ -149,15 +158,33 @@ class _Deviations:
         self.spread.extend(out)
         return out
 
-    def key(self, p: _Payoff) -> tuple[float, float]:
-        """Order of payoffs: J, then (max-min only) total surplus where levels tie."""
-        if not self.maxmin:
-            return (p.welfare, 0.0)
-        quantum = LEVEL_TIE_RTOL * max(self.span("welfare"), 1e-300)
-        steps = p.welfare / quantum
-        # A span of 0 (every sample equal so far) leaves nothing to round to.
-        return (math.floor(steps) * quantum if math.isfinite(steps) else p.welfare,
-                p.tiebreak)
+    def level_tolerance(self) -> float:
+        """Two max-min levels closer than this are equal (then the total surplus
+        decides): LEVEL_TIE_RTOL of the level's scale, at least the surpluses'
+        rounding (a level flat at a priced-out member's floor varies by 1e-16
+        between purchases, and that noise once ranked purchases and counted as
+        local maxima)."""
+        if self._tolerance is None:
+            noise = max((p.noise for p in self.seen), default=0.0)
+            self._tolerance = max(LEVEL_TIE_RTOL * self.span("welfare"), noise, 1e-300)
+        return self._tolerance
+
+    def levels_tie(self, p: _Payoff, q: _Payoff) -> bool:
+        return self.maxmin and abs(p.welfare - q.welfare) <= self.level_tolerance()
+
+    def beats(self, p: _Payoff, q: _Payoff) -> bool:
+        """p strictly better than q: J, then (max-min) total surplus where levels tie."""
+        if self.levels_tie(p, q):
+            return p.tiebreak > q.tiebreak
+        return p.welfare > q.welfare
+
+    def best(self) -> _Payoff:
+        """The best payoff seen (the first one wins ties)."""
+        best = self.seen[0]
+        for p in self.seen[1:]:
+            if self.beats(p, best):
+                best = p
+        return best
 
     def span(self, field: str) -> float:
         """Scale of the payoff: best sample minus the median of the spread samples.
@@ -199,7 +226,7 @@ def _golden(dev: _Deviations, lo: float, hi: float, xtol: float) -> None:
     c, d = hi - _GOLDEN * (hi - lo), lo + _GOLDEN * (hi - lo)
     fc, fd = dev(c), dev(d)
     while hi - lo > xtol:
-        if dev.key(fc) >= dev.key(fd):
+        if not dev.beats(fd, fc):
             hi, d, fd = d, c, fc
             c = hi - _GOLDEN * (hi - lo)
             fc = dev(c)
@@ -251,12 +278,16 @@ def provably_concave(game: Game, j: int) -> bool:
         player.members[0].utility, (QuadraticUtility, LogUtility))
 
 
-def _local_maxima(keys: list[tuple[float, float]]) -> list[int]:
+def _local_maxima(dev: _Deviations, samples: list[_Payoff]) -> list[int]:
     """Indices of samples at least as good as both neighbours, best first."""
-    n = len(keys)
-    peaks = [k for k in range(n) if (k == 0 or keys[k] >= keys[k - 1]) and
-             (k == n - 1 or keys[k] >= keys[k + 1])]
-    return sorted(peaks, key=lambda k: keys[k], reverse=True)[:REFINED_MAXIMA]
+    n = len(samples)
+    peaks = [k for k in range(n)
+             if (k == 0 or not dev.beats(samples[k - 1], samples[k]))
+             and (k == n - 1 or not dev.beats(samples[k + 1], samples[k]))]
+    order = functools.cmp_to_key(
+        lambda a, b: -1 if dev.beats(samples[a], samples[b]) else
+        (1 if dev.beats(samples[b], samples[a]) else 0))
+    return sorted(peaks, key=order)[:REFINED_MAXIMA]
 
 
 def _surplus_vertex(game: Game, j: int, others: float, y_max: float
@@ -315,8 +346,7 @@ def _search_grid(dev: _Deviations, game: Game, j: int, y_max: float,
     xtol = max(REFINE_RTOL * y_max, 1e-300)
     pts = _sample_points(game, j, dev.others, y_max, min(current, y_max))
     samples = dev.sample(pts)
-    keys = [dev.key(p) for p in samples]
-    for k in _local_maxima(keys):
+    for k in _local_maxima(dev, samples):
         lo, hi = float(pts[max(k - 1, 0)]), float(pts[min(k + 1, len(pts) - 1)])
         if hi > lo:
             _refine(dev, lo, hi, xtol)
@@ -337,7 +367,7 @@ def _player_regret(game: Game, j: int, profile: np.ndarray
         _search_concave(dev, game, j, y_max, here)
     else:
         _search_grid(dev, game, j, y_max, float(profile[j]))
-    best = max(dev.seen, key=dev.key)
+    best = dev.best()
     raw, rel = _gain(dev, here, best)
     return raw, rel, best.y, here.welfare, len(dev.seen)
 
@@ -346,11 +376,9 @@ def _gain(dev: _Deviations, here: _Payoff, best: _Payoff) -> tuple[float, float]
     """Raw and relative gain of ``best`` over ``here`` (0 when it is no better)."""
     if not math.isfinite(here.welfare):
         return (math.inf, math.inf) if math.isfinite(best.welfare) else (0.0, 0.0)
-    if dev.key(best) <= dev.key(here):
+    if not dev.beats(best, here):
         return 0.0, 0.0
-    field = "welfare"
-    if dev.maxmin and dev.key(best)[0] == dev.key(here)[0]:
-        field = "tiebreak"
+    field = "tiebreak" if dev.levels_tie(best, here) else "welfare"
     raw = getattr(best, field) - getattr(here, field)
     if raw <= 0:
         return 0.0, 0.0

@@ -198,3 +198,40 @@ def test_max_min_best_response_at_a_small_unit_of_money_stops_at_its_kink():
     for strategy in ("bisection", "scan"):
         got = best_response(NativeInner(small, 0), others, strategy=strategy)
         assert got.y == pytest.approx(unit.y, rel=1e-6), strategy
+
+
+@pytest.mark.unit
+def test_max_min_levels_equal_to_rounding_tie_in_the_certificate():
+    """Fig. 4's aggregators as max-min: a priced-out member pins each level at its
+    floor (eps = 0.01), so between purchases the level differs by the rounding of
+    U(x) - p x only (~1e-16). The certificate once ranked purchases by that noise:
+    four 'local maxima' of the grid were refined (170 solves, not 42), and a noise
+    'gain' in the level would read as a level regret relative to a span of ~1e-16.
+    Levels within rounding must tie, so the grid's local maxima are exactly those of
+    the total surplus (found here by plain numpy on the samples)."""
+    from aggregame.scenario import load_scenario
+    from aggregame.solvers.certificate import _Deviations, _local_maxima, _sample_points
+    from aggregame.solvers.dynamics import solve_equilibrium
+    from aggregame.solvers.native import NativeInner
+
+    base = load_scenario("fig4").game
+    game = Game(tuple(
+        p if p.size == 1 else Player.aggregator(
+            p.name, p.members, alpha=math.inf, rule=p.fairness.rule,
+            eps=p.fairness.eps, maxmin="total-surplus") for p in base.players),
+        base.price)
+    eq = solve_equilibrium(game)
+    assert eq.certificate.certified
+    j = 0
+    others = float(eq.profile.sum() - eq.profile[j])
+    dev = _Deviations(NativeInner(game, j), others, maxmin=True)
+    pts = _sample_points(game, j, others, game.feasible_max(j, others), eq.profile[j])
+    samples = dev.sample(pts)
+    levels = np.array([p.welfare for p in samples])
+    # The premise: the level is flat up to rounding, and the rounding is there.
+    assert 0 < np.ptp(levels) < 1e-13
+    t = np.array([p.tiebreak for p in samples])
+    expected = [k for k in range(len(t)) if (k == 0 or t[k] >= t[k - 1])
+                and (k == len(t) - 1 or t[k] >= t[k + 1])]
+    assert sorted(_local_maxima(dev, samples)) == expected
+    assert eq.certificate.relative_regrets[j] == 0.0
