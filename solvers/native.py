@@ -244,6 +244,8 @@ class NativeInner:
         """Finite ends of the lambda bracket: infinite ends (strict rule) double
         away from 0 until the bracket holds."""
         g = y.shape[0]
+        if np.isfinite(hi).all() and np.isfinite(lo).all():
+            return hi, lo  # floor and viable rules: nothing to search for
         hi = np.where(np.isfinite(hi), hi, np.nan)
         lo = np.where(np.isfinite(lo), lo, np.nan)
         for side, sign in ((0, 1.0), (1, -1.0)):
