@@ -234,4 +234,6 @@ def test_max_min_levels_equal_to_rounding_tie_in_the_certificate():
     expected = [k for k in range(len(t)) if (k == 0 or t[k] >= t[k - 1])
                 and (k == len(t) - 1 or t[k] >= t[k + 1])]
     assert sorted(_local_maxima(dev, samples)) == expected
-    assert eq.certificate.relative_regrets[j] == 0.0
+    # A noise 'gain' of the level would read as ~1 here; the tie-break's rounding
+    # leaves ~1e-15.
+    assert eq.certificate.relative_regrets[j] < 1e-12
