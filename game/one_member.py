@@ -61,6 +61,8 @@ class OneMemberPayoff:
     _family: Any = field(init=False, repr=False)
     _params: dict = field(init=False, repr=False)
     _threshold: float = field(init=False, repr=False)
+    #: (weight, floor) of the member priced in and priced out (Fairness.member_terms).
+    _terms: tuple = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.player.size != 1:
@@ -68,9 +70,13 @@ class OneMemberPayoff:
                 f"player '{self.player.name}': field 'members' must hold one member "
                 f"for a one-member payoff, got {self.player.size}")
         util = self.player.members[0].utility
+        fairness = self.player.fairness
         object.__setattr__(self, "_family", type(util))
         object.__setattr__(self, "_params", util.params())
-        object.__setattr__(self, "_threshold", float(util.marginal_at_zero()))
+        # U'(0): the member is priced out once the price reaches it.
+        object.__setattr__(self, "_threshold", float(self.player.marginal_at_zero[0]))
+        object.__setattr__(self, "_terms", (fairness.member_terms(False),
+                                            fairness.member_terms(True)))
 
     @classmethod
     def of(cls, game: Game, j: int) -> "OneMemberPayoff | None":
@@ -97,7 +103,7 @@ class OneMemberPayoff:
         """w phi(s + e) of the member (max-min: its level), by the priced-out rule
         (Fairness.member_terms)."""
         fairness = self.player.fairness
-        weight, floor = fairness.member_terms(priced_out)
+        weight, floor = self._terms[priced_out]
         if fairness.is_maxmin:
             # A priced-out member under the viable rule does not count; nobody
             # counting leaves the minimum flat at 0.
