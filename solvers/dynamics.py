@@ -303,7 +303,8 @@ def solve_equilibrium(game: Game, backend: str = "native",
             bar.close()
     # Without inner solvers every player has one member: its outcome is a formula.
     return Equilibrium.from_run(
-        game, out.y, inners or [None] * len(game.players), converged=out.status == "converged", status=out.status,
+        game, out.y, inners or [None] * len(game.players),
+        converged=out.status == "converged", status=out.status,
         iterations=out.rounds, path=np.array(run.path), certificate=certificate,
         backend=backend, method=settings.method, settings=settings.describe(),
         seconds=time.perf_counter() - start_time, evaluations=run.evaluations,

@@ -2,7 +2,8 @@
 solver, an independent computation of the same J: every alpha (max-min in both
 readings), every priced-out rule, quadratic and log members, three price families,
 and purchases at the ends of the feasible interval, inside, beyond it and at prices
-that price the member out."""
+that price the member out. Then the outcome a single-user run reports from it
+against the inner solvers', and the scan rounds of such a run."""
 
 import math
 
@@ -13,7 +14,10 @@ from aggregame import (AffinePrice, Game, LinearPrice, LogUtility, Player, Power
                        QuadraticUtility, User)
 from aggregame.errors import GameDefinitionError
 from aggregame.one_member import OneMemberPayoff
+from aggregame.solvers.best_response import single_user_equilibrium
+from aggregame.solvers.dynamics import DynamicsSettings, make_inners, solve_equilibrium
 from aggregame.solvers.native import NativeInner
+from aggregame.solvers.results import Equilibrium
 
 #: The formula and the solver compute the same floats up to a few roundings.
 MATCH_RTOL = 1e-12
@@ -70,7 +74,8 @@ def _compare(payoff, y, others, sol, k, beyond, priced_out):
         assert _close(point.welfare, welfare), (y, others)
     elif level > 1e-6:  # the surplus's rounding, carried through phi to first order
         dphi = 1.0 if fairness.is_maxmin else float(fairness.dphi(level))
-        assert abs(point.welfare - welfare) <= MATCH_RTOL * (scale * dphi + abs(welfare))
+        tol = MATCH_RTOL * (scale * dphi + abs(welfare))
+        assert abs(point.welfare - welfare) <= tol, (y, others)
 
 
 @pytest.mark.unit
@@ -106,3 +111,35 @@ def test_formula_refuses_an_aggregator():
     assert OneMemberPayoff.of(game, 0) is None
     with pytest.raises(GameDefinitionError, match="'members' must hold one member"):
         OneMemberPayoff(game.players[0], game.price)
+
+
+def _users_game(n: int = 5) -> Game:
+    rng = np.random.default_rng(3)
+    users = [User(f"u{i}", QuadraticUtility(a=float(a), b=float(b)))
+             for i, (a, b) in enumerate(zip(rng.uniform(0.1, 0.9, n),
+                                            rng.uniform(0.5, 10.0, n)))]
+    return Game(tuple(Player.individual(u) for u in users), AffinePrice(0.3, 0.05))
+
+
+@pytest.mark.unit
+def test_single_user_run_reports_what_the_inner_solvers_would():
+    game = _users_game()
+    eq = solve_equilibrium(game)  # closed-form rounds: no inner solver built
+    assert eq.strategies[0] == "closed-form" and eq.is_equilibrium
+    solved = Equilibrium.from_run(
+        game, eq.profile, make_inners(game), converged=True, status="converged",
+        iterations=eq.iterations, path=eq.path, certificate=eq.certificate,
+        backend="native", method=eq.method, settings={})
+    for j in range(len(game.players)):
+        assert _close(eq.welfare[j], solved.welfare[j])
+        assert _close(eq.allocations[j][0], solved.allocations[j][0])
+        assert _close(eq.surpluses[j][0], solved.surpluses[j][0])
+
+
+@pytest.mark.unit
+def test_scan_rounds_on_single_users_build_their_inner_solvers():
+    game = _users_game()
+    eq = solve_equilibrium(game, settings=DynamicsSettings(best_response="scan"))
+    assert eq.strategies[0] == "scan" and eq.is_equilibrium
+    exact = single_user_equilibrium(game)
+    assert np.allclose(eq.profile, exact, rtol=1e-8, atol=1e-8)
