@@ -240,7 +240,9 @@ class Game:
             float(self.price.value(others_total))).sum()))
         # slack(hi) <= 0 holds: the capacity at the higher price is at most hi.
         lo = 0.0
-        for _ in range(200):
+        # hi can be ~1e60 (a log member at price 0 never satiates): 200 halvings
+        # left a bracket of width ~1 there; 1100 reach 1e-14 from any double.
+        for _ in range(1100):
             mid = 0.5 * (lo + hi)
             if slack(mid) > 0:
                 lo = mid

@@ -6,7 +6,9 @@ nothing with the code that produced the profile that could be wrong the same way
 * it builds its own native inner solvers (no warm state from the dynamics) and
   evaluates every deviation *alone*, one purchase per solve, each checked by its
   optimality residual (aggregame.allocation; a row that fails is re-solved by
-  bisection or raises);
+  bisection or raises); a one-member player has no inner problem (x = y), and its
+  payoff is evaluated by formula instead (aggregame.one_member), sharing no code
+  with the solvers;
 * it uses neither derivatives nor quasiconcavity: a grid over the whole feasible
   interval, both sides of every price-out point and price kink, then refinement
   around the best local maxima of the samples (Brent's derivative-free search: golden
@@ -39,6 +41,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 from aggregame.errors import GameDefinitionError
+from aggregame.one_member import OneMemberPayoff
 from aggregame.players import Game
 from aggregame.price import AffinePrice, LinearPrice, PowerPrice
 from aggregame.solvers.native import NativeInner
@@ -95,7 +98,7 @@ class Certificate:
         the scale-free number ``rtol`` is compared with.
     deviations : the best purchase found for each player.
     welfare : J_j at the profile.
-    evaluations : inner solves made, in all.
+    evaluations : payoffs evaluated (inner solves, one-member formulas), in all.
     """
 
     profile: np.ndarray
@@ -131,11 +134,21 @@ class _Payoff:
     noise: float = 0.0
 
 
-class _Deviations:
-    """Payoffs of one player's purchases, each solved alone, with the sampled ranges."""
+def _rounding(magnitude: float) -> float:
+    """Rounding of a surplus computed from terms of this magnitude."""
+    return 64 * float(np.finfo(float).eps) * magnitude
 
-    def __init__(self, inner: NativeInner, others: float, maxmin: bool) -> None:
-        self.inner, self.others, self.maxmin = inner, others, maxmin
+
+class _Deviations:
+    """Payoffs of one player's purchases, each evaluated alone, with the sampled
+    ranges. A one-member player's payoff is a formula (aggregame.one_member: x = y,
+    no inner problem); any other player's is an inner solve checked by its residual.
+    """
+
+    def __init__(self, game: Game, j: int, others: float, maxmin: bool) -> None:
+        self.others, self.maxmin = others, maxmin
+        self.one_member = OneMemberPayoff.of(game, j)
+        self.inner = NativeInner(game, j) if self.one_member is None else None
         self.seen: list[_Payoff] = []
         #: The evenly spread samples the scale is taken from: refinement samples
         #: crowd around the maxima and would pull the median up to the maximum.
@@ -143,11 +156,17 @@ class _Deviations:
         self._tolerance: float | None = None  # cached level_tolerance(); None: stale
 
     def __call__(self, y: float) -> _Payoff:
-        sol = self.inner.solve(np.array([y]), self.others)
-        # |U| + p x <= |s| + 2 p x, the magnitudes the surplus is rounded from.
-        magnitude = np.abs(sol.surplus[0]) + 2 * sol.price[0] * np.abs(sol.x[0])
-        noise = 64 * np.finfo(float).eps * float(magnitude.max(initial=0.0))
-        out = _Payoff(float(y), float(sol.welfare[0]), float(sol.tiebreak[0]), noise)
+        if self.one_member is not None:
+            point = self.one_member(y, self.others)
+            out = _Payoff(float(y), point.welfare, point.tiebreak,
+                          _rounding(abs(point.surplus) + (
+                              2 * point.price * point.x if point.x > 0 else 0.0)))
+        else:
+            sol = self.inner.solve(np.array([y]), self.others)
+            # |U| + p x <= |s| + 2 p x: the magnitudes the surplus is rounded from.
+            magnitude = np.abs(sol.surplus[0]) + 2 * sol.price[0] * np.abs(sol.x[0])
+            out = _Payoff(float(y), float(sol.welfare[0]), float(sol.tiebreak[0]),
+                          _rounding(float(magnitude.max(initial=0.0))))
         self.seen.append(out)
         self._tolerance = None
         return out
@@ -360,7 +379,7 @@ def _player_regret(game: Game, j: int, profile: np.ndarray
         from aggregame.solvers.leximin import leximin_regret
         return leximin_regret(game, j, profile)
     maxmin = game.players[j].fairness.is_maxmin
-    dev = _Deviations(NativeInner(game, j), others, maxmin)
+    dev = _Deviations(game, j, others, maxmin)
     here = dev(float(profile[j]))
     y_max = game.feasible_max(j, others)
     if provably_concave(game, j):

@@ -227,7 +227,7 @@ def _tolerance(game: Game, settings: DynamicsSettings) -> float:
     return settings.tol
 
 
-def _iterate(game: Game, inners: Sequence[InnerSolver], y: np.ndarray,
+def _iterate(game: Game, inners: Sequence[InnerSolver] | None, y: np.ndarray,
              settings: DynamicsSettings, run: _Run, certifier: Any, bar: Any,
              users: "_Users | None") -> _Outcome:
     """Best-response rounds until a converged, certified profile (or the round
@@ -239,6 +239,8 @@ def _iterate(game: Game, inners: Sequence[InnerSolver], y: np.ndarray,
         if users is not None and strategy == "bisection":
             new, label = users.round(y, settings.method), "closed-form"
         else:
+            # Closed-form rounds build no inner solvers; the scan's rounds need them.
+            inners = inners if inners is not None else make_inners(game)
             new, label = _round(inners, y, settings.method, strategy, run), strategy
         run.strategies.append(label)
         run.path.append(new.copy())
@@ -278,9 +280,10 @@ def solve_equilibrium(game: Game, backend: str = "native",
     takes its best responses in closed form (strategy 'closed-form' in the path).
     """
     settings = settings or DynamicsSettings()
-    inners = inners or make_inners(game, backend, ipopt_options, solver=solver)
-    certifier = certifier or (lambda y: certify(game, y, settings.certificate_rtol))
     users = _Users.of(game) if backend == "native" else None
+    if not inners and users is None:
+        inners = make_inners(game, backend, ipopt_options, solver=solver)
+    certifier = certifier or (lambda y: certify(game, y, settings.certificate_rtol))
     y = _start_profile(game, settings)
     run = _Run(path=[y.copy()])
     start_time = time.perf_counter()
@@ -298,8 +301,10 @@ def solve_equilibrium(game: Game, backend: str = "native",
     finally:
         if bar is not None:
             bar.close()
+    # Without inner solvers every player has one member: its outcome is a formula.
     return Equilibrium.from_run(
-        game, out.y, inners, converged=out.status == "converged", status=out.status,
+        game, out.y, inners or [None] * len(game.players),
+        converged=out.status == "converged", status=out.status,
         iterations=out.rounds, path=np.array(run.path), certificate=certificate,
         backend=backend, method=settings.method, settings=settings.describe(),
         seconds=time.perf_counter() - start_time, evaluations=run.evaluations,

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from aggregame.one_member import OneMemberPayoff
 from aggregame.players import Game
 from aggregame.settings import Backend
 from aggregame.solvers.certificate import Certificate
@@ -84,11 +85,20 @@ class Equilibrium:
                 f"backend={self.backend.value!r}, method={str(self.method)!r})")
 
     @classmethod
-    def from_run(cls, game: Game, profile: np.ndarray, inners: Sequence[InnerSolver],
-                 **kw: Any) -> "Equilibrium":
+    def from_run(cls, game: Game, profile: np.ndarray,
+                 inners: Sequence[InnerSolver | None], **kw: Any) -> "Equilibrium":
+        """The equilibrium at ``profile``; an inner of None marks a one-member
+        player, whose allocation (x = y) and payoff are formulas (one_member)."""
         total = float(profile.sum())
         allocations, surpluses, welfare = [], [], []
         for j, inner in enumerate(inners):
+            if inner is None:
+                point = OneMemberPayoff(game.players[j], game.price)(
+                    float(profile[j]), total - float(profile[j]))
+                allocations.append(np.array([point.x]))
+                surpluses.append(np.array([point.surplus]))
+                welfare.append(point.welfare)
+                continue
             sol = inner.solve(np.array([profile[j]]), total - profile[j])
             allocations.append(sol.x[0])
             surpluses.append(sol.surplus[0])
