@@ -212,7 +212,6 @@ def test_max_min_levels_equal_to_rounding_tie_in_the_certificate():
     from aggregame.scenario import load_scenario
     from aggregame.solvers.certificate import _Deviations, _local_maxima, _sample_points
     from aggregame.solvers.dynamics import solve_equilibrium
-    from aggregame.solvers.native import NativeInner
 
     base = load_scenario("fig4").game
     game = Game(tuple(
@@ -224,7 +223,7 @@ def test_max_min_levels_equal_to_rounding_tie_in_the_certificate():
     assert eq.certificate.certified
     j = 0
     others = float(eq.profile.sum() - eq.profile[j])
-    dev = _Deviations(NativeInner(game, j), others, maxmin=True)
+    dev = _Deviations(game, j, others, maxmin=True)
     pts = _sample_points(game, j, others, game.feasible_max(j, others), eq.profile[j])
     samples = dev.sample(pts)
     levels = np.array([p.welfare for p in samples])
