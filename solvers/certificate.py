@@ -10,7 +10,9 @@ nothing with the code that produced the profile that could be wrong the same way
   payoff is evaluated by formula instead (aggregame.one_member), sharing no code
   with the solvers;
 * it uses neither derivatives nor quasiconcavity: a grid over the whole feasible
-  interval, both sides of every price-out point and price kink, then refinement
+  interval, both sides of every price kink and of every price-out point where the
+  priced-out rule makes J jump (viable, strict; under the floor rule J is
+  continuous there and one sample at the point suffices), then refinement
   around the best local maxima of the samples (Brent's derivative-free search: golden
   section with parabolic steps, on the bracket of neighbouring samples; golden
   section alone for max-min, whose payoff is compared lexicographically);
@@ -41,6 +43,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 from aggregame.errors import GameDefinitionError
+from aggregame.fairness import PricedOutRule
 from aggregame.one_member import OneMemberPayoff
 from aggregame.players import Game
 from aggregame.price import AffinePrice, LinearPrice, PowerPrice
@@ -225,19 +228,34 @@ class _Deviations:
 
 def _sample_points(game: Game, j: int, others: float, y_max: float,
                    current: float) -> np.ndarray:
-    """Grid, both sides of each price-out point and price kink (a supply curve's
-    capacity limits), and the current purchase."""
+    """Grid, price-out points (both sides where J may jump there), both sides of
+    each price kink (a supply curve's capacity limits), and the current purchase."""
     grid = np.linspace(0.0, y_max, GRID_POINTS)
     thresholds = np.unique(game.players[j].marginal_at_zero)
-    kinks = np.array([game.price.inverse(float(b)) for b in thresholds]) - others
-    kinks = np.concatenate([kinks, np.asarray(
-        game.price.breakpoints(others, others + y_max), dtype=float) - others])
-    kinks = kinks[(kinks > 0) & (kinks < y_max)]
+    price_outs = np.array([game.price.inverse(float(b)) for b in thresholds]) - others
+    breaks = np.asarray(game.price.breakpoints(others, others + y_max),
+                        dtype=float) - others
+    delta = 1e-9 * max(y_max, 1.0)
+    if game.players[j].fairness.rule is PricedOutRule.FLOOR:
+        # Under the floor rule a member priced out keeps its term (weight and floor
+        # do not change), so J is continuous there: one sample at the point shows
+        # what two at +- delta would (the same value to ~1e-9). The viable and
+        # strict rules make J jump there, and a jump needs both sides.
+        one_side, two_sides = _capped(price_outs, y_max), _capped(breaks, y_max)
+    else:
+        one_side, two_sides = np.empty(0), _capped(
+            np.concatenate([price_outs, breaks]), y_max)
+    pts = np.concatenate([grid, one_side, two_sides - delta, two_sides + delta,
+                          [current]])
+    return np.unique(np.clip(pts, 0.0, y_max))
+
+
+def _capped(kinks: np.ndarray, y_max: float) -> np.ndarray:
+    """The kinks inside (0, y_max), at most MAX_KINKS of them spread evenly."""
+    kinks = np.unique(kinks[(kinks > 0) & (kinks < y_max)])
     if kinks.size > MAX_KINKS:
         kinks = kinks[np.linspace(0, kinks.size - 1, MAX_KINKS).astype(int)]
-    delta = 1e-9 * max(y_max, 1.0)
-    pts = np.concatenate([grid, kinks - delta, kinks + delta, [current]])
-    return np.unique(np.clip(pts, 0.0, y_max))
+    return kinks
 
 
 def _golden(dev: _Deviations, lo: float, hi: float, xtol: float) -> None:

@@ -156,3 +156,44 @@ def test_certified_profiles_survive_an_independent_grid(game):
         if game.players[j].fairness.is_maxmin:
             tol += 1e-9 * span  # levels that tie are decided by total surplus
         assert gain <= tol + 1e-12 * abs(here.welfare[0]), (j, gain, span)
+
+
+@pytest.mark.unit
+@settings(max_examples=60)
+@given(game=games(max_players=3), fraction=st.floats(0.0, 1.0), data=st.data())
+def test_floor_rule_payoff_is_continuous_at_price_out_points(game, fraction, data):
+    """Why the certificate samples a price-out point once under the floor rule (both
+    sides under viable and strict): there a priced-out member keeps its term, so J
+    (and the total surplus) takes the same value on either side, up to the
+    payoff's slope times the gap."""
+    from aggregame.fairness import PricedOutRule
+    from aggregame.solvers.best_response import price_out_points
+
+    from aggregame import Game, Player
+
+    j = data.draw(st.integers(0, len(game.players) - 1))
+    p = game.players[j]
+    floor_rule = Player.aggregator(p.name, p.members, alpha=p.alpha,
+                                   rule=PricedOutRule.FLOOR, maxmin=p.fairness.maxmin,
+                                   eps=p.fairness.eps or 1e-2 * p.members[0].utility.b)
+    game = Game(game.players[:j] + (floor_rule,) + game.players[j + 1:], game.price)
+    # Others' total putting one member's price-out point inside the interval.
+    b = data.draw(st.sampled_from([m.utility.b for m in p.members]))
+    others = max(game.price.inverse(b) - fraction * game.feasible_max(
+        j, game.price.inverse(b)), 0.0)
+    y_max = game.feasible_max(j, others)
+    points = price_out_points(game, j, others, y_max)
+    if points.size == 0:
+        event("no price-out point in range")
+        return
+    inner = NativeInner(game, j)
+    delta = 1e-9 * max(y_max, 1.0)
+    grid = inner.solve(np.linspace(0.0, y_max, 33), others)
+    # The certificate's scale: best minus median (a range would let J -> -1e20
+    # near a viable member's price-out point hide any jump).
+    span = sum(float(v.max() - np.median(v)) for v in (grid.welfare, grid.tiebreak)
+               if np.all(np.isfinite(v))) + 1e-300
+    for k in points:
+        sides = inner.solve(np.array([k - delta, k + delta]), others)
+        assert abs(sides.welfare[1] - sides.welfare[0]) <= 1e-6 * span, k
+        assert abs(sides.tiebreak[1] - sides.tiebreak[0]) <= 1e-6 * span, k
