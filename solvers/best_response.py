@@ -148,6 +148,10 @@ def _root_of_slope(f: _Counted, lo: float, hi: float, d_lo: float, d_hi: float,
                         maxiter=200))
 
 
+#: Golden section in a dynamics round stops at this fraction of the player's last
+#: move (inexact best responses while the profile still moves far).
+INEXACT_RTOL = 1e-3
+
 #: Points per batch of the zoom search that replaces golden section on batched backends.
 ZOOM_POINTS = 17
 
@@ -254,7 +258,13 @@ def _bisection(s: _Search, current: float | None, step_hint: float | None
     tiebreak = _flat_level(ends, s.maxmin)
     if s.maxmin and not tiebreak:
         lo, hi = _bracket(cands, s)
-        return _golden(s.f, lo, hi, s.maxmin, s.golden_xtol)[::-1] + cands
+        xtol = s.golden_xtol
+        if step_hint is not None:
+            # A round that follows a long move need not locate its maximum to 1e-9:
+            # to INEXACT_RTOL of that move is enough for the rounds to converge to
+            # the same point, and the last rounds (tiny moves) get GOLDEN_RTOL.
+            xtol = max(xtol, INEXACT_RTOL * step_hint)
+        return _golden(s.f, lo, hi, s.maxmin, xtol)[::-1] + cands
     order = np.argsort(ends.y, kind="stable")
     ys, ds = ends.y[order], slopes(ends, tiebreak)[order]
     # Quasiconcave: D > 0 left of the root, D <= 0 right of it.
