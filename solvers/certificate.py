@@ -16,9 +16,11 @@ nothing with the code that produced the profile that could be wrong the same way
   around the best local maxima of the samples (Brent's derivative-free search: golden
   section with parabolic steps, on the bracket of neighbouring samples; golden
   section alone for max-min, whose payoff is compared lexicographically);
-* the one exception to the grid is a payoff concave in y_j by construction (see
-  ``provably_concave``): its maximum is found by the same derivative-free search on
-  the whole interval, or in closed form where the surplus is a quadratic in y_j
+* the one exception to the grid is a payoff that rises then falls in y_j by a
+  theorem (``provably_unimodal``: a one-member player's concave payoff, or a
+  social-welfare aggregator's, concave up to its maximum and decreasing after it):
+  its maximum is found by the same derivative-free search on the whole interval,
+  or in closed form where the surplus is a quadratic in y_j
   (one quadratic member, affine price: ``_surplus_vertex``); a coarse even grid (ends
   included) fixes its scale, unless the maximum does not beat the profile (regret 0
   at any scale);
@@ -308,11 +310,40 @@ def provably_concave(game: Game, j: int) -> bool:
     U'(0) > p there), so the priced-out rule never switches inside.
     """
     player = game.players[j]
+    return player.size == 1 and _convex_price(game) and _concave_utilities(player)
+
+
+def provably_unimodal(game: Game, j: int) -> bool:
+    """True when player j's payoff rises then falls on its feasible interval, so a
+    derivative-free search of the whole interval finds its maximum (docs/model.md,
+    "Quasiconcavity and the best response"): a one-member player with a concave
+    payoff (``provably_concave``), or a social-welfare aggregator (alpha = 0).
+
+    At alpha = 0 every priced-out rule gives J = W(y) - p(Y) y + const, with W(y) =
+    max sum_i U_i(x_i) over sum x = y, x >= 0 (concave in y) as long as the
+    multiplier lambda is >= 0: then U_i'(x_i) = p + lambda >= p puts every member at
+    or below its surplus peak, inside its bound xbar_i, and a priced-out member
+    (U_i'(0) <= p) at 0 (its term is 0 under viable and strict, e under floor).
+    With p convex and increasing, p(Y) y is convex, so J is concave while lambda >=
+    0; lambda falls with y, and where it is < 0, dJ/dy <= lambda < 0.
+    """
+    player = game.players[j]
+    if provably_concave(game, j):
+        return True
+    return (player.fairness.alpha == 0 and not player.fairness.is_maxmin
+            and _convex_price(game) and _concave_utilities(player))
+
+
+def _convex_price(game: Game) -> bool:
+    """p convex and increasing: p(Y) y is then convex in y (p'' y + 2 p' >= 0)."""
     price = game.price
-    convex_price = isinstance(price, (LinearPrice, AffinePrice)) or (
+    return isinstance(price, (LinearPrice, AffinePrice)) or (
         isinstance(price, PowerPrice) and price.k >= 1)
-    return player.size == 1 and convex_price and isinstance(
-        player.members[0].utility, (QuadraticUtility, LogUtility))
+
+
+def _concave_utilities(player) -> bool:
+    return all(isinstance(m.utility, (QuadraticUtility, LogUtility))
+               for m in player.members)
 
 
 def _local_maxima(dev: _Deviations, samples: list[_Payoff]) -> list[int]:
@@ -357,13 +388,13 @@ def _surplus_vertex(game: Game, j: int, others: float, y_max: float
     return min(max(y_max * d0 / (d0 - d1), 0.0), y_max)
 
 
-def _search_concave(dev: _Deviations, game: Game, j: int, y_max: float,
-                    here: _Payoff) -> None:
-    """Deviations of a payoff concave on [0, y_max] (``provably_concave``): its
-    closed-form maximizer where there is one, else Brent's search on the whole
-    interval. A coarse even grid gives the payoff's scale; a concave payoff that cannot beat
-    ``here`` at its maximizer has regret 0 whatever the scale, so they are then
-    skipped."""
+def _search_unimodal(dev: _Deviations, game: Game, j: int, y_max: float,
+                     here: _Payoff) -> None:
+    """Deviations of a payoff that rises then falls on [0, y_max]
+    (``provably_unimodal``): its closed-form maximizer where there is one, else
+    Brent's search on the whole interval. A coarse even grid gives the payoff's
+    scale; a payoff that cannot beat ``here`` at its maximizer has regret 0 whatever
+    the scale, so they are then skipped."""
     vertex = _surplus_vertex(game, j, dev.others, y_max)
     if vertex is not None:
         # One member: the level s + e and the tie-break s rise together, so the
@@ -400,8 +431,8 @@ def _player_regret(game: Game, j: int, profile: np.ndarray
     dev = _Deviations(game, j, others, maxmin)
     here = dev(float(profile[j]))
     y_max = game.feasible_max(j, others)
-    if provably_concave(game, j):
-        _search_concave(dev, game, j, y_max, here)
+    if provably_unimodal(game, j):
+        _search_unimodal(dev, game, j, y_max, here)
     else:
         _search_grid(dev, game, j, y_max, float(profile[j]))
     best = dev.best()

@@ -64,3 +64,21 @@ def purchases(game: Game, j: int, others: float) -> np.ndarray:
     fractions = np.array([0.0, 1e-9, 0.05, 0.2, 0.37, 0.5, 0.63, 0.8, 0.97,
                           1 - 1e-9, 1.0, 1.1])
     return fractions * y_max
+
+
+@st.composite
+def social_welfare_games(draw, max_players: int = 3) -> Game:
+    """A random game whose players all have alpha = 0 (any rule), and some members
+    with log utilities U = w log(1 + x) (w on the quadratic members' U'(0) scale):
+    the class for which the certificate relies on a theorem (J rises then falls)."""
+    from aggregame import LogUtility, User
+
+    game = draw(games(max_players))
+    players = []
+    for p in game.players:
+        members = [User(f"{m.name}log", LogUtility(m.utility.b))
+                   if draw(st.booleans()) else m for m in p.members]
+        players.append(Player.aggregator(p.name, members, alpha=0.0,
+                                         rule=p.fairness.rule, eps=p.fairness.eps
+                                         or 1e-2 * p.members[0].utility.b))
+    return Game(tuple(players), game.price)

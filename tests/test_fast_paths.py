@@ -104,7 +104,7 @@ def test_concave_shortcut_agrees_with_the_grid(monkeypatch):
     assert all(cert.provably_concave(game, j) for j in range(6))
     for profile in (np.full(6, 1.0), rng.uniform(0.0, 3.0, 6)):
         fast = cert.certify(game, profile)
-        monkeypatch.setattr(cert, "provably_concave", lambda g, j: False)
+        monkeypatch.setattr(cert, "provably_unimodal", lambda g, j: False)
         slow = cert.certify(game, profile)
         monkeypatch.undo()
         assert fast.evaluations < slow.evaluations / 3

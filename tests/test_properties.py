@@ -10,6 +10,7 @@
 """
 
 import math
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ from aggregame.leximin import with_maxmin_rule
 from aggregame.solvers.dynamics import solve_equilibrium
 from aggregame.solvers.native import NativeInner
 from conftest import needs_ipopt
-from strategies import games, purchases
+from strategies import games, purchases, social_welfare_games
 
 #: Batched and single solves agree to this, relative to the capacity (allocations)
 #: or to the row's payoff scale (welfare): both are solved to ~1e-13.
@@ -197,3 +198,58 @@ def test_floor_rule_payoff_is_continuous_at_price_out_points(game, fraction, dat
         sides = inner.solve(np.array([k - delta, k + delta]), others)
         assert abs(sides.welfare[1] - sides.welfare[0]) <= 1e-6 * span, k
         assert abs(sides.tiebreak[1] - sides.tiebreak[0]) <= 1e-6 * span, k
+
+
+@pytest.mark.unit
+@settings(max_examples=60)
+@given(game=social_welfare_games(), fraction=st.floats(0.0, 1.0), data=st.data())
+def test_social_welfare_payoff_is_concave_then_decreasing(game, fraction, data):
+    """The theorem the certificate's shortcut for alpha = 0 rests on
+    (certificate.provably_unimodal): J is concave up to its maximum and decreasing
+    after it, whatever the rule and however many members the price drives out. A
+    fine grid of each interval must show it: second differences <= 0 left of the
+    best sample, first differences <= 0 right of it (both to rounding)."""
+    from aggregame.solvers.certificate import provably_unimodal
+
+    j = data.draw(st.integers(0, len(game.players) - 1))
+    assert provably_unimodal(game, j)
+    others = _others(game, j, fraction)
+    y_max = game.feasible_max(j, others)
+    if y_max <= 0:
+        return
+    welfare = NativeInner(game, j).solve(np.linspace(0.0, y_max, 401), others).welfare
+    top = int(np.argmax(welfare))
+    noise = 1e-9 * (float(np.max(np.abs(welfare))) + 1e-300)
+    if top + 1 < welfare.size:
+        assert np.all(np.diff(welfare[top:]) <= noise), "rises after its maximum"
+    if top >= 2:
+        assert np.all(np.diff(welfare[:top + 1], 2) <= noise), "not concave before it"
+    event("interior maximum" if 0 < top < welfare.size - 1 else "maximum at an end")
+
+
+@pytest.mark.unit
+@settings(max_examples=20)
+@given(game=social_welfare_games(), data=st.data())
+def test_social_welfare_certificate_agrees_with_the_grid(game, data):
+    """The alpha = 0 shortcut (Brent's search on the whole interval) finds the same
+    deviations as the full grid-and-refine search it replaces, at random profiles
+    (regrets of any size) and at the equilibrium (certified either way)."""
+    import aggregame.solvers.certificate as cert
+
+    fractions = data.draw(st.lists(st.floats(0.0, 1.0), min_size=len(game.players),
+                                   max_size=len(game.players)))
+    caps = np.array([game.feasible_max(j, 0.0) for j in range(len(game.players))])
+    profiles = [np.array(fractions) * caps]
+    try:
+        profiles.append(solve_equilibrium(game).profile)
+    except InnerSolveError:
+        event("inner solve refused")
+    for profile in profiles:
+        fast = cert.certify(game, profile)
+        # The grid for aggregators (one-member players keep their own shortcut).
+        with mock.patch.object(cert, "provably_unimodal", cert.provably_concave):
+            slow = cert.certify(game, profile)
+        scale = np.maximum(np.abs(fast.welfare), 1e-300)
+        np.testing.assert_allclose(fast.regrets, slow.regrets, rtol=1e-6,
+                                   atol=float(1e-9 * scale.max()))
+        assert fast.certified == slow.certified
