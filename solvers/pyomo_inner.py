@@ -297,18 +297,37 @@ class PyomoInner:
         coef = np.where(x > 0, coef + res.sigma, 0.0)
         return self._finish(d, x, res.lam, coef)
 
+    def _flat_level(self, d: RowData) -> float | None:
+        """The max-min level where it is known without a solve, else None.
+
+        With a counted member priced out (``_flat``) its s_i + e_i is e_i, so
+        t <= e_i; every other counted member has s_i >= 0 on [0, xbar_i], hence
+        s_i + e_i >= e_i. When the smallest floor of all counted members is a
+        priced-out member's, the level is exactly that floor, for this y and every
+        larger one (so dt/dy = 0)."""
+        if not self._flat(d):
+            return None
+        counted = counted_members(self.player, d.priced_out)
+        pinned = float(d.floor[counted & d.priced_out].min())
+        return pinned if float(d.floor[counted].min()) >= pinned else None
+
     def _maxmin_row(self, d: RowData) -> InnerRow:
         """Phase 1 maximizes the level t; phase 2 (docs/model.md, section "Max-min":
         the tie-break) keeps it, relaxed by 1e-9 relative so phase 2 keeps an
-        interior, and maximizes total surplus."""
-        first = self._run(d, self._start(d), "welfare")
-        deriv_x = np.clip(first.x, 0.0, d.xbar)
-        level = first.level
+        interior, and maximizes total surplus. Phase 1 is skipped where the level
+        is known (``_flat_level``)."""
+        known = self._flat_level(d)
+        if known is None:
+            first = self._run(d, self._start(d), "welfare")
+            level, x0 = first.level, first.x
+            lam = first.lam
+            deriv = lam + d.slope_p * float(
+                price_sensitivity(np.clip(first.x, 0.0, d.xbar), first.mu))
+        else:
+            level, x0, lam, deriv = known, self._start(d).x0, 0.0, 0.0
         fixed = level - 1e-9 * max(1.0, abs(level))
-        second = self._run(d, PhaseStart(first.x, fixed_level=fixed), "tiebreak")
+        second = self._run(d, PhaseStart(x0, fixed_level=fixed), "tiebreak")
         x = np.clip(second.x, 0.0, d.xbar)
-        lam = first.lam
-        deriv = lam + d.slope_p * float(price_sensitivity(deriv_x, first.mu))
         tie = np.nan
         if self._flat(d):
             # Envelope theorem on phase 2: dT/dy = nu - p' sum (1 + sigma + mu) x.
@@ -593,6 +612,8 @@ class _Nlp:
             if start.tiebreak:
                 fix_vars(bounds, [self.it], start.fixed_level)
                 x0[self.it] = start.fixed_level
+                # s_i >= 0 on [0, xbar_i]: a row with e_i >= t holds whatever x is.
+                free_rows(bounds, self.rm[d.floor >= start.fixed_level])
             else:
                 x0[self.it] = start.level
         return x0, bounds
