@@ -103,15 +103,27 @@ class BestResponse:
 
 
 class _Counted:
-    """Wraps an inner solver to count evaluated purchases."""
+    """Wraps an inner solver to count evaluated purchases.
+
+    A solver that is not batched (one solver run per purchase) keeps each single
+    purchase's row, so the root a refinement returns is not solved twice.
+    """
 
     def __init__(self, inner: InnerSolver, others_total: float) -> None:
         self.inner, self.others_total, self.count = inner, others_total, 0
+        self.sequential = not getattr(inner, "batched", False)
+        self._rows: dict[float, InnerBatch] = {}
 
     def __call__(self, ys) -> InnerBatch:
         ys = np.atleast_1d(np.asarray(ys, dtype=float))
+        single = self.sequential and ys.size == 1
+        if single and float(ys[0]) in self._rows:
+            return self._rows[float(ys[0])]
         self.count += ys.size
-        return self.inner.solve(ys, self.others_total)
+        batch = self.inner.solve(ys, self.others_total)
+        if single:
+            self._rows[float(ys[0])] = batch
+        return batch
 
     def slope(self, y: float, tiebreak: bool = False) -> float:
         """Sign source for bisection (see ``slopes``)."""
@@ -132,20 +144,54 @@ def slopes(batch: InnerBatch, tiebreak: bool = False) -> np.ndarray:
     return np.where(dead, np.where(batch.y <= 0, 1.0, -1.0), d)
 
 
+class _Settled(Exception):
+    """Raised inside brentq when a sequential solver's root is already resolved."""
+
+    def __init__(self, y: float) -> None:
+        super().__init__(y)
+        self.y = y
+
+
 def _root_of_slope(f: _Counted, lo: float, hi: float, d_lo: float, d_hi: float,
                    xtol: float, tiebreak: bool = False) -> float:
     if d_lo <= 0:
         return lo
     if d_hi >= 0:
         return hi
+    last = [(lo, d_lo), (hi, d_hi)]
 
     # The ends' signs are known; re-solving there could flip a derivative that is
     # zero to rounding, which brentq would refuse.
     def slope(y: float) -> float:
-        return d_lo if y == lo else d_hi if y == hi else f.slope(y, tiebreak)
+        if y == lo or y == hi:
+            return d_lo if y == lo else d_hi
+        d = f.slope(y, tiebreak)
+        if f.sequential and _settled(y, d, last, xtol):
+            raise _Settled(y)
+        last.append((y, d))
+        return d
 
-    return float(brentq(slope, lo, hi, xtol=xtol, rtol=4 * np.finfo(float).eps,
-                        maxiter=200))
+    try:
+        return float(brentq(slope, lo, hi, xtol=xtol, rtol=4 * np.finfo(float).eps,
+                            maxiter=200))
+    except _Settled as done:
+        return done.y
+
+
+def _settled(y: float, d: float, seen: list[tuple[float, float]], xtol: float
+             ) -> bool:
+    """True when the secant step from ``y`` (slope through the nearest point seen)
+    is within xtol / 2: brentq's last steps only close its bracket to xtol, one
+    solver run each, around a root the secant has already found. Only for
+    sequential solvers, where each evaluation is a solver run; the root still
+    competes with the probes as a candidate."""
+    if d == 0:
+        return True
+    y0, d0 = min(seen, key=lambda p: abs(p[0] - y))
+    if y0 == y or d0 == d:
+        return False
+    step = d * (y - y0) / (d - d0)
+    return (d - d0) / (y - y0) < 0 and abs(step) <= 0.5 * xtol
 
 
 #: Points per batch of the zoom search that replaces golden section on batched backends.
@@ -242,11 +288,12 @@ def _bisection(s: _Search, current: float | None, step_hint: float | None
                ) -> list[Candidate]:
     """Candidates of the quasiconcave search: the refined root first, then probes."""
     probes = list(s.fixed)
-    if step_hint is not None and current is not None:
+    hinted = step_hint is not None and current is not None
+    width = 2.0 * max(step_hint or 0.0, s.xtol)
+    if hinted and not s.f.sequential:
         # Dynamics near convergence move y_j a little each round: probing
         # current +- 2 * last move usually brackets the root tightly, so brentq
         # needs 3-4 evaluations instead of ~10 on the whole interval.
-        width = 2.0 * max(step_hint, s.xtol)
         probes += [min(max(current - width, 0.0), s.y_max),
                    min(max(current + width, 0.0), s.y_max)]
     ends = s.f(np.array(probes))
@@ -256,6 +303,18 @@ def _bisection(s: _Search, current: float | None, step_hint: float | None
         return _golden(s.f, 0.0, s.y_max, s.maxmin, s.golden_xtol)[::-1] + cands
     order = np.argsort(ends.y, kind="stable")
     ys, ds = ends.y[order], slopes(ends, tiebreak)[order]
+    if hinted and s.f.sequential:
+        # One solver run per probe: the sign at the current purchase says on
+        # which side of it the root lies, so probe that side only.
+        here = min(max(current, 0.0), s.y_max)
+        d_here = float(ds[np.flatnonzero(ys == here)[0]])
+        probe = min(here + width, s.y_max) if d_here > 0 else max(here - width, 0.0)
+        if d_here != 0 and probe not in ys:
+            extra = s.f([probe])
+            cands += _candidates(extra)
+            at = int(np.searchsorted(ys, probe))
+            ys = np.insert(ys, at, probe)
+            ds = np.insert(ds, at, slopes(extra, tiebreak)[0])
     # Quasiconcave: D > 0 left of the root, D <= 0 right of it.
     first_down = int(np.argmax(ds <= 0)) if np.any(ds <= 0) else len(ys)
     if first_down == 0:
