@@ -31,6 +31,10 @@ from scipy.optimize import brentq
 
 from aggregame.solvers.inner import InnerBatch, InnerSolver
 
+#: Refinements for solvers that are not batched (each purchase one solver run): a
+#: one-sided probe, a secant stop inside brentq, evaluated rows kept. False gives
+#: the search they had before (benchmarks/bench_pyomo.py's reference).
+SEQUENTIAL_SEARCH = True
 #: Purchases closer than this (relative to the interval) are the same best response.
 Y_RTOL = 1e-12
 #: Welfare values closer than this (relative) are ties, broken by total surplus.
@@ -111,7 +115,7 @@ class _Counted:
 
     def __init__(self, inner: InnerSolver, others_total: float) -> None:
         self.inner, self.others_total, self.count = inner, others_total, 0
-        self.sequential = not getattr(inner, "batched", False)
+        self.sequential = SEQUENTIAL_SEARCH and not getattr(inner, "batched", False)
         self._rows: dict[float, InnerBatch] = {}
 
     def __call__(self, ys) -> InnerBatch:
