@@ -199,8 +199,11 @@ def _settled(y: float, d: float, seen: list[tuple[float, float]], xtol: float
     if y0 == y or d0 == d:
         return False
     step = d * (y - y0) / (d - d0)
-    return (d - d0) / (y - y0) < 0 and abs(step) <= 0.5 * xtol
+    return (d - d0) / (y - y0) < 0 and abs(step) <= xtol
 
+
+#: Newton probes at most before brentq refines a bracket (sequential solvers).
+NEWTON_PROBES = 4
 
 #: Points per batch of the zoom search that replaces golden section on batched backends.
 ZOOM_POINTS = 17
@@ -335,21 +338,30 @@ def _bisection(s: _Search, current: float | None, step_hint: float | None
         return _golden(s.f, 0.0, s.y_max, s.maxmin, s.golden_xtol)[::-1] + cands
     order = np.argsort(ends.y, kind="stable")
     ys, ds = ends.y[order], slopes(ends, tiebreak)[order]
-    if hinted and s.f.sequential:
-        # One solver run per probe: the sign at the current purchase says on
-        # which side of it the root lies, so probe that side only.
-        here = min(max(current, 0.0), s.y_max)
-        d_here = float(ds[np.flatnonzero(ys == here)[0]])
-        probe = min(here + width, s.y_max) if d_here > 0 else max(here - width, 0.0)
-        if d_here != 0 and probe not in ys:
-            extra = s.f([probe])
-            cands += _candidates(extra)
-            at = int(np.searchsorted(ys, probe))
-            ys = np.insert(ys, at, probe)
-            ds = np.insert(ds, at, slopes(extra, tiebreak)[0])
+    settled = None
+    if s.f.sequential:
+        here = None if current is None else min(max(current, 0.0), s.y_max)
+        if hinted and 0 < here < s.y_max:
+            curv = _curvature(ends, int(np.flatnonzero(ends.y == here)[0]), tiebreak)
+        elif ds[0] > 0 > ds[-1]:
+            # No move to go by: start from the middle, like brentq's first step.
+            here, width = 0.5 * s.y_max, 0.25 * s.y_max
+            mid = s.f([here])
+            cands += _candidates(mid)
+            at = int(np.searchsorted(ys, here))
+            ys = np.insert(ys, at, here)
+            ds = np.insert(ds, at, slopes(mid, tiebreak)[0])
+            curv = _curvature(mid, 0, tiebreak)
+        else:
+            here = None
+        if here is not None:
+            ys, ds, settled = _probe_one_side(s, here, curv, width, ys, ds, cands,
+                                              tiebreak)
     # Quasiconcave: D > 0 left of the root, D <= 0 right of it.
     first_down = int(np.argmax(ds <= 0)) if np.any(ds <= 0) else len(ys)
-    if first_down == 0:
+    if settled is not None:
+        root = settled
+    elif first_down == 0:
         root = 0.0
     elif first_down == len(ys):
         root = s.y_max
@@ -358,6 +370,47 @@ def _bisection(s: _Search, current: float | None, step_hint: float | None
                               ds[first_down - 1], ds[first_down], s.xtol, tiebreak)
     # First in the list wins ties: the refined root is the most accurate.
     return _candidates(s.f([root])) + cands
+
+
+def _probe_one_side(s: _Search, y: float, curv: float, width: float,
+                    ys: np.ndarray, ds: np.ndarray, cands: list[Candidate],
+                    tiebreak: bool) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """Probes from purchase ``y`` (already evaluated), for sequential solvers (one
+    solver run per probe). Where rows carry a curvature estimate: safeguarded
+    Newton steps on the slope (at most NEWTON_PROBES), each at most half way to the
+    end of the bracket the signs seen so far give; else one probe at ``width`` on
+    the side the sign at ``y`` points to. Returns the sorted purchases and slopes
+    with the probes, and the last probe if the secant through it and the point
+    before says it is the root within xtol (else brentq refines the bracket)."""
+    d = float(ds[np.flatnonzero(ys == y)[0]])
+    for _ in range(NEWTON_PROBES):
+        down = int(np.argmax(ds <= 0)) if np.any(ds <= 0) else len(ys)
+        if d == 0 or down in (0, len(ys)):
+            break  # at a root, or the root is an end: nothing to refine
+        newton = np.isfinite(curv) and curv < 0
+        step = max(abs(d / curv), s.xtol) if newton else width
+        end = float(ys[down]) if d > 0 else float(ys[down - 1])
+        probe = y + np.sign(d) * min(step, 0.5 * abs(end - y))
+        if probe in ys:
+            break
+        extra = s.f([probe])
+        cands += _candidates(extra)
+        d_probe = float(slopes(extra, tiebreak)[0])
+        at = int(np.searchsorted(ys, probe))
+        ys, ds = np.insert(ys, at, probe), np.insert(ds, at, d_probe)
+        if _settled(probe, d_probe, [(y, d)], s.xtol):
+            return ys, ds, probe
+        if not newton:
+            break  # no curvature to go on with: brentq takes over
+        y, d, curv = probe, d_probe, _curvature(extra, 0, tiebreak)
+    return ys, ds, None
+
+
+def _curvature(batch: InnerBatch, k: int, tiebreak: bool) -> float:
+    """Row k's estimate of d2J/dy2 (NaN if none; none for the tie-break)."""
+    if batch.curvature is None or tiebreak:
+        return np.nan
+    return float(batch.curvature[k])
 
 
 def best_response(inner: InnerSolver, others_total: float, *,

@@ -124,6 +124,7 @@ class RowData:
     weight: np.ndarray
     floor: np.ndarray
     cap: float  # sum of xbar: the largest feasible purchase at this price
+    curve_p: float = 0.0  # p''(Y) (finite difference), 0 at a fixed price
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,7 @@ class InnerRow:
     lam: float
     deriv: float
     tie: float = np.nan
+    curv: float = np.nan  # estimate of d2J/dy2 (InnerBatch.curvature)
 
 
 @dataclass(frozen=True)
@@ -204,16 +206,21 @@ class PyomoInner:
     def _row_data(self, y: float, others_total: float,
                   fixed_price: float | None) -> RowData:
         total = others_total + y
+        curve_p = 0.0
         if fixed_price is None:
             price = float(self.game.price.value(total))
             slope_p = float(self.game.price.derivative(total))
+            h = 1e-6 * max(1.0, abs(total))
+            curve_p = float(self.game.price.derivative(total + h)
+                            - self.game.price.derivative(max(total - h, 0.0))) / (
+                                total + h - max(total - h, 0.0))
         else:
             price, slope_p = float(fixed_price), 0.0
         priced_out = self._u0 <= price
         xbar = self.player.zero_surplus_consumption(price)
         weight, floor = member_terms(self.player, priced_out)
         return RowData(y, price, slope_p, priced_out, xbar, weight, floor,
-                       float(xbar.sum()))
+                       float(xbar.sum()), curve_p)
 
     def _finish(self, d: RowData, x: np.ndarray, lam: float,
                 coef: np.ndarray | None, tie: float = np.nan) -> InnerRow:
@@ -305,7 +312,13 @@ class PyomoInner:
         with np.errstate(divide="ignore", invalid="ignore"):
             coef = d.weight * self.player.fairness.dphi(np.maximum(s + d.floor, 0.0))
         coef = np.where(x > 0, coef + res.sigma, 0.0)
-        return self._finish(d, x, res.lam, coef)
+        row = self._finish(d, x, res.lam, coef)
+        if not self._backend.skips_known:
+            return row
+        phi = self.player.fairness
+        return dataclasses.replace(row, curv=self._curvature(
+            d, x, res.lam, lambda v: d.weight * phi.dphi(v),
+            lambda v: d.weight * phi.d2phi(v)))
 
     def _flat_level(self, d: RowData) -> float | None:
         """The max-min level where it is known without a solve, else None.
@@ -320,6 +333,44 @@ class PyomoInner:
         counted = counted_members(self.player, d.priced_out)
         pinned = float(d.floor[counted & d.priced_out].min())
         return pinned if float(d.floor[counted].min()) >= pinned else None
+
+    def _curvature(self, d: RowData, x: np.ndarray, lam: float, dphi: Any,
+                   d2phi: Any) -> float:
+        """d2J/dy2 of the payoff sum_i phi_i(s_i + e_i) (welfare, or the tie-break
+        with phi_i(v) = v) by implicit differentiation of the allocation: interior
+        members keep phi_i'(s_i + e_i) (U_i' - p) = lambda, members at xbar_i(p)
+        follow it, members at 0 stay; then d/dy of lambda + p' dPhi/dp. NaN where
+        it does not apply (no interior member, a flat direction). An estimate for
+        the best response's next evaluation only: the active set is assumed not to
+        change, and every answer is still an evaluated, checked row."""
+        if not np.isfinite(lam):
+            return np.nan
+        dp, du = d.slope_p, self._marginal(x) - d.price
+        v = np.maximum(self._surplus(x, d.price) + d.floor, 0.0)
+        with np.errstate(all="ignore"):
+            d1, d2 = dphi(v), d2phi(v)
+            u2 = self.player.evaluate("d2U", x)
+            cap = (d.xbar > 0) & (x >= d.xbar * (1 - 1e-9))
+            inside = (x > 1e-9 * max(1.0, float(d.xbar.max()))) & ~cap
+            h = d2 * du ** 2 + d1 * u2  # d g_i / d x_i, g_i = phi_i' (U_i' - p)
+            q = -d2 * x * du - d1  # d g_i / d p
+            r = self._marginal(d.xbar) - d.price  # < 0 at xbar_i
+            xbar_p = np.where(cap, d.xbar / r, 0.0)  # d xbar_i / d p
+            if not inside.any() or not np.all(h[inside] < 0):
+                return np.nan
+            inv = 1.0 / h[inside]
+            lam_y = (1 + dp * (np.sum(q[inside] * inv) - np.sum(xbar_p[cap]))) / \
+                np.sum(inv)
+            dx = np.where(cap, xbar_p * dp, 0.0)
+            dx[inside] = (lam_y - q[inside] * dp) * inv
+            ds = du * dx - x * dp
+            # dPhi/dp = -sum c_i x_i, c_i = phi_i' inside, lambda / (U_i' - p) at xbar_i.
+            dr = self.player.evaluate("d2U", d.xbar) * xbar_p * dp - dp
+            dphi_dp = -np.sum((d1 * x)[inside]) - np.sum(lam * x[cap] / r[cap])
+            ddphi_dp = -np.sum((d2 * ds * x + d1 * dx)[inside]) - np.sum(
+                (lam_y * x + lam * dx)[cap] / r[cap] - (lam * x * dr)[cap] / r[cap] ** 2)
+            out = lam_y + d.curve_p * dphi_dp + dp * ddphi_dp
+        return float(out) if np.isfinite(out) else np.nan
 
     def _maxmin_row(self, d: RowData) -> InnerRow:
         """Phase 1 maximizes the level t; phase 2 (docs/model.md, section "Max-min":
@@ -456,7 +507,7 @@ class PyomoInner:
         stack = lambda key: np.array([getattr(r, key) for r in rows])  # noqa: E731
         batch = InnerBatch(y, stack("price"), stack("x"), stack("surplus"),
                            stack("welfare"), stack("surplus").sum(axis=1), stack("lam"),
-                           stack("deriv"), stack("tie"))
+                           stack("deriv"), stack("tie"), curvature=stack("curv"))
         batch.residual = self._residual(batch, others_total, fixed_price)
         return batch
 
