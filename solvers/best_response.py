@@ -407,10 +407,10 @@ def _probe_one_side(s: _Search, y: float, curv: float, width: float,
 
 
 def _curvature(batch: InnerBatch, k: int, tiebreak: bool) -> float:
-    """Row k's estimate of d2J/dy2 (NaN if none; none for the tie-break)."""
-    if batch.curvature is None or tiebreak:
-        return np.nan
-    return float(batch.curvature[k])
+    """Row k's estimate of the second derivative of what the search follows
+    (InnerBatch.curvature: the tie-break's on rows whose max-min level is flat,
+    where ``tiebreak`` is True), NaN if none."""
+    return np.nan if batch.curvature is None else float(batch.curvature[k])
 
 
 def best_response(inner: InnerSolver, others_total: float, *,

@@ -389,13 +389,16 @@ class PyomoInner:
         fixed = level - 1e-9 * max(1.0, abs(level))
         second = self._run(d, PhaseStart(x0, fixed_level=fixed), "tiebreak")
         x = np.clip(second.x, 0.0, d.xbar)
-        tie = np.nan
+        tie, curv = np.nan, np.nan
         if self._flat(d):
             # Envelope theorem on phase 2: dT/dy = nu - p' sum (1 + sigma + mu) x.
             coef2 = np.where(x > 0, 1.0 + second.sigma + second.mu, 0.0)
             tie = second.lam + d.slope_p * float(price_sensitivity(x, coef2))
+            if known is not None:  # phase 2 is then max sum s_i, nothing else
+                curv = self._curvature(d, x, second.lam, np.ones_like,
+                                       np.zeros_like)
         row = self._finish(d, x, lam, None, tie)
-        return dataclasses.replace(row, deriv=deriv)
+        return dataclasses.replace(row, deriv=deriv, curv=curv)
 
     def _run(self, d: RowData, start: PhaseStart, phase: str) -> PhaseResult:
         """One solve through the backend, counted and checked: a failure or a
