@@ -364,11 +364,12 @@ class PyomoInner:
             dx = np.where(cap, xbar_p * dp, 0.0)
             dx[inside] = (lam_y - q[inside] * dp) * inv
             ds = du * dx - x * dp
-            # dPhi/dp = -sum c_i x_i, c_i = phi_i' inside, lambda / (U_i' - p) at xbar_i.
+            # dPhi/dp = -sum c_i x_i: c_i = phi_i' inside, lambda / (U_i' - p) at xbar.
             dr = self.player.evaluate("d2U", d.xbar) * xbar_p * dp - dp
             dphi_dp = -np.sum((d1 * x)[inside]) - np.sum(lam * x[cap] / r[cap])
             ddphi_dp = -np.sum((d2 * ds * x + d1 * dx)[inside]) - np.sum(
-                (lam_y * x + lam * dx)[cap] / r[cap] - (lam * x * dr)[cap] / r[cap] ** 2)
+                (lam_y * x + lam * dx)[cap] / r[cap]
+                - (lam * x * dr)[cap] / r[cap] ** 2)
             out = lam_y + d.curve_p * dphi_dp + dp * ddphi_dp
         return float(out) if np.isfinite(out) else np.nan
 
