@@ -31,9 +31,12 @@ from scipy.optimize import brentq
 
 from aggregame.solvers.inner import InnerBatch, InnerSolver
 
-#: Refinements for solvers that are not batched (each purchase one solver run): a
-#: one-sided probe, a secant stop inside brentq, evaluated rows kept. False gives
-#: the search they had before (benchmarks/bench_pyomo.py's reference).
+#: Refinements for solvers that are not batched (each purchase one solver run):
+#: Newton probes on the slope where rows carry a curvature (else one probe on the
+#: side the sign points to), a secant stop inside brentq, golden section handing
+#: over to the tie-break's slope where the max-min level is flat, evaluated rows
+#: kept. False gives the search they had before (benchmarks/bench_pyomo.py's
+#: reference).
 SEQUENTIAL_SEARCH = True
 #: Purchases closer than this (relative to the interval) are the same best response.
 Y_RTOL = 1e-12
@@ -189,7 +192,7 @@ def _root_of_slope(f: _Counted, lo: float, hi: float, d_lo: float, d_hi: float,
 def _settled(y: float, d: float, seen: list[tuple[float, float]], xtol: float
              ) -> bool:
     """True when the secant step from ``y`` (slope through the nearest point seen)
-    is within xtol / 2: brentq's last steps only close its bracket to xtol, one
+    is within xtol: brentq's last steps only close its bracket to xtol, one
     solver run each, around a root the secant has already found. Only for
     sequential solvers, where each evaluation is a solver run; the root still
     competes with the probes as a candidate."""
@@ -203,7 +206,7 @@ def _settled(y: float, d: float, seen: list[tuple[float, float]], xtol: float
 
 
 #: Newton probes at most before brentq refines a bracket (sequential solvers).
-NEWTON_PROBES = 4
+NEWTON_PROBES = 6
 
 #: Points per batch of the zoom search that replaces golden section on batched backends.
 ZOOM_POINTS = 17
@@ -340,23 +343,9 @@ def _bisection(s: _Search, current: float | None, step_hint: float | None
     ys, ds = ends.y[order], slopes(ends, tiebreak)[order]
     settled = None
     if s.f.sequential:
-        here = None if current is None else min(max(current, 0.0), s.y_max)
-        if hinted and 0 < here < s.y_max:
-            curv = _curvature(ends, int(np.flatnonzero(ends.y == here)[0]), tiebreak)
-        elif ds[0] > 0 > ds[-1]:
-            # No move to go by: start from the middle, like brentq's first step.
-            here, width = 0.5 * s.y_max, 0.25 * s.y_max
-            mid = s.f([here])
-            cands += _candidates(mid)
-            at = int(np.searchsorted(ys, here))
-            ys = np.insert(ys, at, here)
-            ds = np.insert(ds, at, slopes(mid, tiebreak)[0])
-            curv = _curvature(mid, 0, tiebreak)
-        else:
-            here = None
-        if here is not None:
-            ys, ds, settled = _probe_one_side(s, here, curv, width, ys, ds, cands,
-                                              tiebreak)
+        here = current if hinted and 0 < current < s.y_max else None
+        ys, ds, settled = _sequential_probes(s, ends, here, width, ys, ds, cands,
+                                             tiebreak)
     # Quasiconcave: D > 0 left of the root, D <= 0 right of it.
     first_down = int(np.argmax(ds <= 0)) if np.any(ds <= 0) else len(ys)
     if settled is not None:
@@ -370,6 +359,28 @@ def _bisection(s: _Search, current: float | None, step_hint: float | None
                               ds[first_down - 1], ds[first_down], s.xtol, tiebreak)
     # First in the list wins ties: the refined root is the most accurate.
     return _candidates(s.f([root])) + cands
+
+
+def _sequential_probes(s: _Search, ends: InnerBatch, here: float | None,
+                       width: float, ys: np.ndarray, ds: np.ndarray,
+                       cands: list[Candidate], tiebreak: bool
+                       ) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """Probes of a sequential solver from the current purchase ``here`` (a row of
+    ``ends``), or from the middle of the interval when there is no move to go by
+    (brentq's first step would be there too). See ``_probe_one_side``."""
+    if here is not None:
+        curv = _curvature(ends, int(np.flatnonzero(ends.y == here)[0]))
+    elif ds[0] > 0 > ds[-1]:
+        here, width = 0.5 * s.y_max, 0.25 * s.y_max
+        mid = s.f([here])
+        cands += _candidates(mid)
+        at = int(np.searchsorted(ys, here))
+        ys = np.insert(ys, at, here)
+        ds = np.insert(ds, at, slopes(mid, tiebreak)[0])
+        curv = _curvature(mid, 0)
+    else:
+        return ys, ds, None  # the root is an end
+    return _probe_one_side(s, here, curv, width, ys, ds, cands, tiebreak)
 
 
 def _probe_one_side(s: _Search, y: float, curv: float, width: float,
@@ -402,14 +413,14 @@ def _probe_one_side(s: _Search, y: float, curv: float, width: float,
             return ys, ds, probe
         if not newton:
             break  # no curvature to go on with: brentq takes over
-        y, d, curv = probe, d_probe, _curvature(extra, 0, tiebreak)
+        y, d, curv = probe, d_probe, _curvature(extra, 0)
     return ys, ds, None
 
 
-def _curvature(batch: InnerBatch, k: int, tiebreak: bool) -> float:
+def _curvature(batch: InnerBatch, k: int) -> float:
     """Row k's estimate of the second derivative of what the search follows
-    (InnerBatch.curvature: the tie-break's on rows whose max-min level is flat,
-    where ``tiebreak`` is True), NaN if none."""
+    (InnerBatch.curvature: the tie-break's on rows whose max-min level is flat),
+    NaN if none."""
     return np.nan if batch.curvature is None else float(batch.curvature[k])
 
 
