@@ -47,16 +47,17 @@ NOTES = [
     "of the last 8 solves (cold beyond 5%); one-member rows and max-min rows whose "
     "level a priced-out member pins skip Ipopt; rows carry a curvature estimate, and "
     "the best response takes safeguarded Newton steps on dJ/dy (two solves per best "
-    "response near convergence, about six before). Together: 2.5-7x fewer solves, "
-    "5-22x fewer Ipopt iterations than the old path.",
+    "response near convergence, about six before). Together: 2.5-7.5x fewer solves, "
+    "5.5-22x fewer Ipopt iterations than the old path.",
     "",
     "Where the time goes now. Each Ipopt solve costs about 0.6 ms plus 0.4-0.5 ms "
     "per iteration, the same as a pure-numpy problem of that size (Ipopt and MUMPS, "
     "not the callbacks). The certificate (native, the same in both paths) takes "
     "about 60 ms of each equilibrium and building the models about 20 ms: at "
     "fig4_proportional's 0.2 s, a quarter and a tenth. The 10x goal is met on the "
-    "three scenarios in this run; fig4_proportional is the closest (about 10x), and "
-    "on a busier machine its ratio has measured 9-10x.",
+    "three scenarios; fig4_proportional is the closest, with ratios of 10.0-11.2 "
+    "in three runs during this change on this shared machine (fig4 14-17, "
+    "fig4_maxmin 20).",
     "",
     "Answers: the profiles of the two paths agree to the gap shown (relative to "
     "max(1, max y)), and the old path's profiles equal those of the backend before "
