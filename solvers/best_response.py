@@ -31,6 +31,13 @@ from scipy.optimize import brentq
 
 from aggregame.solvers.inner import InnerBatch, InnerSolver
 
+#: Refinements for solvers that are not batched (each purchase one solver run):
+#: Newton probes on the slope where rows carry a curvature (else one probe on the
+#: side the sign points to), a secant stop inside brentq, golden section handing
+#: over to the tie-break's slope where the max-min level is flat, evaluated rows
+#: kept. False gives the search they had before (benchmarks/bench_pyomo.py's
+#: reference).
+SEQUENTIAL_SEARCH = True
 #: Purchases closer than this (relative to the interval) are the same best response.
 Y_RTOL = 1e-12
 #: Welfare values closer than this (relative) are ties, broken by total surplus.
@@ -103,15 +110,31 @@ class BestResponse:
 
 
 class _Counted:
-    """Wraps an inner solver to count evaluated purchases."""
+    """Wraps an inner solver to count evaluated purchases.
+
+    A solver that is not batched (one solver run per purchase) keeps each single
+    purchase's row, so the root a refinement returns is not solved twice.
+    """
 
     def __init__(self, inner: InnerSolver, others_total: float) -> None:
         self.inner, self.others_total, self.count = inner, others_total, 0
+        self.sequential = SEQUENTIAL_SEARCH and not getattr(inner, "batched", False)
+        self._rows: dict[float, InnerBatch] = {}
 
     def __call__(self, ys) -> InnerBatch:
         ys = np.atleast_1d(np.asarray(ys, dtype=float))
+        single = self.sequential and ys.size == 1
+        if single and float(ys[0]) in self._rows:
+            return self._rows[float(ys[0])]
         self.count += ys.size
-        return self.inner.solve(ys, self.others_total)
+        batch = self.inner.solve(ys, self.others_total)
+        if single:
+            self._rows[float(ys[0])] = batch
+        return batch
+
+    def known(self, y: float) -> InnerBatch | None:
+        """The kept row of purchase ``y`` (sequential solvers), if evaluated."""
+        return self._rows.get(float(y))
 
     def slope(self, y: float, tiebreak: bool = False) -> float:
         """Sign source for bisection (see ``slopes``)."""
@@ -132,25 +155,63 @@ def slopes(batch: InnerBatch, tiebreak: bool = False) -> np.ndarray:
     return np.where(dead, np.where(batch.y <= 0, 1.0, -1.0), d)
 
 
+class _Settled(Exception):
+    """Raised inside brentq when a sequential solver's root is already resolved."""
+
+    def __init__(self, y: float) -> None:
+        super().__init__(y)
+        self.y = y
+
+
 def _root_of_slope(f: _Counted, lo: float, hi: float, d_lo: float, d_hi: float,
                    xtol: float, tiebreak: bool = False) -> float:
     if d_lo <= 0:
         return lo
     if d_hi >= 0:
         return hi
+    last = [(lo, d_lo), (hi, d_hi)]
 
     # The ends' signs are known; re-solving there could flip a derivative that is
     # zero to rounding, which brentq would refuse.
     def slope(y: float) -> float:
-        return d_lo if y == lo else d_hi if y == hi else f.slope(y, tiebreak)
+        if y == lo or y == hi:
+            return d_lo if y == lo else d_hi
+        d = f.slope(y, tiebreak)
+        if f.sequential and _settled(y, d, last, xtol):
+            raise _Settled(y)
+        last.append((y, d))
+        return d
 
-    return float(brentq(slope, lo, hi, xtol=xtol, rtol=4 * np.finfo(float).eps,
-                        maxiter=200))
+    try:
+        return float(brentq(slope, lo, hi, xtol=xtol, rtol=4 * np.finfo(float).eps,
+                            maxiter=200))
+    except _Settled as done:
+        return done.y
 
 
 #: Golden section in a dynamics round stops at this fraction of the player's last
 #: move (inexact best responses while the profile still moves far).
 INEXACT_RTOL = 1e-3
+
+
+def _settled(y: float, d: float, seen: list[tuple[float, float]], xtol: float
+             ) -> bool:
+    """True when the secant step from ``y`` (slope through the nearest point seen)
+    is within xtol: brentq's last steps only close its bracket to xtol, one
+    solver run each, around a root the secant has already found. Only for
+    sequential solvers, where each evaluation is a solver run; the root still
+    competes with the probes as a candidate."""
+    if d == 0:
+        return True
+    y0, d0 = min(seen, key=lambda p: abs(p[0] - y))
+    if y0 == y or d0 == d:
+        return False
+    step = d * (y - y0) / (d - d0)
+    return (d - d0) / (y - y0) < 0 and abs(step) <= xtol
+
+
+#: Newton probes at most before brentq refines a bracket (sequential solvers).
+NEWTON_PROBES = 6
 
 #: Points per batch of the zoom search that replaces golden section on batched backends.
 ZOOM_POINTS = 17
@@ -182,7 +243,8 @@ def _golden(f: _Counted, lo: float, hi: float, maxmin: bool, xtol: float
     a, b = lo, hi
     c = b - _GOLDEN * (b - a)
     d = a + _GOLDEN * (b - a)
-    fc, fd = _candidates(f([c, d]))
+    fc, fd = _candidates(f([c])) + _candidates(f([d])) if f.sequential else \
+        _candidates(f([c, d]))
     seen += [fc, fd]
     while b - a > xtol:
         if fc.beats(fd, maxmin, rtol=0.0) or not fd.beats(fc, maxmin, rtol=0.0):
@@ -192,10 +254,32 @@ def _golden(f: _Counted, lo: float, hi: float, maxmin: bool, xtol: float
             seen.append(fc)
         else:
             a, c, fc = c, d, fd
+            if maxmin and f.sequential and _flat_level(f.known(a), maxmin):
+                return seen + _tiebreak_root(f, a, b, xtol)
             d = a + _GOLDEN * (b - a)
             fd = _candidates(f([d]))[0]
             seen.append(fd)
     return seen
+
+
+def _tiebreak_root(f: _Counted, a: float, b: float, xtol: float
+                   ) -> list[Candidate]:
+    """Golden section's bracket [a, b] once the level is flat at a (so on all of
+    it): the tie-break, which has a derivative, orders the payoffs there, and the
+    root of that derivative among the evaluated rows replaces the remaining ~40
+    golden steps (one solver run each on a sequential solver)."""
+    extra = [] if f.known(b) is not None else _candidates(f([b]))
+    ys = sorted(y for y in f._rows if a <= y <= b)
+    ds = [float(slopes(f.known(y), tiebreak=True)[0]) for y in ys]
+    down = next((k for k, d in enumerate(ds) if d <= 0), len(ys))
+    if down == 0:
+        root = a
+    elif down == len(ys):
+        root = b
+    else:
+        root = _root_of_slope(f, ys[down - 1], ys[down], ds[down - 1], ds[down],
+                              xtol, tiebreak=True)
+    return extra + _candidates(f([root]))
 
 
 class Strategy(str, enum.Enum):
@@ -235,22 +319,24 @@ def _search(inner: InnerSolver, others_total: float, current: float | None
                    y_max, xtol, max(xtol, GOLDEN_RTOL * y_max), fixed)
 
 
-def _flat_level(batch: InnerBatch, maxmin: bool) -> bool:
-    """Max-min with a flat level at the first row (y = 0; flat there means flat on
-    the whole interval): the tie-break, which has a derivative, decides."""
-    return maxmin and batch.tiebreak_derivative is not None and bool(
-        np.isfinite(batch.tiebreak_derivative[0]))
+def _flat_level(batch: InnerBatch | None, maxmin: bool) -> bool:
+    """Max-min with a flat level at the first row (flat at y means flat for every
+    larger purchase; at y = 0 on the whole interval): the tie-break, which has a
+    derivative, decides."""
+    return maxmin and batch is not None and batch.tiebreak_derivative is not None \
+        and bool(np.isfinite(batch.tiebreak_derivative[0]))
 
 
 def _bisection(s: _Search, current: float | None, step_hint: float | None
                ) -> list[Candidate]:
     """Candidates of the quasiconcave search: the refined root first, then probes."""
     probes = list(s.fixed)
-    if step_hint is not None and current is not None:
+    hinted = step_hint is not None and current is not None
+    width = 2.0 * max(step_hint or 0.0, s.xtol)
+    if hinted and not s.f.sequential:
         # Dynamics near convergence move y_j a little each round: probing
         # current +- 2 * last move usually brackets the root tightly, so brentq
         # needs 3-4 evaluations instead of ~10 on the whole interval.
-        width = 2.0 * max(step_hint, s.xtol)
         probes += [min(max(current - width, 0.0), s.y_max),
                    min(max(current + width, 0.0), s.y_max)]
     ends = s.f(np.array(probes))
@@ -267,9 +353,16 @@ def _bisection(s: _Search, current: float | None, step_hint: float | None
         return _golden(s.f, lo, hi, s.maxmin, xtol)[::-1] + cands
     order = np.argsort(ends.y, kind="stable")
     ys, ds = ends.y[order], slopes(ends, tiebreak)[order]
+    settled = None
+    if s.f.sequential:
+        here = current if hinted and 0 < current < s.y_max else None
+        ys, ds, settled = _sequential_probes(s, ends, here, width, ys, ds, cands,
+                                             tiebreak)
     # Quasiconcave: D > 0 left of the root, D <= 0 right of it.
     first_down = int(np.argmax(ds <= 0)) if np.any(ds <= 0) else len(ys)
-    if first_down == 0:
+    if settled is not None:
+        root = settled
+    elif first_down == 0:
         root = 0.0
     elif first_down == len(ys):
         root = s.y_max
@@ -297,6 +390,69 @@ def _bracket(cands: list[Candidate], s: _Search) -> tuple[float, float]:
     if any(n is not None and not ordered[k].beats(n, s.maxmin) for n in (left, right)):
         return 0.0, s.y_max
     return (left.y if left else 0.0), (right.y if right else s.y_max)
+
+
+def _sequential_probes(s: _Search, ends: InnerBatch, here: float | None,
+                       width: float, ys: np.ndarray, ds: np.ndarray,
+                       cands: list[Candidate], tiebreak: bool
+                       ) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """Probes of a sequential solver from the current purchase ``here`` (a row of
+    ``ends``), or from the middle of the interval when there is no move to go by
+    (brentq's first step would be there too). See ``_probe_one_side``."""
+    if here is not None:
+        curv = _curvature(ends, int(np.flatnonzero(ends.y == here)[0]))
+    elif ds[0] > 0 > ds[-1]:
+        here, width = 0.5 * s.y_max, 0.25 * s.y_max
+        mid = s.f([here])
+        cands += _candidates(mid)
+        at = int(np.searchsorted(ys, here))
+        ys = np.insert(ys, at, here)
+        ds = np.insert(ds, at, slopes(mid, tiebreak)[0])
+        curv = _curvature(mid, 0)
+    else:
+        return ys, ds, None  # the root is an end
+    return _probe_one_side(s, here, curv, width, ys, ds, cands, tiebreak)
+
+
+def _probe_one_side(s: _Search, y: float, curv: float, width: float,
+                    ys: np.ndarray, ds: np.ndarray, cands: list[Candidate],
+                    tiebreak: bool) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """Probes from purchase ``y`` (already evaluated), for sequential solvers (one
+    solver run per probe). Where rows carry a curvature estimate: safeguarded
+    Newton steps on the slope (at most NEWTON_PROBES), each at most half way to the
+    end of the bracket the signs seen so far give; else one probe at ``width`` on
+    the side the sign at ``y`` points to. Returns the sorted purchases and slopes
+    with the probes, and the last probe if the secant through it and the point
+    before says it is the root within xtol (else brentq refines the bracket)."""
+    d = float(ds[np.flatnonzero(ys == y)[0]])
+    for _ in range(NEWTON_PROBES):
+        down = int(np.argmax(ds <= 0)) if np.any(ds <= 0) else len(ys)
+        if d == 0 or down in (0, len(ys)):
+            break  # at a root, or the root is an end: nothing to refine
+        newton = np.isfinite(curv) and curv < 0
+        step = max(abs(d / curv), s.xtol) if newton else width
+        end = float(ys[down]) if d > 0 else float(ys[down - 1])
+        probe = y + np.sign(d) * min(step, 0.5 * abs(end - y))
+        if probe in ys:
+            break
+        extra = s.f([probe])
+        cands += _candidates(extra)
+        d_probe = float(slopes(extra, tiebreak)[0])
+        at = int(np.searchsorted(ys, probe))
+        ys, ds = np.insert(ys, at, probe), np.insert(ds, at, d_probe)
+        if _settled(probe, d_probe, [(y, d)], s.xtol):
+            return ys, ds, probe
+        if not newton:
+            break  # no curvature to go on with: brentq takes over
+        y, d, curv = probe, d_probe, _curvature(extra, 0)
+    return ys, ds, None
+
+
+def _curvature(batch: InnerBatch, k: int) -> float:
+    """Row k's estimate of the second derivative of what the search follows
+    (InnerBatch.curvature: the tie-break's on rows whose max-min level is flat),
+    NaN if none."""
+    return np.nan if batch.curvature is None else float(batch.curvature[k])
 
 
 def best_response(inner: InnerSolver, others_total: float, *,

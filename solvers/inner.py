@@ -41,6 +41,9 @@ class InnerBatch:
         alone); NaN elsewhere, and None from backends that do not give it.
     residual : (G,) optimality residual of each row in allocation units relative to
         the capacity (aggregame.allocation): the evidence that the row is a solution.
+    curvature : (G,) an estimate of d2J_j/dy_j^2 (of the tie-break where that
+        decides), NaN where there is none, None from backends that do not give it.
+        Only places a best response's next evaluation, never decides an answer.
     """
 
     y: np.ndarray
@@ -53,6 +56,7 @@ class InnerBatch:
     derivative: np.ndarray
     tiebreak_derivative: np.ndarray | None = None
     residual: np.ndarray | None = None
+    curvature: np.ndarray | None = None
 
 
 class InnerSolver(Protocol):

@@ -71,7 +71,7 @@ class ReusableNlp:
                                                    "export_defined_variables": False})
         self.n = self.nlp.n_primals()
         self.m = self.nlp.n_constraints()
-        self._structure: tuple[Any, Any, np.ndarray] | None = None
+        self._callbacks: _Callbacks | None = None  # one per NLP, reset per solve
 
     def var_index(self, variables: Iterable[Any]) -> np.ndarray:
         """Positions of Pyomo VarData objects in the NLP's primal vector."""
@@ -97,9 +97,10 @@ class ReusableNlp:
         """
         import cyipopt
 
-        if self._structure is None:
-            self._structure = _structure(self.nlp, x0)
-        problem_obj = _Callbacks(self.nlp, *self._structure)
+        if self._callbacks is None:
+            self._callbacks = _Callbacks(self.nlp, *_structure(self.nlp, x0))
+        problem_obj = self._callbacks
+        problem_obj.reset()
         problem = cyipopt.Problem(n=self.n, m=self.m, problem_obj=problem_obj,
                                   lb=bounds.lb, ub=bounds.ub, cl=bounds.cl,
                                   cu=bounds.cu)
@@ -143,6 +144,12 @@ class _Callbacks:
         self._hess = hess.copy()
         self._lower = lower
         self._x: np.ndarray | None = None
+        self.iterations = 0
+
+    def reset(self) -> None:
+        """Before a solve: forget the last point (the NLP may have been evaluated
+        elsewhere since) and the iteration count."""
+        self._x = None
         self.iterations = 0
 
     def _primals(self, x: np.ndarray) -> None:
