@@ -189,8 +189,10 @@ def _root_of_slope(f: _Counted, lo: float, hi: float, d_lo: float, d_hi: float,
         return done.y
 
 
-#: Golden section in a dynamics round stops at this fraction of the player's last
-#: move (inexact best responses while the profile still moves far).
+#: Accuracy a dynamics round asks of a max-min best response, relative to the
+#: player's last move: a round that follows a long move need not locate its maximum
+#: to 1e-9 of y_max, and the rounds converge to the same point (the last ones,
+#: whose moves are tiny, get GOLDEN_RTOL).
 INEXACT_RTOL = 1e-3
 
 
@@ -327,8 +329,8 @@ def _flat_level(batch: InnerBatch | None, maxmin: bool) -> bool:
         and bool(np.isfinite(batch.tiebreak_derivative[0]))
 
 
-def _bisection(s: _Search, current: float | None, step_hint: float | None
-               ) -> list[Candidate]:
+def _bisection(s: _Search, current: float | None, step_hint: float | None,
+               accuracy: float | None = None) -> list[Candidate]:
     """Candidates of the quasiconcave search: the refined root first, then probes."""
     probes = list(s.fixed)
     hinted = step_hint is not None and current is not None
@@ -344,12 +346,7 @@ def _bisection(s: _Search, current: float | None, step_hint: float | None
     tiebreak = _flat_level(ends, s.maxmin)
     if s.maxmin and not tiebreak:
         lo, hi = _bracket(cands, s)
-        xtol = s.golden_xtol
-        if step_hint is not None:
-            # A round that follows a long move need not locate its maximum to 1e-9:
-            # to INEXACT_RTOL of that move is enough for the rounds to converge to
-            # the same point, and the last rounds (tiny moves) get GOLDEN_RTOL.
-            xtol = max(xtol, INEXACT_RTOL * step_hint)
+        xtol = max(s.golden_xtol, accuracy or 0.0)
         return _golden(s.f, lo, hi, s.maxmin, xtol)[::-1] + cands
     order = np.argsort(ends.y, kind="stable")
     ys, ds = ends.y[order], slopes(ends, tiebreak)[order]
@@ -457,8 +454,8 @@ def _curvature(batch: InnerBatch, k: int) -> float:
 
 def best_response(inner: InnerSolver, others_total: float, *,
                   strategy: Strategy | str = Strategy.BISECTION,
-                  current: float | None = None, step_hint: float | None = None
-                  ) -> BestResponse:
+                  current: float | None = None, step_hint: float | None = None,
+                  accuracy: float | None = None) -> BestResponse:
     """Best purchase of player ``inner.index`` against the others' total.
 
     Parameters
@@ -475,6 +472,10 @@ def best_response(inner: InnerSolver, others_total: float, *,
     step_hint : float, optional
         How far the player moved last round; bisection probes around ``current``
         with it to start from a narrow bracket.
+    accuracy : float, optional
+        Purchase accuracy that is enough for a max-min player's golden section
+        (never finer than GOLDEN_RTOL * y_max): the dynamics ask for INEXACT_RTOL
+        of the last move while the profile still moves far. None: full precision.
     """
     if strategy not in (Strategy.BISECTION, Strategy.SCAN):
         raise ValueError(f"strategy must be 'bisection' or 'scan', got {strategy!r}")
@@ -492,7 +493,7 @@ def best_response(inner: InnerSolver, others_total: float, *,
     if single is not None:  # exact for either strategy: the payoff is concave
         cands = _candidates(s.f(np.array((single,) + s.fixed)))
     elif strategy is Strategy.BISECTION:
-        cands = _bisection(s, current, step_hint)
+        cands = _bisection(s, current, step_hint, accuracy)
     else:
         cands = scan(s.f, game, j, others_total, s.y_max, s.maxmin,
                      s.golden_xtol if s.maxmin else s.xtol, list(s.fixed))

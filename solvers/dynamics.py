@@ -26,7 +26,7 @@ import numpy as np
 from aggregame.errors import GameDefinitionError
 from aggregame.players import Game
 from aggregame.settings import BACKENDS, METHODS, STRATEGIES, RoundSettings
-from aggregame.solvers.best_response import Candidate, best_response
+from aggregame.solvers.best_response import INEXACT_RTOL, Candidate, best_response
 from aggregame.solvers.certificate import CERTIFICATE_RTOL, certify, check_rtol
 from aggregame.solvers.inner import InnerSolver
 from aggregame.solvers.results import Equilibrium
@@ -191,7 +191,8 @@ def _round(inners: Sequence[InnerSolver], y: np.ndarray, method: str, strategy: 
         others = float(ref.sum() - ref[j])
         hint = None if last_move is None else float(last_move[j])
         br = best_response(inner, others, strategy=strategy, current=float(ref[j]),
-                           step_hint=hint)
+                           step_hint=hint,
+                           accuracy=None if hint is None else INEXACT_RTOL * hint)
         run.evaluations += br.evaluations
         stay = br.current
         if stay is None or stay.y != ref[j]:  # y_j above the new y_max: evaluate it

@@ -114,8 +114,17 @@ def test_sequential_search_finds_the_old_searchs_best_response(small_users, alph
         monkeypatch.setattr(br, "SEQUENTIAL_SEARCH", sequential)
         inner = PyomoInner(game, 0)
         found[sequential] = [
-            br.best_response(inner, OTHERS).y,
+            br.best_response(inner, OTHERS),
             br.best_response(inner, OTHERS, current=0.4 * y_max,
-                             step_hint=0.01 * y_max).y]
-    np.testing.assert_allclose(found[True], found[False], rtol=0,
+                             step_hint=0.01 * y_max)]
+    if alpha == "inf":
+        # Golden section on Ipopt's levels (known to ~1e-9) stops anywhere the
+        # level is flat to that noise: ~1e-7 of y_max around a kink. The payoffs
+        # must agree; the purchases to that width.
+        for new, old in zip(found[True], found[False]):
+            assert new.welfare == pytest.approx(old.welfare, rel=1e-8)
+            assert new.y == pytest.approx(old.y, abs=1e-6 * y_max)
+        return
+    np.testing.assert_allclose([r.y for r in found[True]],
+                               [r.y for r in found[False]], rtol=0,
                                atol=BR_RTOL * y_max)
