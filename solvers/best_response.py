@@ -156,7 +156,7 @@ def slopes(batch: InnerBatch, tiebreak: bool = False) -> np.ndarray:
 
 
 class _Settled(Exception):
-    """Raised inside brentq when a sequential solver's root is already resolved."""
+    """Raised inside brentq when the root is already resolved (``_settled``)."""
 
     def __init__(self, y: float) -> None:
         super().__init__(y)
@@ -177,7 +177,7 @@ def _root_of_slope(f: _Counted, lo: float, hi: float, d_lo: float, d_hi: float,
         if y == lo or y == hi:
             return d_lo if y == lo else d_hi
         d = f.slope(y, tiebreak)
-        if f.sequential and _settled(y, d, last, xtol):
+        if _settled(y, d, last, xtol):
             raise _Settled(y)
         last.append((y, d))
         return d
@@ -200,9 +200,9 @@ def _settled(y: float, d: float, seen: list[tuple[float, float]], xtol: float
              ) -> bool:
     """True when the secant step from ``y`` (slope through the nearest point seen)
     is within xtol: brentq's last steps only close its bracket to xtol, one
-    solver run each, around a root the secant has already found. Only for
-    sequential solvers, where each evaluation is a solver run; the root still
-    competes with the probes as a candidate."""
+    inner solve each (an Ipopt run on sequential solvers), around a root the
+    secant has already found. The root still competes with the probes as a
+    candidate."""
     if d == 0:
         return True
     y0, d0 = min(seen, key=lambda p: abs(p[0] - y))
