@@ -152,6 +152,12 @@ class _Deviations:
 
     def __init__(self, game: Game, j: int, others: float, maxmin: bool) -> None:
         self.others, self.maxmin = others, maxmin
+        self._price = game.price
+        player = game.players[j]
+        #: U'(0) at which a max-min level gets pinned (None: it never is), see
+        #: ``level_flat_from``.
+        self._pin = float(player.marginal_at_zero.min()) if maxmin and \
+            player.fairness.rule is not PricedOutRule.VIABLE else None
         self.one_member = OneMemberPayoff.of(game, j)
         self.inner = NativeInner(game, j) if self.one_member is None else None
         self.seen: list[_Payoff] = []
@@ -181,6 +187,14 @@ class _Deviations:
         out = [self(float(y)) for y in ys]
         self.spread.extend(out)
         return out
+
+    def level_flat_from(self, y: float) -> bool:
+        """True when the max-min level is the same for every purchase >= y, read
+        from the definition: a member priced out at y (U_i'(0) <= p) has s_i = 0, so
+        under the floor and strict rules (it still counts) the level is e, the
+        least there is, and the price only rises with y."""
+        return self._pin is not None and float(
+            self._price.value(self.others + y)) >= self._pin
 
     def level_tolerance(self) -> float:
         """Two max-min levels closer than this are equal (then the total surplus
@@ -285,15 +299,18 @@ def _refine(dev: _Deviations, lo: float, hi: float, xtol: float) -> None:
     Brent's method (scipy's bounded scalar minimizer) keeps golden section's bracket
     and takes a parabolic step where the samples allow it: 10-15 solves where golden
     section needs ~40. Max-min payoffs are (level, total surplus) pairs: golden
-    section, which only compares them.
+    section, which only compares them, unless the level is flat on [lo, hi]
+    (``level_flat_from``); then the total surplus alone orders them, and Brent's
+    method searches it.
     """
-    if dev.maxmin:
+    if dev.maxmin and not dev.level_flat_from(lo):
         _golden(dev, lo, hi, xtol)
         return
+    field = "tiebreak" if dev.maxmin else "welfare"
 
     def loss(y: float) -> float:
-        w = dev(y).welfare
-        return -w if math.isfinite(w) else _HUGE
+        p = dev(y)
+        return -getattr(p, field) if math.isfinite(p.welfare) else _HUGE
 
     minimize_scalar(loss, bounds=(lo, hi), method="bounded",
                     options={"xatol": xtol, "maxiter": 500})

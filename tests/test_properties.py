@@ -253,3 +253,50 @@ def test_social_welfare_certificate_agrees_with_the_grid(game, data):
         np.testing.assert_allclose(fast.regrets, slow.regrets, rtol=1e-6,
                                    atol=float(1e-9 * scale.max()))
         assert fast.certified == slow.certified
+
+
+@pytest.mark.unit
+@settings(max_examples=30)
+@given(game=games(max_players=3), fraction=st.floats(0.0, 1.0), data=st.data())
+def test_max_min_level_is_flat_once_a_counted_member_is_priced_out(game, fraction,
+                                                                   data):
+    """What lets the certificate refine a max-min payoff by its total surplus alone
+    (certificate._Deviations.level_flat_from): from the first purchase at which a
+    counted member is priced out (floor, strict), the level is the same for every
+    larger purchase; and the certificate then finds the regrets golden section
+    on the (level, total surplus) pairs finds."""
+    import aggregame.solvers.certificate as cert
+    from aggregame import Game, Player
+    from aggregame.fairness import PricedOutRule
+
+    j = data.draw(st.integers(0, len(game.players) - 1))
+    p = game.players[j]
+    rule = data.draw(st.sampled_from((PricedOutRule.FLOOR, PricedOutRule.STRICT)))
+    maxmin = Player.aggregator(p.name, p.members, alpha=math.inf, rule=rule,
+                               maxmin="total-surplus",
+                               eps=p.fairness.eps or 1e-2 * p.members[0].utility.b)
+    game = Game(game.players[:j] + (maxmin,) + game.players[j + 1:], game.price)
+    b = float(maxmin.marginal_at_zero.min())
+    others = max(game.price.inverse(b) - fraction * game.feasible_max(
+        j, game.price.inverse(b)), 0.0)
+    dev = cert._Deviations(game, j, others, maxmin=True)
+    y_max = game.feasible_max(j, others)
+    ys = np.linspace(0.0, y_max, 201)
+    flat = np.array([dev.level_flat_from(float(y)) for y in ys])
+    if not flat.any():
+        event("no pinned level in range")
+        return
+    rows = NativeInner(game, j).solve(ys[flat], others)
+    levels = rows.welfare
+    # Equal to the rounding of the surpluses (U(x) - p x) and of the level itself.
+    rounding = 64 * np.finfo(float).eps * float(np.max(
+        np.abs(rows.surplus) + 2 * rows.price[:, None] * rows.x))
+    assert np.ptp(levels) <= 1e-12 * float(np.max(np.abs(levels))) + rounding
+    profile = np.array([0.5 * game.feasible_max(k, others) for k in
+                        range(len(game.players))])
+    profile[j] = data.draw(st.floats(0.0, 1.0)) * y_max
+    fast = cert.certify(game, profile)
+    with mock.patch.object(cert._Deviations, "level_flat_from", lambda self, y: False):
+        slow = cert.certify(game, profile)
+    np.testing.assert_allclose(fast.relative_regrets, slow.relative_regrets,
+                               rtol=1e-6, atol=1e-9)
