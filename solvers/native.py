@@ -578,6 +578,8 @@ class NativeInner:
         """Consumption where member i's surplus peaks (U' = p), within [0, xbar]."""
         if self._all_quadratic:
             return np.clip((self._b - price) / (2 * self._a), 0.0, xbar)
+        # Bisection: the peak is where s is flattest, so Newton's x there (~1e-10
+        # off, measured on log members) moves allocations that sit at their peak.
         lo, hi = np.zeros_like(xbar), xbar.copy()
         for _ in range(80):
             mid = 0.5 * (lo + hi)
@@ -586,6 +588,9 @@ class NativeInner:
         return 0.5 * (lo + hi)
 
     def _bisect_surplus(self, level, price, lo, hi, rising):
+        """The x in [lo, hi] where s_i crosses ``level`` on the side of the peak
+        where s rises (``rising``) or falls; the side where s >= level. Bisection:
+        Newton crawls here, since the roots near a peak are nearly double."""
         for _ in range(80):
             mid = 0.5 * (lo + hi)
             above = self._U(mid) - price * mid >= level
@@ -699,6 +704,23 @@ class NativeInner:
                           nan, nan.copy(),
                           np.where(flat & np.isfinite(nu), tie_slope, np.nan), residual)
 
+    def _members_at_marginal(self, marginal, lo, hi):
+        """x_i in [lo_i, hi_i] with U_i'(x_i) = marginal_i (clipped to the ends):
+        safeguarded Newton per member (U' decreases, U'' is its slope)."""
+        marginal = np.broadcast_to(marginal, lo.shape)
+        top = self._dU(lo) - marginal
+        bottom = self._dU(hi) - marginal
+        active = (top > 0) & (bottom < 0)
+        start = np.where(top <= 0, lo, np.where(bottom >= 0, hi, 0.5 * (lo + hi)))
+
+        def residual(z):
+            return self._dU(z) - marginal, self._d2U(z), None
+
+        atol = 1e-15 * np.maximum(np.abs(marginal), 1e-300)
+        x, _ = _decreasing_root(residual, lo.copy(), hi.copy(), start, atol,
+                                active=active)
+        return x
+
     def _max_surplus(self, p2, xbar):
         peak = np.minimum(self._peak(p2, xbar), xbar)
         return self._U(peak) - p2 * peak
@@ -707,43 +729,34 @@ class NativeInner:
         """max sum_i s_i s.t. x in [lo, hi], sum x = y: water filling in nu.
 
         Returns the allocation and nu, the multiplier of sum x = y (U_i' - p = nu for
-        members strictly inside their interval).
+        members strictly inside their interval). Safeguarded Newton in nu, with
+        dx_i/dnu = 1 / U_i''(x_i) for the members inside their interval; each
+        member's x_i(nu) is a clip for quadratic members, else a safeguarded Newton
+        on U_i'(x) - p = nu (it was 80 bisections per nu step and 200 nu
+        bisections: ~20 ms a row for log members).
         """
         def at(nu):
             if self._all_quadratic:
                 free = (self._b - p2 - nu[:, None]) / (2 * self._a)
                 return np.clip(free, lo_i, hi_i)
-            # U' - p = nu per member by bisection (U' decreasing).
-            lo, hi = lo_i.copy(), hi_i.copy()
-            for _ in range(80):
-                mid = 0.5 * (lo + hi)
-                up = self._dU(mid) - p2 - nu[:, None] > 0
-                lo, hi = np.where(up, mid, lo), np.where(up, hi, mid)
-            return 0.5 * (lo + hi)
+            return self._members_at_marginal(p2 + nu[:, None], lo_i, hi_i)
 
         span = np.abs(self._dU(hi_i) - p2).max() + np.abs(self._dU(lo_i) - p2).max() + 1
         nu_lo = np.full(y.size, -span)
         nu_hi = np.full(y.size, span)
-        if self._all_quadratic:
-            inv_slope = 1.0 / (2 * self._a)
 
-            def residual(nu):
-                x = at(nu)
-                inside = (x > lo_i) & (x < hi_i)
-                return x.sum(axis=1) - y, -np.where(inside, inv_slope, 0.0).sum(axis=1), x
-
-            nu, x = _decreasing_root(residual, nu_lo, nu_hi, np.zeros(y.size),
-                                     ROOT_RTOL * y)
-            nu_lo = nu_hi = None
-        for _ in range(200 if nu_lo is not None else 0):
-            mid = 0.5 * (nu_lo + nu_hi)
-            over = at(mid).sum(axis=1) > y
-            nu_lo, nu_hi = np.where(over, mid, nu_lo), np.where(over, nu_hi, mid)
-            if np.all(nu_hi - nu_lo <= 1e-15 * span):
-                break
-        if nu_lo is not None:
-            nu = 0.5 * (nu_lo + nu_hi)
+        def residual(nu):
             x = at(nu)
+            inside = (x > lo_i) & (x < hi_i)
+            if self._all_quadratic:
+                slope = -np.where(inside, 1.0 / (2 * self._a), 0.0).sum(axis=1)
+            else:
+                with _QUIET:
+                    slope = np.where(inside, 1.0 / self._d2U(x), 0.0).sum(axis=1)
+            return x.sum(axis=1) - y, slope, x
+
+        nu, x = _decreasing_root(residual, nu_lo, nu_hi, np.zeros(y.size),
+                                 ROOT_RTOL * y)
         # Put the last rounding residue on members with room, so sum x = y exactly.
         resid = y - x.sum(axis=1)
         room = np.where(resid[:, None] > 0, hi_i - x, x - lo_i)
