@@ -35,8 +35,8 @@ from aggregame.solvers.inner import InnerBatch, InnerSolver
 #: Newton probes on the slope where rows carry a curvature (else one probe on the
 #: side the sign points to), a secant stop inside brentq, golden section handing
 #: over to the tie-break's slope where the max-min level is flat, evaluated rows
-#: kept. False gives the search they had before (benchmarks/bench_pyomo.py's
-#: reference).
+#: kept (the secant stop applies to batched solvers too). False gives the search
+#: they had before (benchmarks/bench_pyomo.py's reference).
 SEQUENTIAL_SEARCH = True
 #: Purchases closer than this (relative to the interval) are the same best response.
 Y_RTOL = 1e-12
@@ -177,7 +177,7 @@ def _root_of_slope(f: _Counted, lo: float, hi: float, d_lo: float, d_hi: float,
         if y == lo or y == hi:
             return d_lo if y == lo else d_hi
         d = f.slope(y, tiebreak)
-        if _settled(y, d, last, xtol):
+        if SEQUENTIAL_SEARCH and _settled(y, d, last, xtol):
             raise _Settled(y)
         last.append((y, d))
         return d
