@@ -53,11 +53,10 @@ NOTES = [
     "Where the time goes now. Each Ipopt solve costs about 0.6 ms plus 0.4-0.5 ms "
     "per iteration, the same as a pure-numpy problem of that size (Ipopt and MUMPS, "
     "not the callbacks). The certificate (native, the same in both paths) takes "
-    "about 60 ms of each equilibrium and building the models about 20 ms: at "
-    "fig4_proportional's 0.2 s, a quarter and a tenth. The 10x goal is met on the "
-    "three scenarios; fig4_proportional is the closest, with ratios of 10.0-11.2 "
-    "in three runs during this change on this shared machine (fig4 14-17, "
-    "fig4_maxmin 20).",
+    "7-60 ms of each equilibrium (7 at alpha = 0, where it relies on the payoff's "
+    "shape) and building the models about 20 ms. The 10x goal is met on the three "
+    "scenarios; fig4_proportional is the closest (10.0-11.6 over four runs on this "
+    "shared machine; fig4 14-18, fig4_maxmin 20-36).",
     "",
     "Answers: the profiles of the two paths agree to the gap shown (relative to "
     "max(1, max y)), and the old path's profiles equal those of the backend before "
