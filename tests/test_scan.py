@@ -52,3 +52,26 @@ def test_probe_bracket_holds_the_maximum_of_a_quasiconcave_payoff(
     top = top or [min(max(peak, 0.0), 10.0)]
     assert any(lo <= y <= hi for y in top), (lo, hi, peak)
     assert lo <= hi
+
+
+@pytest.mark.unit
+def test_secant_stop_never_ends_a_search_away_from_a_root(monkeypatch):
+    """Found by review: the secant stop inside brentq went through the nearest
+    point seen, here the bracket's end where the slope is -1.4e74 (alpha = 5), so
+    its step was ~1e-74 wherever it stood, and the search stopped at y = 1.58 (slope
+    -0.89, J = -0.17) where the root is at 0.136 (J = -9.2e-4). With the stop or
+    without it (the old search) the best response must be the same."""
+    import aggregame.solvers.best_response as br
+    from aggregame import Game, LinearPrice, Player, quadratic_users
+
+    users = quadratic_users([413.81213567394684, 212.9406066117046, 6209.433036483197],
+                            [88.4851756290129, 745.4058858737328, 633.6545846015467])
+    game = Game((Player.aggregator("A", users, alpha=5.0, rule="viable", eps=0.01),),
+                LinearPrice(27.44350299822119))
+    others = 0.0874071880944381
+    found = {}
+    for flag in (True, False):
+        monkeypatch.setattr(br, "SEQUENTIAL_SEARCH", flag)
+        found[flag] = br.best_response(NativeInner(game, 0), others)
+    assert found[True].welfare == pytest.approx(found[False].welfare, rel=1e-9)
+    assert found[True].y == pytest.approx(found[False].y, rel=1e-8)
