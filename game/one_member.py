@@ -42,8 +42,6 @@ class OneMemberPoint:
     x: float
     surplus: float
     welfare: float
-    #: The market price at this purchase.
-    price: float = math.nan
 
     @property
     def tiebreak(self) -> float:
@@ -99,7 +97,7 @@ class OneMemberPayoff:
             welfare = -math.inf
         else:
             welfare = self.welfare(surplus, self._threshold <= price)
-        return OneMemberPoint(y, x, surplus, welfare, price)
+        return OneMemberPoint(y, x, surplus, welfare)
 
     def welfare(self, surplus: float, priced_out: bool) -> float:
         """w phi(s + e) of the member (max-min: its level), by the priced-out rule

@@ -37,7 +37,6 @@ solvers/global_certificate.py.
 from __future__ import annotations
 
 import enum
-import functools
 import math
 from dataclasses import dataclass
 
@@ -134,14 +133,6 @@ class _Payoff:
     y: float
     welfare: float
     tiebreak: float
-    #: Rounding of the members' surpluses U(x) - p x at this purchase: two max-min
-    #: levels closer than this are equal whatever the level's scale.
-    noise: float = 0.0
-
-
-def _rounding(magnitude: float) -> float:
-    """Rounding of a surplus computed from terms of this magnitude."""
-    return 64 * float(np.finfo(float).eps) * magnitude
 
 
 class _Deviations:
@@ -158,28 +149,25 @@ class _Deviations:
         #: ``level_flat_from``.
         self._pin = float(player.marginal_at_zero.min()) if maxmin and \
             player.fairness.rule is not PricedOutRule.VIABLE else None
+        #: The pinned level itself: e under the floor rule, 0 under strict.
+        self._pinned_level = player.fairness.floor
         self.one_member = OneMemberPayoff.of(game, j)
         self.inner = NativeInner(game, j) if self.one_member is None else None
         self.seen: list[_Payoff] = []
         #: The evenly spread samples the scale is taken from: refinement samples
         #: crowd around the maxima and would pull the median up to the maximum.
         self.spread: list[_Payoff] = []
-        self._tolerance: float | None = None  # cached level_tolerance(); None: stale
+        self._top: tuple[float, float] | None = None  # (best level, tie width)
 
     def __call__(self, y: float) -> _Payoff:
         if self.one_member is not None:
             point = self.one_member(y, self.others)
-            out = _Payoff(float(y), point.welfare, point.tiebreak,
-                          _rounding(abs(point.surplus) + (
-                              2 * point.price * point.x if point.x > 0 else 0.0)))
+            out = _Payoff(float(y), point.welfare, point.tiebreak)
         else:
             sol = self.inner.solve(np.array([y]), self.others)
-            # |U| + p x <= |s| + 2 p x: the magnitudes the surplus is rounded from.
-            magnitude = np.abs(sol.surplus[0]) + 2 * sol.price[0] * np.abs(sol.x[0])
-            out = _Payoff(float(y), float(sol.welfare[0]), float(sol.tiebreak[0]),
-                          _rounding(float(magnitude.max(initial=0.0))))
+            out = _Payoff(float(y), float(sol.welfare[0]), float(sol.tiebreak[0]))
         self.seen.append(out)
-        self._tolerance = None
+        self._top = None
         return out
 
     def sample(self, ys: np.ndarray) -> list[_Payoff]:
@@ -196,25 +184,36 @@ class _Deviations:
         return self._pin is not None and float(
             self._price.value(self.others + y)) >= self._pin
 
-    def level_tolerance(self) -> float:
-        """Two max-min levels closer than this are equal (then the total surplus
-        decides): LEVEL_TIE_RTOL of the level's scale, at least the surpluses'
-        rounding (a level flat at a priced-out member's floor varies by 1e-16
-        between purchases, and that noise once ranked purchases and counted as
-        local maxima)."""
-        if self._tolerance is None:
-            noise = max((p.noise for p in self.seen), default=0.0)
-            self._tolerance = max(LEVEL_TIE_RTOL * self.span("welfare"), noise, 1e-300)
-        return self._tolerance
+    def level(self, p: _Payoff) -> float:
+        """The max-min level of ``p`` as the comparisons read it: where the level is
+        pinned (``level_flat_from``) its exact value by the theorem, not the
+        computed one (which differs by the surpluses' rounding, ~1e-16, between
+        purchases: that noise once ranked purchases and made local maxima)."""
+        if self.level_flat_from(p.y) and math.isfinite(p.welfare):
+            return self._pinned_level
+        return p.welfare
+
+    def key(self, p: _Payoff) -> tuple[float, float]:
+        """Order of payoffs: J; for max-min (level, total surplus), every level
+        within LEVEL_TIE_RTOL of the level's scale below the best level seen counted
+        as the best, so the total surplus decides among them. A total order (no
+        chain of near-ties can lead downhill), fixed for a given set of samples."""
+        if not self.maxmin:
+            return (p.welfare, 0.0)
+        if self._top is None:
+            levels = [self.level(q) for q in self.seen if math.isfinite(q.welfare)]
+            top = max(levels, default=-math.inf)
+            self._top = (top, LEVEL_TIE_RTOL * max(self.span("welfare"), 0.0))
+        top, width = self._top
+        level = self.level(p)
+        return (top if top - width <= level <= top else level, p.tiebreak)
 
     def levels_tie(self, p: _Payoff, q: _Payoff) -> bool:
-        return self.maxmin and abs(p.welfare - q.welfare) <= self.level_tolerance()
+        return self.maxmin and self.key(p)[0] == self.key(q)[0]
 
     def beats(self, p: _Payoff, q: _Payoff) -> bool:
-        """p strictly better than q: J, then (max-min) total surplus where levels tie."""
-        if self.levels_tie(p, q):
-            return p.tiebreak > q.tiebreak
-        return p.welfare > q.welfare
+        """p strictly better than q (see ``key``)."""
+        return self.key(p) > self.key(q)
 
     def best(self) -> _Payoff:
         """The best payoff seen (the first one wins ties)."""
@@ -369,10 +368,8 @@ def _local_maxima(dev: _Deviations, samples: list[_Payoff]) -> list[int]:
     peaks = [k for k in range(n)
              if (k == 0 or not dev.beats(samples[k - 1], samples[k]))
              and (k == n - 1 or not dev.beats(samples[k + 1], samples[k]))]
-    order = functools.cmp_to_key(
-        lambda a, b: -1 if dev.beats(samples[a], samples[b]) else
-        (1 if dev.beats(samples[b], samples[a]) else 0))
-    return sorted(peaks, key=order)[:REFINED_MAXIMA]
+    return sorted(peaks, key=lambda k: dev.key(samples[k]), reverse=True)[
+        :REFINED_MAXIMA]
 
 
 def _surplus_vertex(game: Game, j: int, others: float, y_max: float

@@ -236,3 +236,29 @@ def test_max_min_levels_equal_to_rounding_tie_in_the_certificate():
     # A noise 'gain' of the level would read as ~1 here; the tie-break's rounding
     # leaves ~1e-15.
     assert eq.certificate.relative_regrets[j] < 1e-12
+
+
+@pytest.mark.unit
+def test_max_min_level_gain_is_not_taken_for_a_tie():
+    """Found by review: a tolerance on levels taken from the largest member's
+    rounding (a member with b = 1e4) made levels 1.6% apart 'tie', and a chain of
+    such ties led the certificate downhill to regret 0 at a profile whose level
+    can rise by 2%. The gain must be found whole: the level peaks at y = 0.5, and
+    at y = 1000.5 the regret is the level difference itself (computed here on a
+    grid, independently of the certificate's search)."""
+    from aggregame import LinearPrice, quadratic_users
+    from aggregame.solvers.native import NativeInner
+
+    users = quadratic_users([1e-4, 1.0], [1e4, 1.0])
+    player = Player.aggregator("A", users, alpha=math.inf, rule="floor", eps=0.01,
+                               maxmin="total-surplus")
+    game = Game((player,), LinearPrice(1e-5))
+    grid = NativeInner(game, 0).solve(np.linspace(0.0, 20.0, 2001), 0.0)
+    here = NativeInner(game, 0).solve(np.array([1000.5]), 0.0)
+    gain = float(grid.welfare.max() - here.welfare[0])
+    assert gain > 1e-3  # the premise: a real level gain
+    cert = certify(game, np.array([1000.5]))
+    assert not cert.certified
+    # Golden section stops at 1e-10 of y_max ~ 1e8: within 1e-5 of the gain.
+    assert cert.regrets[0] == pytest.approx(gain, rel=1e-5)
+    assert cert.deviations[0] == pytest.approx(0.5, abs=1e-2)
