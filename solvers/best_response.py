@@ -440,7 +440,9 @@ def _probe_one_side(s: _Search, y: float, curv: float, width: float,
         newton = np.isfinite(curv) and curv < 0
         step = max(abs(d / curv), s.xtol) if newton else width
         end = float(ys[down]) if d > 0 else float(ys[down - 1])
-        probe = y + np.sign(d) * min(step, 0.5 * abs(end - y))
+        # Inside [0, y_max] even where the signs are not monotone (a payoff that
+        # is not quasiconcave can put ``end`` on the far side of y).
+        probe = min(max(y + np.sign(d) * min(step, 0.5 * abs(end - y)), 0.0), s.y_max)
         if probe in ys:
             break
         extra = s.f([probe])
