@@ -18,7 +18,9 @@ nothing with the code that produced the profile that could be wrong the same way
   section alone for max-min, whose payoff is compared lexicographically);
 * the one exception to the grid is a payoff that rises then falls in y_j by a
   theorem (``provably_unimodal``: a one-member player's concave payoff, or a
-  social-welfare aggregator's, concave up to its maximum and decreasing after it):
+  social-welfare aggregator's, concave up to its maximum and decreasing after it;
+  also a max-min player whose level is pinned on the whole interval, which ranks
+  purchases by that same social-welfare payoff: ``_pinned_social_welfare``):
   its maximum is found by the same derivative-free search on the whole interval,
   or in closed form where the surplus is a quadratic in y_j
   (one quadratic member, affine price: ``_surplus_vertex``); a coarse even grid (ends
@@ -350,6 +352,18 @@ def provably_unimodal(game: Game, j: int) -> bool:
             and _convex_price(game) and _concave_utilities(player))
 
 
+def _pinned_social_welfare(game: Game, j: int, dev: _Deviations) -> bool:
+    """A max-min player whose level is pinned on the whole interval (a counted
+    member priced out already at y = 0: ``level_flat_from(0)``) ranks purchases
+    by total surplus alone. Every member's need, level minus floor, is then 0, so
+    its interval is all of [0, xbar_i]: the total surplus is the social-welfare
+    payoff (minus n e), which rises then falls under the conditions of
+    ``provably_unimodal``."""
+    player = game.players[j]
+    return (dev.maxmin and dev.level_flat_from(0.0) and _convex_price(game)
+            and _concave_utilities(player))
+
+
 def _convex_price(game: Game) -> bool:
     """p convex and increasing: p(Y) y is then convex in y (p'' y + 2 p' >= 0)."""
     price = game.price
@@ -445,7 +459,7 @@ def _player_regret(game: Game, j: int, profile: np.ndarray
     dev = _Deviations(game, j, others, maxmin)
     here = dev(float(profile[j]))
     y_max = game.feasible_max(j, others)
-    if provably_unimodal(game, j):
+    if provably_unimodal(game, j) or _pinned_social_welfare(game, j, dev):
         _search_unimodal(dev, game, j, y_max, here)
     else:
         _search_grid(dev, game, j, y_max, float(profile[j]))
