@@ -425,9 +425,10 @@ def _search_unimodal(dev: _Deviations, game: Game, j: int, y_max: float,
     the scale, so they are then skipped."""
     vertex = _surplus_vertex(game, j, dev.others, y_max)
     if vertex is not None:
-        # One member: the level s + e and the tie-break s rise together, so the
-        # payoff alone orders the two (no scale needed yet).
-        if dev(vertex).welfare <= here.welfare:
+        # One member: the level s + e and the tie-break s rise together; ranked as
+        # best() ranks them (a level s + e may round to the same float where s
+        # does not, and the tie-break then decides: that gain needs its scale).
+        if not dev.beats(dev(vertex), here):
             return
         dev.sample(np.linspace(0.0, y_max, SCALE_POINTS))
         return
@@ -452,7 +453,10 @@ def _player_regret(game: Game, j: int, profile: np.ndarray
                    ) -> tuple[float, float, float, float, int]:
     """(raw regret, relative regret, best deviation, J at the profile, solves)."""
     others = float(profile.sum() - profile[j])
-    if game.players[j].fairness.is_leximin:  # sorted vectors: solvers/leximin.py
+    # Sorted vectors (solvers/leximin.py); one member has a one-component vector,
+    # its level, which the one-member formula gives exactly (progressive filling
+    # once failed its residual there: xbar ~ 1e-7, found by a random property run).
+    if game.players[j].fairness.is_leximin and game.players[j].size > 1:
         from aggregame.solvers.leximin import leximin_regret
         return leximin_regret(game, j, profile)
     maxmin = game.players[j].fairness.is_maxmin

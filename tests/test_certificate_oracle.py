@@ -262,3 +262,23 @@ def test_max_min_level_gain_is_not_taken_for_a_tie():
     # Golden section stops at 1e-10 of y_max ~ 1e8: within 1e-5 of the gain.
     assert cert.regrets[0] == pytest.approx(gain, rel=1e-5)
     assert cert.deviations[0] == pytest.approx(0.5, abs=1e-2)
+
+
+@pytest.mark.unit
+def test_one_member_leximin_player_near_its_price_out_is_certified():
+    """Found by a random run of the Cournot oracle: a one-member leximin player
+    whose U'(0) is barely above the price (xbar ~ 1e-7). Its certificate went
+    through progressive filling, which failed its residual there and raised. One
+    member's sorted vector is its level: the one-member formula decides it."""
+    users = [User("u0", QuadraticUtility(0.001, 8.695660869565216e-05)),
+             User("u1", QuadraticUtility(0.001, 0.001)),
+             User("u2", QuadraticUtility(0.001, 0.001))]
+    players = tuple(Player.aggregator(f"P{i}", [u], alpha=math.inf, rule="floor",
+                                      eps=1e-5) for i, u in enumerate(users))
+    game = Game(players, AffinePrice(0.0, 1e-4))
+    a = np.array([u.utility.a for u in users])
+    b = np.array([u.utility.b for u in users])
+    profile = cournot_equilibrium(a, b, 0.0, 1e-4)
+    assert players[0].fairness.is_leximin
+    cert = certify(game, profile)
+    assert cert.certified
