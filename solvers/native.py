@@ -106,12 +106,9 @@ class NativeInner:
         self.index = index
         self.player = game.players[index]
         self.fairness = self.player.fairness
-        # Multiplier of the last single-purchase solve: best-response searches call
-        # with nearby purchases, so Newton started there needs 2-3 steps, not 5-6.
-        self._warm_lambda: float | None = None
-        self._warm_x: np.ndarray | None = None
-        #: (y, lambda, x) of the last two single-purchase solves: their secant
-        #: extrapolates lambda and x to the next purchase (price changes included).
+        #: (y, lambda, x) of the last two single-purchase solves: searches call with
+        #: nearby purchases, so Newton started from their secant (or from the last
+        #: one) needs a few steps, not 5-6 (see ``_warm_guess``).
         self._warm_path: list[tuple[float, float, np.ndarray]] = []
         n = self.player.size
         self._u0 = self.player.marginal_at_zero
@@ -143,7 +140,7 @@ class NativeInner:
 
     def _d2U(self, x):  # noqa: N802
         if self._all_quadratic:
-            return np.broadcast_to(-2 * self._a, x.shape)
+            return np.broadcast_to(-self._two_a, x.shape)
         return self.player.evaluate("d2U", x)
 
     # -- member response to a multiplier -------------------------------------
@@ -323,8 +320,6 @@ class NativeInner:
         else:
             lam, x = self._nested_root(y, price, xbar, weight, floor, lam, lo, hi, warm)
         if g == 1 and np.isfinite(lam[0]):
-            self._warm_lambda = float(lam[0])
-            self._warm_x = x
             self._warm_path = self._warm_path[-1:] + [(float(y[0]), float(lam[0]), x)]
         return lam, x
 
@@ -334,16 +329,19 @@ class NativeInner:
         single solves extrapolated to ``y`` (x clipped into [0, xbar]), else the
         last solve's, else (None, None). On a grid walk or a search's nearby probes
         it saves one to two Newton steps of about five."""
-        warm_x = self._warm_x if self._warm_x is not None and \
-            self._warm_x.shape == xbar.shape else None
-        if len(self._warm_path) == 2 and warm_x is not None:
-            (y1, l1, x1), (y2, l2, x2) = self._warm_path
-            if y2 != y1 and x1.shape == x2.shape == xbar.shape:
+        if not self._warm_path:
+            return None, None
+        y2, l2, x2 = self._warm_path[-1]
+        if x2.shape != xbar.shape:
+            return l2, None
+        if len(self._warm_path) == 2:
+            y1, l1, x1 = self._warm_path[0]
+            if y2 != y1 and x1.shape == x2.shape:
                 t = (y - y2) / (y2 - y1)
                 guess = l2 + (l2 - l1) * t
                 if math.isfinite(guess):
                     return guess, np.clip(x2 + (x2 - x1) * t, 0.0, xbar)
-        return self._warm_lambda, warm_x
+        return l2, x2
 
     def _nested_root(self, y, price, xbar, weight, floor, lam, lo, hi, warm):
         """Safeguarded Newton in lambda, each step solving every member exactly."""
@@ -577,7 +575,7 @@ class NativeInner:
     def _peak(self, price, xbar):
         """Consumption where member i's surplus peaks (U' = p), within [0, xbar]."""
         if self._all_quadratic:
-            return np.clip((self._b - price) / (2 * self._a), 0.0, xbar)
+            return np.clip((self._b - price) / self._two_a, 0.0, xbar)
         # Bisection: the peak is where s is flattest, so Newton's x there (~1e-10
         # off, measured on log members) moves allocations that sit at their peak.
         lo, hi = np.zeros_like(xbar), xbar.copy()
@@ -737,7 +735,7 @@ class NativeInner:
         """
         def at(nu):
             if self._all_quadratic:
-                free = (self._b - p2 - nu[:, None]) / (2 * self._a)
+                free = (self._b - p2 - nu[:, None]) / self._two_a
                 return np.clip(free, lo_i, hi_i)
             return self._members_at_marginal(p2 + nu[:, None], lo_i, hi_i)
 
@@ -748,11 +746,8 @@ class NativeInner:
         def residual(nu):
             x = at(nu)
             inside = (x > lo_i) & (x < hi_i)
-            if self._all_quadratic:
-                slope = -np.where(inside, 1.0 / (2 * self._a), 0.0).sum(axis=1)
-            else:
-                with _QUIET:
-                    slope = np.where(inside, 1.0 / self._d2U(x), 0.0).sum(axis=1)
+            with _QUIET:
+                slope = np.where(inside, 1.0 / self._d2U(x), 0.0).sum(axis=1)
             return x.sum(axis=1) - y, slope, x
 
         nu, x = _decreasing_root(residual, nu_lo, nu_hi, np.zeros(y.size),
