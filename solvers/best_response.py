@@ -540,6 +540,21 @@ def single_member_closed_form(game, j: int, others_total: float, y_max: float
     return min(max(y, 0.0), y_max)
 
 
+def single_quadratic_users(game) -> tuple[np.ndarray, np.ndarray, float, float] | None:
+    """(a, b, p0, c) when every player is one quadratic member (U = b x - a x^2) and
+    the price is p0 + c Y: the games whose best responses and equilibrium have the
+    closed forms below. None otherwise."""
+    from aggregame.utilities import QuadraticUtility
+
+    affine = game.price.affine_coefficients()
+    if affine is None or any(p.size != 1 or not isinstance(
+            p.members[0].utility, QuadraticUtility) for p in game.players):
+        return None
+    utils = [p.members[0].utility for p in game.players]
+    return (np.array([u.a for u in utils]), np.array([u.b for u in utils]),
+            *affine)
+
+
 def single_user_equilibrium(game) -> np.ndarray | None:
     """Nash equilibrium of one-member quadratic players under an affine price, or None.
 
@@ -551,17 +566,10 @@ def single_user_equilibrium(game) -> np.ndarray | None:
     so trying the k largest for every k at once (cumulative sums) finds it exactly.
     Returns the profile in player order.
     """
-    from aggregame.utilities import QuadraticUtility
-
-    affine = game.price.affine_coefficients()
-    players = game.players
-    if affine is None or not players or any(
-            p.size != 1 or not isinstance(p.members[0].utility, QuadraticUtility)
-            for p in players):
+    users = single_quadratic_users(game)
+    if users is None or not game.players:
         return None
-    p0, c = affine
-    a = np.array([p.members[0].utility.a for p in players])
-    b = np.array([p.members[0].utility.b for p in players])
+    a, b, p0, c = users
     order = np.argsort(-b, kind="stable")
     inv = 1.0 / (2 * a[order] + c)
     # Total if exactly the k largest-b players buy, k = 1..n.

@@ -399,8 +399,8 @@ def _surplus_vertex(game: Game, j: int, others: float, y_max: float
     """
     player = game.players[j]
     util = player.members[0].utility
-    if player.size != 1 or not isinstance(util, QuadraticUtility) or not isinstance(
-            game.price, (LinearPrice, AffinePrice)) or y_max <= 0:
+    if player.size != 1 or not isinstance(util, QuadraticUtility) or \
+            game.price.affine_coefficients() is None or y_max <= 0:
         return None
 
     def slope(y: float) -> float:

@@ -26,7 +26,8 @@ import numpy as np
 from aggregame.errors import GameDefinitionError
 from aggregame.players import Game
 from aggregame.settings import BACKENDS, METHODS, STRATEGIES, RoundSettings
-from aggregame.solvers.best_response import INEXACT_RTOL, Candidate, best_response
+from aggregame.solvers.best_response import (INEXACT_RTOL, Candidate, best_response,
+                                             single_quadratic_users)
 from aggregame.solvers.certificate import CERTIFICATE_RTOL, certify, check_rtol
 from aggregame.solvers.inner import InnerSolver
 from aggregame.solvers.results import Equilibrium
@@ -155,15 +156,8 @@ class _Users:
 
     @classmethod
     def of(cls, game: Game) -> "_Users | None":
-        from aggregame.utilities import QuadraticUtility
-
-        affine = game.price.affine_coefficients()
-        if affine is None or any(p.size != 1 or not isinstance(
-                p.members[0].utility, QuadraticUtility) for p in game.players):
-            return None
-        utils = [p.members[0].utility for p in game.players]
-        return cls(np.array([u.a for u in utils]), np.array([u.b for u in utils]),
-                   *affine)
+        users = single_quadratic_users(game)
+        return None if users is None else cls(*users)
 
     def round(self, y: np.ndarray, method: str) -> np.ndarray:
         """One Gauss-Seidel or Jacobi round. Algorithm 1's "stay if strictly
