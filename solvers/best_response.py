@@ -51,6 +51,18 @@ SCAN_POINTS = 48
 MAX_PRICE_OUT_POINTS = 256
 NEAR_PRICE_OUT_POINTS = 32
 
+#: Accuracy a dynamics round asks of a max-min best response, relative to the
+#: player's last move: a round that follows a long move need not locate its maximum
+#: to 1e-9 of y_max, and the rounds converge to the same point (the last ones,
+#: whose moves are tiny, get GOLDEN_RTOL).
+INEXACT_RTOL = 1e-3
+#: How far (in xtol) the point a secant stop goes through may be from the new one.
+SETTLE_REACH = 1e4
+#: Newton probes at most before brentq refines a bracket (sequential solvers).
+NEWTON_PROBES = 6
+#: Points per batch of the zoom search that replaces golden section on batched backends.
+ZOOM_POINTS = 17
+
 _GOLDEN = (math.sqrt(5) - 1) / 2
 _TINY = float(np.finfo(float).tiny)
 
@@ -136,6 +148,10 @@ class _Counted:
         """The kept row of purchase ``y`` (sequential solvers), if evaluated."""
         return self._rows.get(float(y))
 
+    def kept_within(self, lo: float, hi: float) -> list[float]:
+        """The kept purchases in [lo, hi], in increasing order."""
+        return sorted(y for y in self._rows if lo <= y <= hi)
+
     def slope(self, y: float, tiebreak: bool = False) -> float:
         """Sign source for bisection (see ``slopes``)."""
         return float(slopes(self(y), tiebreak)[0])
@@ -189,13 +205,6 @@ def _root_of_slope(f: _Counted, lo: float, hi: float, d_lo: float, d_hi: float,
         return done.y
 
 
-#: Accuracy a dynamics round asks of a max-min best response, relative to the
-#: player's last move: a round that follows a long move need not locate its maximum
-#: to 1e-9 of y_max, and the rounds converge to the same point (the last ones,
-#: whose moves are tiny, get GOLDEN_RTOL).
-INEXACT_RTOL = 1e-3
-
-
 def _settled(y: float, d: float, seen: list[tuple[float, float]], xtol: float
              ) -> bool:
     """True when the secant step from ``y`` (slope through the nearest point seen)
@@ -217,17 +226,6 @@ def _settled(y: float, d: float, seen: list[tuple[float, float]], xtol: float
         return False
     step = d * (y - y0) / (d - d0)
     return (d - d0) / (y - y0) < 0 and abs(step) <= xtol
-
-
-#: How far (in xtol) the point a secant stop goes through may be from the new one.
-SETTLE_REACH = 1e4
-
-
-#: Newton probes at most before brentq refines a bracket (sequential solvers).
-NEWTON_PROBES = 6
-
-#: Points per batch of the zoom search that replaces golden section on batched backends.
-ZOOM_POINTS = 17
 
 
 def _zoom(f: _Counted, lo: float, hi: float, maxmin: bool, xtol: float
@@ -282,7 +280,7 @@ def _tiebreak_root(f: _Counted, a: float, b: float, xtol: float
     root of that derivative among the evaluated rows replaces the remaining ~40
     golden steps (one solver run each on a sequential solver)."""
     extra = [] if f.known(b) is not None else _candidates(f([b]))
-    ys = sorted(y for y in f._rows if a <= y <= b)
+    ys = f.kept_within(a, b)
     ds = [float(slopes(f.known(y), tiebreak=True)[0]) for y in ys]
     down = next((k for k, d in enumerate(ds) if d <= 0), len(ys))
     if down == 0:
@@ -524,7 +522,8 @@ def single_member_closed_form(game, j: int, others_total: float, y_max: float
     """Best response of a one-member quadratic player under an affine price, or None.
 
     With one member every Phi_alpha increases with its surplus, so the player
-    maximizes s = b y - a y^2 - (p0 + c (Y_-j + y)) y: y = (b - p0 - c Y_-j) / (2(a + c))
+    maximizes s = b y - a y^2 - (p0 + c (Y_-j + y)) y:
+    y = (b - p0 - c Y_-j) / (2(a + c))
     (docs/model.md, section "One-member players"), clipped to [0, y_max].
     The certificate still checks it by its scan.
     """

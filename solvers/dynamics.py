@@ -228,7 +228,8 @@ def _iterate(game: Game, inners: Sequence[InnerSolver] | None, y: np.ndarray,
     """Best-response rounds until a converged, certified profile (or the round
     limit, or a cycle); ``auto`` switches to the scan when bisection's end point
     fails its certificate."""
-    strategy = "bisection" if settings.best_response == "auto" else settings.best_response
+    strategy = ("bisection" if settings.best_response == "auto"
+                else settings.best_response)
     tol = _tolerance(game, settings)
     for rounds in range(1, settings.max_rounds + 1):
         if users is not None and strategy == "bisection":
@@ -292,7 +293,8 @@ def solve_equilibrium(game: Game, backend: str = "native",
         out = _iterate(game, inners, y, settings, run, certifier, bar, users)
         certificate = out.certificate or certifier(out.y)
         if bar is not None:
-            bar.set_postfix_str(f"{out.status}, max regret {certificate.max_regret:.2e}")
+            bar.set_postfix_str(
+                f"{out.status}, max regret {certificate.max_regret:.2e}")
     finally:
         if bar is not None:
             bar.close()

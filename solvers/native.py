@@ -116,7 +116,8 @@ class NativeInner:
         self._families = self.player.families
         self._all_quadratic = all(f.family is QuadraticUtility for f in self._families)
         # Quadratic members at alpha 0 or 1 have x_i(lambda) in closed form.
-        self._closed_form_members = self._all_quadratic and self.fairness.alpha in (0, 1)
+        self._closed_form_members = (self._all_quadratic
+                                     and self.fairness.alpha in (0, 1))
         if self._all_quadratic:
             fam = self._families[0]
             order = np.argsort(fam.index)
@@ -250,7 +251,8 @@ class NativeInner:
         with _QUIET:
             if self._all_quadratic and self.fairness.alpha == 1:
                 # At x = x_i(lambda) (the closed form of _members_at), with
-                # D = s + e and w (q - 2 a x) = lambda D: g' = -2 a w / D - lambda^2 / w.
+                # D = s + e and w (q - 2 a x) = lambda D:
+                # g' = -2 a w / D - lambda^2 / w.
                 # No powers of D (phi'' would take two), a third of _dg's work.
                 level = (self._b - price) * x - self._a * x * x + floor
                 dg = -self._two_a * weight / level - lam[:, None] ** 2 / weight
@@ -663,7 +665,8 @@ class NativeInner:
             root, _ = _decreasing_root(in_u, np.zeros(y.size), top.copy(),
                                        np.where(at_top, 0.0, np.sqrt(0.5) * top),
                                        ROOT_RTOL * y, active=~at_top)
-            t_star = np.minimum(t_star, np.where(at_top, lp.t_hi, lp.t_hi - root * root))
+            t_star = np.minimum(t_star,
+                                np.where(at_top, lp.t_hi, lp.t_hi - root * root))
         return t_star
 
     def _solve_maxmin(self, setup: InnerSetup) -> InnerBatch:

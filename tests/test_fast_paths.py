@@ -84,7 +84,8 @@ def test_max_min_log_members_match_safe_bisection(rule):
     from aggregame.solvers.safe_allocation import maxmin_allocation
 
     rng = np.random.default_rng(3)
-    users = [User(f"l{i}", LogUtility(w)) for i, w in enumerate(rng.uniform(0.5, 5, 25))]
+    users = [User(f"l{i}", LogUtility(w))
+             for i, w in enumerate(rng.uniform(0.5, 5, 25))]
     player = Player.aggregator("agg", users, alpha="inf", rule=rule, eps=0.01,
                                maxmin="total-surplus")
     game = Game((player,), LinearPrice(0.01))
