@@ -139,17 +139,73 @@ def optimality_residual(player: Player, y: np.ndarray, price: np.ndarray,
     curvature = evaluate(player, "d2U", x)
     level = np.maximum(evaluate(player, "U", x) - p2 * x + floor, 1e-300)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        lam_over_dphi = lam[:, None] * level ** f.alpha / weight
-        step = (lam_over_dphi - slope) / (curvature - f.alpha * slope**2 / level)
-    # The step projected onto the box [0, xbar]: at a bound only a step into the
-    # interval counts (x_i = 0 with g_i < lambda is optimal, not a violation).
-    step = np.clip(step, -x, xbar - x)
-    step = np.where(weight > 0, step, 0.0)
+        step = stationarity_step(lam[:, None], x, xbar, weight, level, slope,
+                                 curvature, f.alpha)
     # After the clip a step is finite or NaN (no finite step): NaN counts as an
     # infinite violation (np.where: np.nan_to_num costs five array passes).
     stationarity = np.where(np.isnan(step), np.inf, np.abs(step)).max(axis=-1)
     out = np.maximum(np.maximum(balance, bounds), stationarity) / cap
     return np.where(np.isfinite(lam), out, np.maximum(balance, bounds) / cap)
+
+
+# Elementwise member formulas: numpy arrays broadcast through them, and the compiled
+# inner solve (solvers/compiled.py) runs the same lines on scalars, so there is one
+# copy of each. Only operations both understand: arithmetic, np.maximum/np.minimum
+# (not np.clip), np.sqrt, np.isfinite, and ``select`` for np.where.
+def select(condition, if_true, if_false):
+    """np.where(condition, if_true, if_false). numba's np.where makes a 0-d array of
+    scalars; solvers/compiled.py registers a scalar version of this function."""
+    return np.where(condition, if_true, if_false)
+
+
+def stationarity_step(lam, x, xbar, weight, level, slope, curvature, alpha):
+    """Member i's Newton step toward g_i(x_i) = lambda, projected onto [0, xbar_i],
+    and 0 for members of weight 0 (see ``optimality_residual``).
+
+    ``level`` is s_i + e_i (kept >= 1e-300), ``slope`` U_i' - p, ``curvature`` U_i''.
+    """
+    lam_over_dphi = lam * level ** alpha / weight
+    step = (lam_over_dphi - slope) / (curvature - alpha * slope**2 / level)
+    # Projected onto the box [0, xbar]: at a bound only a step into the interval
+    # counts (x_i = 0 with g_i < lambda is optimal, not a violation). NaN stays NaN.
+    step = np.minimum(np.maximum(step, -x), xbar - x)
+    return select(weight > 0, step, 0.0)
+
+
+def quadratic_response(lam, q, a, two_a, floor, xbar, alpha):
+    """x_i(lambda) of a quadratic member (q = b - p) at alpha 0 or 1, in closed form:
+    the maximizer over [0, xbar] of w phi(s + e) - lambda x (w = 1).
+
+    alpha = 0: (q - lambda) / 2a clipped. alpha = 1: (q - 2 a x) = lambda (q x - a x^2
+    + e), i.e. A x^2 - B x + C = 0, with the root 2C / (B + sqrt(B^2 - 4AC)), the one
+    inside [0, xbar] for either sign of lambda. Where B < 0 (lambda < -2a / q: a
+    member near its zero-surplus point, where the aggregator buys near capacity)
+    B + sqrt(D) cancels, so the same root is taken as (B - sqrt(D)) / 2A (A < 0
+    there): written that way it kept x_i(lambda) monotone, where the first form lost
+    it at lambda ~ -1e10 (found by the batch/single property test).
+    """
+    if alpha == 0:
+        return np.minimum(np.maximum((q - lam) / two_a, 0.0), xbar)
+    A = lam * a
+    B = two_a + lam * q
+    C = q - lam * floor
+    disc = np.maximum(B * B - 4 * A * C, 0.0)
+    root = select(B >= 0, 2 * C / (B + np.sqrt(disc)), (B - np.sqrt(disc)) / (2 * A))
+    root = select(np.isfinite(root), root, select(C > 0, xbar, 0.0))
+    return np.minimum(np.maximum(root, 0.0), xbar)
+
+
+def quadratic_response_slope(lam, x, q, a, two_a, floor, weight, alpha):
+    """dx_i/dlambda = 1 / g_i'(x_i) of an interior quadratic member at x = x_i(lambda),
+    alpha 0 or 1, without powers of the surplus.
+
+    alpha = 0: g_i = q - 2 a x, so -1 / 2a. alpha = 1, with D = s + e and
+    w (q - 2 a x) = lambda D: g' = -2 a w / D - lambda^2 / w.
+    """
+    if alpha == 0:
+        return -1.0 / two_a + 0 * x
+    level = q * x - a * x * x + floor
+    return 1.0 / (-two_a * weight / level - lam ** 2 / weight)
 
 
 def surplus_peak(player: Player, price: np.ndarray, xbar: np.ndarray) -> np.ndarray:
@@ -279,6 +335,44 @@ class InnerSetup:
         return InnerSetup(*(getattr(self, f.name)[rows] for f in fields(self)))
 
 
+def allocation_evidence(game: Game, j: int, y: np.ndarray, others_total: float,
+                        x: np.ndarray, multiplier: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(welfare, total surplus, residual) of given allocations ``x`` (G, N) of player
+    j at purchases ``y``, from the definition alone: what a backend's rows claim,
+    recomputed. ``multiplier`` is each row's lambda (ignored for max-min).
+
+    An infeasible purchase (above the capacity) has J = -inf and nothing to prove
+    (residual 0), and so has a row with J = -inf (the strict rule).
+    """
+    player = game.players[j]
+    setup = inner_setup(game, j, y, others_total)
+    surplus = evaluate(player, "U", x) - setup.price_column * x
+    welfare = welfare_of(player, surplus, setup.weight, setup.floor, setup.priced_out)
+    infeasible = setup.y > setup.cap * (1 + 1e-12) + 1e-300
+    welfare = np.where(infeasible, -np.inf, welfare)
+    if player.fairness.is_maxmin:
+        residual = maxmin_residual(player, setup.y, setup.price, x, setup.xbar,
+                                   setup.floor, setup.priced_out)
+    else:
+        residual = optimality_residual(player, setup.y, setup.price, x, multiplier,
+                                       setup.xbar, setup.weight, setup.floor)
+    residual = np.where(infeasible | np.isneginf(welfare), 0.0, residual)
+    return welfare, surplus.sum(axis=-1), residual
+
+
+def purchase_prices(game: Game, y: np.ndarray, others_total: float,
+                    fixed_price: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(p, p') at purchases ``y`` (shape (G,)): p(others_total + y) and its slope, or
+    ``fixed_price`` with slope 0 (see ``inner_setup``)."""
+    if fixed_price is None:
+        total = others_total + y
+        price = np.asarray(game.price.value(total), dtype=float) + 0 * y
+        slope = np.asarray(game.price.derivative(total), dtype=float) + 0 * y
+        return price, slope
+    return np.full(y.shape, float(fixed_price)), np.zeros(y.shape)
+
+
 def inner_setup(game: Game, j: int, y: np.ndarray, others_total: float,
                 fixed_price: float | None = None) -> InnerSetup:
     """Price, priced-out set, bounds, weights and floors of player j at purchases y.
@@ -288,12 +382,7 @@ def inner_setup(game: Game, j: int, y: np.ndarray, others_total: float,
     """
     player = game.players[j]
     y = np.atleast_1d(np.asarray(y, dtype=float))
-    if fixed_price is None:
-        total = others_total + y
-        price = np.asarray(game.price.value(total), dtype=float) + 0 * y
-        slope = np.asarray(game.price.derivative(total), dtype=float) + 0 * y
-    else:
-        price, slope = np.full(y.shape, float(fixed_price)), np.zeros(y.shape)
+    price, slope = purchase_prices(game, y, others_total, fixed_price)
     priced_out = player.marginal_at_zero[None, :] <= price[:, None]
     xbar = player.zero_surplus_consumption(price)
     weight, floor = member_terms(player, priced_out)

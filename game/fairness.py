@@ -131,28 +131,13 @@ class Fairness:
 
     # phi and its derivatives, shared by numpy and Pyomo (``lib``) -------------
     def phi(self, s: Any, lib: Any = np) -> Any:
-        a = self.alpha
-        if a == 0:
-            return s
-        if a == 1:
-            return lib.log(s)
-        if math.isinf(a):
-            raise ValueError("max-min has no per-member phi; use the epigraph form")
-        return s ** (1 - a) / (1 - a)
+        return alpha_phi(s, self.alpha, lib)
 
     def dphi(self, s: Any, lib: Any = np) -> Any:
-        a = self.alpha
-        if a == 0:
-            return 1 + 0 * s
-        if a == 1:
-            return 1 / s
-        return s ** (-a)
+        return alpha_dphi(s, self.alpha, lib)
 
     def d2phi(self, s: Any, lib: Any = np) -> Any:
-        a = self.alpha
-        if a == 0:
-            return 0 * s
-        return -a * s ** (-a - 1)
+        return alpha_d2phi(s, self.alpha, lib)
 
     def member_terms(self, priced_out: bool) -> tuple[float, float]:
         """(weight, floor) of a member's term in Phi, by the rule and its price status.
@@ -180,3 +165,33 @@ class Fairness:
         else:
             name = f"alpha={self.alpha:g}"
         return name
+
+
+# The formulas themselves, as plain functions of (s, alpha): numpy arrays, Pyomo
+# expressions (``lib``) and numba's compiled scalars (solvers/compiled.py) all read
+# these lines.
+def alpha_phi(s: Any, alpha: float, lib: Any = np) -> Any:
+    """phi_alpha(s): s (alpha = 0), log s (alpha = 1), s^(1-alpha)/(1-alpha)."""
+    if alpha == 0:
+        return s
+    if alpha == 1:
+        return lib.log(s)
+    if math.isinf(alpha):
+        raise ValueError("max-min has no per-member phi; use the epigraph form")
+    return s ** (1 - alpha) / (1 - alpha)
+
+
+def alpha_dphi(s: Any, alpha: float, lib: Any = np) -> Any:
+    """phi_alpha'(s) = s^-alpha."""
+    if alpha == 0:
+        return 1 + 0 * s
+    if alpha == 1:
+        return 1 / s
+    return s ** (-alpha)
+
+
+def alpha_d2phi(s: Any, alpha: float, lib: Any = np) -> Any:
+    """phi_alpha''(s) = -alpha s^(-alpha - 1)."""
+    if alpha == 0:
+        return 0 * s
+    return -alpha * s ** (-alpha - 1)

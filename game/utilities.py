@@ -134,9 +134,10 @@ class QuadraticUtility(Utility):
     def d2U(x, p, lib=np):  # noqa: N802
         return -2 * p["a"] + 0 * x
 
-    @classmethod
-    def zero_surplus_consumption(cls, price, p):
-        # -a x^2 + (b - price) x = 0  =>  x = (b - price) / a.
+    @staticmethod
+    def zero_surplus_consumption(price, p):
+        # -a x^2 + (b - price) x = 0  =>  x = (b - price) / a. A plain formula (a
+        # staticmethod), so the compiled inner solve reads it too.
         return np.maximum(p["b"] - price, 0.0) / p["a"]
 
 

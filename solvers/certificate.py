@@ -39,19 +39,24 @@ solvers/global_certificate.py.
 from __future__ import annotations
 
 import enum
+import logging
 import math
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize_scalar
 
+from aggregame.allocation import RESIDUAL_TOL, allocation_evidence
 from aggregame.errors import GameDefinitionError
 from aggregame.fairness import PricedOutRule
 from aggregame.one_member import OneMemberPayoff
 from aggregame.players import Game
 from aggregame.price import AffinePrice, LinearPrice, PowerPrice
+from aggregame.solvers.inner import InnerBatch
 from aggregame.solvers.native import NativeInner
 from aggregame.utilities import LogUtility, QuadraticUtility
+
+LOG = logging.getLogger(__name__)
 
 #: A profile is an equilibrium when every relative regret is below this.
 CERTIFICATE_RTOL = 1e-6
@@ -71,6 +76,10 @@ MAX_KINKS = 256
 #: Two max-min levels closer than this (relative to the level's range) are equal,
 #: and the total surplus decides.
 LEVEL_TIE_RTOL = 1e-9
+#: The payoffs a search used and the ones the definition gives for the same
+#: allocations agree to this, relative to the payoff's scale (``proved``): far
+#: below any tolerance the regret is compared with, so the search's choices stand.
+PROOF_RTOL = 1e-9
 
 _GOLDEN = (math.sqrt(5) - 1) / 2
 
@@ -143,7 +152,8 @@ class _Deviations:
     no inner problem); any other player's is an inner solve checked by its residual.
     """
 
-    def __init__(self, game: Game, j: int, others: float, maxmin: bool) -> None:
+    def __init__(self, game: Game, j: int, others: float, maxmin: bool,
+                 compiled: bool = True) -> None:
         self.others, self.maxmin = others, maxmin
         self._price = game.price
         player = game.players[j]
@@ -154,7 +164,11 @@ class _Deviations:
         #: The pinned level itself: e under the floor rule, 0 under strict.
         self._pinned_level = player.fairness.floor
         self.one_member = OneMemberPayoff.of(game, j)
-        self.inner = NativeInner(game, j) if self.one_member is None else None
+        self._game, self._j = game, j
+        self.inner = NativeInner(game, j, compiled=compiled) \
+            if self.one_member is None else None
+        #: The inner solutions behind the payoffs, for ``proved``.
+        self._rows: list[InnerBatch] = []
         self.seen: list[_Payoff] = []
         #: The evenly spread samples the scale is taken from: refinement samples
         #: crowd around the maxima and would pull the median up to the maximum.
@@ -167,10 +181,35 @@ class _Deviations:
             out = _Payoff(float(y), point.welfare, point.tiebreak)
         else:
             sol = self.inner.solve(np.array([y]), self.others)
+            self._rows.append(sol)
             out = _Payoff(float(y), float(sol.welfare[0]), float(sol.tiebreak[0]))
         self.seen.append(out)
         self._top = None
         return out
+
+    def proved(self) -> bool:
+        """True when every inner solution behind the payoffs is proved by the
+        definition alone (aggregame.allocation.allocation_evidence, numpy): its
+        residual is below RESIDUAL_TOL and its payoff recomputed from its allocation
+        matches the one the search used to PROOF_RTOL of the payoff's scale.
+
+        The compiled kernels (solvers/compiled.py) are the dynamics' fast path too;
+        this makes the certificate's verdict rest on the numpy definition, not on
+        them. One batch per player: a few numpy calls, whatever the number of rows.
+        """
+        if not self._rows or not getattr(self.inner, "compiled", False):
+            return True
+        y = np.concatenate([r.y for r in self._rows])
+        x = np.concatenate([r.x for r in self._rows])
+        lam = np.concatenate([r.multiplier for r in self._rows])
+        welfare, tiebreak, residual = allocation_evidence(self._game, self._j, y,
+                                                          self.others, x, lam)
+        if not np.all(residual <= RESIDUAL_TOL):
+            return False
+        claimed = np.concatenate([r.welfare for r in self._rows])
+        claimed_tb = np.concatenate([r.tiebreak for r in self._rows])
+        return _agree(claimed, welfare, self.span("welfare")) and (
+            not self.maxmin or _agree(claimed_tb, tiebreak, self.span("tiebreak")))
 
     def sample(self, ys: np.ndarray) -> list[_Payoff]:
         """Payoffs at the spread purchases ``ys``; they define the scale."""
@@ -241,6 +280,16 @@ class _Deviations:
         top = max(best)
         robust = float(top - np.median(spread))
         return robust if robust > 0 else float(top - min(best))
+
+
+def _agree(claimed: np.ndarray, truth: np.ndarray, span: float) -> bool:
+    """Payoffs equal to PROOF_RTOL of their scale (infinite ones exactly); a scale of
+    0 leaves the payoffs' own rounding."""
+    both = np.isfinite(claimed) & np.isfinite(truth)
+    if not np.array_equal(claimed[~both], truth[~both]):
+        return False
+    tol = PROOF_RTOL * span + 1e-12 * np.abs(truth[both])
+    return bool(np.all(np.abs(claimed[both] - truth[both]) <= tol))
 
 
 def _sample_points(game: Game, j: int, others: float, y_max: float,
@@ -451,7 +500,12 @@ def _search_grid(dev: _Deviations, game: Game, j: int, y_max: float,
 
 def _player_regret(game: Game, j: int, profile: np.ndarray
                    ) -> tuple[float, float, float, float, int]:
-    """(raw regret, relative regret, best deviation, J at the profile, solves)."""
+    """(raw regret, relative regret, best deviation, J at the profile, solves).
+
+    The search evaluates deviations through the native backend's fast path; if the
+    definition does not prove every one of them (``_Deviations.proved``), it is
+    run again on numpy alone, whose rows prove themselves.
+    """
     others = float(profile.sum() - profile[j])
     # Sorted vectors (solvers/leximin.py); one member has a one-component vector,
     # its level, which the one-member formula gives exactly (progressive filling
@@ -459,17 +513,29 @@ def _player_regret(game: Game, j: int, profile: np.ndarray
     if game.players[j].fairness.is_leximin and game.players[j].size > 1:
         from aggregame.solvers.leximin import leximin_regret
         return leximin_regret(game, j, profile)
+    dev, here = _search_deviations(game, j, profile, others, compiled=True)
+    if not dev.proved():
+        LOG.warning("certificate of player %r: the fast inner solves were not proved "
+                    "by the definition; searching again with numpy",
+                    game.players[j].name)
+        dev, here = _search_deviations(game, j, profile, others, compiled=False)
+    best = dev.best()
+    raw, rel = _gain(dev, here, best)
+    return raw, rel, best.y, here.welfare, len(dev.seen)
+
+
+def _search_deviations(game: Game, j: int, profile: np.ndarray, others: float,
+                       compiled: bool) -> tuple[_Deviations, _Payoff]:
+    """Player j's deviations, searched; and its payoff at the profile."""
     maxmin = game.players[j].fairness.is_maxmin
-    dev = _Deviations(game, j, others, maxmin)
+    dev = _Deviations(game, j, others, maxmin, compiled)
     here = dev(float(profile[j]))
     y_max = game.feasible_max(j, others)
     if provably_unimodal(game, j) or _pinned_social_welfare(game, j, dev):
         _search_unimodal(dev, game, j, y_max, here)
     else:
         _search_grid(dev, game, j, y_max, float(profile[j]))
-    best = dev.best()
-    raw, rel = _gain(dev, here, best)
-    return raw, rel, best.y, here.welfare, len(dev.seen)
+    return dev, here
 
 
 def _gain(dev: _Deviations, here: _Payoff, best: _Payoff) -> tuple[float, float]:

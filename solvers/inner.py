@@ -13,7 +13,7 @@ on what J means; every row carries its optimality residual.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Protocol
 
 import numpy as np
@@ -57,6 +57,11 @@ class InnerBatch:
     tiebreak_derivative: np.ndarray | None = None
     residual: np.ndarray | None = None
     curvature: np.ndarray | None = None
+
+    def take(self, rows: np.ndarray) -> "InnerBatch":
+        """The selected rows only (index array or mask)."""
+        return InnerBatch(*(None if getattr(self, f.name) is None else
+                            getattr(self, f.name)[rows] for f in fields(self)))
 
 
 class InnerSolver(Protocol):

@@ -25,9 +25,12 @@ import numpy as np
 
 from aggregame.allocation import (RESIDUAL_TOL, InnerSetup, inner_setup,
                                   maxmin_residual, optimality_residual,
-                                  price_sensitivity, welfare_of)
+                                  price_sensitivity, purchase_prices,
+                                  quadratic_response, quadratic_response_slope,
+                                  welfare_of)
 from aggregame.errors import InnerSolveError
 from aggregame.players import Game
+from aggregame.solvers import compiled as kernels
 from aggregame.solvers.inner import InnerBatch
 from aggregame.solvers.leximin import solve_leximin
 from aggregame.solvers.safe_allocation import lambda_allocation, maxmin_allocation
@@ -101,7 +104,9 @@ class NativeInner:
     #: (golden section for max-min) may batch their probes.
     batched = True
 
-    def __init__(self, game: Game, index: int) -> None:
+    def __init__(self, game: Game, index: int, compiled: bool = True) -> None:
+        """``compiled=False`` keeps this player on numpy even where the compiled
+        kernels could solve it (the certificate's second opinion, and tests)."""
         self.game = game
         self.index = index
         self.player = game.players[index]
@@ -110,6 +115,10 @@ class NativeInner:
         #: nearby purchases, so Newton started from their secant (or from the last
         #: one) needs a few steps, not 5-6 (see ``_warm_guess``).
         self._warm_path: list[tuple[float, float, np.ndarray]] = []
+        #: The compiled kernels' form of the player, where they solve it (None:
+        #: numpy alone, e.g. max-min, or numba not installed).
+        self._compiled = kernels.CompiledPlayer(self.player) if (
+            compiled and kernels.supports(self.player)) else None
         n = self.player.size
         self._u0 = self.player.marginal_at_zero
         # Dense per-member parameters by family, broadcast over the batch axis.
@@ -125,8 +134,12 @@ class NativeInner:
             self._b = np.empty(n)
             self._a[fam.index[order]] = fam.params["a"][order]
             self._b[fam.index[order]] = fam.params["b"][order]
-            self._neg_half_inv_a = -0.5 / self._a
             self._two_a = 2 * self._a  # per-call 2 a, bit for bit
+
+    @property
+    def compiled(self) -> bool:
+        """True when rows go through the compiled kernels first."""
+        return self._compiled is not None
 
     # -- utility pieces over (G, N) ---------------------------------------------
     def _U(self, x):  # noqa: N802
@@ -173,24 +186,9 @@ class NativeInner:
         """x_i(lambda): argmax over [0, xbar_i] of w phi(s_i + e_i) - lambda x_i
         (``start``: a guess for the iterative families, e.g. the last iterate's)."""
         lam = lam[:, None]
-        alpha = self.fairness.alpha
-        if self._all_quadratic and alpha == 0:
-            q = self._b - price
-            return np.clip((q - lam) / self._two_a, 0.0, xbar)
-        if self._all_quadratic and alpha == 1:
-            # (q - 2 a x) = lambda (q x - a x^2 + e): A x^2 - B x + C = 0 with the
-            # root 2C / (B + sqrt(B^2 - 4AC)), the one inside [0, xbar] for either
-            # sign of lambda (stable: B + sqrt(D) > 0 whenever that root exists).
-            q = self._b - price
-            a = self._a
-            A = lam * a
-            B = 2 * a + lam * q
-            C = q - lam * floor
-            disc = np.maximum(B * B - 4 * A * C, 0.0)
-            with _QUIET:
-                root = 2 * C / (B + np.sqrt(disc))
-            root = np.where(np.isfinite(root), root, np.where(C > 0, xbar, 0.0))
-            return np.clip(root, 0.0, xbar)
+        if self._closed_form_members:  # x_i(lambda) in closed form (allocation)
+            return quadratic_response(lam, self._b - price, self._a, self._two_a,
+                                      floor, xbar, self.fairness.alpha)
         return self._members_newton(lam, price, xbar, weight, floor, start)
 
     def _g_and_slope(self, x, price, weight, floor):
@@ -244,21 +242,13 @@ class NativeInner:
     def _member_slope(self, x, lam, price, xbar, weight, floor):
         """dx_i/dlambda (0 at the bounds): 1 / g_i'(x_i) for interior members."""
         interior = (x > 0) & (x < xbar)
-        if self._all_quadratic and self.fairness.alpha == 0:
-            # g_i = b_i - p - 2 a_i x (members with weight 0 are priced out, with
-            # xbar = 0, never interior): dx/dlambda = -1 / (2 a_i), bit for bit.
-            return np.where(interior, self._neg_half_inv_a, 0.0)
         with _QUIET:
-            if self._all_quadratic and self.fairness.alpha == 1:
-                # At x = x_i(lambda) (the closed form of _members_at), with
-                # D = s + e and w (q - 2 a x) = lambda D:
-                # g' = -2 a w / D - lambda^2 / w.
-                # No powers of D (phi'' would take two), a third of _dg's work.
-                level = (self._b - price) * x - self._a * x * x + floor
-                dg = -self._two_a * weight / level - lam[:, None] ** 2 / weight
+            if self._closed_form_members:  # (members of weight 0 are never interior)
+                slope = quadratic_response_slope(lam[:, None], x, self._b - price,
+                                                 self._a, self._two_a, floor, weight,
+                                                 self.fairness.alpha)
             else:
-                dg = self._dg(x, price, weight, floor)
-            slope = 1.0 / dg
+                slope = 1.0 / self._dg(x, price, weight, floor)
         return np.where(interior & np.isfinite(slope), slope, 0.0)
 
     # -- the lambda root ------------------------------------------------------
@@ -305,7 +295,9 @@ class NativeInner:
         # call with nearby purchases).
         warm = None
         if g == 1:
-            guess, warm = self._warm_guess(float(y[0]), xbar)
+            guess, warm = self._warm_guess(float(y[0]), xbar.shape[1])
+            if warm is not None:
+                warm = np.clip(warm, 0.0, xbar)
             if guess is not None and lo[0] < guess < hi[0]:
                 lam = np.array([guess])
         if not self._closed_form_members:
@@ -321,20 +313,26 @@ class NativeInner:
             lam, x = lam_j, x_j
         else:
             lam, x = self._nested_root(y, price, xbar, weight, floor, lam, lo, hi, warm)
-        if g == 1 and np.isfinite(lam[0]):
-            self._warm_path = self._warm_path[-1:] + [(float(y[0]), float(lam[0]), x)]
+        if g == 1:
+            self._remember(float(y[0]), float(lam[0]), x)
         return lam, x
 
-    def _warm_guess(self, y: float, xbar: np.ndarray
+    def _remember(self, y: float, lam: float, x: np.ndarray) -> None:
+        """Keep a single solve's (y, lambda, x) for ``_warm_guess``."""
+        if math.isfinite(lam):
+            self._warm_path = self._warm_path[-1:] + [(y, lam, x)]
+
+    def _warm_guess(self, y: float, rows: int
                     ) -> tuple[float | None, np.ndarray | None]:
         """Start (lambda, x) for a single purchase: the secant of the last two
-        single solves extrapolated to ``y`` (x clipped into [0, xbar]), else the
-        last solve's, else (None, None). On a grid walk or a search's nearby probes
-        it saves one to two Newton steps of about five."""
+        single solves extrapolated to ``y`` (x still to be clipped into [0, xbar]),
+        else the last solve's, else (None, None); x is None unless it has shape
+        (1, ``rows``). On a grid walk or a search's nearby probes it saves one to two
+        Newton steps of about five."""
         if not self._warm_path:
             return None, None
         y2, l2, x2 = self._warm_path[-1]
-        if x2.shape != xbar.shape:
+        if x2.shape != (1, rows):
             return l2, None
         if len(self._warm_path) == 2:
             y1, l1, x1 = self._warm_path[0]
@@ -342,7 +340,7 @@ class NativeInner:
                 t = (y - y2) / (y2 - y1)
                 guess = l2 + (l2 - l1) * t
                 if math.isfinite(guess):
-                    return guess, np.clip(x2 + (x2 - x1) * t, 0.0, xbar)
+                    return guess, x2 + (x2 - x1) * t
         return l2, x2
 
     def _nested_root(self, y, price, xbar, weight, floor, lam, lo, hi, warm):
@@ -425,9 +423,44 @@ class NativeInner:
         fails too.
         """
         y = np.atleast_1d(np.asarray(y, dtype=float))
+        if self._compiled is not None:
+            return self._solve_compiled(y, others_total, fixed_price)
+        return self._solve_numpy(y, others_total, fixed_price)
+
+    def _solve_compiled(self, y: np.ndarray, others_total: float,
+                        fixed_price: float | None) -> InnerBatch:
+        """Rows through the compiled kernels (solvers/compiled.py); a row whose
+        residual is above RESIDUAL_TOL is solved again by the numpy path below
+        (and there, if need be, by the safe bisection)."""
+        price, slope = purchase_prices(self.game, y, others_total, fixed_price)
+        guess, start = self._warm_guess(float(y[0]), self.player.size)
+        x, surplus, welfare, tiebreak, lam, derivative, residual = \
+            self._compiled.solve(y, price, slope, math.nan if guess is None else guess,
+                                 None if start is None else start[0])
+        batch = InnerBatch(y, price, x, surplus, welfare, tiebreak, lam, derivative,
+                           None, residual)
+        bad = ~(residual <= RESIDUAL_TOL)
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            LOG.info("player %r: compiled inner solve left %d row(s) above residual "
+                     "%g; solving them with numpy", self.player.name, rows.size,
+                     RESIDUAL_TOL)
+            fixed = self._solve_numpy(y[rows], others_total, fixed_price)
+            for f in fields(InnerBatch):
+                column = getattr(batch, f.name)
+                if column is not None:
+                    column[rows] = getattr(fixed, f.name)
+        if y.size == 1:
+            self._remember(float(y[0]), float(batch.multiplier[0]), batch.x)
+        return batch
+
+    def _solve_numpy(self, y: np.ndarray, others_total: float,
+                     fixed_price: float | None) -> InnerBatch:
+        """Rows by numpy, in chunks of at most CHUNK_ELEMENTS (purchases x members),
+        each checked by its residual and re-solved safely if it fails."""
         rows = max(1, CHUNK_ELEMENTS // self.player.size)
         if y.size > rows:
-            parts = [self.solve(y[k:k + rows], others_total, fixed_price)
+            parts = [self._solve_numpy(y[k:k + rows], others_total, fixed_price)
                      for k in range(0, y.size, rows)]
             return InnerBatch(*(None if getattr(parts[0], f.name) is None else
                                 np.concatenate([getattr(p, f.name) for p in parts])

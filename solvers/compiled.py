@@ -1,0 +1,592 @@
+"""Compiled inner solves (numba): the native backend's fast path, row by row.
+
+The numpy backend (solvers/native.py) pays about 1 us of call overhead per array
+operation: a 100-member inner solve is a few hundred of them, 250-500 us, whatever
+the arithmetic. Searches (best responses, the certificate) solve one purchase at a
+time, so that overhead is most of an equilibrium's time. Here the same algorithm
+runs as compiled loops over the members of each row: a few microseconds a row.
+
+What is compiled is read from the definition, not retyped: the utility families'
+own U, dU, d2U and closed-form zero-surplus consumption (aggregame.utilities), phi
+and its derivatives (aggregame.fairness), and the elementwise member formulas of
+aggregame.allocation (the residual's stationarity step, the quadratic closed-form
+responses). numba compiles those lines for scalars; numpy broadcasts them over
+arrays.
+
+Every row leaves with the optimality residual of aggregame.allocation (the same
+formula, compiled); NativeInner re-solves rows above tolerance with the numpy path
+and its safe bisection. numba is optional: without it (or with AGGREGAME_JIT=0)
+``ENABLED`` is False and NativeInner runs numpy alone. Compiled functions are cached
+on disk (numba's ``cache=True``), so only the first run on a machine compiles.
+
+Rows the kernels take: alpha < inf with any number of members, and one-member
+players, for the families in ``FAMILY_CODES``. Max-min and leximin stay numpy.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from aggregame.allocation import (quadratic_response, quadratic_response_slope,
+                                  select, stationarity_step)
+from aggregame.fairness import PricedOutRule, alpha_d2phi, alpha_dphi, alpha_phi
+from aggregame.players import Player
+from aggregame.utilities import LogUtility, QuadraticUtility
+
+try:  # optional: the numpy path is complete without it
+    import numba
+except ImportError:  # pragma: no cover - exercised where numba is not installed
+    numba = None
+
+#: True when the compiled path is used (numba installed, AGGREGAME_JIT not "0").
+ENABLED = numba is not None and os.environ.get("AGGREGAME_JIT", "1") != "0"
+
+#: Utility families the kernels know, by code. A family missing here keeps its
+#: players on the numpy path (tests/test_compiled.py checks every family is here).
+FAMILY_CODES = {QuadraticUtility: 0, LogUtility: 1}
+#: One record type for every family's parameters: numba reads p["a"] from a record
+#: exactly as the formulas read it from a dict of arrays.
+PARAM_DTYPE = np.dtype([(name, np.float64) for name in sorted(
+    {n for family in FAMILY_CODES for n in family.param_names})])
+
+#: Same constants as the numpy path (solvers/native.py).
+ROOT_RTOL = 1e-13
+JOINT_NEWTON_STEPS = 30
+JOINT_MATCH_RTOL = 1e-8
+_MAX_ITER = 200
+
+
+def _cache_dir() -> str | None:
+    """Where compiled kernels are kept between runs: a folder named by a hash of the
+    sources they are compiled from, or None (no cache) where it cannot be written.
+
+    numba's own cache checks only the file of each function, so a kernel that
+    inlined a formula of aggregame.allocation would outlive an edit of that formula;
+    a folder per version of all the sources cannot.
+    """
+    import hashlib
+    import sys
+    import tempfile
+
+    from aggregame import allocation, fairness, utilities
+
+    digest = hashlib.sha256(f"{numba.__version__} {sys.version}".encode())
+    for module in (allocation, fairness, utilities, sys.modules[__name__]):
+        with open(module.__file__, "rb") as source:
+            digest.update(source.read())
+    base = os.environ.get("AGGREGAME_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+        "aggregame")
+    path = os.path.join(base, "numba-" + digest.hexdigest()[:16])
+    try:
+        os.makedirs(path, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()
+    except OSError:
+        return None
+    return path
+
+
+_CACHE_DIR = _cache_dir() if ENABLED else None
+
+
+def _jit(fn):
+    """Compile ``fn`` for scalars (numpy's error model: 1/0 is inf, not an
+    exception), cached in ``_CACHE_DIR``; or leave it as it is without numba."""
+    if not ENABLED:
+        return fn
+    if _CACHE_DIR is None:
+        return numba.njit(error_model="numpy")(fn)
+    saved, numba.config.CACHE_DIR = numba.config.CACHE_DIR, _CACHE_DIR
+    try:  # the cache locator reads the folder when the function is decorated
+        return numba.njit(cache=True, error_model="numpy")(fn)
+    finally:
+        numba.config.CACHE_DIR = saved
+
+
+if ENABLED:
+    @numba.extending.overload(select)
+    def _select_scalar(condition, if_true, if_false):
+        """``select`` of scalars: a branch, not a 0-d array."""
+        def impl(condition, if_true, if_false):
+            return if_true if condition else if_false
+        return impl
+
+
+def supports(player: Player) -> bool:
+    """True when the kernels solve this player's rows (alpha < inf, known families)."""
+    return ENABLED and not player.fairness.is_maxmin and all(
+        type(m.utility) in FAMILY_CODES for m in player.members)
+
+
+# -- the definition's formulas, compiled --------------------------------------------
+_quad_U = _jit(QuadraticUtility.U)
+_quad_dU = _jit(QuadraticUtility.dU)
+_quad_d2U = _jit(QuadraticUtility.d2U)
+_quad_xbar = _jit(QuadraticUtility.zero_surplus_consumption)
+_log_U = _jit(LogUtility.U)
+_log_dU = _jit(LogUtility.dU)
+_log_d2U = _jit(LogUtility.d2U)
+_phi = _jit(alpha_phi)
+_dphi = _jit(alpha_dphi)
+_d2phi = _jit(alpha_d2phi)
+_step = _jit(stationarity_step)
+_response = _jit(quadratic_response)
+_response_slope = _jit(quadratic_response_slope)
+
+
+@_jit
+def _U(code, x, rec):  # noqa: N802
+    if code == 0:
+        return _quad_U(x, rec)
+    return _log_U(x, rec)
+
+
+@_jit
+def _dU(code, x, rec):  # noqa: N802
+    if code == 0:
+        return _quad_dU(x, rec)
+    return _log_dU(x, rec)
+
+
+@_jit
+def _d2U(code, x, rec):  # noqa: N802
+    if code == 0:
+        return _quad_d2U(x, rec)
+    return _log_d2U(x, rec)
+
+
+@_jit
+def _xbar(code, price, rec):
+    """Zero-surplus consumption: the family's closed form, else the generic search
+    of Utility.zero_surplus_consumption (doubling, then 80 halvings), per member."""
+    if code == 0:
+        return _quad_xbar(price, rec)
+    if _dU(code, 0.0, rec) - price <= 0:
+        return 0.0
+    hi = 1.0
+    for _ in range(200):
+        if _U(code, hi, rec) - price * hi < 0:
+            break
+        hi = 2 * hi
+    lo = 0.0
+    for _ in range(80):
+        mid = 0.5 * (lo + hi)
+        if _U(code, mid, rec) - price * mid > 0:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+# -- one member's response to a multiplier --------------------------------------------
+@_jit
+def _g(code, rec, x, price, weight, floor, alpha):
+    """g_i(x) = w phi'(s + e) (U' - p), member i's marginal welfare."""
+    s = _U(code, x, rec) - price * x
+    return weight * _dphi(np.maximum(s + floor, 0.0), alpha) * (
+        _dU(code, x, rec) - price)
+
+
+@_jit
+def _g_and_slope(code, rec, x, price, weight, floor, alpha):
+    """g_i(x) and g_i'(x) (phi'' = -alpha phi' / s for every alpha > 0)."""
+    s = np.maximum(_U(code, x, rec) - price * x + floor, 0.0)
+    slope = _dU(code, x, rec) - price
+    dphi = weight * _dphi(s, alpha)
+    return dphi * slope, dphi * (_d2U(code, x, rec) - alpha * slope**2 / s)
+
+
+@_jit
+def _dg(code, rec, x, price, weight, floor, alpha):
+    """g_i'(x) = w (phi''(s + e) (U' - p)^2 + phi'(s + e) U'')."""
+    s = np.maximum(_U(code, x, rec) - price * x + floor, 0.0)
+    slope = _dU(code, x, rec) - price
+    return weight * (_d2phi(s, alpha) * slope**2 + _dphi(s, alpha) * _d2U(code, x, rec))
+
+
+@_jit
+def _member_newton(code, rec, lam, price, xbar, weight, floor, alpha, start):
+    """x_i(lambda) by safeguarded Newton on g_i(x) = lambda over [0, xbar_i] (the
+    numpy path's _members_newton, one member): from ``start`` when it lies inside,
+    else the middle; a step below 1e-13 of xbar_i has converged."""
+    g_lo = _g(code, rec, 0.0, price, weight, floor, alpha) - lam
+    g_hi = _g(code, rec, xbar, price, weight, floor, alpha) - lam
+    if g_lo <= 0:
+        return 0.0
+    if g_hi >= 0:
+        return xbar
+    lo, hi = 0.0, xbar
+    x = 0.5 * (lo + hi)
+    if not (g_lo > 0 and g_hi < 0):
+        return x  # NaN ends: nothing to solve (the residual will say so)
+    if 0 < start < hi:
+        x = start
+    scale = np.maximum(hi, 1e-300)
+    for _ in range(_MAX_ITER):
+        val, dval = _g_and_slope(code, rec, x, price, weight, floor, alpha)
+        val = val - lam
+        if val > 0:
+            lo = x
+        else:
+            hi = x
+        step = x - val / dval
+        if abs(step - x) <= 1e-13 * scale:
+            return np.minimum(np.maximum(step, lo), hi)
+        if not np.isfinite(step) or step <= lo or step >= hi:
+            x = 0.5 * (lo + hi)
+        else:
+            x = step
+        if hi - lo <= 1e-15 * scale:
+            return x
+    return x
+
+
+@_jit
+def _member(codes, params, i, lam, price, xbar, weight, floor, alpha, closed, start):
+    """x_i(lambda) and dx_i/dlambda (0 unless 0 < x_i < xbar_i)."""
+    rec = params[i]
+    if closed:
+        q = rec["b"] - price
+        x = _response(lam, q, rec["a"], 2 * rec["a"], floor, xbar, alpha)
+        if not (0 < x < xbar):
+            return x, 0.0
+        slope = _response_slope(lam, x, q, rec["a"], 2 * rec["a"], floor, weight,
+                                alpha)
+    else:
+        x = _member_newton(codes[i], rec, lam, price, xbar, weight, floor, alpha, start)
+        if not (0 < x < xbar):
+            return x, 0.0
+        slope = 1.0 / _dg(codes[i], rec, x, price, weight, floor, alpha)
+    return x, (slope if np.isfinite(slope) else 0.0)
+
+
+@_jit
+def _allocate(codes, params, lam, price, xbar, weight, floor, alpha, closed, x):
+    """Every member at multiplier ``lam`` (``x`` in: starts; out: the allocation);
+    returns (sum x, sum dx/dlambda)."""
+    total, slope = 0.0, 0.0
+    for i in range(x.size):
+        x[i], d = _member(codes, params, i, lam, price, xbar[i], weight[i], floor[i],
+                          alpha, closed, x[i])
+        total += x[i]
+        slope += d
+    return total, slope
+
+
+# -- the multiplier root --------------------------------------------------------------
+@_jit
+def _bracket_end(codes, params, y, price, xbar, weight, floor, alpha, closed, x,
+                 sign):
+    """A finite end for an infinite lambda bracket (strict rule): +-1, 4, 16, ...
+    until sum x(lambda) is on the right side of y (numpy: _lambda_bracket)."""
+    step = 1.0
+    while True:
+        trial = sign * step
+        for i in range(x.size):
+            x[i] = 0.0
+        total, _ = _allocate(codes, params, trial, price, xbar, weight, floor, alpha,
+                             closed, x)
+        if (total <= y) if sign > 0 else (total >= y):
+            return trial
+        step = step * 4.0
+        if step > 1e300:
+            return np.nan
+
+
+@_jit
+def _lambda_root(codes, params, y, price, xbar, weight, floor, alpha, closed, lo, hi,
+                 lam, x):
+    """lambda with sum_i x_i(lambda) = y by safeguarded Newton (numpy:
+    _decreasing_root on _nested_root's residual); ``x`` holds the members' starts
+    and ends as the allocation at the returned lambda."""
+    atol = ROOT_RTOL * y
+    for _ in range(_MAX_ITER):
+        total, slope = _allocate(codes, params, lam, price, xbar, weight, floor, alpha,
+                                 closed, x)
+        r = total - y
+        if r > 0:
+            lo = lam
+        if r < 0:
+            hi = lam
+        if not (abs(r) > atol and hi - lo > 1e-15 * np.maximum(abs(lam), 1e-300)):
+            break
+        newton = lam - r / slope
+        if not np.isfinite(newton) or newton <= lo or newton >= hi:
+            lam = 0.5 * (lo + hi)
+        else:
+            lam = newton
+    return lam
+
+
+# -- one row ------------------------------------------------------------------------
+@_jit
+def _row_setup(codes, params, u0, price, w_in, e_in, w_out, e_out, xbar, weight,
+               floor, out):
+    """Bounds, weights, floors and priced-out flags at ``price``; returns the
+    capacity (numpy: aggregame.allocation.inner_setup)."""
+    cap = 0.0
+    for i in range(codes.size):
+        out[i] = u0[i] <= price
+        weight[i] = w_out if out[i] else w_in
+        floor[i] = e_out if out[i] else e_in
+        xbar[i] = _xbar(codes[i], price, params[i])
+        cap += xbar[i]
+    return cap
+
+
+@_jit
+def _interior(codes, params, y, price, xbar, weight, floor, alpha, closed, g0, gcap,
+              lam_top, lam_bottom, guess, warm, x):
+    """lambda and x (in ``x``) of a purchase strictly inside (0, cap): joint Newton
+    for families without a closed-form response (numpy: _joint_newton), else or
+    where it does not settle the nested root (numpy: _nested_root). ``warm``: ``x``
+    holds a start (the last solve's allocation)."""
+    hi, lo = lam_top, lam_bottom
+    if not np.isfinite(hi):
+        hi = _bracket_end(codes, params, y, price, xbar, weight, floor, alpha, closed,
+                          x, 1.0)
+        warm = False
+    if not np.isfinite(lo):
+        lo = _bracket_end(codes, params, y, price, xbar, weight, floor, alpha, closed,
+                          x, -1.0)
+        warm = False
+    lam = 0.5 * (lo + hi)
+    if not np.isfinite(lam):
+        lam = 0.0
+    if lo < guess < hi:
+        lam = guess
+    if not closed:
+        joint = x.copy()
+        if not warm:
+            _allocate(codes, params, lam, price, xbar, weight, floor, alpha, closed,
+                      joint)
+        lam_j, ok = _joint_newton(codes, params, y, price, xbar, weight, floor, alpha,
+                                  g0, gcap, lo, hi, lam, joint)
+        if ok:
+            x[:] = joint
+            return lam_j
+    return _lambda_root(codes, params, y, price, xbar, weight, floor, alpha, closed,
+                        lo, hi, lam, x)
+
+
+@_jit
+def _joint_newton(codes, params, y, price, xbar, weight, floor, alpha, g0, gcap, lo,
+                  hi, lam, x):
+    """Newton on the inner KKT system in (x, lambda) at once (the numpy path's
+    _joint_newton, one row): interior members move by the linearization of
+    g_i(x_i) = lambda', and sum x' = y fixes lambda'. Accepted only where
+    sum x = y to ROOT_RTOL, every interior member's remaining step is below 1e-13
+    of its xbar_i and g_i = lambda to JOINT_MATCH_RTOL. Returns (lambda, ok)."""
+    n = x.size
+    atol = ROOT_RTOL * y
+    h = np.empty(n)
+    val = np.empty(n)
+    for _ in range(JOINT_NEWTON_STEPS):
+        total, sum_h, sum_move = 0.0, 0.0, 0.0
+        finite, settled = True, True
+        for i in range(n):
+            inside = g0[i] > lam and gcap[i] < lam
+            if g0[i] <= lam:
+                x[i] = 0.0
+            elif gcap[i] >= lam:
+                x[i] = xbar[i]
+            if inside and (x[i] <= 0 or x[i] >= xbar[i]):
+                x[i] = 0.5 * xbar[i]
+            h[i], move = 0.0, 0.0
+            if inside:
+                val[i], dval = _g_and_slope(codes[i], params[i], x[i], price,
+                                            weight[i], floor[i], alpha)
+                h[i] = 1.0 / dval
+                move = (val[i] - lam) * h[i]
+                finite = finite and np.isfinite(move) and np.isfinite(h[i])
+                matched = abs(val[i] - lam) <= JOINT_MATCH_RTOL * abs(lam)
+                settled = settled and abs(move) <= 1e-13 * np.maximum(
+                    xbar[i], 1e-300) and matched
+            total += x[i]
+            sum_h += h[i]
+            sum_move += move
+        if finite and settled and abs(total - y) <= atol:
+            return lam, True
+        if not finite:
+            return lam, False
+        new_lam = lam + (y - total + sum_move) / sum_h
+        if not (np.isfinite(new_lam) and lo < new_lam < hi):
+            new_lam = 0.5 * (lam + (hi if new_lam >= hi else lo))
+        for i in range(n):
+            if h[i] != 0.0:
+                step = x[i] + (new_lam - val[i]) * h[i]
+                if step <= 0:
+                    step = 0.5 * x[i]
+                elif step >= xbar[i]:
+                    step = 0.5 * (x[i] + xbar[i])
+                x[i] = step
+        lam = new_lam
+    return lam, False
+
+
+@_jit
+def _welfare(codes, params, x, price, weight, floor, out, alpha, strict_dead,
+             surplus):
+    """J = sum_i w phi(s + e) (aggregame.allocation.welfare_of), ``surplus`` filled."""
+    total, dead = 0.0, False
+    for i in range(x.size):
+        surplus[i] = _U(codes[i], x[i], params[i]) - price * x[i]
+        if weight[i] > 0:
+            total += weight[i] * _phi(np.maximum(surplus[i] + floor[i], 0.0), alpha)
+        dead = dead or out[i]
+    return -np.inf if (strict_dead and dead) else total
+
+
+@_jit
+def _residual(codes, params, y, price, x, lam, xbar, weight, floor, alpha):
+    """aggregame.allocation.optimality_residual of one row."""
+    cap = np.maximum(xbar.sum(), 1e-300)
+    balance = abs(x.sum() - y)
+    below, above, stationarity = 0.0, 0.0, 0.0
+    for i in range(x.size):
+        below = np.maximum(below, -x[i])
+        above = np.maximum(above, x[i] - xbar[i])
+        rec = params[i]
+        slope = _dU(codes[i], x[i], rec) - price
+        curvature = _d2U(codes[i], x[i], rec)
+        level = np.maximum(_U(codes[i], x[i], rec) - price * x[i] + floor[i], 1e-300)
+        step = _step(lam, x[i], xbar[i], weight[i], level, slope, curvature, alpha)
+        stationarity = np.maximum(stationarity, np.inf if np.isnan(step) else abs(step))
+    kept = np.maximum(balance, np.maximum(below, above))
+    if not np.isfinite(lam):
+        return kept / cap
+    return np.maximum(kept, stationarity) / cap
+
+
+@_jit
+def _derivative(codes, params, x, lam, price, slope_p, xbar, weight, floor, surplus,
+                alpha):
+    """dJ/dy = lambda + p' dPhi/dp, coefficient w phi'(s + e) inside, lambda / (U' -
+    p) at xbar (numpy: NativeInner._finish)."""
+    sensitivity = 0.0
+    for i in range(x.size):
+        if x[i] <= 0:
+            continue
+        if x[i] >= xbar[i] * (1 - 1e-12):
+            coef = lam / (_dU(codes[i], x[i], params[i]) - price)
+        else:
+            coef = weight[i] * _dphi(np.maximum(surplus[i] + floor[i], 0.0), alpha)
+        sensitivity += coef * x[i]
+    return lam + slope_p * -sensitivity
+
+
+@_jit
+def solve_rows(codes, params, u0, alpha, w_in, e_in, w_out, e_out, strict_dead,
+               closed, y, price, slope_p, guess, x_start):
+    """Inner solutions of rows (y, price, p') of a player with alpha < inf.
+
+    ``guess`` is a multiplier to start the first row from (NaN: none) and
+    ``x_start`` its allocation (length 0: none); later rows start from the row
+    before. Returns (x, surplus, welfare, tiebreak, lambda, derivative, residual),
+    the fields of an InnerBatch.
+    """
+    g, n = y.size, codes.size
+    x_all, s_all = np.zeros((g, n)), np.zeros((g, n))
+    welfare, tiebreak = np.zeros(g), np.zeros(g)
+    lams, derivative, residual = np.full(g, np.nan), np.zeros(g), np.zeros(g)
+    xbar, weight, floor = np.empty(n), np.empty(n), np.empty(n)
+    g0, gcap = np.empty(n), np.empty(n)
+    out = np.empty(n, dtype=np.bool_)
+    x = np.zeros(n)
+    warm = x_start.size == n
+    if warm:
+        x[:] = x_start
+    for r in range(g):
+        p = price[r]
+        cap = _row_setup(codes, params, u0, p, w_in, e_in, w_out, e_out, xbar, weight,
+                         floor, out)
+        lam = _solve_row(codes, params, y[r], p, xbar, weight, floor, alpha, closed,
+                         cap, guess, warm, x, g0, gcap)
+        guess, warm = lam, np.isfinite(lam)
+        wel = _welfare(codes, params, x, p, weight, floor, out, alpha, strict_dead,
+                       s_all[r])
+        infeasible = y[r] > cap * (1 + 1e-12) + 1e-300
+        if infeasible:
+            wel = -np.inf
+        d = _derivative(codes, params, x, lam, p, slope_p[r], xbar, weight, floor,
+                        s_all[r], alpha)
+        derivative[r] = np.nan if (infeasible or not np.isfinite(wel)) else d
+        if infeasible or wel == -np.inf:
+            residual[r] = 0.0
+        elif n == 1:  # lambda is defined by x = y: the balance alone
+            residual[r] = abs(x[0] - y[r]) / np.maximum(cap, 1e-300)
+        else:
+            residual[r] = _residual(codes, params, y[r], p, x, lam, xbar, weight,
+                                    floor, alpha)
+        x_all[r] = x
+        welfare[r], tiebreak[r], lams[r] = wel, s_all[r].sum(), lam
+    return x_all, s_all, welfare, tiebreak, lams, derivative, residual
+
+
+@_jit
+def _solve_row(codes, params, y, price, xbar, weight, floor, alpha, closed, cap,
+               guess, warm, x, g0, gcap):
+    """lambda of one row, and its allocation in ``x`` (numpy: NativeInner._solve):
+    the one-sided multipliers at the ends of [0, cap], else the interior root.
+    ``g0``, ``gcap``: scratch for each member's g_i at 0 and at xbar_i."""
+    n = codes.size
+    if n == 1:
+        return _one_member(codes, params, y, price, xbar, weight, floor, alpha, x)
+    lam_top, lam_bottom = -np.inf, np.inf
+    for i in range(n):
+        rec = params[i]
+        g0[i] = _g(codes[i], rec, 0.0, price, weight[i], floor[i], alpha)
+        gcap[i] = _g(codes[i], rec, xbar[i], price, weight[i], floor[i], alpha)
+        if xbar[i] > 0:
+            lam_top = np.maximum(lam_top, g0[i])
+            lam_bottom = np.minimum(lam_bottom, gcap[i])
+    if y <= 0:
+        x[:] = 0.0
+        return lam_top
+    if y >= cap * (1 - 1e-14):
+        x[:] = xbar
+        return lam_bottom
+    for i in range(n):  # starts inside each member's bounds
+        x[i] = np.minimum(np.maximum(x[i], 0.0), xbar[i])
+    return _interior(codes, params, y, price, xbar, weight, floor, alpha, closed, g0,
+                     gcap, lam_top, lam_bottom, guess, warm, x)
+
+
+@_jit
+def _one_member(codes, params, y, price, xbar, weight, floor, alpha, x):
+    """x = min(y, xbar), lambda = g(x) (numpy: NativeInner._solve_one_member)."""
+    x[0] = np.minimum(np.maximum(y, 0.0), xbar[0])
+    return _g(codes[0], params[0], x[0], price, weight[0], floor[0], alpha)
+
+
+class CompiledPlayer:
+    """A player's data in the kernels' form, and its solve."""
+
+    def __init__(self, player: Player) -> None:
+        f = player.fairness
+        self.codes = np.array([FAMILY_CODES[type(m.utility)] for m in player.members],
+                              dtype=np.int64)
+        self.params = np.zeros(player.size, dtype=PARAM_DTYPE)
+        for i, m in enumerate(player.members):
+            for name, value in m.utility.params().items():
+                self.params[i][name] = value
+        self.u0 = np.ascontiguousarray(player.marginal_at_zero, dtype=float)
+        self.alpha = float(f.alpha)
+        (self.w_in, self.e_in), (self.w_out, self.e_out) = (
+            f.member_terms(False), f.member_terms(True))
+        # The strict rule's J = -inf once a counted member is priced out (alpha >= 1).
+        self.strict_dead = f.rule is PricedOutRule.STRICT and f.alpha >= 1
+        self.closed = bool(np.all(self.codes == 0) and f.alpha in (0, 1))
+        self.size = player.size
+
+    def solve(self, y: np.ndarray, price: np.ndarray, slope: np.ndarray,
+              guess: float = math.nan, x_start: np.ndarray | None = None):
+        """(x, surplus, welfare, tiebreak, lambda, derivative, residual) of rows."""
+        start = np.empty(0) if x_start is None else np.ascontiguousarray(
+            x_start, dtype=float)
+        return solve_rows(self.codes, self.params, self.u0, self.alpha, self.w_in,
+                          self.e_in, self.w_out, self.e_out, self.strict_dead,
+                          self.closed, y, price, slope, float(guess), start)
