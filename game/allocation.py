@@ -246,17 +246,19 @@ def quadratic_level_interval(a: np.ndarray, b: np.ndarray, need: np.ndarray,
     s(x) = q x - a x^2 with q = b - p peaks at q^2 / (4a); s(x) >= L > 0 on the roots
     of a x^2 - q x + L, the lower one written 2L / (q + sqrt(q^2 - 4aL)) (no
     cancellation). Returns (lo, hi, peak surplus); NaN where the peak is below need.
+    Elementwise (numpy arrays, or the compiled residual's scalars); 2L / (q + root)
+    is 0/0 or inf/inf where need = -inf or q = 0, which the need <= 0 branch
+    replaces (numpy callers silence the warnings).
     """
     q = b - price
-    top = np.where(q > 0, q * q / (4 * a), 0.0)
+    top = select(q > 0, q * q / (4 * a), 0.0)
     root = np.sqrt(np.maximum(q * q - 4 * a * need, 0.0))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lo = np.minimum(2 * need / (q + root), xbar)
+    lo = np.minimum(2 * need / (q + root), xbar)
     hi = np.minimum((q + root) / (2 * a), xbar)
-    lo = np.where(need <= 0, 0.0, lo)
-    hi = np.where(need <= 0, xbar, hi)
+    lo = select(need <= 0, 0.0, lo)
+    hi = select(need <= 0, xbar, hi)
     empty = top < need
-    return np.where(empty, np.nan, lo), np.where(empty, np.nan, hi), top
+    return select(empty, np.nan, lo), select(empty, np.nan, hi), top
 
 
 def maxmin_residual(player: Player, y: np.ndarray, price: np.ndarray, x: np.ndarray,
@@ -273,6 +275,11 @@ def maxmin_residual(player: Player, y: np.ndarray, price: np.ndarray, x: np.ndar
     its floor (0 under strict), a level below it by rounding is still the largest,
     so the probe step is at least the surpluses' rounding.
     """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _maxmin_residual(player, y, price, x, xbar, floor, priced_out)
+
+
+def _maxmin_residual(player, y, price, x, xbar, floor, priced_out):
     p2 = np.asarray(price, dtype=float)[:, None]
     cap = np.maximum(xbar.sum(axis=-1), 1e-300)
     out = np.maximum(np.abs(x.sum(axis=-1) - y), _bounds_violation(x, xbar)) / cap
@@ -367,10 +374,14 @@ def purchase_prices(game: Game, y: np.ndarray, others_total: float,
     ``fixed_price`` with slope 0 (see ``inner_setup``)."""
     if fixed_price is None:
         total = others_total + y
-        price = np.asarray(game.price.value(total), dtype=float) + 0 * y
-        slope = np.asarray(game.price.derivative(total), dtype=float) + 0 * y
-        return price, slope
+        return _like(game.price.value(total), y), _like(game.price.derivative(total), y)
     return np.full(y.shape, float(fixed_price)), np.zeros(y.shape)
+
+
+def _like(value, y: np.ndarray) -> np.ndarray:
+    """``value`` as a float array of y's shape (a price may give a scalar)."""
+    value = np.asarray(value, dtype=float)
+    return value if value.shape == y.shape else value + 0 * y
 
 
 def inner_setup(game: Game, j: int, y: np.ndarray, others_total: float,

@@ -144,6 +144,8 @@ class _Payoff:
     y: float
     welfare: float
     tiebreak: float
+    #: The max-min level as comparisons read it (``_Deviations.level``); J else.
+    level: float = math.nan
 
 
 class _Deviations:
@@ -173,18 +175,33 @@ class _Deviations:
         #: The evenly spread samples the scale is taken from: refinement samples
         #: crowd around the maxima and would pull the median up to the maximum.
         self.spread: list[_Payoff] = []
-        self._top: tuple[float, float] | None = None  # (best level, tie width)
+        # Running statistics of the finite payoffs (searches compare payoffs after
+        # every sample: recomputing these from the samples made a max-min
+        # certificate quadratic in its samples): best level, and per field the
+        # count, max and min over ``seen`` and the median over ``spread``.
+        self._top_level = -math.inf
+        self._count = 0
+        self._max = {"welfare": -math.inf, "tiebreak": -math.inf}
+        self._min = {"welfare": math.inf, "tiebreak": math.inf}
+        self._median: dict[str, float] | None = None
 
     def __call__(self, y: float) -> _Payoff:
         if self.one_member is not None:
             point = self.one_member(y, self.others)
-            out = _Payoff(float(y), point.welfare, point.tiebreak)
+            welfare, tiebreak = point.welfare, point.tiebreak
         else:
             sol = self.inner.solve(np.array([y]), self.others)
             self._rows.append(sol)
-            out = _Payoff(float(y), float(sol.welfare[0]), float(sol.tiebreak[0]))
+            welfare, tiebreak = float(sol.welfare[0]), float(sol.tiebreak[0])
+        level = self._read_level(float(y), welfare) if self.maxmin else welfare
+        out = _Payoff(float(y), welfare, tiebreak, level)
         self.seen.append(out)
-        self._top = None
+        if math.isfinite(welfare):
+            self._count += 1
+            self._top_level = max(self._top_level, level)
+            for field, value in (("welfare", welfare), ("tiebreak", tiebreak)):
+                self._max[field] = max(self._max[field], value)
+                self._min[field] = min(self._min[field], value)
         return out
 
     def proved(self) -> bool:
@@ -215,6 +232,7 @@ class _Deviations:
         """Payoffs at the spread purchases ``ys``; they define the scale."""
         out = [self(float(y)) for y in ys]
         self.spread.extend(out)
+        self._median = None
         return out
 
     def level_flat_from(self, y: float) -> bool:
@@ -226,13 +244,17 @@ class _Deviations:
             self._price.value(self.others + y)) >= self._pin
 
     def level(self, p: _Payoff) -> float:
-        """The max-min level of ``p`` as the comparisons read it: where the level is
-        pinned (``level_flat_from``) its exact value by the theorem, not the
-        computed one (which differs by the surpluses' rounding, ~1e-16, between
-        purchases: that noise once ranked purchases and made local maxima)."""
-        if self.level_flat_from(p.y) and math.isfinite(p.welfare):
+        """The max-min level of ``p`` as the comparisons read it (``_read_level``)."""
+        return p.level
+
+    def _read_level(self, y: float, welfare: float) -> float:
+        """Where the level is pinned (``level_flat_from``) its exact value by the
+        theorem, not the computed one (which differs by the surpluses' rounding,
+        ~1e-16, between purchases: that noise once ranked purchases and made local
+        maxima)."""
+        if self.level_flat_from(y) and math.isfinite(welfare):
             return self._pinned_level
-        return p.welfare
+        return welfare
 
     def key(self, p: _Payoff) -> tuple[float, float]:
         """Order of payoffs: J; for max-min (level, total surplus), every level
@@ -241,13 +263,9 @@ class _Deviations:
         chain of near-ties can lead downhill), fixed for a given set of samples."""
         if not self.maxmin:
             return (p.welfare, 0.0)
-        if self._top is None:
-            levels = [self.level(q) for q in self.seen if math.isfinite(q.welfare)]
-            top = max(levels, default=-math.inf)
-            self._top = (top, LEVEL_TIE_RTOL * max(self.span("welfare"), 0.0))
-        top, width = self._top
-        level = self.level(p)
-        return (top if top - width <= level <= top else level, p.tiebreak)
+        top = self._top_level
+        width = LEVEL_TIE_RTOL * max(self.span("welfare"), 0.0)
+        return (top if top - width <= p.level <= top else p.level, p.tiebreak)
 
     def levels_tie(self, p: _Payoff, q: _Payoff) -> bool:
         return self.maxmin and self.key(p)[0] == self.key(q)[0]
@@ -273,13 +291,18 @@ class _Deviations:
         the bulk of the interval is; refinement samples, bunched at the maxima, are
         left out of it (with them a round-off gain of 1e-17 once read as 100%).
         """
-        best = [getattr(p, field) for p in self.seen if math.isfinite(p.welfare)]
-        spread = [getattr(p, field) for p in self.spread if math.isfinite(p.welfare)]
-        if not best or not spread:
+        if self._median is None:
+            self._median = {}
+            for name in ("welfare", "tiebreak"):
+                values = [getattr(p, name) for p in self.spread
+                          if math.isfinite(p.welfare)]
+                self._median[name] = float(np.median(values)) if values else math.nan
+        median = self._median[field]
+        if not self._count or math.isnan(median):
             return 0.0
-        top = max(best)
-        robust = float(top - np.median(spread))
-        return robust if robust > 0 else float(top - min(best))
+        top = self._max[field]
+        robust = float(top - median)
+        return robust if robust > 0 else float(top - self._min[field])
 
 
 def _agree(claimed: np.ndarray, truth: np.ndarray, span: float) -> bool:

@@ -19,8 +19,9 @@ and its safe bisection. numba is optional: without it (or with AGGREGAME_JIT=0)
 ``ENABLED`` is False and NativeInner runs numpy alone. Compiled functions are cached
 on disk (numba's ``cache=True``), so only the first run on a machine compiles.
 
-Rows the kernels take: alpha < inf with any number of members, and one-member
-players, for the families in ``FAMILY_CODES``. Max-min and leximin stay numpy.
+Rows the kernels take: alpha < inf with any number of members (one-member players
+included), and max-min read as total surplus, for the families in
+``FAMILY_CODES``. Leximin stays numpy (solvers/leximin.py).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ import os
 
 import numpy as np
 
-from aggregame.allocation import (quadratic_response, quadratic_response_slope,
+from aggregame.allocation import (LEVEL_PROBE_RTOL, quadratic_level_interval,
+                                  quadratic_response, quadratic_response_slope,
                                   select, stationarity_step)
 from aggregame.fairness import PricedOutRule, alpha_d2phi, alpha_dphi, alpha_phi
 from aggregame.players import Player
@@ -116,8 +118,9 @@ if ENABLED:
 
 
 def supports(player: Player) -> bool:
-    """True when the kernels solve this player's rows (alpha < inf, known families)."""
-    return ENABLED and not player.fairness.is_maxmin and all(
+    """True when the kernels solve this player's rows: known families, and alpha <
+    inf or max-min read as total surplus (leximin is solvers/leximin.py's)."""
+    return ENABLED and not player.fairness.is_leximin and all(
         type(m.utility) in FAMILY_CODES for m in player.members)
 
 
@@ -135,6 +138,8 @@ _d2phi = _jit(alpha_d2phi)
 _step = _jit(stationarity_step)
 _response = _jit(quadratic_response)
 _response_slope = _jit(quadratic_response_slope)
+_quad_interval = _jit(quadratic_level_interval)
+_EPS = float(np.finfo(float).eps)
 
 
 @_jit
@@ -297,27 +302,34 @@ def _bracket_end(codes, params, y, price, xbar, weight, floor, alpha, closed, x,
 
 
 @_jit
+def _newton_step(z, r, slope, lo, hi, atol):
+    """One step of the safeguarded Newton on a residual r(z) that decreases in z
+    (numpy: solvers/native.py _decreasing_root, one row): the bracket shrinks to
+    the side of the sign, a step leaving it bisects. Returns (z, lo, hi, done)."""
+    if r > 0:
+        lo = z
+    if r < 0:
+        hi = z
+    if not (abs(r) > atol and hi - lo > 1e-15 * np.maximum(abs(z), 1e-300)):
+        return z, lo, hi, True
+    newton = z - r / slope
+    if not np.isfinite(newton) or newton <= lo or newton >= hi:
+        return 0.5 * (lo + hi), lo, hi, False
+    return newton, lo, hi, False
+
+
+@_jit
 def _lambda_root(codes, params, y, price, xbar, weight, floor, alpha, closed, lo, hi,
                  lam, x):
-    """lambda with sum_i x_i(lambda) = y by safeguarded Newton (numpy:
-    _decreasing_root on _nested_root's residual); ``x`` holds the members' starts
-    and ends as the allocation at the returned lambda."""
+    """lambda with sum_i x_i(lambda) = y (numpy: _nested_root); ``x`` holds the
+    members' starts and ends as the allocation at the returned lambda."""
     atol = ROOT_RTOL * y
     for _ in range(_MAX_ITER):
         total, slope = _allocate(codes, params, lam, price, xbar, weight, floor, alpha,
                                  closed, x)
-        r = total - y
-        if r > 0:
-            lo = lam
-        if r < 0:
-            hi = lam
-        if not (abs(r) > atol and hi - lo > 1e-15 * np.maximum(abs(lam), 1e-300)):
+        lam, lo, hi, done = _newton_step(lam, total - y, slope, lo, hi, atol)
+        if done:
             break
-        newton = lam - r / slope
-        if not np.isfinite(newton) or newton <= lo or newton >= hi:
-            lam = 0.5 * (lo + hi)
-        else:
-            lam = newton
     return lam
 
 
@@ -562,6 +574,367 @@ def _one_member(codes, params, y, price, xbar, weight, floor, alpha, x):
     return _g(codes[0], params[0], x[0], price, weight[0], floor[0], alpha)
 
 
+# -- max-min (total-surplus reading) ----------------------------------------------
+@_jit
+def _peak(code, rec, price, xbar):
+    """Consumption where the surplus peaks (U' = p) in [0, xbar]: the quadratic
+    formula, else 80 halvings (numpy: NativeInner._peak)."""
+    if code == 0:
+        return np.minimum(np.maximum((rec["b"] - price) / (2 * rec["a"]), 0.0), xbar)
+    lo, hi = 0.0, xbar
+    for _ in range(80):
+        mid = 0.5 * (lo + hi)
+        if _dU(code, mid, rec) - price > 0:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+@_jit
+def _surplus_side(code, rec, level, price, lo, hi, rising):
+    """Where s crosses ``level`` on the rising (or falling) side of the peak, on
+    the side where s >= level: 80 halvings (numpy: _bisect_surplus)."""
+    for _ in range(80):
+        mid = 0.5 * (lo + hi)
+        above = _U(code, mid, rec) - price * mid >= level
+        if rising:
+            if above:
+                hi = mid
+            else:
+                lo = mid
+        elif above:
+            lo = mid
+        else:
+            hi = mid
+    return hi if rising else lo
+
+
+@_jit
+def _level_interval(code, rec, level, price, xbar):
+    """[lo, hi]: the x in [0, xbar] with s(x) >= level (level >= 0), NaN if none
+    (numpy: NativeInner._level_interval)."""
+    if code == 0:
+        q = rec["b"] - price
+        a = rec["a"]
+        disc = q * q - 4 * a * level
+        root = np.sqrt(np.maximum(disc, 0.0))
+        lo = np.minimum(np.maximum((q - root) / (2 * a), 0.0), xbar)
+        hi = np.minimum(np.maximum((q + root) / (2 * a), 0.0), xbar)
+        if disc < -1e-12 * q * q:  # the peak level itself keeps its one point
+            return np.nan, np.nan
+        return lo, hi
+    peak = _peak(code, rec, price, xbar)
+    if _U(code, peak, rec) - price * peak < level:
+        return np.nan, np.nan
+    return (_surplus_side(code, rec, level, price, 0.0, peak, True),
+            _surplus_side(code, rec, level, price, peak, xbar, False))
+
+
+@_jit
+def _level_bounds(t, args):
+    """Each member's interval at level t into ``lo_i``, ``hi_i``; ``free``: no
+    requirement (need <= 0, or not counted) (numpy: _level_bounds)."""
+    codes, params, price, xbar, floor, counted, s_max, lo_i, hi_i, free, y = args
+    for i in range(codes.size):
+        need = np.minimum(np.maximum(t - floor[i], 0.0), s_max[i])
+        lo, hi = _level_interval(codes[i], params[i], need, price, xbar[i])
+        free[i] = need <= 0 or not counted[i]
+        lo_i[i] = 0.0 if free[i] else (0.0 if np.isnan(lo) else lo)
+        hi_i[i] = xbar[i] if free[i] else (0.0 if np.isnan(hi) else hi)
+
+
+@_jit
+def _upper(t, args):
+    """sum hi_i(t) - y and its slope in t (decreasing in t)."""
+    codes, params, price, xbar, floor, counted, s_max, lo_i, hi_i, free, y = args
+    _level_bounds(t, args)
+    total, slope = 0.0, 0.0
+    for i in range(codes.size):
+        total += hi_i[i]
+        if not free[i]:
+            slope += 1.0 / (_dU(codes[i], hi_i[i], params[i]) - price)
+    return total - y, slope
+
+
+@_jit
+def _lower(t, args):
+    """y - sum lo_i(t) and its slope in t (decreasing in t)."""
+    codes, params, price, xbar, floor, counted, s_max, lo_i, hi_i, free, y = args
+    _level_bounds(t, args)
+    total, slope = 0.0, 0.0
+    for i in range(codes.size):
+        total += lo_i[i]
+        if not free[i]:
+            slope += 1.0 / (_dU(codes[i], lo_i[i], params[i]) - price)
+    return y - total, -slope
+
+
+@_jit
+def _level_sum(upper, t, level_args):
+    """``_upper`` or ``_lower`` at level t."""
+    if upper:
+        return _upper(t, level_args)
+    return _lower(t, level_args)
+
+
+@_jit
+def _level_root(upper, t_hi, y, level_args):
+    """u = sqrt(t_hi - t) at the root of ``_upper`` (``upper``) or ``_lower``: in u
+    the binding member's bounds are linear, where in t their slope is infinite at
+    t_hi (numpy: _top_level's in_u). -r(t(u)) decreases in u."""
+    lo, hi = 0.0, np.sqrt(t_hi)
+    u, atol = np.sqrt(0.5) * hi, ROOT_RTOL * y
+    for _ in range(_MAX_ITER):
+        r, slope = _level_sum(upper, t_hi - u * u, level_args)
+        u, lo, hi, done = _newton_step(u, -r, 2 * u * slope, lo, hi, atol)
+        if done:
+            break
+    return u
+
+
+@_jit
+def _top_level(t_hi, y, level_args):
+    """The largest t in [0, t_hi] whose intervals can add up to y: min of t_hi and
+    the roots of both sums (numpy: _top_level). Leaves the intervals at that
+    level in ``level_args``' lo_i, hi_i."""
+    lo_i, hi_i = level_args[7], level_args[8]
+    _level_bounds(t_hi, level_args)
+    short = (hi_i.sum() - y < 0, y - lo_i.sum() < 0)  # (upper, lower) at t_hi
+    if not (short[0] or short[1]):
+        return t_hi  # feasible all the way up: the intervals at t_hi stand
+    t_star = t_hi
+    for k in range(2):
+        if short[k]:
+            u = _level_root(k == 0, t_hi, y, level_args)
+            t_star = np.minimum(t_star, t_hi - u * u)
+    _level_bounds(t_star, level_args)
+    return t_star
+
+
+@_jit
+def _at_marginal(code, rec, marginal, lo, hi):
+    """x in [lo, hi] with U'(x) = marginal, clipped to the ends: safeguarded Newton
+    (numpy: _members_at_marginal)."""
+    top = _dU(code, lo, rec) - marginal
+    bottom = _dU(code, hi, rec) - marginal
+    if top <= 0:
+        return lo
+    if bottom >= 0:
+        return hi
+    z = 0.5 * (lo + hi)
+    if not (top > 0 and bottom < 0):
+        return z
+    atol = 1e-15 * np.maximum(abs(marginal), 1e-300)
+    for _ in range(_MAX_ITER):
+        z, lo, hi, done = _newton_step(z, _dU(code, z, rec) - marginal,
+                                       _d2U(code, z, rec), lo, hi, atol)
+        if done:
+            break
+    return z
+
+
+@_jit
+def _fill_balance(codes, params, price, lo_i, hi_i, nu, x):
+    """sum_i x_i(nu) of the total-surplus fill, x_i(nu) in [lo_i, hi_i] with
+    U_i' - p = nu (into ``x``), and its slope sum 1/U_i'' over members inside."""
+    total, slope = 0.0, 0.0
+    for i in range(codes.size):
+        rec = params[i]
+        if codes[i] == 0:
+            free = (rec["b"] - price - nu) / (2 * rec["a"])
+            x[i] = np.minimum(np.maximum(free, lo_i[i]), hi_i[i])
+        else:
+            x[i] = _at_marginal(codes[i], rec, price + nu, lo_i[i], hi_i[i])
+        total += x[i]
+        if lo_i[i] < x[i] < hi_i[i]:
+            slope += 1.0 / _d2U(codes[i], x[i], rec)
+    return total, slope
+
+
+@_jit
+def _fill_total_surplus(codes, params, y, price, lo_i, hi_i, x):
+    """max sum s_i over x in [lo, hi], sum x = y: water filling in nu (numpy:
+    _fill_total_surplus); returns nu, the allocation in ``x``, its last rounding
+    put on the members with room."""
+    top, bottom = 0.0, 0.0
+    for i in range(codes.size):
+        top = np.maximum(top, abs(_dU(codes[i], hi_i[i], params[i]) - price))
+        bottom = np.maximum(bottom, abs(_dU(codes[i], lo_i[i], params[i]) - price))
+    lo, hi = -(top + bottom + 1), top + bottom + 1
+    nu, atol = 0.0, ROOT_RTOL * y
+    for _ in range(_MAX_ITER):
+        total, slope = _fill_balance(codes, params, price, lo_i, hi_i, nu, x)
+        nu, lo, hi, done = _newton_step(nu, total - y, slope, lo, hi, atol)
+        if done:
+            break
+    resid = y - x.sum()
+    room = 0.0
+    for i in range(x.size):
+        room += (hi_i[i] - x[i]) if resid > 0 else (x[i] - lo_i[i])
+    room = np.maximum(room, 1e-300)
+    for i in range(x.size):
+        x[i] += resid * ((hi_i[i] - x[i]) if resid > 0 else (x[i] - lo_i[i])) / room
+    return nu
+
+
+@_jit
+def _maxmin_residual(codes, params, y, price, x, xbar, floor, counted, surplus):
+    """aggregame.allocation.maxmin_residual of one row: balance and bounds, and 1
+    where a level above the allocation's by LEVEL_PROBE_RTOL is feasible; the
+    intervals from quadratic_level_interval (compiled) or bisection on each side
+    of the peak, not from the solve's level roots."""
+    n = codes.size
+    cap = np.maximum(xbar.sum(), 1e-300)
+    below, above = 0.0, 0.0
+    level, top, noise, scale = np.inf, np.inf, 0.0, 0.0
+    for i in range(n):
+        below = np.maximum(below, -x[i])
+        above = np.maximum(above, x[i] - xbar[i])
+        noise = np.maximum(noise, abs(surplus[i]) + price * x[i])
+        peak_s = _peak_surplus(codes[i], params[i], price, xbar[i])
+        scale = np.maximum(scale, abs(peak_s + floor[i]))
+        if counted[i]:
+            level = np.minimum(level, surplus[i] + floor[i])
+            top = np.minimum(top, peak_s + floor[i])
+    out = np.maximum(abs(x.sum() - y), np.maximum(below, above)) / cap
+    probe = level + np.maximum(LEVEL_PROBE_RTOL * scale, 64 * _EPS * noise)
+    if not (np.isfinite(level) and probe < top):
+        return out
+    sum_lo, sum_hi = 0.0, 0.0
+    for i in range(n):
+        need = probe - floor[i] if counted[i] else -np.inf
+        lo, hi = _probe_interval(codes[i], params[i], need, price, xbar[i])
+        if np.isnan(lo):
+            return out
+        sum_lo += lo
+        sum_hi += hi
+    return np.maximum(out, 1.0) if sum_lo <= y <= sum_hi else out
+
+
+@_jit
+def _peak_surplus(code, rec, price, xbar):
+    """The member's largest surplus: q^2 / 4a (quadratic_level_interval's top), or
+    the surplus at aggregame.allocation.surplus_peak's 100 halvings."""
+    if code == 0:
+        return _quad_interval(rec["a"], rec["b"], 0.0, price, xbar)[2]
+    lo, hi = 0.0, xbar
+    for _ in range(100):
+        mid = 0.5 * (lo + hi)
+        if _dU(code, mid, rec) - price > 0:
+            lo = mid
+        else:
+            hi = mid
+    peak = 0.5 * (lo + hi)
+    return _U(code, peak, rec) - price * peak
+
+
+@_jit
+def _probe_interval(code, rec, need, price, xbar):
+    """[lo, hi] with s >= need for the residual's level probe: the closed form of
+    quadratic_level_interval, or aggregame.allocation.level_interval's 100 halvings
+    on each side of the peak; NaN where the peak is below need."""
+    if code == 0:
+        lo, hi, _ = _quad_interval(rec["a"], rec["b"], need, price, xbar)
+        return lo, hi
+    peak_lo, peak_hi = 0.0, xbar
+    for _ in range(100):
+        mid = 0.5 * (peak_lo + peak_hi)
+        if _dU(code, mid, rec) - price > 0:
+            peak_lo = mid
+        else:
+            peak_hi = mid
+    peak = 0.5 * (peak_lo + peak_hi)
+    if _U(code, peak, rec) - price * peak < need:
+        return np.nan, np.nan
+    if need <= 0:
+        return 0.0, xbar
+    lo_a, lo_b, hi_a, hi_b = 0.0, peak, peak, xbar
+    for _ in range(100):
+        m1, m2 = 0.5 * (lo_a + lo_b), 0.5 * (hi_a + hi_b)
+        if _U(code, m1, rec) - price * m1 >= need:
+            lo_b = m1
+        else:
+            lo_a = m1
+        if _U(code, m2, rec) - price * m2 >= need:
+            hi_a = m2
+        else:
+            hi_b = m2
+    return lo_b, hi_a
+
+
+@_jit
+def _maxmin_row(codes, params, y, price, slope_p, xbar, weight, floor, out, cap,
+                scratch, x, surplus):
+    """One max-min row (numpy: _solve_maxmin and _finish_maxmin): the top level,
+    its intervals, the total-surplus fill; returns (welfare, tiebreak,
+    tie-break derivative, residual) with x and surplus filled."""
+    n = codes.size
+    s_max, lo_i, hi_i = scratch[0], scratch[1], scratch[2]
+    counted = weight > 0
+    free = np.empty(n, dtype=np.bool_)
+    t_hi = np.inf
+    for i in range(n):
+        s_max[i] = 0.0
+        if xbar[i] > 0:
+            peak = np.minimum(_peak(codes[i], params[i], price, xbar[i]), xbar[i])
+            s_max[i] = _U(codes[i], peak, params[i]) - price * peak
+        if counted[i]:
+            t_hi = np.minimum(t_hi, s_max[i] + floor[i])
+    t_hi = np.maximum(t_hi if np.isfinite(t_hi) else 0.0, 0.0)
+    level_args = (codes, params, price, xbar, floor, counted, s_max, lo_i, hi_i, free,
+                  y)
+    _top_level(t_hi, y, level_args)
+    nu = _fill_total_surplus(codes, params, y, price, lo_i, hi_i, x)
+    # Welfare: the smallest s + e over the counted members (0 if none counts).
+    welfare, flat, sensitivity = np.inf, False, 0.0
+    for i in range(n):
+        surplus[i] = _U(codes[i], x[i], params[i]) - price * x[i]
+        if counted[i]:
+            welfare = np.minimum(welfare, surplus[i] + floor[i])
+            flat = flat or out[i]
+        if x[i] > 0:
+            coef = 1.0
+            if x[i] >= xbar[i] * (1 - 1e-12):
+                coef = nu / (_dU(codes[i], x[i], params[i]) - price)
+            sensitivity += coef * x[i]
+    if np.isinf(welfare):
+        welfare = 0.0
+    infeasible = y > cap * (1 + 1e-12)
+    if infeasible:
+        welfare = -np.inf
+    # A counted member priced out pins the level for every larger y: the
+    # tie-break (an alpha = 0 problem) then decides alone, with slope nu + p' dT/dp.
+    flat = flat and y < cap * (1 - 1e-14)
+    tie_slope = nu + slope_p * -sensitivity
+    tie_derivative = tie_slope if (flat and np.isfinite(nu)) else np.nan
+    residual = 0.0 if infeasible else _maxmin_residual(
+        codes, params, y, price, x, xbar, floor, counted, surplus)
+    return welfare, surplus.sum(), tie_derivative, residual
+
+
+@_jit
+def solve_maxmin_rows(codes, params, u0, w_in, e_in, w_out, e_out, y, price,
+                      slope_p):
+    """Max-min rows read as total surplus (the level, then the total surplus).
+    Returns (x, surplus, welfare, tiebreak, tie-break derivative, residual)."""
+    g, n = y.size, codes.size
+    x_all, s_all = np.zeros((g, n)), np.zeros((g, n))
+    welfare, tiebreak = np.zeros(g), np.zeros(g)
+    tie_derivative, residual = np.zeros(g), np.zeros(g)
+    xbar, weight, floor = np.empty(n), np.empty(n), np.empty(n)
+    out = np.empty(n, dtype=np.bool_)
+    scratch = np.empty((3, n))
+    for r in range(g):
+        p = price[r]
+        cap = _row_setup(codes, params, u0, p, w_in, e_in, w_out, e_out, xbar, weight,
+                         floor, out)
+        welfare[r], tiebreak[r], tie_derivative[r], residual[r] = _maxmin_row(
+            codes, params, y[r], p, slope_p[r], xbar, weight, floor, out, cap,
+            scratch, x_all[r], s_all[r])
+    return x_all, s_all, welfare, tiebreak, tie_derivative, residual
+
+
 class CompiledPlayer:
     """A player's data in the kernels' form, and its solve."""
 
@@ -575,6 +948,7 @@ class CompiledPlayer:
                 self.params[i][name] = value
         self.u0 = np.ascontiguousarray(player.marginal_at_zero, dtype=float)
         self.alpha = float(f.alpha)
+        self.maxmin = f.is_maxmin
         (self.w_in, self.e_in), (self.w_out, self.e_out) = (
             f.member_terms(False), f.member_terms(True))
         # The strict rule's J = -inf once a counted member is priced out (alpha >= 1).
@@ -584,9 +958,19 @@ class CompiledPlayer:
 
     def solve(self, y: np.ndarray, price: np.ndarray, slope: np.ndarray,
               guess: float = math.nan, x_start: np.ndarray | None = None):
-        """(x, surplus, welfare, tiebreak, lambda, derivative, residual) of rows."""
+        """(x, surplus, welfare, tiebreak, lambda, derivative, tie-break derivative,
+        residual) of rows: InnerBatch's fields after y and price. ``guess`` and
+        ``x_start`` start the first row (alpha < inf; NaN and None: no start)."""
+        if self.maxmin:
+            x, surplus, welfare, tiebreak, tie, residual = solve_maxmin_rows(
+                self.codes, self.params, self.u0, self.w_in, self.e_in, self.w_out,
+                self.e_out, y, price, slope)
+            nan = np.full(y.size, np.nan)
+            return x, surplus, welfare, tiebreak, nan, nan.copy(), tie, residual
         start = np.empty(0) if x_start is None else np.ascontiguousarray(
             x_start, dtype=float)
-        return solve_rows(self.codes, self.params, self.u0, self.alpha, self.w_in,
-                          self.e_in, self.w_out, self.e_out, self.strict_dead,
-                          self.closed, y, price, slope, float(guess), start)
+        x, surplus, welfare, tiebreak, lam, derivative, residual = solve_rows(
+            self.codes, self.params, self.u0, self.alpha, self.w_in, self.e_in,
+            self.w_out, self.e_out, self.strict_dead, self.closed, y, price, slope,
+            float(guess), start)
+        return x, surplus, welfare, tiebreak, lam, derivative, None, residual

@@ -61,7 +61,8 @@ def _roots(player: Player, need: np.ndarray, price: np.ndarray, xbar: np.ndarray
     (NaN where the peak is below need; 0 and xbar where need <= 0)."""
     quad = quadratic_parameters(player) if closed_form else None
     if quad is not None:
-        lo, hi, _ = quadratic_level_interval(*quad, need, price, xbar)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lo, hi, _ = quadratic_level_interval(*quad, need, price, xbar)
         return lo, hi
     return level_interval(player, need, price, xbar, peak)
 

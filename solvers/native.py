@@ -433,13 +433,12 @@ class NativeInner:
         residual is above RESIDUAL_TOL is solved again by the numpy path below
         (and there, if need be, by the safe bisection)."""
         price, slope = purchase_prices(self.game, y, others_total, fixed_price)
-        guess, start = self._warm_guess(float(y[0]), self.player.size)
-        x, surplus, welfare, tiebreak, lam, derivative, residual = \
-            self._compiled.solve(y, price, slope, math.nan if guess is None else guess,
-                                 None if start is None else start[0])
-        batch = InnerBatch(y, price, x, surplus, welfare, tiebreak, lam, derivative,
-                           None, residual)
-        bad = ~(residual <= RESIDUAL_TOL)
+        guess, start = (None, None) if self.fairness.is_maxmin else self._warm_guess(
+            float(y[0]), self.player.size)
+        batch = InnerBatch(y, price, *self._compiled.solve(
+            y, price, slope, math.nan if guess is None else guess,
+            None if start is None else start[0]))
+        bad = ~(batch.residual <= RESIDUAL_TOL)
         if bad.any():
             rows = np.flatnonzero(bad)
             LOG.info("player %r: compiled inner solve left %d row(s) above residual "
@@ -450,7 +449,7 @@ class NativeInner:
                 column = getattr(batch, f.name)
                 if column is not None:
                     column[rows] = getattr(fixed, f.name)
-        if y.size == 1:
+        if y.size == 1 and not self.fairness.is_maxmin:
             self._remember(float(y[0]), float(batch.multiplier[0]), batch.x)
         return batch
 
