@@ -52,6 +52,24 @@ def _sensitivity(player, setup, k, s_a, s_b):
     return float(np.sum(terms))
 
 
+def _rounding(game, j, others, batch):
+    """How far rounding alone moves J and the total surplus of these rows: each
+    surplus s = U - p x is known to ~64 ulp of |U| + p x, and phi' carries that
+    into J (1e-14 at J = 0.022, s + e ~ 1e-6, alpha = 0.5: phi' = 1e3 there)."""
+    player = game.players[j]
+    setup = inner_setup(game, j, batch.y, others)
+    s_noise = 64 * np.finfo(float).eps * (np.abs(batch.surplus) + 2 * np.abs(
+        setup.price_column * batch.x))
+    f = player.fairness
+    level = np.maximum(batch.surplus - s_noise + setup.floor, 1e-300)
+    with np.errstate(over="ignore"):
+        gain = 1.0 if f.is_maxmin else np.where(setup.weight > 0,
+                                                setup.weight * f.dphi(level), 0.0)
+    total = np.sum(gain * s_noise, axis=1) + np.sum(s_noise, axis=1)
+    return float(np.max(total + 64 * np.finfo(float).eps * np.abs(
+        np.nan_to_num(batch.welfare))))
+
+
 def _assert_rows_equal(batch, singles, label, alpha, player=None, setup=None):
     # Allocations are compared on the scale of the feasible interval, as the residual
     # measures them: x = (b - p - lambda) / 2a cancels to ulp(b - p) / 2a absolute.
@@ -257,8 +275,9 @@ def test_floor_rule_payoff_is_continuous_at_price_out_points(game, fraction, dat
     tol = 1e-6 * span + max(moves, default=0.0)
     for k in points:
         sides = inner.solve(np.array([k - delta, k + delta]), others)
-        assert abs(sides.welfare[1] - sides.welfare[0]) <= tol, k
-        assert abs(sides.tiebreak[1] - sides.tiebreak[0]) <= tol, k
+        noise = _rounding(game, j, others, sides)
+        assert abs(sides.welfare[1] - sides.welfare[0]) <= tol + noise, k
+        assert abs(sides.tiebreak[1] - sides.tiebreak[0]) <= tol + noise, k
 
 
 @pytest.mark.unit
