@@ -23,6 +23,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from aggregame.elementwise import power, select
 from aggregame.fairness import PricedOutRule
 from aggregame.players import Game, Player
 from aggregame.utilities import QuadraticUtility
@@ -151,20 +152,14 @@ def optimality_residual(player: Player, y: np.ndarray, price: np.ndarray,
 # Elementwise member formulas: numpy arrays broadcast through them, and the compiled
 # inner solve (solvers/compiled.py) runs the same lines on scalars, so there is one
 # copy of each. Only operations both understand: arithmetic, np.maximum/np.minimum
-# (not np.clip), np.sqrt, np.isfinite, and ``select`` for np.where.
-def select(condition, if_true, if_false):
-    """np.where(condition, if_true, if_false). numba's np.where makes a 0-d array of
-    scalars; solvers/compiled.py registers a scalar version of this function."""
-    return np.where(condition, if_true, if_false)
-
-
+# (not np.clip), np.sqrt, np.isfinite, and aggregame.elementwise's select and power.
 def stationarity_step(lam, x, xbar, weight, level, slope, curvature, alpha):
     """Member i's Newton step toward g_i(x_i) = lambda, projected onto [0, xbar_i],
     and 0 for members of weight 0 (see ``optimality_residual``).
 
     ``level`` is s_i + e_i (kept >= 1e-300), ``slope`` U_i' - p, ``curvature`` U_i''.
     """
-    lam_over_dphi = lam * level ** alpha / weight
+    lam_over_dphi = lam * power(level, alpha) / weight
     step = (lam_over_dphi - slope) / (curvature - alpha * slope**2 / level)
     # Projected onto the box [0, xbar]: at a bound only a step into the interval
     # counts (x_i = 0 with g_i < lambda is optimal, not a violation). NaN stays NaN.

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from aggregame.elementwise import power
 from aggregame.errors import GameDefinitionError
 
 #: Default surplus floor of the ``floor`` rule, in the units of surplus (utility).
@@ -178,7 +179,7 @@ def alpha_phi(s: Any, alpha: float, lib: Any = np) -> Any:
         return lib.log(s)
     if math.isinf(alpha):
         raise ValueError("max-min has no per-member phi; use the epigraph form")
-    return s ** (1 - alpha) / (1 - alpha)
+    return power(s, 1 - alpha) / (1 - alpha)
 
 
 def alpha_dphi(s: Any, alpha: float, lib: Any = np) -> Any:
@@ -187,11 +188,11 @@ def alpha_dphi(s: Any, alpha: float, lib: Any = np) -> Any:
         return 1 + 0 * s
     if alpha == 1:
         return 1 / s
-    return s ** (-alpha)
+    return power(s, -alpha)
 
 
 def alpha_d2phi(s: Any, alpha: float, lib: Any = np) -> Any:
     """phi_alpha''(s) = -alpha s^(-alpha - 1)."""
     if alpha == 0:
         return 0 * s
-    return -alpha * s ** (-alpha - 1)
+    return -alpha * power(s, -alpha - 1)

@@ -80,6 +80,11 @@ LEVEL_TIE_RTOL = 1e-9
 #: allocations agree to this, relative to the payoff's scale (``proved``): far
 #: below any tolerance the regret is compared with, so the search's choices stand.
 PROOF_RTOL = 1e-9
+#: Rows x members re-proved by numpy per player at most (``_Deviations.proved``),
+#: and per numpy call (larger temporaries page-fault: 24 MB arrays cost more to
+#: touch than to compute).
+PROOF_ELEMENTS = 2**18
+PROOF_CHUNK = 2**16
 
 _GOLDEN = (math.sqrt(5) - 1) / 2
 
@@ -205,28 +210,49 @@ class _Deviations:
         return out
 
     def proved(self) -> bool:
-        """True when every inner solution behind the payoffs is proved by the
-        definition alone (aggregame.allocation.allocation_evidence, numpy): its
-        residual is below RESIDUAL_TOL and its payoff recomputed from its allocation
-        matches the one the search used to PROOF_RTOL of the payoff's scale.
+        """True when the inner solutions behind the payoffs are proved by the
+        definition alone (aggregame.allocation.allocation_evidence, numpy): each
+        one's residual is below RESIDUAL_TOL and its payoff recomputed from its
+        allocation matches the one the search used to PROOF_RTOL of the payoff's
+        scale.
 
         The compiled kernels (solvers/compiled.py) are the dynamics' fast path too;
         this makes the certificate's verdict rest on the numpy definition, not on
-        them. One batch per player: a few numpy calls, whatever the number of rows.
+        them. Every row is re-proved up to PROOF_ELEMENTS (rows x members: all of
+        them below 2^18, e.g. 2,600 rows of 100 members); beyond that the payoff at
+        the profile, the best deviation and rows spread evenly over the search up
+        to that budget (with 10^4 members re-proving all ~100 rows cost more than
+        solving them). Every row still carries the residual the kernel computed
+        from its allocation with the same formulas, apart from its solver.
         """
         if not self._rows or not getattr(self.inner, "compiled", False):
             return True
-        y = np.concatenate([r.y for r in self._rows])
-        x = np.concatenate([r.x for r in self._rows])
-        lam = np.concatenate([r.multiplier for r in self._rows])
-        welfare, tiebreak, residual = allocation_evidence(self._game, self._j, y,
-                                                          self.others, x, lam)
+        rows = self._proof_rows()
+        y = np.concatenate([self._rows[k].y for k in rows])
+        x = np.concatenate([self._rows[k].x for k in rows])
+        lam = np.concatenate([self._rows[k].multiplier for k in rows])
+        chunk = max(1, PROOF_CHUNK // x.shape[1])  # temporaries that stay in cache
+        parts = [allocation_evidence(self._game, self._j, y[k:k + chunk], self.others,
+                                     x[k:k + chunk], lam[k:k + chunk])
+                 for k in range(0, y.size, chunk)]
+        welfare, tiebreak, residual = (np.concatenate(c) for c in zip(*parts))
         if not np.all(residual <= RESIDUAL_TOL):
             return False
-        claimed = np.concatenate([r.welfare for r in self._rows])
-        claimed_tb = np.concatenate([r.tiebreak for r in self._rows])
+        claimed = np.concatenate([self._rows[k].welfare for k in rows])
+        claimed_tb = np.concatenate([self._rows[k].tiebreak for k in rows])
         return _agree(claimed, welfare, self.span("welfare")) and (
             not self.maxmin or _agree(claimed_tb, tiebreak, self.span("tiebreak")))
+
+    def _proof_rows(self) -> list[int]:
+        """Indices of the rows ``proved`` re-proves (see there)."""
+        count, size = len(self._rows), self._rows[0].x.shape[1]
+        budget = max(PROOF_ELEMENTS // size, 2)
+        if count <= budget:
+            return list(range(count))
+        best = self.best()
+        decisive = {0, next(k for k, p in enumerate(self.seen) if p is best)}
+        spread = np.linspace(0, count - 1, budget - len(decisive)).astype(int)
+        return sorted(decisive | set(spread.tolist()))
 
     def sample(self, ys: np.ndarray) -> list[_Payoff]:
         """Payoffs at the spread purchases ``ys``; they define the scale."""

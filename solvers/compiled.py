@@ -33,7 +33,8 @@ import numpy as np
 
 from aggregame.allocation import (LEVEL_PROBE_RTOL, quadratic_level_interval,
                                   quadratic_response, quadratic_response_slope,
-                                  select, stationarity_step)
+                                  stationarity_step)
+from aggregame.elementwise import power, select
 from aggregame.fairness import PricedOutRule, alpha_d2phi, alpha_dphi, alpha_phi
 from aggregame.players import Player
 from aggregame.utilities import LogUtility, QuadraticUtility
@@ -73,10 +74,11 @@ def _cache_dir() -> str | None:
     import sys
     import tempfile
 
-    from aggregame import allocation, fairness, utilities
+    from aggregame import allocation, elementwise, fairness, utilities
 
     digest = hashlib.sha256(f"{numba.__version__} {sys.version}".encode())
-    for module in (allocation, fairness, utilities, sys.modules[__name__]):
+    for module in (allocation, elementwise, fairness, utilities,
+                   sys.modules[__name__]):
         with open(module.__file__, "rb") as source:
             digest.update(source.read())
     base = os.environ.get("AGGREGAME_CACHE_DIR") or os.path.join(
@@ -94,16 +96,25 @@ def _cache_dir() -> str | None:
 _CACHE_DIR = _cache_dir() if ENABLED else None
 
 
-def _jit(fn):
+def _jit(fn=None, *, inline: bool = False):
     """Compile ``fn`` for scalars (numpy's error model: 1/0 is inf, not an
-    exception), cached in ``_CACHE_DIR``; or leave it as it is without numba."""
+    exception), cached in ``_CACHE_DIR``; or leave it as it is without numba.
+
+    ``inline=True`` puts its body into each caller (numba's inline="always"): the
+    loops over members that way see the caller's constant alpha (``solve_rows``),
+    and the branches on alpha inside phi, phi' and ``power`` fold away.
+    """
+    if fn is None:
+        return lambda f: _jit(f, inline=inline)
     if not ENABLED:
         return fn
+    options = dict(error_model="numpy", inline="always" if inline else "never",
+                   fastmath={"reassoc"})
     if _CACHE_DIR is None:
-        return numba.njit(error_model="numpy")(fn)
+        return numba.njit(**options)(fn)
     saved, numba.config.CACHE_DIR = numba.config.CACHE_DIR, _CACHE_DIR
     try:  # the cache locator reads the folder when the function is decorated
-        return numba.njit(cache=True, error_model="numpy")(fn)
+        return numba.njit(cache=True, **options)(fn)
     finally:
         numba.config.CACHE_DIR = saved
 
@@ -114,6 +125,29 @@ if ENABLED:
         """``select`` of scalars: a branch, not a 0-d array."""
         def impl(condition, if_true, if_false):
             return if_true if condition else if_false
+        return impl
+
+    @numba.extending.overload(power)
+    def _power_scalar(base, exponent):
+        """``power`` of scalars: the exponents of alpha = 0, 0.5, 1 and 2 (phi,
+        phi', phi'' and the residual's (s + e)^alpha) by multiplication, division
+        and sqrt; pow costs ~14 ns a member, and those are most games."""
+        def impl(base, exponent):
+            if exponent == 1:
+                return base
+            if exponent == 0:
+                return 1.0
+            if exponent == -1:
+                return 1.0 / base
+            if exponent == 2:
+                return base * base
+            if exponent == -2:
+                return 1.0 / (base * base)
+            if exponent == 0.5:
+                return np.sqrt(base)
+            if exponent == -0.5:
+                return 1.0 / np.sqrt(base)
+            return base ** exponent
         return impl
 
 
@@ -250,38 +284,40 @@ def _member_newton(code, rec, lam, price, xbar, weight, floor, alpha, start):
 
 
 @_jit
-def _member(codes, params, i, lam, price, xbar, weight, floor, alpha, closed, start):
-    """x_i(lambda) and dx_i/dlambda (0 unless 0 < x_i < xbar_i)."""
-    rec = params[i]
-    if closed:
-        q = rec["b"] - price
-        x = _response(lam, q, rec["a"], 2 * rec["a"], floor, xbar, alpha)
-        if not (0 < x < xbar):
-            return x, 0.0
-        slope = _response_slope(lam, x, q, rec["a"], 2 * rec["a"], floor, weight,
-                                alpha)
-    else:
-        x = _member_newton(codes[i], rec, lam, price, xbar, weight, floor, alpha, start)
-        if not (0 < x < xbar):
-            return x, 0.0
-        slope = 1.0 / _dg(codes[i], rec, x, price, weight, floor, alpha)
-    return x, (slope if np.isfinite(slope) else 0.0)
-
-
-@_jit
 def _allocate(codes, params, lam, price, xbar, weight, floor, alpha, closed, x):
     """Every member at multiplier ``lam`` (``x`` in: starts; out: the allocation);
-    returns (sum x, sum dx/dlambda)."""
+    returns (sum x, sum dx/dlambda, the latter 0 unless 0 < x_i < xbar_i)."""
+    if closed:  # alpha a constant in each loop: its branches fold away (7x at 0)
+        if alpha == 0:
+            return _allocate_closed(params, lam, price, xbar, weight, floor, 0.0, x)
+        return _allocate_closed(params, lam, price, xbar, weight, floor, 1.0, x)
     total, slope = 0.0, 0.0
     for i in range(x.size):
-        x[i], d = _member(codes, params, i, lam, price, xbar[i], weight[i], floor[i],
-                          alpha, closed, x[i])
+        x[i] = _member_newton(codes[i], params[i], lam, price, xbar[i], weight[i],
+                              floor[i], alpha, x[i])
         total += x[i]
-        slope += d
+        if 0 < x[i] < xbar[i]:
+            d = 1.0 / _dg(codes[i], params[i], x[i], price, weight[i], floor[i], alpha)
+            slope += d if np.isfinite(d) else 0.0
     return total, slope
 
 
-# -- the multiplier root --------------------------------------------------------------
+@_jit(inline=True)
+def _allocate_closed(params, lam, price, xbar, weight, floor, alpha, x):
+    """``_allocate`` of quadratic members at alpha 0 or 1 (the closed forms)."""
+    total, slope = 0.0, 0.0
+    for i in range(x.size):
+        rec = params[i]
+        q = rec["b"] - price
+        x[i] = _response(lam, q, rec["a"], 2 * rec["a"], floor[i], xbar[i], alpha)
+        total += x[i]
+        if 0 < x[i] < xbar[i]:
+            d = _response_slope(lam, x[i], q, rec["a"], 2 * rec["a"], floor[i],
+                                weight[i], alpha)
+            slope += d if np.isfinite(d) else 0.0
+    return total, slope
+
+
 @_jit
 def _bracket_end(codes, params, y, price, xbar, weight, floor, alpha, closed, x,
                  sign):
@@ -387,11 +423,30 @@ def _interior(codes, params, y, price, xbar, weight, floor, alpha, closed, g0, g
 @_jit
 def _joint_newton(codes, params, y, price, xbar, weight, floor, alpha, g0, gcap, lo,
                   hi, lam, x):
+    """``_joint_steps`` with alpha a constant where it is 2 or 0.5, whose powers
+    then compile to a division or a square root (2-3x on 10^4 members)."""
+    if alpha == 2:
+        return _joint_steps(codes, params, y, price, xbar, weight, floor, 2.0, g0,
+                            gcap, lo, hi, lam, x)
+    if alpha == 0.5:
+        return _joint_steps(codes, params, y, price, xbar, weight, floor, 0.5, g0,
+                            gcap, lo, hi, lam, x)
+    return _joint_steps(codes, params, y, price, xbar, weight, floor, alpha, g0, gcap,
+                        lo, hi, lam, x)
+
+
+@_jit(inline=True)
+def _joint_steps(codes, params, y, price, xbar, weight, floor, alpha, g0, gcap, lo,
+                 hi, lam, x):
     """Newton on the inner KKT system in (x, lambda) at once (the numpy path's
     _joint_newton, one row): interior members move by the linearization of
     g_i(x_i) = lambda', and sum x' = y fixes lambda'. Accepted only where
     sum x = y to ROOT_RTOL, every interior member's remaining step is below 1e-13
-    of its xbar_i and g_i = lambda to JOINT_MATCH_RTOL. Returns (lambda, ok)."""
+    of its xbar_i or below that balance tolerance, and g_i = lambda to
+    JOINT_MATCH_RTOL. (The numpy path asks 1e-13 of xbar_i alone: with 10^4
+    members one of small xbar_i stalls at 2e-12 of it, rounding, and the row took
+    the nested root, 8x the work. A step below the balance tolerance moves J by
+    less than the balance's own error.) Returns (lambda, ok)."""
     n = x.size
     atol = ROOT_RTOL * y
     h = np.empty(n)
@@ -415,8 +470,8 @@ def _joint_newton(codes, params, y, price, xbar, weight, floor, alpha, g0, gcap,
                 move = (val[i] - lam) * h[i]
                 finite = finite and np.isfinite(move) and np.isfinite(h[i])
                 matched = abs(val[i] - lam) <= JOINT_MATCH_RTOL * abs(lam)
-                settled = settled and abs(move) <= 1e-13 * np.maximum(
-                    xbar[i], 1e-300) and matched
+                settled = settled and abs(move) <= np.maximum(
+                    1e-13 * xbar[i], atol) and matched
             total += x[i]
             sum_h += h[i]
             sum_move += move
@@ -440,54 +495,81 @@ def _joint_newton(codes, params, y, price, xbar, weight, floor, alpha, g0, gcap,
 
 
 @_jit
-def _welfare(codes, params, x, price, weight, floor, out, alpha, strict_dead,
-             surplus):
-    """J = sum_i w phi(s + e) (aggregame.allocation.welfare_of), ``surplus`` filled."""
-    total, dead = 0.0, False
-    for i in range(x.size):
-        surplus[i] = _U(codes[i], x[i], params[i]) - price * x[i]
-        if weight[i] > 0:
-            total += weight[i] * _phi(np.maximum(surplus[i] + floor[i], 0.0), alpha)
-        dead = dead or out[i]
-    return -np.inf if (strict_dead and dead) else total
+def _finish(codes, params, y, price, slope_p, x, lam, xbar, weight, floor, out, alpha,
+            strict_dead, cap, surplus):
+    """(J, dJ/dy, residual) of the allocation ``x`` (``surplus`` filled), with alpha
+    a constant in the member loop where it is 0, 1, 2 or 0.5 (its branches fold
+    away)."""
+    if alpha == 0:
+        return _finish_row(codes, params, y, price, slope_p, x, lam, xbar, weight,
+                           floor, out, 0.0, strict_dead, cap, surplus)
+    if alpha == 1:
+        return _finish_row(codes, params, y, price, slope_p, x, lam, xbar, weight,
+                           floor, out, 1.0, strict_dead, cap, surplus)
+    if alpha == 2:
+        return _finish_row(codes, params, y, price, slope_p, x, lam, xbar, weight,
+                           floor, out, 2.0, strict_dead, cap, surplus)
+    if alpha == 0.5:
+        return _finish_row(codes, params, y, price, slope_p, x, lam, xbar, weight,
+                           floor, out, 0.5, strict_dead, cap, surplus)
+    return _finish_row(codes, params, y, price, slope_p, x, lam, xbar, weight, floor,
+                       out, alpha, strict_dead, cap, surplus)
 
 
-@_jit
-def _residual(codes, params, y, price, x, lam, xbar, weight, floor, alpha):
-    """aggregame.allocation.optimality_residual of one row."""
-    cap = np.maximum(xbar.sum(), 1e-300)
-    balance = abs(x.sum() - y)
+@_jit(inline=True)
+def _finish_row(codes, params, y, price, slope_p, x, lam, xbar, weight, floor, out,
+                alpha, strict_dead, cap, surplus):
+    """One pass over the members (numpy: NativeInner._finish):
+
+    * J = sum_i w phi(s + e) (aggregame.allocation.welfare_of); -inf where y is
+      above the capacity, or under the strict rule (alpha >= 1) once a member is
+      priced out;
+    * dJ/dy = lambda + p' dPhi/dp, coefficient w phi'(s + e) inside, lambda / (U' -
+      p) at xbar; NaN where J is not finite;
+    * the residual of aggregame.allocation.optimality_residual (the balance alone
+      for one member, whose lambda is defined by x = y; 0 where J = -inf).
+    """
+    n = x.size
+    welfare, dead, sensitivity = 0.0, False, 0.0
     below, above, stationarity = 0.0, 0.0, 0.0
-    for i in range(x.size):
+    for i in range(n):
+        rec = params[i]
+        u, du = _U(codes[i], x[i], rec), _dU(codes[i], x[i], rec)
+        surplus[i] = u - price * x[i]
+        shifted = np.maximum(surplus[i] + floor[i], 0.0)
+        if weight[i] > 0:
+            welfare += weight[i] * _phi(shifted, alpha)
+        dead = dead or out[i]
+        if x[i] > 0:
+            if x[i] >= xbar[i] * (1 - 1e-12):
+                sensitivity += lam / (du - price) * x[i]
+            else:
+                sensitivity += weight[i] * _dphi(shifted, alpha) * x[i]
         below = np.maximum(below, -x[i])
         above = np.maximum(above, x[i] - xbar[i])
-        rec = params[i]
-        slope = _dU(codes[i], x[i], rec) - price
-        curvature = _d2U(codes[i], x[i], rec)
-        level = np.maximum(_U(codes[i], x[i], rec) - price * x[i] + floor[i], 1e-300)
-        step = _step(lam, x[i], xbar[i], weight[i], level, slope, curvature, alpha)
+        level = np.maximum(u - price * x[i] + floor[i], 1e-300)
+        step = _step(lam, x[i], xbar[i], weight[i], level, du - price,
+                     _d2U(codes[i], x[i], rec), alpha)
         stationarity = np.maximum(stationarity, np.inf if np.isnan(step) else abs(step))
-    kept = np.maximum(balance, np.maximum(below, above))
-    if not np.isfinite(lam):
-        return kept / cap
-    return np.maximum(kept, stationarity) / cap
-
-
-@_jit
-def _derivative(codes, params, x, lam, price, slope_p, xbar, weight, floor, surplus,
-                alpha):
-    """dJ/dy = lambda + p' dPhi/dp, coefficient w phi'(s + e) inside, lambda / (U' -
-    p) at xbar (numpy: NativeInner._finish)."""
-    sensitivity = 0.0
-    for i in range(x.size):
-        if x[i] <= 0:
-            continue
-        if x[i] >= xbar[i] * (1 - 1e-12):
-            coef = lam / (_dU(codes[i], x[i], params[i]) - price)
-        else:
-            coef = weight[i] * _dphi(np.maximum(surplus[i] + floor[i], 0.0), alpha)
-        sensitivity += coef * x[i]
-    return lam + slope_p * -sensitivity
+    if strict_dead and dead:
+        welfare = -np.inf
+    infeasible = y > cap * (1 + 1e-12) + 1e-300
+    if infeasible:
+        welfare = -np.inf
+    derivative = lam + slope_p * -sensitivity
+    if infeasible or not np.isfinite(welfare):
+        derivative = np.nan
+    capacity = np.maximum(xbar.sum(), 1e-300)
+    kept = np.maximum(abs(x.sum() - y), np.maximum(below, above))
+    if infeasible or welfare == -np.inf:
+        residual = 0.0
+    elif n == 1:
+        residual = abs(x[0] - y) / np.maximum(cap, 1e-300)
+    elif not np.isfinite(lam):
+        residual = kept / capacity
+    else:
+        residual = np.maximum(kept, stationarity) / capacity
+    return welfare, derivative, residual
 
 
 @_jit
@@ -518,29 +600,37 @@ def solve_rows(codes, params, u0, alpha, w_in, e_in, w_out, e_out, strict_dead,
         lam = _solve_row(codes, params, y[r], p, xbar, weight, floor, alpha, closed,
                          cap, guess, warm, x, g0, gcap)
         guess, warm = lam, np.isfinite(lam)
-        wel = _welfare(codes, params, x, p, weight, floor, out, alpha, strict_dead,
-                       s_all[r])
-        infeasible = y[r] > cap * (1 + 1e-12) + 1e-300
-        if infeasible:
-            wel = -np.inf
-        d = _derivative(codes, params, x, lam, p, slope_p[r], xbar, weight, floor,
-                        s_all[r], alpha)
-        derivative[r] = np.nan if (infeasible or not np.isfinite(wel)) else d
-        if infeasible or wel == -np.inf:
-            residual[r] = 0.0
-        elif n == 1:  # lambda is defined by x = y: the balance alone
-            residual[r] = abs(x[0] - y[r]) / np.maximum(cap, 1e-300)
-        else:
-            residual[r] = _residual(codes, params, y[r], p, x, lam, xbar, weight,
-                                    floor, alpha)
+        welfare[r], derivative[r], residual[r] = _finish(
+            codes, params, y[r], p, slope_p[r], x, lam, xbar, weight, floor, out,
+            alpha, strict_dead, cap, s_all[r])
         x_all[r] = x
-        welfare[r], tiebreak[r], lams[r] = wel, s_all[r].sum(), lam
+        tiebreak[r], lams[r] = s_all[r].sum(), lam
     return x_all, s_all, welfare, tiebreak, lams, derivative, residual
 
 
 @_jit
 def _solve_row(codes, params, y, price, xbar, weight, floor, alpha, closed, cap,
                guess, warm, x, g0, gcap):
+    """``_solve_row_at`` with alpha a constant where it is 0, 1, 2 or 0.5."""
+    if alpha == 0:
+        return _solve_row_at(codes, params, y, price, xbar, weight, floor, 0.0,
+                             closed, cap, guess, warm, x, g0, gcap)
+    if alpha == 1:
+        return _solve_row_at(codes, params, y, price, xbar, weight, floor, 1.0,
+                             closed, cap, guess, warm, x, g0, gcap)
+    if alpha == 2:
+        return _solve_row_at(codes, params, y, price, xbar, weight, floor, 2.0,
+                             closed, cap, guess, warm, x, g0, gcap)
+    if alpha == 0.5:
+        return _solve_row_at(codes, params, y, price, xbar, weight, floor, 0.5,
+                             closed, cap, guess, warm, x, g0, gcap)
+    return _solve_row_at(codes, params, y, price, xbar, weight, floor, alpha, closed,
+                         cap, guess, warm, x, g0, gcap)
+
+
+@_jit(inline=True)
+def _solve_row_at(codes, params, y, price, xbar, weight, floor, alpha, closed, cap,
+                  guess, warm, x, g0, gcap):
     """lambda of one row, and its allocation in ``x`` (numpy: NativeInner._solve):
     the one-sided multipliers at the ends of [0, cap], else the interior root.
     ``g0``, ``gcap``: scratch for each member's g_i at 0 and at xbar_i."""
@@ -940,12 +1030,12 @@ class CompiledPlayer:
 
     def __init__(self, player: Player) -> None:
         f = player.fairness
-        self.codes = np.array([FAMILY_CODES[type(m.utility)] for m in player.members],
-                              dtype=np.int64)
+        self.codes = np.empty(player.size, dtype=np.int64)
         self.params = np.zeros(player.size, dtype=PARAM_DTYPE)
-        for i, m in enumerate(player.members):
-            for name, value in m.utility.params().items():
-                self.params[i][name] = value
+        for fam in player.families:  # arrays per family, in member order
+            self.codes[fam.index] = FAMILY_CODES[fam.family]
+            for name, values in fam.params.items():
+                self.params[name][fam.index] = values
         self.u0 = np.ascontiguousarray(player.marginal_at_zero, dtype=float)
         self.alpha = float(f.alpha)
         self.maxmin = f.is_maxmin
