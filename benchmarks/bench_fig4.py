@@ -12,14 +12,20 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import json
+import os
 import platform
 import pstats
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
+import numpy as np
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
 from games import ALPHAS, fig4, label  # noqa: E402
 
 from aggregame.solvers.certificate import certify  # noqa: E402
@@ -62,21 +68,43 @@ def pyomo_breakdown(game):
     return total, nlp, ipopt
 
 
+def numpy_only(alpha, priced_out, repeats):
+    """Median CPU seconds of the same equilibrium on numpy alone (AGGREGAME_JIT=0,
+    in a subprocess: the switch is read at import), and its profile."""
+    code = (f"import sys, time, statistics, json; sys.path.insert(0, {str(HERE)!r}); "
+            "from games import fig4; "
+            "from aggregame.solvers.dynamics import solve_equilibrium; "
+            f"g = fig4(float({str(alpha)!r}), {priced_out!r}); cpu = []\n"
+            f"for _ in range({repeats}):\n"
+            "    c0 = time.process_time(); e = solve_equilibrium(g); "
+            "cpu.append(time.process_time() - c0)\n"
+            "print(json.dumps([statistics.median(cpu), e.profile.tolist()]))")
+    env = dict(os.environ, AGGREGAME_JIT="0")
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                         capture_output=True, text=True)
+    cpu, profile = json.loads(out.stdout.strip().splitlines()[-1])
+    return cpu, np.array(profile)
+
+
 def native_table(repeats):
     lines = ["| alpha | members priced out at equilibrium | equilibrium CPU [ms] | "
              "certificate CPU [ms] | certificate share | equilibrium wall [ms] | "
-             "goal [ms] | rounds | solves (dynamics / certificate) | certified |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "goal [ms] | numpy alone CPU [ms] | rounds | "
+             "solves (dynamics / certificate) | certified |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for priced_out in (True, False):
         for alpha in ALPHAS:
             game = fig4(alpha, priced_out)
             total, cert, eq, cpu, cpu_cert = timed(game, repeats)
+            slow, profile = numpy_only(alpha, priced_out, max(1, repeats // 3))
+            gap = float(np.max(np.abs(profile - eq.profile)) / np.max(eq.profile))
             out = sum(int((p.marginal_at_zero <= eq.price).sum())
                       for p in game.players)
             goal = 60 if alpha in (0.5, 2.0) else 25
             lines.append(
                 f"| {label(alpha)} | {out} | {cpu * 1e3:.1f} | {cpu_cert * 1e3:.1f} | "
-                f"{cpu_cert / cpu:.0%} | {total * 1e3:.1f} | {goal} | {eq.iterations} "
+                f"{cpu_cert / cpu:.0%} | {total * 1e3:.1f} | {goal} | "
+                f"{slow * 1e3:.1f} (profile gap {gap:.0e}) | {eq.iterations} "
                 f"| {eq.evaluations} / {eq.certificate.evaluations} | "
                 f"{eq.is_equilibrium} |")
             print(lines[-1], flush=True)

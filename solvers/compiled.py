@@ -843,16 +843,17 @@ def _fill_balance(codes, params, price, lo_i, hi_i, nu, x):
 
 
 @_jit
-def _fill_total_surplus(codes, params, y, price, lo_i, hi_i, x):
+def _fill_total_surplus(codes, params, y, price, lo_i, hi_i, x, guess):
     """max sum s_i over x in [lo, hi], sum x = y: water filling in nu (numpy:
-    _fill_total_surplus); returns nu, the allocation in ``x``, its last rounding
-    put on the members with room."""
+    _fill_total_surplus, which starts at 0; here from ``guess``, the row before's
+    nu, where it lies in the bracket: 2-3 Newton steps instead of 4-5); returns
+    nu, the allocation in ``x``, its last rounding put on the members with room."""
     top, bottom = 0.0, 0.0
     for i in range(codes.size):
         top = np.maximum(top, abs(_dU(codes[i], hi_i[i], params[i]) - price))
         bottom = np.maximum(bottom, abs(_dU(codes[i], lo_i[i], params[i]) - price))
     lo, hi = -(top + bottom + 1), top + bottom + 1
-    nu, atol = 0.0, ROOT_RTOL * y
+    nu, atol = (guess if lo < guess < hi else 0.0), ROOT_RTOL * y
     for _ in range(_MAX_ITER):
         total, slope = _fill_balance(codes, params, price, lo_i, hi_i, nu, x)
         nu, lo, hi, done = _newton_step(nu, total - y, slope, lo, hi, atol)
@@ -955,10 +956,11 @@ def _probe_interval(code, rec, need, price, xbar):
 
 @_jit
 def _maxmin_row(codes, params, y, price, slope_p, xbar, weight, floor, out, cap,
-                scratch, x, surplus):
+                scratch, x, surplus, guess):
     """One max-min row (numpy: _solve_maxmin and _finish_maxmin): the top level,
     its intervals, the total-surplus fill; returns (welfare, tiebreak,
-    tie-break derivative, residual) with x and surplus filled."""
+    tie-break derivative, residual, nu) with x and surplus filled; ``guess``
+    starts the fill's nu."""
     n = codes.size
     s_max, lo_i, hi_i = scratch[0], scratch[1], scratch[2]
     counted = weight > 0
@@ -975,7 +977,7 @@ def _maxmin_row(codes, params, y, price, slope_p, xbar, weight, floor, out, cap,
     level_args = (codes, params, price, xbar, floor, counted, s_max, lo_i, hi_i, free,
                   y)
     _top_level(t_hi, y, level_args)
-    nu = _fill_total_surplus(codes, params, y, price, lo_i, hi_i, x)
+    nu = _fill_total_surplus(codes, params, y, price, lo_i, hi_i, x, guess)
     # Welfare: the smallest s + e over the counted members (0 if none counts).
     welfare, flat, sensitivity = np.inf, False, 0.0
     for i in range(n):
@@ -1000,7 +1002,7 @@ def _maxmin_row(codes, params, y, price, slope_p, xbar, weight, floor, out, cap,
     tie_derivative = tie_slope if (flat and np.isfinite(nu)) else np.nan
     residual = 0.0 if infeasible else _maxmin_residual(
         codes, params, y, price, x, xbar, floor, counted, surplus)
-    return welfare, surplus.sum(), tie_derivative, residual
+    return welfare, surplus.sum(), tie_derivative, residual, nu
 
 
 @_jit
@@ -1015,13 +1017,14 @@ def solve_maxmin_rows(codes, params, u0, w_in, e_in, w_out, e_out, y, price,
     xbar, weight, floor = np.empty(n), np.empty(n), np.empty(n)
     out = np.empty(n, dtype=np.bool_)
     scratch = np.empty((3, n))
+    nu = np.nan
     for r in range(g):
         p = price[r]
         cap = _row_setup(codes, params, u0, p, w_in, e_in, w_out, e_out, xbar, weight,
                          floor, out)
-        welfare[r], tiebreak[r], tie_derivative[r], residual[r] = _maxmin_row(
+        welfare[r], tiebreak[r], tie_derivative[r], residual[r], nu = _maxmin_row(
             codes, params, y[r], p, slope_p[r], xbar, weight, floor, out, cap,
-            scratch, x_all[r], s_all[r])
+            scratch, x_all[r], s_all[r], nu)
     return x_all, s_all, welfare, tiebreak, tie_derivative, residual
 
 
