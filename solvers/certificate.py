@@ -9,6 +9,10 @@ nothing with the code that produced the profile that could be wrong the same way
   bisection or raises); a one-member player has no inner problem (x = y), and its
   payoff is evaluated by formula instead (aggregame.one_member), sharing no code
   with the solvers;
+* those solves go through the compiled kernels, which the dynamics use too, so the
+  numpy definition re-proves them afterwards (``_Deviations.proved``: payoffs
+  recomputed from the allocations, residuals), and a player whose rows it does not
+  prove is searched again on numpy alone;
 * it uses neither derivatives nor quasiconcavity: a grid over the whole feasible
   interval, both sides of every price kink and of every price-out point where the
   priced-out rule makes J jump (viable, strict; under the floor rule J is
