@@ -34,6 +34,7 @@ included), and max-min read as total surplus, for the families in
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 
@@ -51,6 +52,8 @@ try:  # optional: the numpy path is complete without it
     import numba
 except ImportError:  # pragma: no cover - exercised where numba is not installed
     numba = None
+
+LOG = logging.getLogger(__name__)
 
 #: True when the compiled path is used (numba installed, AGGREGAME_JIT not "0").
 ENABLED = numba is not None and os.environ.get("AGGREGAME_JIT", "1") != "0"
@@ -1036,6 +1039,39 @@ def solve_maxmin_rows(codes, params, u0, w_in, e_in, w_out, e_out, y, price,
     return x_all, s_all, welfare, tiebreak, tie_derivative, residual
 
 
+def warm_up() -> None:
+    """Load (or compile, once per machine) every kernel now, rather than in the
+    middle of the first solve that needs it."""
+    if not ENABLED:
+        return
+    from aggregame.fairness import Fairness
+    from aggregame.utilities import User
+
+    members = (User("w0", QuadraticUtility(0.5, 3.0)), User("w1", LogUtility(2.0)))
+    y, price, slope = np.array([0.0, 1.0]), np.array([0.5, 0.5]), np.zeros(2)
+    for fairness in (Fairness(1.0), Fairness("inf", maxmin="total-surplus")):
+        CompiledPlayer(Player("w", members, fairness)).solve(y, price, slope)
+
+
+_ANNOUNCED: set[str] = set()
+
+
+def _announce_compile(entry: str) -> None:
+    """Say once per process that ``entry`` is about to be compiled (its cache holds
+    nothing yet): the first solve on a machine takes 5-15 s, not milliseconds."""
+    if entry in _ANNOUNCED:
+        return
+    _ANNOUNCED.add(entry)
+    import glob
+
+    if _CACHE_DIR is not None and glob.glob(os.path.join(
+            _CACHE_DIR, "**", f"compiled.{entry}-*.nbi"), recursive=True):
+        return
+    LOG.warning("compiling the native backend's kernels for this machine (%s; "
+                "once, 5-15 s)%s", entry, "" if _CACHE_DIR else
+                ": no writable cache folder, so every run compiles them again")
+
+
 class CompiledPlayer:
     """A player's data in the kernels' form, and its solve."""
 
@@ -1056,12 +1092,17 @@ class CompiledPlayer:
         self.strict_dead = f.rule is PricedOutRule.STRICT and f.alpha >= 1
         self.closed = bool(np.all(self.codes == 0) and f.alpha in (0, 1))
         self.size = player.size
+        _announce_compile("solve_maxmin_rows" if self.maxmin else "solve_rows")
 
     def solve(self, y: np.ndarray, price: np.ndarray, slope: np.ndarray,
               guess: float = math.nan, x_start: np.ndarray | None = None):
         """(x, surplus, welfare, tiebreak, lambda, derivative, tie-break derivative,
         residual) of rows: InnerBatch's fields after y and price. ``guess`` and
         ``x_start`` start the first row (alpha < inf; NaN and None: no start)."""
+        # Contiguous float arrays always: another layout (a strided slice of
+        # purchases) would be a new signature, compiled again for seconds.
+        y, price, slope = (np.ascontiguousarray(v, dtype=np.float64)
+                           for v in (y, price, slope))
         if self.maxmin:
             x, surplus, welfare, tiebreak, tie, residual = solve_maxmin_rows(
                 self.codes, self.params, self.u0, self.w_in, self.e_in, self.w_out,

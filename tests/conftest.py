@@ -50,6 +50,15 @@ needs_ipopt = pytest.mark.skipif(not SOLVER, reason="Ipopt/PyNumero not installe
                                                     "(run bash bootstrap.sh setup)")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def compiled_kernels():
+    """The native backend's compiled kernels, loaded (or compiled, once per machine
+    and source version) before any test: no test's time or stderr holds a compile."""
+    from aggregame.solvers import compiled
+
+    compiled.warm_up()
+
+
 @pytest.fixture
 def small_users():
     rng = np.random.default_rng(7)
