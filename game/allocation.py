@@ -31,6 +31,9 @@ from aggregame.utilities import QuadraticUtility
 #: A row whose residual (allocation units, relative to the capacity) exceeds this is
 #: not a solution: the backend re-solves it by a safe method or raises.
 RESIDUAL_TOL = 1e-6
+#: A purchase within this of the capacity (relative) leaves the members surpluses
+#: below their rounding: a payoff of -inf there (viable, strict) is not a failure.
+NEAR_CAPACITY_RTOL = 1e-12
 #: Relative step of the level used to test that a max-min level is the largest one.
 LEVEL_PROBE_RTOL = 1e-7
 
@@ -116,6 +119,43 @@ def _bounds_violation(x: np.ndarray, xbar: np.ndarray) -> np.ndarray:
     # not four (it runs on every row of every inner solve).
     below = -x.min(axis=-1, initial=0.0)
     return np.maximum(below, (x - xbar).max(axis=-1, initial=0.0))
+
+
+def allocation_error(x: np.ndarray, y: np.ndarray, xbar: np.ndarray) -> np.ndarray:
+    """Balance |sum x - y| and bounds 0 <= x <= xbar of each row, over the capacity."""
+    cap = np.maximum(xbar.sum(axis=-1), 1e-300)
+    return np.maximum(np.abs(x.sum(axis=-1) - y), _bounds_violation(x, xbar)) / cap
+
+
+def forced_rows(player: Player, y: np.ndarray, cap: np.ndarray,
+                priced_out: np.ndarray) -> np.ndarray:
+    """Rows whose allocation leaves nothing to optimize: one allocation only (y <= 0;
+    y at the capacity, every member at xbar_i; the solvers' own thresholds), or a
+    payoff no allocation changes (the strict rule's J = -inf once a member is priced
+    out, alpha >= 1). Their residual is the allocation's error alone."""
+    f = player.fairness
+    out = (y <= 0) | (y >= cap * (1 - 1e-14))
+    if f.rule is PricedOutRule.STRICT and f.alpha >= 1 and not f.is_maxmin:
+        out = out | priced_out.any(axis=-1)
+    return out
+
+
+def settled_residual(residual: np.ndarray, error: np.ndarray, welfare: np.ndarray,
+                     y: np.ndarray, cap: np.ndarray, forced: np.ndarray) -> np.ndarray:
+    """The residual a row carries: 0 for a purchase above the capacity (J = -inf,
+    nothing to prove); the allocation's error alone (balance, bounds) for a forced
+    row (``forced_rows``) and for a row whose J is -inf.
+
+    J = -inf between 0 and the capacity (viable, strict, alpha >= 1) means a
+    counted member at zero surplus. Optimal allocations keep every surplus
+    positive, but a surplus can be below its own rounding (a member barely priced
+    in, w log(1 + x) with x ~ 1e-9; within NEAR_CAPACITY_RTOL of the capacity), and
+    a residual in allocation units cannot tell that from a solver's failure: the
+    certificate cross-checks such rows with another solver
+    (solvers/certificate.py, ``_Deviations.proved``).
+    """
+    out = np.where(forced | np.isneginf(welfare), error, residual)
+    return np.where(y > cap * (1 + 1e-12) + 1e-300, 0.0, out)
 
 
 def optimality_residual(player: Player, y: np.ndarray, price: np.ndarray,
@@ -257,11 +297,19 @@ def quadratic_level_interval(a: np.ndarray, b: np.ndarray, need: np.ndarray,
 
 
 def maxmin_residual(player: Player, y: np.ndarray, price: np.ndarray, x: np.ndarray,
-                    xbar: np.ndarray, floor: np.ndarray, priced_out: np.ndarray
-                    ) -> np.ndarray:
+                    xbar: np.ndarray, floor: np.ndarray, priced_out: np.ndarray,
+                    nu: np.ndarray | None = None) -> np.ndarray:
     """Residual of a max-min row: balance and bounds (allocation units over the
     capacity), and 1 where a level higher than the allocation's by LEVEL_PROBE_RTOL
     is feasible (the level is then not the largest: not a solution).
+
+    With ``nu`` (each row's multiplier of sum x = y in the total-surplus stage)
+    also the tie-break's optimality: within the intervals where every counted
+    member keeps the allocation's level, each member's Newton step toward
+    U_i' - p = nu, projected onto its interval (members held at an end with the
+    right sign do not move), in allocation units over the capacity. Without it
+    (a backend that gives no nu) the total surplus is not checked, and the level
+    alone is: a worst-first fill at the right level passed (found by review).
 
     The level test does not use the backends' level roots: plain bisection on each
     member's surplus, or for quadratic members the closed form of
@@ -271,7 +319,33 @@ def maxmin_residual(player: Player, y: np.ndarray, price: np.ndarray, x: np.ndar
     so the probe step is at least the surpluses' rounding.
     """
     with np.errstate(divide="ignore", invalid="ignore"):
-        return _maxmin_residual(player, y, price, x, xbar, floor, priced_out)
+        out = _maxmin_residual(player, y, price, x, xbar, floor, priced_out)
+        if nu is None:
+            return out
+        return np.maximum(out, _tiebreak_residual(player, price, x, xbar, floor,
+                                                  priced_out, nu))
+
+
+def _tiebreak_residual(player, price, x, xbar, floor, priced_out, nu):
+    """The total-surplus stage's projected Newton steps (see ``maxmin_residual``)."""
+    p2 = np.asarray(price, dtype=float)[:, None]
+    cap = np.maximum(xbar.sum(axis=-1), 1e-300)
+    counted = counted_members(player, priced_out)
+    level = np.where(counted, evaluate(player, "U", x) - p2 * x + floor,
+                     np.inf).min(axis=-1)
+    need = np.where(counted, level[:, None] - floor, -np.inf)
+    quad = quadratic_parameters(player)
+    if quad is not None:
+        lo, hi, _ = quadratic_level_interval(*quad, need, p2, xbar)
+    else:
+        lo, hi = level_interval(player, need, p2, xbar, surplus_peak(player, p2, xbar))
+    # x keeps its own level, so it lies in its interval; rounding may put an end a
+    # hair inside (or make the binding member's one-point interval empty).
+    lo = np.minimum(np.where(np.isnan(lo), x, lo), x)
+    hi = np.maximum(np.where(np.isnan(hi), x, hi), x)
+    step = (nu[:, None] - (evaluate(player, "dU", x) - p2)) / evaluate(player, "d2U", x)
+    step = np.minimum(np.maximum(step, lo - x), hi - x)
+    return np.where(np.isnan(step), np.inf, np.abs(step)).max(axis=-1) / cap
 
 
 def _maxmin_residual(player, y, price, x, xbar, floor, priced_out):
@@ -337,15 +411,37 @@ class InnerSetup:
         return InnerSetup(*(getattr(self, f.name)[rows] for f in fields(self)))
 
 
-def allocation_evidence(game: Game, j: int, y: np.ndarray, others_total: float,
-                        x: np.ndarray, multiplier: np.ndarray
-                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(welfare, total surplus, residual) of given allocations ``x`` (G, N) of player
-    j at purchases ``y``, from the definition alone: what a backend's rows claim,
-    recomputed. ``multiplier`` is each row's lambda (ignored for max-min).
+@dataclass(frozen=True)
+class Evidence:
+    """What the definition says of given allocations (``allocation_evidence``).
 
-    An infeasible purchase (above the capacity) has J = -inf and nothing to prove
-    (residual 0), and so has a row with J = -inf (the strict rule).
+    welfare, tiebreak : (G,) J and the total surplus, recomputed from x.
+    residual : (G,) the row's residual (``settled_residual``), or None if not asked.
+    balance : (G,) |sum x - y|, in allocation units.
+    forced, at_capacity : (G,) ``forced_rows``, and y within NEAR_CAPACITY_RTOL of
+        the capacity or above it.
+    """
+
+    welfare: np.ndarray
+    tiebreak: np.ndarray
+    residual: np.ndarray | None
+    balance: np.ndarray
+    forced: np.ndarray
+    at_capacity: np.ndarray
+
+
+def allocation_evidence(game: Game, j: int, y: np.ndarray, others_total: float,
+                        x: np.ndarray, multiplier: np.ndarray,
+                        residual: bool = True) -> Evidence:
+    """The definition's verdict on allocations ``x`` (G, N) of player j at purchases
+    ``y``, computed from them alone: what a backend's rows claim, recomputed.
+    ``multiplier`` is each row's lambda (alpha < inf) or nu (max-min: the
+    total-surplus stage's), which the residual checks the allocation against.
+
+    Stricter than the solvers' own residual where the claim cannot be checked:
+    a row between 0 and the capacity with a finite J but no finite multiplier
+    (alpha < inf; the solvers accept it where lambda overflows) is not proved, nor
+    a max-min row without nu. ``residual=False`` skips the residual (payoffs only).
     """
     player = game.players[j]
     setup = inner_setup(game, j, y, others_total)
@@ -353,14 +449,21 @@ def allocation_evidence(game: Game, j: int, y: np.ndarray, others_total: float,
     welfare = welfare_of(player, surplus, setup.weight, setup.floor, setup.priced_out)
     infeasible = setup.y > setup.cap * (1 + 1e-12) + 1e-300
     welfare = np.where(infeasible, -np.inf, welfare)
-    if player.fairness.is_maxmin:
-        residual = maxmin_residual(player, setup.y, setup.price, x, setup.xbar,
-                                   setup.floor, setup.priced_out)
-    else:
-        residual = optimality_residual(player, setup.y, setup.price, x, multiplier,
-                                       setup.xbar, setup.weight, setup.floor)
-    residual = np.where(infeasible | np.isneginf(welfare), 0.0, residual)
-    return welfare, surplus.sum(axis=-1), residual
+    forced = forced_rows(player, setup.y, setup.cap, setup.priced_out)
+    res = None
+    if residual:
+        if player.fairness.is_maxmin:
+            res = maxmin_residual(player, setup.y, setup.price, x, setup.xbar,
+                                  setup.floor, setup.priced_out, multiplier)
+        else:
+            res = optimality_residual(player, setup.y, setup.price, x, multiplier,
+                                      setup.xbar, setup.weight, setup.floor)
+        unproved = ~forced & np.isfinite(welfare) & ~np.isfinite(multiplier)
+        res = settled_residual(np.where(unproved, np.inf, res),
+                               allocation_error(x, setup.y, setup.xbar), welfare,
+                               setup.y, setup.cap, forced)
+    return Evidence(welfare, surplus.sum(axis=-1), res, np.abs(x.sum(axis=-1) - y),
+                    forced, setup.y >= setup.cap * (1 - NEAR_CAPACITY_RTOL))
 
 
 def purchase_prices(game: Game, y: np.ndarray, others_total: float,

@@ -46,6 +46,8 @@ from aggregame.allocation import (LEVEL_PROBE_RTOL, quadratic_level_interval,
 from aggregame.elementwise import power, select
 from aggregame.fairness import PricedOutRule, alpha_d2phi, alpha_dphi, alpha_phi
 from aggregame.players import Player
+from aggregame.solvers.inner import (JOINT_MATCH_RTOL, JOINT_NEWTON_STEPS,
+                                     MAX_ITERATIONS, ROOT_RTOL)
 from aggregame.utilities import LogUtility, QuadraticUtility
 
 try:  # optional: the numpy path is complete without it
@@ -56,7 +58,8 @@ except ImportError:  # pragma: no cover - exercised where numba is not installed
 LOG = logging.getLogger(__name__)
 
 #: True when the compiled path is used (numba installed, AGGREGAME_JIT not "0").
-ENABLED = numba is not None and os.environ.get("AGGREGAME_JIT", "1") != "0"
+ENABLED = (numba is not None and os.environ.get("AGGREGAME_JIT", "1") != "0"
+           and not numba.config.DISABLE_JIT)
 
 #: Utility families the kernels know, by code. A family missing here keeps its
 #: players on the numpy path (tests/test_compiled.py checks every family is here).
@@ -66,11 +69,6 @@ FAMILY_CODES = {QuadraticUtility: 0, LogUtility: 1}
 PARAM_DTYPE = np.dtype([(name, np.float64) for name in sorted(
     {n for family in FAMILY_CODES for n in family.param_names})])
 
-#: Same constants as the numpy path (solvers/native.py).
-ROOT_RTOL = 1e-13
-JOINT_NEWTON_STEPS = 30
-JOINT_MATCH_RTOL = 1e-8
-_MAX_ITER = 200
 
 
 def _cache_dir() -> str | None:
@@ -86,9 +84,10 @@ def _cache_dir() -> str | None:
     import tempfile
 
     from aggregame import allocation, elementwise, fairness, utilities
+    from aggregame.solvers import inner
 
     digest = hashlib.sha256(f"{numba.__version__} {sys.version}".encode())
-    for module in (allocation, elementwise, fairness, utilities,
+    for module in (allocation, elementwise, fairness, utilities, inner,
                    sys.modules[__name__]):
         with open(module.__file__, "rb") as source:
             digest.update(source.read())
@@ -97,11 +96,28 @@ def _cache_dir() -> str | None:
         "aggregame")
     path = os.path.join(base, "numba-" + digest.hexdigest()[:16])
     try:
+        fresh = not os.path.isdir(path)
         os.makedirs(path, exist_ok=True)
         tempfile.TemporaryFile(dir=path).close()
     except OSError:
         return None
+    if fresh:
+        _prune(base, keep=KEPT_CACHES)
     return path
+
+
+#: Versions of the compiled kernels kept on disk (each a few MB); older ones go.
+KEPT_CACHES = 8
+
+
+def _prune(base: str, keep: int) -> None:
+    """Remove all but the ``keep`` most recently made kernel folders in ``base``."""
+    import shutil
+
+    folders = sorted((os.path.join(base, f) for f in os.listdir(base)
+                      if f.startswith("numba-")), key=os.path.getmtime, reverse=True)
+    for old in folders[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 _CACHE_DIR = _cache_dir() if ENABLED else None
@@ -275,7 +291,7 @@ def _member_newton(code, rec, lam, price, xbar, weight, floor, alpha, start):
     if 0 < start < hi:
         x = start
     scale = np.maximum(hi, 1e-300)
-    for _ in range(_MAX_ITER):
+    for _ in range(MAX_ITERATIONS):
         val, dval = _g_and_slope(code, rec, x, price, weight, floor, alpha)
         val = val - lam
         if val > 0:
@@ -371,7 +387,7 @@ def _lambda_root(codes, params, y, price, xbar, weight, floor, alpha, closed, lo
     """lambda with sum_i x_i(lambda) = y (numpy: _nested_root); ``x`` holds the
     members' starts and ends as the allocation at the returned lambda."""
     atol = ROOT_RTOL * y
-    for _ in range(_MAX_ITER):
+    for _ in range(MAX_ITERATIONS):
         total, slope = _allocate(codes, params, lam, price, xbar, weight, floor, alpha,
                                  closed, x)
         lam, lo, hi, done = _newton_step(lam, total - y, slope, lo, hi, atol)
@@ -572,8 +588,15 @@ def _finish_row(codes, params, y, price, slope_p, x, lam, xbar, weight, floor, o
         derivative = np.nan
     capacity = np.maximum(xbar.sum(), 1e-300)
     kept = np.maximum(abs(x.sum() - y), np.maximum(below, above))
-    if infeasible or welfare == -np.inf:
+    # As aggregame.allocation.settled_residual: nothing to prove above the
+    # capacity, the allocation's error alone where it is forced or J = -inf.
+    forced = y <= 0 or y >= cap * (1 - 1e-14) or (strict_dead and dead)
+    if infeasible:
         residual = 0.0
+    elif forced:
+        residual = kept / capacity
+    elif welfare == -np.inf:
+        residual = kept / capacity
     elif n == 1:
         residual = abs(x[0] - y) / np.maximum(cap, 1e-300)
     elif not np.isfinite(lam):
@@ -656,12 +679,12 @@ def _solve_row_at(codes, params, y, price, xbar, weight, floor, alpha, closed, c
         if xbar[i] > 0:
             lam_top = np.maximum(lam_top, g0[i])
             lam_bottom = np.minimum(lam_bottom, gcap[i])
+    if y >= cap * (1 - 1e-14):  # first, as numpy's order has it (cap = 0 = y)
+        x[:] = xbar
+        return lam_bottom
     if y <= 0:
         x[:] = 0.0
         return lam_top
-    if y >= cap * (1 - 1e-14):
-        x[:] = xbar
-        return lam_bottom
     for i in range(n):  # starts inside each member's bounds
         x[i] = np.minimum(np.maximum(x[i], 0.0), xbar[i])
     return _interior(codes, params, y, price, xbar, weight, floor, alpha, closed, g0,
@@ -786,7 +809,7 @@ def _level_root(upper, t_hi, y, level_args):
     t_hi (numpy: _top_level's in_u). -r(t(u)) decreases in u."""
     lo, hi = 0.0, np.sqrt(t_hi)
     u, atol = np.sqrt(0.5) * hi, ROOT_RTOL * y
-    for _ in range(_MAX_ITER):
+    for _ in range(MAX_ITERATIONS):
         r, slope = _level_sum(upper, t_hi - u * u, level_args)
         u, lo, hi, done = _newton_step(u, -r, 2 * u * slope, lo, hi, atol)
         if done:
@@ -827,7 +850,7 @@ def _at_marginal(code, rec, marginal, lo, hi):
     if not (top > 0 and bottom < 0):
         return z
     atol = 1e-15 * np.maximum(abs(marginal), 1e-300)
-    for _ in range(_MAX_ITER):
+    for _ in range(MAX_ITERATIONS):
         z, lo, hi, done = _newton_step(z, _dU(code, z, rec) - marginal,
                                        _d2U(code, z, rec), lo, hi, atol)
         if done:
@@ -865,7 +888,7 @@ def _fill_total_surplus(codes, params, y, price, lo_i, hi_i, x, guess):
         bottom = np.maximum(bottom, abs(_dU(codes[i], lo_i[i], params[i]) - price))
     lo, hi = -(top + bottom + 1), top + bottom + 1
     nu, atol = (guess if lo < guess < hi else 0.0), ROOT_RTOL * y
-    for _ in range(_MAX_ITER):
+    for _ in range(MAX_ITERATIONS):
         total, slope = _fill_balance(codes, params, price, lo_i, hi_i, nu, x)
         nu, lo, hi, done = _newton_step(nu, total - y, slope, lo, hi, atol)
         if done:
@@ -881,11 +904,40 @@ def _fill_total_surplus(codes, params, y, price, lo_i, hi_i, x, guess):
 
 
 @_jit
-def _maxmin_residual(codes, params, y, price, x, xbar, floor, counted, surplus):
-    """aggregame.allocation.maxmin_residual of one row: balance and bounds, and 1
-    where a level above the allocation's by LEVEL_PROBE_RTOL is feasible; the
-    intervals from quadratic_level_interval (compiled) or bisection on each side
-    of the peak, not from the solve's level roots."""
+def _maxmin_residual(codes, params, y, price, x, xbar, floor, counted, surplus, nu):
+    """aggregame.allocation.maxmin_residual of one row: balance and bounds, 1 where
+    a level above the allocation's by LEVEL_PROBE_RTOL is feasible, and the
+    tie-break's projected steps toward U' - p = nu; the intervals from
+    quadratic_level_interval (compiled) or bisection on each side of the peak, not
+    from the solve's level roots."""
+    return np.maximum(
+        _level_residual(codes, params, y, price, x, xbar, floor, counted, surplus),
+        _tiebreak_residual(codes, params, price, x, xbar, floor, counted, surplus, nu))
+
+
+@_jit
+def _tiebreak_residual(codes, params, price, x, xbar, floor, counted, surplus, nu):
+    """aggregame.allocation._tiebreak_residual of one row."""
+    level = np.inf
+    for i in range(x.size):
+        if counted[i]:
+            level = np.minimum(level, surplus[i] + floor[i])
+    worst = 0.0
+    for i in range(x.size):
+        rec = params[i]
+        need = level - floor[i] if counted[i] else -np.inf
+        lo, hi = _probe_interval(codes[i], rec, need, price, xbar[i])
+        lo = np.minimum(x[i] if np.isnan(lo) else lo, x[i])
+        hi = np.maximum(x[i] if np.isnan(hi) else hi, x[i])
+        step = (nu - (_dU(codes[i], x[i], rec) - price)) / _d2U(codes[i], x[i], rec)
+        step = np.minimum(np.maximum(step, lo - x[i]), hi - x[i])
+        worst = np.maximum(worst, np.inf if np.isnan(step) else abs(step))
+    return worst / np.maximum(xbar.sum(), 1e-300)
+
+
+@_jit
+def _level_residual(codes, params, y, price, x, xbar, floor, counted, surplus):
+    """Balance, bounds and the level probe of ``_maxmin_residual``."""
     n = codes.size
     cap = np.maximum(xbar.sum(), 1e-300)
     below, above = 0.0, 0.0
@@ -1011,8 +1063,15 @@ def _maxmin_row(codes, params, y, price, slope_p, xbar, weight, floor, out, cap,
     flat = flat and y < cap * (1 - 1e-14)
     tie_slope = nu + slope_p * -sensitivity
     tie_derivative = tie_slope if (flat and np.isfinite(nu)) else np.nan
-    residual = 0.0 if infeasible else _maxmin_residual(
-        codes, params, y, price, x, xbar, floor, counted, surplus)
+    if infeasible:
+        residual = 0.0
+    elif y <= 0 or y >= cap * (1 - 1e-14):  # forced: the allocation's error alone
+        residual = np.maximum(abs(x.sum() - y), np.maximum(
+            np.maximum(-x.min(), 0.0), np.maximum((x - xbar).max(), 0.0))) / \
+            np.maximum(cap, 1e-300)
+    else:
+        residual = _maxmin_residual(codes, params, y, price, x, xbar, floor, counted,
+                                    surplus, nu)
     return welfare, surplus.sum(), tie_derivative, residual, nu
 
 
@@ -1020,7 +1079,7 @@ def _maxmin_row(codes, params, y, price, slope_p, xbar, weight, floor, out, cap,
 def solve_maxmin_rows(codes, params, u0, w_in, e_in, w_out, e_out, y, price,
                       slope_p):
     """Max-min rows read as total surplus (the level, then the total surplus).
-    Returns (x, surplus, welfare, tiebreak, tie-break derivative, residual)."""
+    Returns (x, surplus, welfare, tiebreak, tie-break derivative, residual, nu)."""
     g, n = y.size, codes.size
     x_all, s_all = np.zeros((g, n)), np.zeros((g, n))
     welfare, tiebreak = np.zeros(g), np.zeros(g)
@@ -1028,6 +1087,7 @@ def solve_maxmin_rows(codes, params, u0, w_in, e_in, w_out, e_out, y, price,
     xbar, weight, floor = np.empty(n), np.empty(n), np.empty(n)
     out = np.empty(n, dtype=np.bool_)
     scratch = np.empty((3, n))
+    nus = np.empty(g)
     nu = np.nan
     for r in range(g):
         p = price[r]
@@ -1036,7 +1096,8 @@ def solve_maxmin_rows(codes, params, u0, w_in, e_in, w_out, e_out, y, price,
         welfare[r], tiebreak[r], tie_derivative[r], residual[r], nu = _maxmin_row(
             codes, params, y[r], p, slope_p[r], xbar, weight, floor, out, cap,
             scratch, x_all[r], s_all[r], nu)
-    return x_all, s_all, welfare, tiebreak, tie_derivative, residual
+        nus[r] = nu
+    return x_all, s_all, welfare, tiebreak, tie_derivative, residual, nus
 
 
 def warm_up() -> None:
@@ -1097,22 +1158,24 @@ class CompiledPlayer:
     def solve(self, y: np.ndarray, price: np.ndarray, slope: np.ndarray,
               guess: float = math.nan, x_start: np.ndarray | None = None):
         """(x, surplus, welfare, tiebreak, lambda, derivative, tie-break derivative,
-        residual) of rows: InnerBatch's fields after y and price. ``guess`` and
+        residual, nu) of rows: InnerBatch's fields after y and price, and the
+        max-min tie-break's multiplier (None for alpha < inf). ``guess`` and
         ``x_start`` start the first row (alpha < inf; NaN and None: no start)."""
-        # Contiguous float arrays always: another layout (a strided slice of
-        # purchases) would be a new signature, compiled again for seconds.
-        y, price, slope = (np.ascontiguousarray(v, dtype=np.float64)
+        # Contiguous, writeable float arrays always: another layout (a strided
+        # slice of purchases) or a read-only array is a new signature for numba,
+        # compiled again for seconds.
+        y, price, slope = (np.require(v, np.float64, ("C", "W"))
                            for v in (y, price, slope))
         if self.maxmin:
-            x, surplus, welfare, tiebreak, tie, residual = solve_maxmin_rows(
+            x, surplus, welfare, tiebreak, tie, residual, nu = solve_maxmin_rows(
                 self.codes, self.params, self.u0, self.w_in, self.e_in, self.w_out,
                 self.e_out, y, price, slope)
             nan = np.full(y.size, np.nan)
-            return x, surplus, welfare, tiebreak, nan, nan.copy(), tie, residual
-        start = np.empty(0) if x_start is None else np.ascontiguousarray(
-            x_start, dtype=float)
+            return x, surplus, welfare, tiebreak, nan, nan.copy(), tie, residual, nu
+        start = np.empty(0) if x_start is None else np.require(
+            x_start, np.float64, ("C", "W"))
         x, surplus, welfare, tiebreak, lam, derivative, residual = solve_rows(
             self.codes, self.params, self.u0, self.alpha, self.w_in, self.e_in,
             self.w_out, self.e_out, self.strict_dead, self.closed, y, price, slope,
             float(guess), start)
-        return x, surplus, welfare, tiebreak, lam, derivative, None, residual
+        return x, surplus, welfare, tiebreak, lam, derivative, None, residual, None

@@ -23,6 +23,18 @@ from aggregame.allocation import (member_terms, price_sensitivity,  # noqa: F401
 from aggregame.players import Game
 
 
+#: Relative accuracy of the inner roots (lambda, the max-min level, nu): sum x_i =
+#: y_j to this. Shared by the numpy path and the compiled kernels.
+ROOT_RTOL = 1e-13
+#: Iterations of any safeguarded Newton or bisection loop of an inner solve.
+MAX_ITERATIONS = 200
+#: Steps of the joint (x, lambda) Newton before a row falls back to the nested root.
+JOINT_NEWTON_STEPS = 30
+#: Relative agreement of every interior member's g_i(x_i) with lambda required to
+#: accept a joint Newton row.
+JOINT_MATCH_RTOL = 1e-8
+
+
 @dataclass
 class InnerBatch:
     """Inner solutions of one player for purchases ``y`` (shape (G,)).
@@ -44,6 +56,9 @@ class InnerBatch:
     curvature : (G,) an estimate of d2J_j/dy_j^2 (of the tie-break where that
         decides), NaN where there is none, None from backends that do not give it.
         Only places a best response's next evaluation, never decides an answer.
+    tiebreak_multiplier : (G,) max-min: nu, the multiplier of sum x = y in the
+        total-surplus stage (what its residual checks the tie-break against);
+        None elsewhere and from backends that do not give it.
     """
 
     y: np.ndarray
@@ -57,6 +72,7 @@ class InnerBatch:
     tiebreak_derivative: np.ndarray | None = None
     residual: np.ndarray | None = None
     curvature: np.ndarray | None = None
+    tiebreak_multiplier: np.ndarray | None = None
 
     def take(self, rows: np.ndarray) -> "InnerBatch":
         """The selected rows only (index array or mask)."""

@@ -23,37 +23,31 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from aggregame.allocation import (RESIDUAL_TOL, InnerSetup, inner_setup,
-                                  maxmin_residual, optimality_residual,
+from aggregame.allocation import (RESIDUAL_TOL, InnerSetup, allocation_error,
+                                  forced_rows, inner_setup, maxmin_residual,
+                                  optimality_residual, settled_residual,
                                   price_sensitivity, purchase_prices,
                                   quadratic_response, quadratic_response_slope,
                                   welfare_of)
 from aggregame.errors import InnerSolveError
 from aggregame.players import Game
 from aggregame.solvers import compiled as kernels
-from aggregame.solvers.inner import InnerBatch
+from aggregame.solvers.inner import (JOINT_MATCH_RTOL, JOINT_NEWTON_STEPS,
+                                     MAX_ITERATIONS, ROOT_RTOL, InnerBatch)
 from aggregame.solvers.leximin import solve_leximin
 from aggregame.solvers.safe_allocation import lambda_allocation, maxmin_allocation
 from aggregame.utilities import QuadraticUtility
 
 LOG = logging.getLogger(__name__)
 
-#: Relative accuracy of the lambda and level roots (sum x_i = y_j to this).
-ROOT_RTOL = 1e-13
 #: Largest (purchases x members) block solved at once: 2^20 doubles are 8 MB per
 #: array, and a solve keeps a few dozen arrays alive.
 CHUNK_ELEMENTS = 2**20
-_MAX_ITER = 200
 #: Inner solves run under one np.errstate(all="ignore") set in ``NativeInner.solve``
 #: (infinities and NaNs are expected and handled: phi' at s = 0, 1/g' at a bound), so
 #: hot loops need none of their own: entering np.errstate costs ~2 us, and an alpha = 1
 #: inner solve entered it ~20 times.
 _QUIET = contextlib.nullcontext()
-#: Steps of the joint (x, lambda) Newton before a row falls back to the nested root.
-JOINT_NEWTON_STEPS = 30
-#: Relative agreement of every interior member's g_i(x_i) with lambda required to
-#: accept a joint Newton row.
-JOINT_MATCH_RTOL = 1e-8
 
 
 def _decreasing_root(residual, lo: np.ndarray, hi: np.ndarray, start: np.ndarray,
@@ -69,7 +63,7 @@ def _decreasing_root(residual, lo: np.ndarray, hi: np.ndarray, start: np.ndarray
     z = start
     active = np.ones(z.shape, dtype=bool) if active is None else active.copy()
     aux = None
-    for _ in range(_MAX_ITER):
+    for _ in range(MAX_ITERATIONS):
         r, slope, aux = residual(z)
         lo = np.where(r > 0, z, lo)
         hi = np.where(r < 0, z, hi)
@@ -219,7 +213,7 @@ class NativeInner:
         if start is not None:
             x = np.where(active & (start > 0) & (start < hi), start, x)
         scale = np.maximum(hi, 1e-300)
-        for _ in range(_MAX_ITER):
+        for _ in range(MAX_ITERATIONS):
             if not active.any():
                 break
             val, dval = self._g_and_slope(x, price, weight, floor)
@@ -435,9 +429,10 @@ class NativeInner:
         price, slope = purchase_prices(self.game, y, others_total, fixed_price)
         guess, start = (None, None) if self.fairness.is_maxmin else self._warm_guess(
             float(y[0]), self.player.size)
-        batch = InnerBatch(y, price, *self._compiled.solve(
-            y, price, slope, math.nan if guess is None else guess,
-            None if start is None else start[0]))
+        *fields_, nu = self._compiled.solve(y, price, slope,
+                                            math.nan if guess is None else guess,
+                                            None if start is None else start[0])
+        batch = InnerBatch(y, price, *fields_, tiebreak_multiplier=nu)
         bad = ~(batch.residual <= RESIDUAL_TOL)
         if bad.any():
             rows = np.flatnonzero(bad)
@@ -553,8 +548,9 @@ class NativeInner:
             derivative = lam - setup.price_slope * np.where(x > 0, dphi * x, 0.0)[:, 0]
         derivative = np.where(infeasible | ~np.isfinite(welfare), np.nan, derivative)
         cap = np.maximum(setup.cap, 1e-300)
-        residual = np.where(infeasible | np.isneginf(welfare), 0.0,
-                            np.abs(x[:, 0] - y) / cap)
+        residual = settled_residual(
+            np.abs(x[:, 0] - y) / cap, np.abs(x[:, 0] - y) / cap, welfare, y,
+            setup.cap, forced_rows(self.player, y, setup.cap, setup.priced_out))
         return InnerBatch(y, setup.price, x, surplus, welfare, surplus[:, 0], lam,
                           derivative, None, residual)
 
@@ -579,9 +575,9 @@ class NativeInner:
         derivative = np.where(infeasible | ~np.isfinite(welfare), np.nan, derivative)
         residual = optimality_residual(player, setup.y, setup.price, x, lam, xbar,
                                        weight, floor)
-        # Rows whose value needs no allocation: an infeasible purchase, or the strict
-        # rule's -inf once a counted member is priced out.
-        residual = np.where(infeasible | np.isneginf(welfare), 0.0, residual)
+        residual = settled_residual(
+            residual, allocation_error(x, setup.y, xbar), welfare, setup.y, setup.cap,
+            forced_rows(player, setup.y, setup.cap, setup.priced_out))
         return InnerBatch(setup.y, setup.price, x, surplus, welfare,
                           surplus.sum(axis=1), lam, derivative, None, residual)
 
@@ -731,11 +727,14 @@ class NativeInner:
         coef = np.where(x > 0, coef, 0.0)
         tie_slope = nu + setup.price_slope * price_sensitivity(x, coef)
         residual = maxmin_residual(player, y, setup.price, x, xbar, setup.floor,
-                                   setup.priced_out)
-        residual = np.where(infeasible, 0.0, residual)
+                                   setup.priced_out, nu)
+        residual = settled_residual(residual, allocation_error(x, y, xbar), welfare,
+                                    y, cap,
+                                    forced_rows(player, y, cap, setup.priced_out))
         return InnerBatch(y, setup.price, x, surplus, welfare, surplus.sum(axis=1),
                           nan, nan.copy(),
-                          np.where(flat & np.isfinite(nu), tie_slope, np.nan), residual)
+                          np.where(flat & np.isfinite(nu), tie_slope, np.nan), residual,
+                          tiebreak_multiplier=nu)
 
     def _members_at_marginal(self, marginal, lo, hi):
         """x_i in [lo_i, hi_i] with U_i'(x_i) = marginal_i (clipped to the ends):

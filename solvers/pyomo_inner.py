@@ -45,9 +45,10 @@ from aggregame.errors import InnerSolveError, UnsupportedProblemError
 from aggregame.fairness import PricedOutRule
 from aggregame.models.aggregator import add_aggregator, build_aggregator_model
 from aggregame.players import Game
-from aggregame.allocation import (RESIDUAL_TOL, counted_members, inner_setup,
-                                  maxmin_residual, member_terms, optimality_residual,
-                                  price_sensitivity, welfare_of)
+from aggregame.allocation import (RESIDUAL_TOL, allocation_error, counted_members,
+                                  forced_rows, inner_setup, maxmin_residual,
+                                  member_terms, optimality_residual, price_sensitivity,
+                                  settled_residual, welfare_of)
 from aggregame.solvers.inner import InnerBatch
 from aggregame.solvers.nlp_reuse import (SOLVE_SUCCEEDED, NlpBounds, NlpSolution,
                                          ReusableNlp, fix_vars, free_rows)
@@ -518,7 +519,6 @@ class PyomoInner:
     def _residual(self, batch: InnerBatch, others_total: float,
                   fixed_price: float | None) -> np.ndarray:
         setup = inner_setup(self.game, self.index, batch.y, others_total, fixed_price)
-        infeasible = batch.y > setup.cap * (1 + 1e-12)
         if self.player.fairness.is_maxmin:
             res = maxmin_residual(self.player, batch.y, setup.price, batch.x,
                                   setup.xbar, setup.floor, setup.priced_out)
@@ -526,7 +526,10 @@ class PyomoInner:
             res = optimality_residual(self.player, batch.y, setup.price, batch.x,
                                       batch.multiplier, setup.xbar, setup.weight,
                                       setup.floor)
-        return np.where(infeasible | np.isneginf(batch.welfare), 0.0, res)
+        return settled_residual(res, allocation_error(batch.x, batch.y, setup.xbar),
+                                batch.welfare, batch.y, setup.cap,
+                                forced_rows(self.player, batch.y, setup.cap,
+                                            setup.priced_out))
 
 
 # -- the two ways a solve reaches its solver ------------------------------------
