@@ -193,6 +193,7 @@ class _Deviations:
         self._max = {"welfare": -math.inf, "tiebreak": -math.inf}
         self._min = {"welfare": math.inf, "tiebreak": math.inf}
         self._median: dict[str, float] | None = None
+        self._width = (-1, 0.0)  # (samples seen, LEVEL_TIE_RTOL x the level's scale)
 
     def __call__(self, y: float) -> _Payoff:
         if self.one_member is not None:
@@ -329,7 +330,7 @@ class _Deviations:
         """Payoffs at the spread purchases ``ys``; they define the scale."""
         out = [self(float(y)) for y in ys]
         self.spread.extend(out)
-        self._median = None
+        self._median, self._width = None, (-1, 0.0)
         return out
 
     def level_flat_from(self, y: float) -> bool:
@@ -361,7 +362,10 @@ class _Deviations:
         if not self.maxmin:
             return (p.welfare, 0.0)
         top = self._top_level
-        width = LEVEL_TIE_RTOL * max(self.span("welfare"), 0.0)
+        if self._width[0] != len(self.seen):  # the scale moves only with samples
+            self._width = (len(self.seen),
+                           LEVEL_TIE_RTOL * max(self.span("welfare"), 0.0))
+        width = self._width[1]
         return (top if top - width <= p.level <= top else p.level, p.tiebreak)
 
     def levels_tie(self, p: _Payoff, q: _Payoff) -> bool:

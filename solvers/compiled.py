@@ -803,12 +803,16 @@ def _level_sum(upper, t, level_args):
 
 
 @_jit
-def _level_root(upper, t_hi, y, level_args):
+def _level_root(upper, t_hi, y, level_args, guess):
     """u = sqrt(t_hi - t) at the root of ``_upper`` (``upper``) or ``_lower``: in u
     the binding member's bounds are linear, where in t their slope is infinite at
-    t_hi (numpy: _top_level's in_u). -r(t(u)) decreases in u."""
+    t_hi (numpy: _top_level's in_u). -r(t(u)) decreases in u. Starts from level
+    ``guess`` (the row before's root: 2 Newton steps, not 5) where it lies in
+    [0, t_hi), else from numpy's u = sqrt(t_hi / 2)."""
     lo, hi = 0.0, np.sqrt(t_hi)
     u, atol = np.sqrt(0.5) * hi, ROOT_RTOL * y
+    if 0 <= guess < t_hi:
+        u = np.sqrt(t_hi - guess)
     for _ in range(MAX_ITERATIONS):
         r, slope = _level_sum(upper, t_hi - u * u, level_args)
         u, lo, hi, done = _newton_step(u, -r, 2 * u * slope, lo, hi, atol)
@@ -818,10 +822,11 @@ def _level_root(upper, t_hi, y, level_args):
 
 
 @_jit
-def _top_level(t_hi, y, level_args):
+def _top_level(t_hi, y, level_args, warm):
     """The largest t in [0, t_hi] whose intervals can add up to y: min of t_hi and
     the roots of both sums (numpy: _top_level). Leaves the intervals at that
-    level in ``level_args``' lo_i, hi_i."""
+    level in ``level_args``' lo_i, hi_i; ``warm`` holds each sum's last root (a
+    start for the next row's, NaN: none) and is updated."""
     lo_i, hi_i = level_args[7], level_args[8]
     _level_bounds(t_hi, level_args)
     short = (hi_i.sum() - y < 0, y - lo_i.sum() < 0)  # (upper, lower) at t_hi
@@ -830,8 +835,9 @@ def _top_level(t_hi, y, level_args):
     t_star = t_hi
     for k in range(2):
         if short[k]:
-            u = _level_root(k == 0, t_hi, y, level_args)
-            t_star = np.minimum(t_star, t_hi - u * u)
+            u = _level_root(k == 0, t_hi, y, level_args, warm[k])
+            warm[k] = t_hi - u * u
+            t_star = np.minimum(t_star, warm[k])
     _level_bounds(t_star, level_args)
     return t_star
 
@@ -905,39 +911,13 @@ def _fill_total_surplus(codes, params, y, price, lo_i, hi_i, x, guess):
 
 @_jit
 def _maxmin_residual(codes, params, y, price, x, xbar, floor, counted, surplus, nu):
-    """aggregame.allocation.maxmin_residual of one row: balance and bounds, 1 where
-    a level above the allocation's by LEVEL_PROBE_RTOL is feasible, and the
-    tie-break's projected steps toward U' - p = nu; the intervals from
+    """aggregame.allocation.maxmin_residual of one row (with its _tiebreak_residual):
+    balance and bounds, 1 where a level above the allocation's by
+    LEVEL_PROBE_RTOL is feasible, and the tie-break's projected steps toward
+    U' - p = nu within the level's intervals; the intervals from
     quadratic_level_interval (compiled) or bisection on each side of the peak, not
-    from the solve's level roots."""
-    return np.maximum(
-        _level_residual(codes, params, y, price, x, xbar, floor, counted, surplus),
-        _tiebreak_residual(codes, params, price, x, xbar, floor, counted, surplus, nu))
-
-
-@_jit
-def _tiebreak_residual(codes, params, price, x, xbar, floor, counted, surplus, nu):
-    """aggregame.allocation._tiebreak_residual of one row."""
-    level = np.inf
-    for i in range(x.size):
-        if counted[i]:
-            level = np.minimum(level, surplus[i] + floor[i])
-    worst = 0.0
-    for i in range(x.size):
-        rec = params[i]
-        need = level - floor[i] if counted[i] else -np.inf
-        lo, hi = _probe_interval(codes[i], rec, need, price, xbar[i])
-        lo = np.minimum(x[i] if np.isnan(lo) else lo, x[i])
-        hi = np.maximum(x[i] if np.isnan(hi) else hi, x[i])
-        step = (nu - (_dU(codes[i], x[i], rec) - price)) / _d2U(codes[i], x[i], rec)
-        step = np.minimum(np.maximum(step, lo - x[i]), hi - x[i])
-        worst = np.maximum(worst, np.inf if np.isnan(step) else abs(step))
-    return worst / np.maximum(xbar.sum(), 1e-300)
-
-
-@_jit
-def _level_residual(codes, params, y, price, x, xbar, floor, counted, surplus):
-    """Balance, bounds and the level probe of ``_maxmin_residual``."""
+    from the solve's level roots. Two passes over the members: the level and its
+    scales, then both tests' intervals."""
     n = codes.size
     cap = np.maximum(xbar.sum(), 1e-300)
     below, above = 0.0, 0.0
@@ -953,17 +933,26 @@ def _level_residual(codes, params, y, price, x, xbar, floor, counted, surplus):
             top = np.minimum(top, peak_s + floor[i])
     out = np.maximum(abs(x.sum() - y), np.maximum(below, above)) / cap
     probe = level + np.maximum(LEVEL_PROBE_RTOL * scale, 64 * _EPS * noise)
-    if not (np.isfinite(level) and probe < top):
-        return out
-    sum_lo, sum_hi = 0.0, 0.0
+    testing = np.isfinite(level) and probe < top  # can a higher level be feasible?
+    sum_lo, sum_hi, worst = 0.0, 0.0, 0.0
     for i in range(n):
-        need = probe - floor[i] if counted[i] else -np.inf
-        lo, hi = _probe_interval(codes[i], params[i], need, price, xbar[i])
-        if np.isnan(lo):
-            return out
-        sum_lo += lo
-        sum_hi += hi
-    return np.maximum(out, 1.0) if sum_lo <= y <= sum_hi else out
+        rec = params[i]
+        if testing:
+            need = probe - floor[i] if counted[i] else -np.inf
+            lo, hi = _probe_interval(codes[i], rec, need, price, xbar[i])
+            if np.isnan(lo):
+                testing = False  # a member cannot reach the probe: not feasible
+            sum_lo += lo
+            sum_hi += hi
+        need = level - floor[i] if counted[i] else -np.inf
+        lo, hi = _probe_interval(codes[i], rec, need, price, xbar[i])
+        lo = np.minimum(x[i] if np.isnan(lo) else lo, x[i])
+        hi = np.maximum(x[i] if np.isnan(hi) else hi, x[i])
+        step = (nu - (_dU(codes[i], x[i], rec) - price)) / _d2U(codes[i], x[i], rec)
+        step = np.minimum(np.maximum(step, lo - x[i]), hi - x[i])
+        worst = np.maximum(worst, np.inf if np.isnan(step) else abs(step))
+    out = np.maximum(out, worst / cap)
+    return np.maximum(out, 1.0) if (testing and sum_lo <= y <= sum_hi) else out
 
 
 @_jit
@@ -1019,11 +1008,11 @@ def _probe_interval(code, rec, need, price, xbar):
 
 @_jit
 def _maxmin_row(codes, params, y, price, slope_p, xbar, weight, floor, out, cap,
-                scratch, x, surplus, guess):
+                scratch, x, surplus, guess, warm):
     """One max-min row (numpy: _solve_maxmin and _finish_maxmin): the top level,
     its intervals, the total-surplus fill; returns (welfare, tiebreak,
     tie-break derivative, residual, nu) with x and surplus filled; ``guess``
-    starts the fill's nu."""
+    starts the fill's nu, ``warm`` the level roots (``_top_level``)."""
     n = codes.size
     s_max, lo_i, hi_i = scratch[0], scratch[1], scratch[2]
     counted = weight > 0
@@ -1039,7 +1028,7 @@ def _maxmin_row(codes, params, y, price, slope_p, xbar, weight, floor, out, cap,
     t_hi = np.maximum(t_hi if np.isfinite(t_hi) else 0.0, 0.0)
     level_args = (codes, params, price, xbar, floor, counted, s_max, lo_i, hi_i, free,
                   y)
-    _top_level(t_hi, y, level_args)
+    _top_level(t_hi, y, level_args, warm)
     nu = _fill_total_surplus(codes, params, y, price, lo_i, hi_i, x, guess)
     # Welfare: the smallest s + e over the counted members (0 if none counts).
     welfare, flat, sensitivity = np.inf, False, 0.0
@@ -1088,14 +1077,14 @@ def solve_maxmin_rows(codes, params, u0, w_in, e_in, w_out, e_out, y, price,
     out = np.empty(n, dtype=np.bool_)
     scratch = np.empty((3, n))
     nus = np.empty(g)
-    nu = np.nan
+    nu, warm = np.nan, np.full(2, np.nan)
     for r in range(g):
         p = price[r]
         cap = _row_setup(codes, params, u0, p, w_in, e_in, w_out, e_out, xbar, weight,
                          floor, out)
         welfare[r], tiebreak[r], tie_derivative[r], residual[r], nu = _maxmin_row(
             codes, params, y[r], p, slope_p[r], xbar, weight, floor, out, cap,
-            scratch, x_all[r], s_all[r], nu)
+            scratch, x_all[r], s_all[r], nu, warm)
         nus[r] = nu
     return x_all, s_all, welfare, tiebreak, tie_derivative, residual, nus
 
@@ -1133,6 +1122,15 @@ def _announce_compile(entry: str) -> None:
                 ": no writable cache folder, so every run compiles them again")
 
 
+def _plain(v: np.ndarray) -> np.ndarray:
+    """``v`` as a C-contiguous, writeable float64 array (a copy only if it is not
+    one: np.require costs ~1 us a call, which a max-min search paid 3 times a row)."""
+    if isinstance(v, np.ndarray) and v.dtype == np.float64 and \
+            v.flags.c_contiguous and v.flags.writeable:
+        return v
+    return np.array(v, dtype=np.float64)
+
+
 class CompiledPlayer:
     """A player's data in the kernels' form, and its solve."""
 
@@ -1164,16 +1162,14 @@ class CompiledPlayer:
         # Contiguous, writeable float arrays always: another layout (a strided
         # slice of purchases) or a read-only array is a new signature for numba,
         # compiled again for seconds.
-        y, price, slope = (np.require(v, np.float64, ("C", "W"))
-                           for v in (y, price, slope))
+        y, price, slope = _plain(y), _plain(price), _plain(slope)
         if self.maxmin:
             x, surplus, welfare, tiebreak, tie, residual, nu = solve_maxmin_rows(
                 self.codes, self.params, self.u0, self.w_in, self.e_in, self.w_out,
                 self.e_out, y, price, slope)
             nan = np.full(y.size, np.nan)
             return x, surplus, welfare, tiebreak, nan, nan.copy(), tie, residual, nu
-        start = np.empty(0) if x_start is None else np.require(
-            x_start, np.float64, ("C", "W"))
+        start = np.empty(0) if x_start is None else _plain(x_start)
         x, surplus, welfare, tiebreak, lam, derivative, residual = solve_rows(
             self.codes, self.params, self.u0, self.alpha, self.w_in, self.e_in,
             self.w_out, self.e_out, self.strict_dead, self.closed, y, price, slope,
