@@ -245,14 +245,12 @@ class _Deviations:
         x = np.concatenate([r.x for r in self._rows])
         mult = np.concatenate([np.full(r.y.size, np.nan) if getattr(r, field) is None
                                else getattr(r, field) for r in self._rows])
-        checked = np.zeros(y.size, dtype=bool)
-        checked[self._proof_rows()] = True
-        chunk = max(1, PROOF_CHUNK // x.shape[1])  # temporaries that stay in cache
-        parts = [self._evidence(y[k:k + chunk], x[k:k + chunk], mult[k:k + chunk],
-                                checked[k:k + chunk]) for k in range(0, y.size, chunk)]
-        welfare, tiebreak, residual, balance, forced, at_cap = (
-            np.concatenate(c) for c in zip(*parts))
-        if not np.all(residual[checked] <= RESIDUAL_TOL):
+        checked = np.array(self._proof_rows())
+        welfare, tiebreak, _, balance, forced, at_cap = self._evidence(
+            y, x, mult, residual=False)
+        residual = self._evidence(y[checked], x[checked], mult[checked],
+                                  residual=True)[2]
+        if not np.all(residual <= RESIDUAL_TOL):
             return False
         if not self._minus_inf_confirmed(y[np.isneginf(welfare) & ~forced & ~at_cap]):
             return False
@@ -306,14 +304,16 @@ class _Deviations:
             return False
         return not np.any(np.isfinite(again.welfare))
 
-    def _evidence(self, y, x, mult, checked):
-        """allocation_evidence of rows, the residual only where ``checked``
-        (elsewhere 0); (welfare, tiebreak, residual, balance, forced, at capacity)."""
-        ev = allocation_evidence(self._game, self._j, y, self.others, x, mult,
-                                 residual=bool(checked.any()))
-        residual = np.zeros(y.size) if ev.residual is None else np.where(
-            checked, ev.residual, 0.0)
-        return ev.welfare, ev.tiebreak, residual, ev.balance, ev.forced, ev.at_capacity
+    def _evidence(self, y, x, mult, residual):
+        """allocation_evidence of rows in chunks whose temporaries stay in cache:
+        (welfare, tiebreak, residual or None, balance, forced, at capacity)."""
+        chunk = max(1, PROOF_CHUNK // x.shape[1])
+        parts = [allocation_evidence(self._game, self._j, y[k:k + chunk], self.others,
+                                     x[k:k + chunk], mult[k:k + chunk], residual)
+                 for k in range(0, y.size, chunk)]
+        columns = [[getattr(ev, name) for ev in parts] for name in (
+            "welfare", "tiebreak", "residual", "balance", "forced", "at_capacity")]
+        return tuple(None if c[0] is None else np.concatenate(c) for c in columns)
 
     def _proof_rows(self) -> list[int]:
         """Indices of the rows ``proved`` re-proves (see there)."""

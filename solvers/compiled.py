@@ -769,42 +769,23 @@ def _level_bounds(t, args):
 
 
 @_jit
-def _upper(t, args):
-    """sum hi_i(t) - y and its slope in t (decreasing in t)."""
-    codes, params, price, xbar, floor, counted, s_max, lo_i, hi_i, free, y = args
-    _level_bounds(t, args)
-    total, slope = 0.0, 0.0
-    for i in range(codes.size):
-        total += hi_i[i]
-        if not free[i]:
-            slope += 1.0 / (_dU(codes[i], hi_i[i], params[i]) - price)
-    return total - y, slope
-
-
-@_jit
-def _lower(t, args):
-    """y - sum lo_i(t) and its slope in t (decreasing in t)."""
-    codes, params, price, xbar, floor, counted, s_max, lo_i, hi_i, free, y = args
-    _level_bounds(t, args)
-    total, slope = 0.0, 0.0
-    for i in range(codes.size):
-        total += lo_i[i]
-        if not free[i]:
-            slope += 1.0 / (_dU(codes[i], lo_i[i], params[i]) - price)
-    return y - total, -slope
-
-
-@_jit
 def _level_sum(upper, t, level_args):
-    """``_upper`` or ``_lower`` at level t."""
-    if upper:
-        return _upper(t, level_args)
-    return _lower(t, level_args)
+    """sum hi_i(t) - y (``upper``) or y - sum lo_i(t), both decreasing in t, and
+    the slope in t (d x / d t = 1 / s'(x) on either side of a member's peak)."""
+    codes, params, price, xbar, floor, counted, s_max, lo_i, hi_i, free, y = level_args
+    _level_bounds(t, level_args)
+    side = hi_i if upper else lo_i
+    total, slope = 0.0, 0.0
+    for i in range(codes.size):
+        total += side[i]
+        if not free[i]:
+            slope += 1.0 / (_dU(codes[i], side[i], params[i]) - price)
+    return (total - y, slope) if upper else (y - total, -slope)
 
 
 @_jit
 def _level_root(upper, t_hi, y, level_args, guess):
-    """u = sqrt(t_hi - t) at the root of ``_upper`` (``upper``) or ``_lower``: in u
+    """u = sqrt(t_hi - t) at the root of ``_level_sum(upper, ...)``: in u
     the binding member's bounds are linear, where in t their slope is infinite at
     t_hi (numpy: _top_level's in_u). -r(t(u)) decreases in u. Starts from level
     ``guess`` (the row before's root: 2 Newton steps, not 5) where it lies in
