@@ -190,8 +190,8 @@ class _Deviations:
         # count, max and min over ``seen`` and the median over ``spread``.
         self._top_level = -math.inf
         self._count = 0
-        self._max = {"welfare": -math.inf, "tiebreak": -math.inf}
-        self._min = {"welfare": math.inf, "tiebreak": math.inf}
+        self._max = [-math.inf, -math.inf]  # (welfare, tiebreak)
+        self._min = [math.inf, math.inf]
         self._median: dict[str, float] | None = None
         self._width = (-1, 0.0)  # (samples seen, LEVEL_TIE_RTOL x the level's scale)
 
@@ -208,10 +208,17 @@ class _Deviations:
         self.seen.append(out)
         if math.isfinite(welfare):
             self._count += 1
-            self._top_level = max(self._top_level, level)
-            for field, value in (("welfare", welfare), ("tiebreak", tiebreak)):
-                self._max[field] = max(self._max[field], value)
-                self._min[field] = min(self._min[field], value)
+            if level > self._top_level:
+                self._top_level = level
+            top, low = self._max, self._min
+            if welfare > top[0]:
+                top[0] = welfare
+            if welfare < low[0]:
+                low[0] = welfare
+            if tiebreak > top[1]:
+                top[1] = tiebreak
+            if tiebreak < low[1]:
+                low[1] = tiebreak
         return out
 
     def proved(self) -> bool:
@@ -401,9 +408,10 @@ class _Deviations:
         median = self._median[field]
         if not self._count or math.isnan(median):
             return 0.0
-        top = self._max[field]
+        k = 0 if field == "welfare" else 1
+        top = self._max[k]
         robust = float(top - median)
-        return robust if robust > 0 else float(top - self._min[field])
+        return robust if robust > 0 else float(top - self._min[k])
 
 
 def _agree(claimed: np.ndarray, truth: np.ndarray, span: float,
