@@ -273,6 +273,12 @@ def _affine_quadratic_capacity(player: Player, price: Price, others_total: float
         return None
     a, b = player.quadratic_sorted
     q = p0 + c * others_total
+    if player.size == 1:
+        # The same arithmetic in floats (bit for bit): the array calls cost a
+        # one-member player ~30 us, and a certificate asks once per player.
+        a1, b1 = float(a[0]), float(b[0])
+        y1 = ((b1 - q) / a1) / (1.0 + c * (1.0 / a1))
+        return y1 if (b1 > q + c * y1 and y1 > 0) else 0.0
     num = np.cumsum((b - q) / a)
     den = 1.0 + c * np.cumsum(1.0 / a)
     y = num / den
