@@ -61,14 +61,37 @@ def _track(tmp: Path | None) -> None:
     _WRITING[0] = tmp
 
 
+#: Termination requested while this worker was writing a result: it ends as soon as
+#: the file is whole (see ``_on_sigterm``).
+_TERMINATION = {"writing": False, "pending": False}
+
+
 def execute(task: Task, runs_dir: str) -> str:
     """Run one task and store its rows atomically (top-level: picklable for workers)."""
     module = importlib.import_module(f"aggregame.studies.{task.study}")
     rows = module.run(task.params)
     doc = {"key": task.key, "params": task.params, "rows": rows}
-    atomic_write(Path(runs_dir) / f"{task.key}.json",
-                 lambda p: p.write_text(json.dumps(doc)), on_temp=_track)
+    _TERMINATION["writing"] = True
+    try:
+        atomic_write(Path(runs_dir) / f"{task.key}.json",
+                     lambda p: p.write_text(json.dumps(doc)), on_temp=_track)
+    finally:
+        _TERMINATION["writing"] = False
+    if _TERMINATION["pending"]:
+        os._exit(128 + signal.SIGTERM)
     return task.key
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """A local worker's SIGTERM (the main process ends the pool on Ctrl-C): at once,
+    unless it is writing a result, which it finishes first. Without this the
+    signal's default action killed it between the temporary file and its rename,
+    and a '.tmp' file stayed (seen once the runs got fast enough to be writing
+    often)."""
+    if _TERMINATION["writing"]:
+        _TERMINATION["pending"] = True
+        return
+    os._exit(128 + signum)
 
 
 def _watchdog(parent: int) -> None:
@@ -81,9 +104,10 @@ def _watchdog(parent: int) -> None:
 
 
 def worker_init() -> None:
-    """Initializer of each local worker: Ctrl-C is the parent's to handle, and the
-    worker ends when its parent dies."""
+    """Initializer of each local worker: Ctrl-C is the parent's to handle, SIGTERM
+    waits for a result being written, and the worker ends when its parent dies."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _on_sigterm)
     threading.Thread(target=_watchdog, args=(os.getppid(),), daemon=True,
                      name="aggregame-watchdog").start()
 
