@@ -298,7 +298,8 @@ def quadratic_level_interval(a: np.ndarray, b: np.ndarray, need: np.ndarray,
 
 def maxmin_residual(player: Player, y: np.ndarray, price: np.ndarray, x: np.ndarray,
                     xbar: np.ndarray, floor: np.ndarray, priced_out: np.ndarray,
-                    nu: np.ndarray | None = None) -> np.ndarray:
+                    nu: np.ndarray | None = None,
+                    level_step: float | None = None) -> np.ndarray:
     """Residual of a max-min row: balance and bounds (allocation units over the
     capacity), and 1 where a level higher than the allocation's by LEVEL_PROBE_RTOL
     is feasible (the level is then not the largest: not a solution).
@@ -311,6 +312,11 @@ def maxmin_residual(player: Player, y: np.ndarray, price: np.ndarray, x: np.ndar
     (a backend that gives no nu) the total surplus is not checked, and the level
     alone is: a worst-first fill at the right level passed (found by review).
 
+    ``level_step`` (absolute) replaces LEVEL_PROBE_RTOL times the members' largest
+    peak level as the probe's step: the certificate's proof asks it of its own
+    scale, which can be thousands of times smaller (found by review: a level
+    0.5 probe step short hid a regret of 1e-4).
+
     The level test does not use the backends' level roots: plain bisection on each
     member's surplus, or for quadratic members the closed form of
     ``quadratic_level_interval`` (written here, tested against the bisection), so a
@@ -319,7 +325,8 @@ def maxmin_residual(player: Player, y: np.ndarray, price: np.ndarray, x: np.ndar
     so the probe step is at least the surpluses' rounding.
     """
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = _maxmin_residual(player, y, price, x, xbar, floor, priced_out)
+        out = _maxmin_residual(player, y, price, x, xbar, floor, priced_out,
+                               level_step)
         if nu is None:
             return out
         return np.maximum(out, _tiebreak_residual(player, price, x, xbar, floor,
@@ -348,7 +355,7 @@ def _tiebreak_residual(player, price, x, xbar, floor, priced_out, nu):
     return np.where(np.isnan(step), np.inf, np.abs(step)).max(axis=-1) / cap
 
 
-def _maxmin_residual(player, y, price, x, xbar, floor, priced_out):
+def _maxmin_residual(player, y, price, x, xbar, floor, priced_out, level_step=None):
     p2 = np.asarray(price, dtype=float)[:, None]
     cap = np.maximum(xbar.sum(axis=-1), 1e-300)
     out = np.maximum(np.abs(x.sum(axis=-1) - y), _bounds_violation(x, xbar)) / cap
@@ -369,7 +376,8 @@ def _maxmin_residual(player, y, price, x, xbar, floor, priced_out):
     # The level's scale is the members' surplus scale, not the top level itself,
     # which is 0 when a counted member is priced out (strict rule).
     scale = np.abs(peaks + floor).max(axis=-1)
-    probe = level + np.maximum(LEVEL_PROBE_RTOL * scale, noise)
+    step = LEVEL_PROBE_RTOL * scale if level_step is None else level_step
+    probe = level + np.maximum(step, noise)
     need = np.where(counted, probe[:, None] - floor, -np.inf)
     if quad is not None:
         lo, hi, _ = quadratic_level_interval(*quad, need, p2, xbar)
@@ -418,6 +426,7 @@ class Evidence:
     welfare, tiebreak : (G,) J and the total surplus, recomputed from x.
     residual : (G,) the row's residual (``settled_residual``), or None if not asked.
     balance : (G,) |sum x - y|, in allocation units.
+    bounds : (G,) the largest violation of 0 <= x_i <= xbar_i, over the capacity.
     forced, at_capacity : (G,) ``forced_rows``, and y within NEAR_CAPACITY_RTOL of
         the capacity or above it.
     """
@@ -426,13 +435,15 @@ class Evidence:
     tiebreak: np.ndarray
     residual: np.ndarray | None
     balance: np.ndarray
+    bounds: np.ndarray
     forced: np.ndarray
     at_capacity: np.ndarray
 
 
 def allocation_evidence(game: Game, j: int, y: np.ndarray, others_total: float,
                         x: np.ndarray, multiplier: np.ndarray,
-                        residual: bool = True) -> Evidence:
+                        residual: bool = True,
+                        level_step: float | None = None) -> Evidence:
     """The definition's verdict on allocations ``x`` (G, N) of player j at purchases
     ``y``, computed from them alone: what a backend's rows claim, recomputed.
     ``multiplier`` is each row's lambda (alpha < inf) or nu (max-min: the
@@ -441,7 +452,8 @@ def allocation_evidence(game: Game, j: int, y: np.ndarray, others_total: float,
     Stricter than the solvers' own residual where the claim cannot be checked:
     a row between 0 and the capacity with a finite J but no finite multiplier
     (alpha < inf; the solvers accept it where lambda overflows) is not proved, nor
-    a max-min row without nu. ``residual=False`` skips the residual (payoffs only).
+    a max-min row without nu. ``residual=False`` skips the residual (payoffs only);
+    ``level_step``: see ``maxmin_residual``.
     """
     player = game.players[j]
     setup = inner_setup(game, j, y, others_total)
@@ -454,7 +466,8 @@ def allocation_evidence(game: Game, j: int, y: np.ndarray, others_total: float,
     if residual:
         if player.fairness.is_maxmin:
             res = maxmin_residual(player, setup.y, setup.price, x, setup.xbar,
-                                  setup.floor, setup.priced_out, multiplier)
+                                  setup.floor, setup.priced_out, multiplier,
+                                  level_step)
         else:
             res = optimality_residual(player, setup.y, setup.price, x, multiplier,
                                       setup.xbar, setup.weight, setup.floor)
@@ -462,8 +475,9 @@ def allocation_evidence(game: Game, j: int, y: np.ndarray, others_total: float,
         res = settled_residual(np.where(unproved, np.inf, res),
                                allocation_error(x, setup.y, setup.xbar), welfare,
                                setup.y, setup.cap, forced)
+    bounds = _bounds_violation(x, setup.xbar) / np.maximum(setup.cap, 1e-300)
     return Evidence(welfare, surplus.sum(axis=-1), res, np.abs(x.sum(axis=-1) - y),
-                    forced, setup.y >= setup.cap * (1 - NEAR_CAPACITY_RTOL))
+                    bounds, forced, setup.y >= setup.cap * (1 - NEAR_CAPACITY_RTOL))
 
 
 def purchase_prices(game: Game, y: np.ndarray, others_total: float,

@@ -88,6 +88,9 @@ PROOF_RTOL = 1e-9
 #: and per numpy call (larger temporaries page-fault: 24 MB arrays cost more to
 #: touch than to compute).
 PROOF_ELEMENTS = 2**18
+#: Bounds violation (over the capacity) a proved row may have: the solvers clip
+#: allocations into [0, xbar] exactly, and a slack moves a payoff as balance does.
+PROOF_BOUNDS_RTOL = 1e-14
 PROOF_CHUNK = 2**16
 
 _GOLDEN = (math.sqrt(5) - 1) / 2
@@ -233,8 +236,10 @@ class _Deviations:
           purchase it does add up to is the same to that tolerance (|lambda| or
           |nu| times the gap; the residual's 1e-6 of capacity allowed a gain of
           3e-6 of the scale, found by review);
+        * every row stays inside its bounds (to PROOF_BOUNDS_RTOL);
         * the rows' residuals are below RESIDUAL_TOL, with a finite multiplier
-          wherever one is needed: every row up to PROOF_ELEMENTS (rows x members:
+          wherever one is needed (max-min: no level higher by PROOF_RTOL of the
+          level's scale is feasible): every row up to PROOF_ELEMENTS (rows x members:
           all of them below 2^18, e.g. 2,600 rows of 100 members); beyond that the
           profile's row, the best deviation and rows spread evenly over the search
           (with 10^4 members re-proving all ~100 rows cost more than solving them).
@@ -253,11 +258,17 @@ class _Deviations:
         mult = np.concatenate([np.full(r.y.size, np.nan) if getattr(r, field) is None
                                else getattr(r, field) for r in self._rows])
         checked = np.array(self._proof_rows())
-        welfare, tiebreak, _, balance, forced, at_cap = self._evidence(
+        welfare, tiebreak, _, balance, bounds, forced, at_cap = self._evidence(
             y, x, mult, residual=False)
+        # Max-min: no level higher by the certificate's own tolerance is feasible.
+        step = PROOF_RTOL * self.span("welfare") if self.maxmin else None
         residual = self._evidence(y[checked], x[checked], mult[checked],
-                                  residual=True)[2]
+                                  residual=True, level_step=step)[2]
         if not np.all(residual <= RESIDUAL_TOL):
+            return False
+        # Solvers keep allocations inside their bounds exactly; a slack within the
+        # residual's tolerance moves a payoff like a balance gap does.
+        if not np.all(bounds <= PROOF_BOUNDS_RTOL):
             return False
         if not self._minus_inf_confirmed(y[np.isneginf(welfare) & ~forced & ~at_cap]):
             return False
@@ -311,15 +322,18 @@ class _Deviations:
             return False
         return not np.any(np.isfinite(again.welfare))
 
-    def _evidence(self, y, x, mult, residual):
+    def _evidence(self, y, x, mult, residual, level_step=None):
         """allocation_evidence of rows in chunks whose temporaries stay in cache:
-        (welfare, tiebreak, residual or None, balance, forced, at capacity)."""
+        (welfare, tiebreak, residual or None, balance, bounds, forced, at
+        capacity)."""
         chunk = max(1, PROOF_CHUNK // x.shape[1])
         parts = [allocation_evidence(self._game, self._j, y[k:k + chunk], self.others,
-                                     x[k:k + chunk], mult[k:k + chunk], residual)
+                                     x[k:k + chunk], mult[k:k + chunk], residual,
+                                     level_step)
                  for k in range(0, y.size, chunk)]
         columns = [[getattr(ev, name) for ev in parts] for name in (
-            "welfare", "tiebreak", "residual", "balance", "forced", "at_capacity")]
+            "welfare", "tiebreak", "residual", "balance", "bounds", "forced",
+            "at_capacity")]
         return tuple(None if c[0] is None else np.concatenate(c) for c in columns)
 
     def _proof_rows(self) -> list[int]:

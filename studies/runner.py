@@ -16,6 +16,7 @@ main process), removing the temporary file it was writing.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
@@ -61,40 +62,39 @@ def _track(tmp: Path | None) -> None:
     _WRITING[0] = tmp
 
 
-#: Termination requested while this worker was writing a result: it ends as soon as
-#: the file is whole (see ``_on_sigterm``).
-_TERMINATION = {"writing": False, "pending": False}
-
-
 def execute(task: Task, runs_dir: str) -> str:
     """Run one task and store its rows atomically (top-level: picklable for workers)."""
     module = importlib.import_module(f"aggregame.studies.{task.study}")
     rows = module.run(task.params)
     doc = {"key": task.key, "params": task.params, "rows": rows}
-    _TERMINATION["writing"] = True
-    try:
+    with _termination_deferred():
         atomic_write(Path(runs_dir) / f"{task.key}.json",
                      lambda p: p.write_text(json.dumps(doc)), on_temp=_track)
-    finally:
-        _TERMINATION["writing"] = False
-    if _TERMINATION["pending"]:
-        os._exit(128 + signal.SIGTERM)
     return task.key
 
 
-def _on_sigterm(signum: int, frame: Any) -> None:
-    """A local worker's SIGTERM (the main process ends the pool on Ctrl-C): at once,
-    unless it is writing a result, which it finishes first. Without this the
-    signal's default action killed it between the temporary file and its rename,
-    and a '.tmp' file stayed (seen once the runs got fast enough to be writing
-    often)."""
-    if _TERMINATION["writing"]:
-        _TERMINATION["pending"] = True
-        return
-    os._exit(128 + signum)
+@contextlib.contextmanager
+def _termination_deferred():
+    """SIGTERM waits while a result is written, then takes its default action.
+
+    On Ctrl-C the main process terminates the pool's workers; the default action
+    had killed one between its temporary file and the rename, leaving a '.tmp' (seen
+    once runs got fast enough to be writing often). Blocking the signal in this
+    thread (the watchdog thread blocks it for good) defers it to the end of the
+    write, and nowhere else: a worker inside a long C call (SCIP) still ends at
+    once, which a Python-level handler would not.
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _watchdog(parent: int) -> None:
+    # SIGTERM is for the main thread, which defers it while writing a result
+    # (_termination_deferred); delivered here, it would not wait.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     while os.getppid() == parent:
         time.sleep(WATCHDOG_PERIOD)
     tmp = _WRITING[0]
@@ -107,7 +107,6 @@ def worker_init() -> None:
     """Initializer of each local worker: Ctrl-C is the parent's to handle, SIGTERM
     waits for a result being written, and the worker ends when its parent dies."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _on_sigterm)
     threading.Thread(target=_watchdog, args=(os.getppid(),), daemon=True,
                      name="aggregame-watchdog").start()
 

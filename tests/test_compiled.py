@@ -23,7 +23,8 @@ import pytest
 
 from aggregame import (AffinePrice, Game, LinearPrice, Player, User,
                        quadratic_users)
-from aggregame.allocation import RESIDUAL_TOL, evaluate, inner_setup, welfare_of
+from aggregame.allocation import (LEVEL_PROBE_RTOL, RESIDUAL_TOL, evaluate,
+                                  inner_setup, quadratic_level_interval, welfare_of)
 from aggregame.scenario import load_scenario
 from aggregame.solvers import certificate as cert_module
 from aggregame.solvers import compiled
@@ -115,6 +116,13 @@ def _maxmin_game():
                                    maxmin="total-surplus"),), AffinePrice(1.0, 0.05))
 
 
+def _uneven_maxmin_game():
+    """Two members whose peak levels differ 10^4-fold, nobody priced out."""
+    users = quadratic_users([1.0, 0.01], [4.0, 20.0], "u")
+    return Game((Player.aggregator("M", users, alpha="inf", eps=0.01,
+                                   maxmin="total-surplus"),), AffinePrice(1.0, 0.05))
+
+
 def _claims(game, y, x):
     """(x, surplus, welfare, tiebreak) a liar reports for allocations x: the
     definition's own payoffs of them, so only their optimality is a lie."""
@@ -150,6 +158,52 @@ def _one_at_zero_surplus(game, y, x):
     return x
 
 
+def _past_a_bound(game, y, x):
+    """0.9e-6 of the capacity parked on a priced-out member (xbar = 0): balance
+    exact, bounds off by less than the residual's tolerance."""
+    setup = inner_setup(game, 0, y, 0.0)
+    x = x.copy()
+    for r in range(y.size):
+        out = np.flatnonzero(setup.xbar[r] == 0)
+        if out.size and 0 < y[r] < setup.cap[r]:
+            gap = 0.9e-6 * setup.cap[r]
+            x[r] = x[r] * (1 - gap / y[r])
+            x[r, out[0]] = gap
+    return x
+
+
+def _level_short(game, y, x):
+    """Max-min: the total-surplus fill at a level half a residual probe step
+    (LEVEL_PROBE_RTOL x the largest peak level) below the right one."""
+    player, setup = game.players[0], inner_setup(game, 0, y, 0.0)
+    a, b = (np.array([getattr(m.utility, k) for m in player.members]) for k in "ab")
+    x = x.copy()
+    for r in range(y.size):
+        p, counted = setup.price[r], setup.weight[r] > 0
+        if not 0 < y[r] < setup.cap[r] * (1 - 1e-9):
+            continue
+        level = np.min(np.where(counted, evaluate(player, "U", x[r]) - p * x[r]
+                                + setup.floor[r], np.inf))
+        peaks = np.where(b > p, (b - p) ** 2 / (4 * a), 0.0) + setup.floor[r]
+        need = np.where(counted, level - 0.5 * LEVEL_PROBE_RTOL * peaks.max()
+                        - setup.floor[r], -np.inf)
+        with np.errstate(all="ignore"):
+            lo, hi, _ = quadratic_level_interval(a, b, need, p, setup.xbar[r])
+        if np.isnan(lo).any() or not lo.sum() <= y[r] <= hi.sum():
+            continue
+        nu_lo, nu_hi = -1e6, 1e6  # the fill in [lo, hi] by bisection on nu
+        for _ in range(200):
+            nu = 0.5 * (nu_lo + nu_hi)
+            if np.clip((b - p - nu) / (2 * a), lo, hi).sum() > y[r]:
+                nu_lo = nu
+            else:
+                nu_hi = nu
+        x[r] = np.clip((b - p - nu) / (2 * a), lo, hi)
+        x[r] += (y[r] - x[r].sum()) * (hi - x[r] if y[r] > x[r].sum() else x[r] - lo) \
+            / max(np.sum(hi - x[r] if y[r] > x[r].sum() else x[r] - lo), 1e-300)
+    return x
+
+
 #: (lie, game, profile as a fraction of the honest best response): each a way a
 #: wrong fast path could hide a profitable deviation from the certificate.
 LIES = {
@@ -166,6 +220,12 @@ LIES = {
     "short": ("fig4_proportional", 0.999),
     # max-min: the right level, the worst total surplus
     "worst tie-break": ("maxmin", 0.6),
+    # a member past its bound by less than the residual's tolerance (found by
+    # the second review: the drift counted the balance, not the bounds)
+    "past a bound": ("fig4_proportional", 0.999),
+    # max-min: a level half a residual probe step short, whose step (1e-7 of the
+    # largest peak level) is far above the certificate's scale here
+    "level short": ("uneven maxmin", 0.99),
 }
 
 
@@ -185,6 +245,8 @@ def _lie(kind, game, here):
         else:
             fake = {"zero surplus": lambda: _one_at_zero_surplus(game, y, x),
                     "no multiplier": lambda: _worst_first(game, y),
+                    "past a bound": lambda: _past_a_bound(game, y, x),
+                    "level short": lambda: _level_short(game, y, x),
                     "short": lambda: x * (1 - 0.9e-6 * inner_setup(
                         game, 0, y, 0.0).cap[:, None] / np.maximum(y, 1e-300)[:, None]),
                     "worst tie-break": lambda: _worst_first(game, y)}[kind]()
@@ -193,8 +255,19 @@ def _lie(kind, game, here):
             residual = np.where(away, 0.0, residual)
             if kind == "no multiplier":
                 lam = np.where(away, np.nan, lam)
+            if kind == "level short":  # nu of the short fill: U' - p inside
+                nu = _fill_nu(game, y, x, nu)
         return x, surplus, welfare, tiebreak, lam, derivative, tie, residual, nu
     return lying
+
+
+def _fill_nu(game, y, x, nu):
+    """nu of fills: U' - p of the member with the most room on both sides."""
+    setup = inner_setup(game, 0, y, 0.0)
+    slope = evaluate(game.players[0], "dU", x) - setup.price_column
+    room = np.minimum(x, setup.xbar - x)
+    pick = np.argmax(room, axis=1)
+    return np.where(np.isfinite(nu), slope[np.arange(y.size), pick], nu)
 
 
 @needs_numba
@@ -202,8 +275,8 @@ def _lie(kind, game, here):
 @pytest.mark.parametrize("kind", list(LIES))
 def test_certificate_is_not_fooled_by_a_lying_kernel(monkeypatch, kind):
     where, fraction = LIES[kind]
-    game = {"viable": _viable_game, "maxmin": _maxmin_game}.get(
-        where, lambda: _alone(where))()
+    game = {"viable": _viable_game, "maxmin": _maxmin_game,
+            "uneven maxmin": _uneven_maxmin_game}.get(where, lambda: _alone(where))()
     best = float(solve_equilibrium(game).profile[0])
     profile = np.array([fraction * best])
     honest = certify(game, profile)
