@@ -45,12 +45,12 @@ from __future__ import annotations
 import enum
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from aggregame.allocation import RESIDUAL_TOL, allocation_evidence
+from aggregame.allocation import RESIDUAL_TOL, Evidence, allocation_evidence
 from aggregame.errors import GameDefinitionError, InnerSolveError
 from aggregame.fairness import PricedOutRule
 from aggregame.one_member import OneMemberPayoff
@@ -156,7 +156,8 @@ class _Payoff:
     y: float
     welfare: float
     tiebreak: float
-    #: The max-min level as comparisons read it (``_Deviations.level``); J else.
+    #: The max-min level as comparisons read it (``_Deviations._read_level``); J
+    #: else.
     level: float = math.nan
 
 
@@ -258,32 +259,33 @@ class _Deviations:
         mult = np.concatenate([np.full(r.y.size, np.nan) if getattr(r, field) is None
                                else getattr(r, field) for r in self._rows])
         checked = np.array(self._proof_rows())
-        welfare, tiebreak, _, balance, bounds, forced, at_cap = self._evidence(
-            y, x, mult, residual=False)
+        ev = self._evidence(y, x, mult, residual=False)
         # Max-min: no level higher by the certificate's own tolerance is feasible.
         step = PROOF_RTOL * self.span("welfare") if self.maxmin else None
         residual = self._evidence(y[checked], x[checked], mult[checked],
-                                  residual=True, level_step=step)[2]
+                                  residual=True, level_step=step).residual
         if not np.all(residual <= RESIDUAL_TOL):
             return False
         # Solvers keep allocations inside their bounds exactly; a slack within the
         # residual's tolerance moves a payoff like a balance gap does.
-        if not np.all(bounds <= PROOF_BOUNDS_RTOL):
+        if not np.all(ev.bounds <= PROOF_BOUNDS_RTOL):
             return False
-        if not self._minus_inf_confirmed(y[np.isneginf(welfare) & ~forced & ~at_cap]):
+        if not self._minus_inf_confirmed(
+                y[np.isneginf(ev.welfare) & ~ev.forced & ~ev.at_capacity]):
             return False
         # Where J is -inf by the definition at the capacity (viable/strict, alpha
         # >= 1), the two sides' rounding of s = 0 may disagree on -inf; only the
         # profile's own payoff must agree there.
-        lenient = at_cap & (np.arange(y.size) > 0)
+        lenient = ev.at_capacity & (np.arange(y.size) > 0)
         claimed = np.concatenate([r.welfare for r in self._rows])
         claimed_tb = np.concatenate([r.tiebreak for r in self._rows])
         span, span_tb = self.span("welfare"), self.span("tiebreak")
-        if not _agree(claimed, welfare, span, lenient) or (
-                self.maxmin and not _agree(claimed_tb, tiebreak, span_tb, lenient)):
+        if not _agree(claimed, ev.welfare, span, lenient) or (
+                self.maxmin and not _agree(claimed_tb, ev.tiebreak, span_tb,
+                                           lenient)):
             return False
         with np.errstate(invalid="ignore"):  # NaN multiplier: unproved (NaN > tol)
-            drift = np.where(forced, 0.0, np.abs(mult) * balance)
+            drift = np.where(ev.forced, 0.0, np.abs(mult) * ev.balance)
         return self._drift_harmless(drift, claimed, claimed_tb, span, span_tb)
 
     def _drift_harmless(self, drift, claimed, claimed_tb, span, span_tb) -> bool:
@@ -322,19 +324,16 @@ class _Deviations:
             return False
         return not np.any(np.isfinite(again.welfare))
 
-    def _evidence(self, y, x, mult, residual, level_step=None):
-        """allocation_evidence of rows in chunks whose temporaries stay in cache:
-        (welfare, tiebreak, residual or None, balance, bounds, forced, at
-        capacity)."""
+    def _evidence(self, y, x, mult, residual, level_step=None) -> Evidence:
+        """allocation_evidence of rows, in chunks whose temporaries stay in cache."""
         chunk = max(1, PROOF_CHUNK // x.shape[1])
         parts = [allocation_evidence(self._game, self._j, y[k:k + chunk], self.others,
                                      x[k:k + chunk], mult[k:k + chunk], residual,
                                      level_step)
                  for k in range(0, y.size, chunk)]
-        columns = [[getattr(ev, name) for ev in parts] for name in (
-            "welfare", "tiebreak", "residual", "balance", "bounds", "forced",
-            "at_capacity")]
-        return tuple(None if c[0] is None else np.concatenate(c) for c in columns)
+        return Evidence(*(None if getattr(parts[0], f.name) is None else
+                          np.concatenate([getattr(ev, f.name) for ev in parts])
+                          for f in fields(Evidence)))
 
     def _proof_rows(self) -> list[int]:
         """Indices of the rows ``proved`` re-proves (see there)."""
@@ -361,10 +360,6 @@ class _Deviations:
         least there is, and the price only rises with y."""
         return self._pin is not None and float(
             self._price.value(self.others + y)) >= self._pin
-
-    def level(self, p: _Payoff) -> float:
-        """The max-min level of ``p`` as the comparisons read it (``_read_level``)."""
-        return p.level
 
     def _read_level(self, y: float, welfare: float) -> float:
         """Where the level is pinned (``level_flat_from``) its exact value by the

@@ -79,6 +79,14 @@ class InnerBatch:
         return InnerBatch(*(None if getattr(self, f.name) is None else
                             getattr(self, f.name)[rows] for f in fields(self)))
 
+    def put(self, rows: np.ndarray, other: "InnerBatch") -> None:
+        """Overwrite the given rows with ``other``'s (one row of it per index),
+        field by field, where this batch has the field."""
+        for f in fields(self):
+            column = getattr(self, f.name)
+            if column is not None:
+                column[rows] = getattr(other, f.name)
+
 
 class InnerSolver(Protocol):
     """Interface of an inner backend for one player of one game."""

@@ -110,7 +110,7 @@ class NativeInner:
         #: one) needs a few steps, not 5-6 (see ``_warm_guess``).
         self._warm_path: list[tuple[float, float, np.ndarray]] = []
         #: The compiled kernels' form of the player, where they solve it (None:
-        #: numpy alone, e.g. max-min, or numba not installed).
+        #: numpy alone, e.g. leximin, or numba not installed).
         self._compiled = kernels.CompiledPlayer(self.player) if (
             compiled and kernels.supports(self.player)) else None
         n = self.player.size
@@ -439,11 +439,7 @@ class NativeInner:
             LOG.info("player %r: compiled inner solve left %d row(s) above residual "
                      "%g; solving them with numpy", self.player.name, rows.size,
                      RESIDUAL_TOL)
-            fixed = self._solve_numpy(y[rows], others_total, fixed_price)
-            for f in fields(InnerBatch):
-                column = getattr(batch, f.name)
-                if column is not None:
-                    column[rows] = getattr(fixed, f.name)
+            batch.put(rows, self._solve_numpy(y[rows], others_total, fixed_price))
         if y.size == 1 and not self.fairness.is_maxmin:
             self._remember(float(y[0]), float(batch.multiplier[0]), batch.x)
         return batch
@@ -489,10 +485,7 @@ class NativeInner:
                     f"y = {y:.17g} (price {price:.6g}): no allocation with optimality "
                     f"residual below {RESIDUAL_TOL:g} (fast path "
                     f"{batch.residual[k]:.3g}, bisection {fixed.residual[0]:.3g})")
-            for f in fields(InnerBatch):
-                column = getattr(batch, f.name)
-                if column is not None:
-                    column[k] = getattr(fixed, f.name)[0]
+            batch.put(np.array([k]), fixed)
 
     def _solve(self, setup: InnerSetup) -> InnerBatch:
         if self.fairness.is_leximin:  # progressive filling (solvers/leximin.py)
