@@ -903,11 +903,13 @@ def _maxmin_residual(codes, params, y, price, x, xbar, floor, counted, surplus, 
     cap = np.maximum(xbar.sum(), 1e-300)
     below, above = 0.0, 0.0
     level, top, noise, scale = np.inf, np.inf, 0.0, 0.0
+    peaks = np.empty(n)  # found once per member, for both passes
     for i in range(n):
         below = np.maximum(below, -x[i])
         above = np.maximum(above, x[i] - xbar[i])
         noise = np.maximum(noise, abs(surplus[i]) + price * x[i])
-        peak_s = _peak_surplus(codes[i], params[i], price, xbar[i])
+        peaks[i] = _residual_peak(codes[i], params[i], price, xbar[i])
+        peak_s = _peak_surplus(codes[i], params[i], price, xbar[i], peaks[i])
         scale = np.maximum(scale, abs(peak_s + floor[i]))
         if counted[i]:
             level = np.minimum(level, surplus[i] + floor[i])
@@ -920,13 +922,13 @@ def _maxmin_residual(codes, params, y, price, x, xbar, floor, counted, surplus, 
         rec = params[i]
         if testing:
             need = probe - floor[i] if counted[i] else -np.inf
-            lo, hi = _probe_interval(codes[i], rec, need, price, xbar[i])
+            lo, hi = _probe_interval(codes[i], rec, need, price, xbar[i], peaks[i])
             if np.isnan(lo):
                 testing = False  # a member cannot reach the probe: not feasible
             sum_lo += lo
             sum_hi += hi
         need = level - floor[i] if counted[i] else -np.inf
-        lo, hi = _probe_interval(codes[i], rec, need, price, xbar[i])
+        lo, hi = _probe_interval(codes[i], rec, need, price, xbar[i], peaks[i])
         lo = np.minimum(x[i] if np.isnan(lo) else lo, x[i])
         hi = np.maximum(x[i] if np.isnan(hi) else hi, x[i])
         step = (nu - (_dU(codes[i], x[i], rec) - price)) / _d2U(codes[i], x[i], rec)
@@ -937,11 +939,12 @@ def _maxmin_residual(codes, params, y, price, x, xbar, floor, counted, surplus, 
 
 
 @_jit
-def _peak_surplus(code, rec, price, xbar):
-    """The member's largest surplus: q^2 / 4a (quadratic_level_interval's top), or
-    the surplus at aggregame.allocation.surplus_peak's 100 halvings."""
+def _residual_peak(code, rec, price, xbar):
+    """Where the residual puts the member's surplus peak: nothing for quadratic
+    members (their closed forms need none), else aggregame.allocation.
+    surplus_peak's 100 halvings on U' - p."""
     if code == 0:
-        return _quad_interval(rec["a"], rec["b"], 0.0, price, xbar)[2]
+        return np.nan
     lo, hi = 0.0, xbar
     for _ in range(100):
         mid = 0.5 * (lo + hi)
@@ -949,26 +952,27 @@ def _peak_surplus(code, rec, price, xbar):
             lo = mid
         else:
             hi = mid
-    peak = 0.5 * (lo + hi)
+    return 0.5 * (lo + hi)
+
+
+@_jit
+def _peak_surplus(code, rec, price, xbar, peak):
+    """The member's largest surplus: q^2 / 4a (quadratic_level_interval's top), or
+    the surplus at ``peak`` (``_residual_peak``)."""
+    if code == 0:
+        return _quad_interval(rec["a"], rec["b"], 0.0, price, xbar)[2]
     return _U(code, peak, rec) - price * peak
 
 
 @_jit
-def _probe_interval(code, rec, need, price, xbar):
+def _probe_interval(code, rec, need, price, xbar, peak):
     """[lo, hi] with s >= need for the residual's level probe: the closed form of
     quadratic_level_interval, or aggregame.allocation.level_interval's 100 halvings
-    on each side of the peak; NaN where the peak is below need."""
+    on each side of ``peak`` (``_residual_peak``); NaN where the peak is below
+    need."""
     if code == 0:
         lo, hi, _ = _quad_interval(rec["a"], rec["b"], need, price, xbar)
         return lo, hi
-    peak_lo, peak_hi = 0.0, xbar
-    for _ in range(100):
-        mid = 0.5 * (peak_lo + peak_hi)
-        if _dU(code, mid, rec) - price > 0:
-            peak_lo = mid
-        else:
-            peak_hi = mid
-    peak = 0.5 * (peak_lo + peak_hi)
     if _U(code, peak, rec) - price * peak < need:
         return np.nan, np.nan
     if need <= 0:
