@@ -45,13 +45,15 @@ from __future__ import annotations
 import enum
 import logging
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 
 import numpy as np
 from scipy.optimize import minimize_scalar
 
 from aggregame.allocation import RESIDUAL_TOL, Evidence, allocation_evidence
-from aggregame.errors import GameDefinitionError, InnerSolveError
+from aggregame.errors import GameDefinitionError, InnerSolveError, SettingsError
 from aggregame.fairness import PricedOutRule
 from aggregame.one_member import OneMemberPayoff
 from aggregame.players import Game
@@ -93,6 +95,8 @@ PROOF_ELEMENTS = 2**18
 PROOF_BOUNDS_RTOL = 1e-14
 PROOF_CHUNK = 2**16
 
+#: Members from which players are certified in threads (``threads``).
+THREADED_MEMBERS = 20_000
 _GOLDEN = (math.sqrt(5) - 1) / 2
 
 
@@ -717,10 +721,45 @@ def certify(game: Game, profile: np.ndarray, rtol: float = CERTIFICATE_RTOL, *,
     profile = np.asarray(profile, dtype=float)
     if method is CertificateMethod.GLOBAL:
         return _global(game, profile, rtol, **global_options)
-    rows = [_player_regret(game, j, profile) for j in range(len(game.players))]
+    rows = _each_player(game, lambda j: _player_regret(game, j, profile))
     raw, rel, deviation, welfare, solves = (np.array(col) for col in zip(*rows))
     return Certificate(profile, raw, rel, deviation, welfare, rtol, method,
                        int(solves.sum()), ("searched",) * len(rows))
+
+
+def _each_player(game: Game, regret):
+    """``regret(j)`` of every player, in order: in threads (``threads``) where the
+    game is large enough to gain from them. Players' searches share nothing (each
+    builds its own inner solvers), and the compiled kernels and numpy's large array
+    operations release the GIL, so two threads take about half the time."""
+    count = threads(game)
+    if count == 1:
+        return [regret(j) for j in range(len(game.players))]
+    with ThreadPoolExecutor(max_workers=count,
+                            thread_name_prefix="aggregame-certificate") as pool:
+        return list(pool.map(regret, range(len(game.players))))
+
+
+def threads(game: Game) -> int:
+    """Threads the certificate runs players in: AGGREGAME_THREADS if set (1: none),
+    else the usable cores (at most one per player) once the game has
+    THREADED_MEMBERS members, else 1 (a small game's player takes a few ms, which
+    threads would not shorten)."""
+    setting = os.environ.get("AGGREGAME_THREADS", "").strip()
+    if setting:
+        try:
+            count = int(setting)
+        except ValueError:
+            count = 0
+        if count < 1:
+            raise SettingsError(f"AGGREGAME_THREADS={setting!r}: expected a whole "
+                                "number of threads, at least 1")
+    elif sum(p.size for p in game.players) >= THREADED_MEMBERS:
+        count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+            else (os.cpu_count() or 1)
+    else:
+        count = 1
+    return max(1, min(count, len(game.players)))
 
 
 def _global(game: Game, profile: np.ndarray, rtol: float, **options) -> Certificate:

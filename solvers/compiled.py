@@ -135,8 +135,9 @@ def _jit(fn=None, *, inline: bool = False):
         return lambda f: _jit(f, inline=inline)
     if not ENABLED:
         return fn
+    # nogil: the certificate runs players' searches in threads (certificate.threads).
     options = dict(error_model="numpy", inline="always" if inline else "never",
-                   fastmath={"reassoc"})
+                   fastmath={"reassoc"}, nogil=True)
     if _CACHE_DIR is None:
         return numba.njit(**options)(fn)
     saved, numba.config.CACHE_DIR = numba.config.CACHE_DIR, _CACHE_DIR

@@ -25,6 +25,7 @@ from aggregame import (AffinePrice, Game, LinearPrice, Player, User,
                        quadratic_users)
 from aggregame.allocation import (LEVEL_PROBE_RTOL, RESIDUAL_TOL, evaluate,
                                   inner_setup, quadratic_level_interval, welfare_of)
+from aggregame.errors import SettingsError
 from aggregame.scenario import load_scenario
 from aggregame.solvers import certificate as cert_module
 from aggregame.solvers import compiled
@@ -314,6 +315,51 @@ def test_certificate_at_scale_reproves_a_subset_and_every_payoff(monkeypatch, ki
                         _lie(kind, game, float(profile[0])))
     dev, _ = cert_module._search_deviations(game, 0, profile, 0.0, compiled=True)
     assert not dev.proved()
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("alpha", [0.5, 2.0, float("inf")])
+def test_certificate_in_threads_equals_one_thread(monkeypatch, alpha):
+    """Players certified in threads (large games; here forced by AGGREGAME_THREADS)
+    give the very certificate of one thread, on and off equilibrium, a lying
+    kernel included (the re-proof and the numpy search run in the threads too)."""
+    rng = np.random.default_rng(11)
+    extra = {"maxmin": "total-surplus"} if np.isinf(alpha) else {}
+    players = tuple(Player.aggregator(
+        f"agg{k}", quadratic_users(rng.uniform(0.1, 0.9, 30), rng.uniform(0, 10, 30),
+                                   f"m{k}"), alpha=alpha, **extra) for k in range(4))
+    game = Game(players, LinearPrice(0.002))
+    profile = solve_equilibrium(game).profile * np.array([1.0, 0.6, 1.0, 1.3])
+
+    def both():
+        out = []
+        for count in ("1", "3"):
+            monkeypatch.setenv("AGGREGAME_THREADS", count)
+            assert cert_module.threads(game) == int(count)
+            out.append(certify(game, profile))
+        return out
+
+    one, threaded = both()
+    np.testing.assert_array_equal(threaded.relative_regrets, one.relative_regrets)
+    np.testing.assert_array_equal(threaded.deviations, one.deviations)
+    assert threaded.evaluations == one.evaluations
+    assert not one.certified
+    monkeypatch.setattr(compiled.CompiledPlayer, "solve",
+                        _lie("payoff", game, float(profile[0])))
+    lied, lied_threaded = both()
+    np.testing.assert_array_equal(lied_threaded.relative_regrets,
+                                  lied.relative_regrets)
+    np.testing.assert_allclose(lied.relative_regrets, one.relative_regrets,
+                               rtol=1e-6, atol=1e-12)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("setting", ["two", "0", "-1", "1.5"])
+def test_bad_thread_count_is_one_clear_error(monkeypatch, setting):
+    monkeypatch.setenv("AGGREGAME_THREADS", setting)
+    game = _alone("fig4_proportional")
+    with pytest.raises(SettingsError, match="AGGREGAME_THREADS"):
+        certify(game, np.array([1.0]))
 
 
 @pytest.mark.slow
