@@ -54,8 +54,13 @@ class Task:
 
 
 #: The temporary file this worker is writing, removed by the watchdog if the parent
-#: dies mid-write.
+#: dies mid-write and the write does not end within WRITE_GRACE.
 _WRITING: list[Path | None] = [None]
+#: Held while a result is written; the watchdog takes it before the worker ends, so
+#: no write starts (and creates its temporary file) behind its cleanup.
+_WRITE_LOCK = threading.Lock()
+#: Seconds the watchdog waits for a result being written to be whole.
+WRITE_GRACE = 1.0
 
 
 def _track(tmp: Path | None) -> None:
@@ -67,7 +72,7 @@ def execute(task: Task, runs_dir: str) -> str:
     module = importlib.import_module(f"aggregame.studies.{task.study}")
     rows = module.run(task.params)
     doc = {"key": task.key, "params": task.params, "rows": rows}
-    with _termination_deferred():
+    with _WRITE_LOCK, _termination_deferred():
         atomic_write(Path(runs_dir) / f"{task.key}.json",
                      lambda p: p.write_text(json.dumps(doc)), on_temp=_track)
     return task.key
@@ -97,16 +102,24 @@ def _watchdog(parent: int) -> None:
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     while os.getppid() == parent:
         time.sleep(WATCHDOG_PERIOD)
-    tmp = _WRITING[0]
-    if tmp is not None:
-        tmp.unlink(missing_ok=True)
-    os._exit(1)  # the parent is gone: nobody will read this worker's result
+    # The parent is gone: nobody will read this worker's results. A write under way
+    # may finish (its result is whole, and kept for a resume); none starts after.
+    # Cleaning up without the lock raced with a write that began meanwhile and
+    # created its temporary file after the cleanup (a '.tmp' left, seen under load).
+    if not _WRITE_LOCK.acquire(timeout=WRITE_GRACE):
+        tmp = _WRITING[0]
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+    os._exit(1)
 
 
 def worker_init() -> None:
     """Initializer of each local worker: Ctrl-C is the parent's to handle, SIGTERM
-    waits for a result being written, and the worker ends when its parent dies."""
+    waits for a result being written, and the worker ends when its parent dies.
+    Its certificates run in one thread unless AGGREGAME_THREADS says otherwise: the
+    workers already share the cores."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ.setdefault("AGGREGAME_THREADS", "1")
     threading.Thread(target=_watchdog, args=(os.getppid(),), daemon=True,
                      name="aggregame-watchdog").start()
 
