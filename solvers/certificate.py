@@ -445,8 +445,10 @@ def _sample_points(game: Game, j: int, others: float, y_max: float,
     """Grid, price-out points (both sides where J may jump there), both sides of
     each price kink (a supply curve's capacity limits), and the current purchase."""
     grid = np.linspace(0.0, y_max, GRID_POINTS)
-    thresholds = np.unique(game.players[j].marginal_at_zero)
-    price_outs = np.array([game.price.inverse(float(b)) for b in thresholds]) - others
+    thresholds = _thresholds_within(game, game.players[j].marginal_at_zero, others,
+                                    y_max)
+    price_outs = np.array([game.price.inverse(float(b)) for b in thresholds],
+                          dtype=float) - others
     breaks = np.asarray(game.price.breakpoints(others, others + y_max),
                         dtype=float) - others
     delta = 1e-9 * max(y_max, 1.0)
@@ -462,6 +464,23 @@ def _sample_points(game: Game, j: int, others: float, y_max: float,
     pts = np.concatenate([grid, one_side, two_sides - delta, two_sides + delta,
                           [current]])
     return np.unique(np.clip(pts, 0.0, y_max))
+
+
+def _thresholds_within(game: Game, marginal_at_zero: np.ndarray, others: float,
+                       y_max: float) -> np.ndarray:
+    """The members' price-out thresholds U_i'(0) that the price reaches while the
+    player buys from 0 to y_max, and a margin of 1e-9 around that window.
+
+    The price is increasing, so a threshold outside [p(others), p(others + y_max)]
+    prices its member out at a purchase outside [0, y_max], which ``_capped`` drops:
+    inverting it (a Python call each, 0.5 s a certificate with 10^6 members) would
+    change nothing. The margin keeps every threshold whose inverse, rounded, could
+    still land inside."""
+    thresholds = np.unique(marginal_at_zero)
+    low = float(game.price.value(others))
+    high = float(game.price.value(others + y_max))
+    margin = 1e-9 * max(abs(low), abs(high))
+    return thresholds[(thresholds >= low - margin) & (thresholds <= high + margin)]
 
 
 def _capped(kinks: np.ndarray, y_max: float) -> np.ndarray:
