@@ -207,9 +207,13 @@ def stationarity_step(lam, x, xbar, weight, level, slope, curvature, alpha):
     return select(weight > 0, step, 0.0)
 
 
+#: The alphas at which a quadratic member's x_i(lambda) has a closed form.
+CLOSED_FORM_ALPHAS = (0.0, 0.5, 1.0)
+
+
 def quadratic_response(lam, q, a, two_a, floor, xbar, alpha):
-    """x_i(lambda) of a quadratic member (q = b - p) at alpha 0 or 1, in closed form:
-    the maximizer over [0, xbar] of w phi(s + e) - lambda x (w = 1).
+    """x_i(lambda) of a quadratic member (q = b - p) at alpha 0, 1/2 or 1, in closed
+    form: the maximizer over [0, xbar] of w phi(s + e) - lambda x (w = 1).
 
     alpha = 0: (q - lambda) / 2a clipped. alpha = 1: (q - 2 a x) = lambda (q x - a x^2
     + e), i.e. A x^2 - B x + C = 0, with the root 2C / (B + sqrt(B^2 - 4AC)), the one
@@ -218,28 +222,50 @@ def quadratic_response(lam, q, a, two_a, floor, xbar, alpha):
     B + sqrt(D) cancels, so the same root is taken as (B - sqrt(D)) / 2A (A < 0
     there): written that way it kept x_i(lambda) monotone, where the first form lost
     it at lambda ~ -1e10 (found by the batch/single property test).
+
+    alpha = 1/2 (phi' = D^-1/2, D = s + e): with t = q - 2 a x = U' - p the surplus
+    is s = (q^2 - t^2) / 4a, and the stationarity t = lambda sqrt(D) squared gives
+    D = K / (4a + lambda^2), K = q^2 + 4 a e, so t = lambda sqrt(K / (4a +
+    lambda^2)), of lambda's sign (sqrt(D) > 0) and the unique root (g_i decreases
+    wherever D > 0). Without overflow: lambda / sqrt(4a + lambda^2) as sign / sqrt(1
+    + 4a / lambda^2) once |lambda| >= 1 (+-1 at +-inf, where x is 0 or xbar). Then
+    x = (q - t) / 2a, to rounding of xbar (the form 2 (D - e) / (q + t), exact near
+    0 for e = 0, loses 1e-7 of xbar where e >> s: found by the bisection test).
     """
     if alpha == 0:
         return np.minimum(np.maximum((q - lam) / two_a, 0.0), xbar)
+    if alpha == 0.5:
+        four_a = 2 * two_a
+        ratio = select(np.abs(lam) >= 1,
+                       np.sign(lam) / np.sqrt(1 + four_a / lam / lam),
+                       lam / np.sqrt(four_a + lam * lam))
+        root = (q - ratio * np.sqrt(q * q + four_a * floor)) / two_a
+        return np.minimum(np.maximum(select(np.isfinite(root), root, 0.0), 0.0), xbar)
     A = lam * a
     B = two_a + lam * q
     C = q - lam * floor
     disc = np.maximum(B * B - 4 * A * C, 0.0)
     root = select(B >= 0, 2 * C / (B + np.sqrt(disc)), (B - np.sqrt(disc)) / (2 * A))
-    root = select(np.isfinite(root), root, select(C > 0, xbar, 0.0))
+    # Not finite only where |lambda| is huge or infinite (B^2 overflows): x is then 0
+    # for lambda > 0 and xbar for lambda < 0 (C > 0 read it as xbar at lambda = 1e200
+    # with e = 0, found by the bisection test).
+    root = select(np.isfinite(root), root, select(lam > 0, 0.0, xbar))
     return np.minimum(np.maximum(root, 0.0), xbar)
 
 
 def quadratic_response_slope(lam, x, q, a, two_a, floor, weight, alpha):
     """dx_i/dlambda = 1 / g_i'(x_i) of an interior quadratic member at x = x_i(lambda),
-    alpha 0 or 1, without powers of the surplus.
+    alpha 0, 1/2 or 1, from lambda and the level D = s + e alone.
 
-    alpha = 0: g_i = q - 2 a x, so -1 / 2a. alpha = 1, with D = s + e and
-    w (q - 2 a x) = lambda D: g' = -2 a w / D - lambda^2 / w.
+    alpha = 0: g_i = q - 2 a x, so -1 / 2a. alpha = 1, with w (q - 2 a x) =
+    lambda D: g' = -2 a w / D - lambda^2 / w. alpha = 1/2, with w (q - 2 a x) =
+    lambda sqrt(D): g' = -(w / sqrt(D)) (2a + lambda^2 / 2 w^2).
     """
     if alpha == 0:
         return -1.0 / two_a + 0 * x
     level = q * x - a * x * x + floor
+    if alpha == 0.5:
+        return -np.sqrt(level) / (weight * (two_a + lam * lam / (2 * weight * weight)))
     return 1.0 / (-two_a * weight / level - lam ** 2 / weight)
 
 

@@ -40,9 +40,9 @@ import os
 
 import numpy as np
 
-from aggregame.allocation import (LEVEL_PROBE_RTOL, quadratic_level_interval,
-                                  quadratic_response, quadratic_response_slope,
-                                  stationarity_step)
+from aggregame.allocation import (CLOSED_FORM_ALPHAS, LEVEL_PROBE_RTOL,
+                                  quadratic_level_interval, quadratic_response,
+                                  quadratic_response_slope, stationarity_step)
 from aggregame.elementwise import power, select
 from aggregame.fairness import PricedOutRule, alpha_d2phi, alpha_dphi, alpha_phi
 from aggregame.players import Player
@@ -318,6 +318,8 @@ def _allocate(codes, params, lam, price, xbar, weight, floor, alpha, closed, x):
     if closed:  # alpha a constant in each loop: its branches fold away (7x at 0)
         if alpha == 0:
             return _allocate_closed(params, lam, price, xbar, weight, floor, 0.0, x)
+        if alpha == 0.5:
+            return _allocate_closed(params, lam, price, xbar, weight, floor, 0.5, x)
         return _allocate_closed(params, lam, price, xbar, weight, floor, 1.0, x)
     total, slope = 0.0, 0.0
     for i in range(x.size):
@@ -1135,7 +1137,7 @@ class CompiledPlayer:
             f.member_terms(False), f.member_terms(True))
         # The strict rule's J = -inf once a counted member is priced out (alpha >= 1).
         self.strict_dead = f.rule is PricedOutRule.STRICT and f.alpha >= 1
-        self.closed = bool(np.all(self.codes == 0) and f.alpha in (0, 1))
+        self.closed = bool(np.all(self.codes == 0) and f.alpha in CLOSED_FORM_ALPHAS)
         self.size = player.size
         _announce_compile("solve_maxmin_rows" if self.maxmin else "solve_rows")
 

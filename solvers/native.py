@@ -23,12 +23,12 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from aggregame.allocation import (RESIDUAL_TOL, InnerSetup, allocation_error,
-                                  forced_rows, inner_setup, maxmin_residual,
-                                  optimality_residual, settled_residual,
+from aggregame.allocation import (CLOSED_FORM_ALPHAS, RESIDUAL_TOL, InnerSetup,
+                                  allocation_error, forced_rows, inner_setup,
+                                  maxmin_residual, optimality_residual,
                                   price_sensitivity, purchase_prices,
                                   quadratic_response, quadratic_response_slope,
-                                  welfare_of)
+                                  settled_residual, welfare_of)
 from aggregame.errors import InnerSolveError
 from aggregame.players import Game
 from aggregame.solvers import compiled as kernels
@@ -118,9 +118,9 @@ class NativeInner:
         # Dense per-member parameters by family, broadcast over the batch axis.
         self._families = self.player.families
         self._all_quadratic = all(f.family is QuadraticUtility for f in self._families)
-        # Quadratic members at alpha 0 or 1 have x_i(lambda) in closed form.
+        # Quadratic members at alpha 0, 1/2 or 1 have x_i(lambda) in closed form.
         self._closed_form_members = (self._all_quadratic
-                                     and self.fairness.alpha in (0, 1))
+                                     and self.fairness.alpha in CLOSED_FORM_ALPHAS)
         if self._all_quadratic:
             fam = self._families[0]
             order = np.argsort(fam.index)
@@ -181,8 +181,9 @@ class NativeInner:
         (``start``: a guess for the iterative families, e.g. the last iterate's)."""
         lam = lam[:, None]
         if self._closed_form_members:  # x_i(lambda) in closed form (allocation)
-            return quadratic_response(lam, self._b - price, self._a, self._two_a,
-                                      floor, xbar, self.fairness.alpha)
+            with _QUIET:  # lambda = 0 or +-inf: limits the formula takes as 0 or inf
+                return quadratic_response(lam, self._b - price, self._a, self._two_a,
+                                          floor, xbar, self.fairness.alpha)
         return self._members_newton(lam, price, xbar, weight, floor, start)
 
     def _g_and_slope(self, x, price, weight, floor):

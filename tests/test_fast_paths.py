@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 
 from aggregame import Game, LinearPrice, Player, PowerPrice, quadratic_users
-from aggregame.allocation import (RESIDUAL_TOL, inner_setup, level_interval,
-                                  maxmin_residual, quadratic_level_interval,
-                                  surplus_peak)
+from aggregame.allocation import (CLOSED_FORM_ALPHAS, RESIDUAL_TOL, inner_setup,
+                                  level_interval, maxmin_residual,
+                                  quadratic_level_interval, quadratic_response,
+                                  quadratic_response_slope, surplus_peak)
+from aggregame.solvers import compiled
 from aggregame.solvers.native import NativeInner
 from aggregame.solvers.safe_allocation import lambda_allocation
 
@@ -42,6 +44,70 @@ def test_quadratic_level_interval_matches_bisection():
     np.testing.assert_allclose(hi2[ok], hi[ok], rtol=0, atol=1e-12 * scale)
     surplus_at_peak = player.evaluate("U", peak) - price * peak
     np.testing.assert_allclose(top2, surplus_at_peak, rtol=1e-12, atol=1e-14)
+
+
+def _bisected_response(lam, q, a, floor, alpha):
+    """x in [0, xbar] with g(x) = (q - 2 a x) phi'(q x - a x^2 + e) = lambda, by
+    bisection on g (decreasing), written here from phi' = D^-alpha alone."""
+    xbar = np.where(q > 0, q / a, 0.0)
+
+    def g(x):
+        level = np.maximum(q * x - a * x * x + floor, 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (q - 2 * a * x) / level ** alpha
+
+    lo, hi = np.zeros_like(xbar), xbar.copy()
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        up = g(mid) > lam
+        lo, hi = np.where(up, mid, lo), np.where(up, hi, mid)
+    return 0.5 * (lo + hi), xbar
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("alpha", CLOSED_FORM_ALPHAS)
+def test_quadratic_closed_form_response_matches_bisection(alpha):
+    """x_i(lambda) in closed form, numpy and compiled, against bisection on g over
+    lambdas of every sign and magnitude (0, +-1e-200 ... +-1e200, +-inf), floors 0
+    and > 0, members priced in and out; its slope against central differences."""
+    rng = np.random.default_rng(7)
+    n = 4000
+    a = 10.0 ** rng.uniform(-3, 2, n)
+    q = np.where(rng.random(n) < 0.1, -rng.uniform(0, 1, n),
+                 10.0 ** rng.uniform(-3, 2, n))
+    floor = np.where(rng.random(n) < 0.5, 0.0, 10.0 ** rng.uniform(-6, 2, n))
+    g0 = np.where(floor > 0, q / np.maximum(floor, 1e-300) ** alpha, np.inf)
+    magnitudes = 10.0 ** rng.uniform(-200, 200, n)
+    lam = np.select([rng.random(n) < 0.05, rng.random(n) < 0.05],
+                    [0.0, np.inf * np.sign(rng.normal(size=n))],
+                    np.where(rng.random(n) < 0.5, rng.uniform(-2, 1, n) * g0,
+                             magnitudes * np.sign(rng.normal(size=n))))
+    lam = np.where(np.isnan(lam), 1.0, lam)
+    truth, xbar = _bisected_response(lam, q, a, floor, alpha)
+    with np.errstate(all="ignore"):
+        x = quadratic_response(lam, q, a, 2 * a, floor, xbar, alpha)
+    assert np.all((x >= 0) & (x <= xbar))
+    err = np.abs(x - truth) / np.maximum(xbar, 1e-300)
+    assert err.max() <= 1e-9, (err.argmax(), lam[err.argmax()], err.max())
+    if compiled.ENABLED:
+        kernel = [compiled._response(*args, alpha) for args in
+                  zip(lam, q, a, 2 * a, floor, xbar)]
+        np.testing.assert_allclose(kernel, x, rtol=1e-13, atol=1e-300)
+    # dx/dlambda where the member is well inside (0, xbar) at a finite lambda.
+    inside = (x > 1e-3 * xbar) & (x < (1 - 1e-3) * xbar) & np.isfinite(lam) & (lam != 0)
+    # The step on lambda's own scale: |lambda| or, for tiny ones, g's size, q / D^alpha
+    # at the surplus peak.
+    peak_level = q[inside] ** 2 / (4 * a[inside]) + floor[inside]
+    h = 1e-6 * (np.abs(lam[inside]) + q[inside] / peak_level ** alpha)
+    with np.errstate(all="ignore"):
+        up = quadratic_response(lam[inside] + h, q[inside], a[inside], 2 * a[inside],
+                                floor[inside], xbar[inside], alpha)
+        down = quadratic_response(lam[inside] - h, q[inside], a[inside],
+                                  2 * a[inside], floor[inside], xbar[inside], alpha)
+        slope = quadratic_response_slope(lam[inside], x[inside], q[inside], a[inside],
+                                         2 * a[inside], floor[inside], 1.0, alpha)
+    np.testing.assert_allclose(slope, (up - down) / (2 * h), rtol=1e-4)
+    assert inside.sum() > 200
 
 
 @pytest.mark.unit
