@@ -125,23 +125,30 @@ class _Counted:
     """Wraps an inner solver to count evaluated purchases.
 
     A solver that is not batched (one solver run per purchase) keeps each single
-    purchase's row, so the root a refinement returns is not solved twice.
+    purchase's row, so the root a refinement returns is not solved twice; a batched
+    one keeps its last single row, for the same reason (brentq returns the purchase
+    it evaluated last, or ``_settled`` does: a tenth of a best response's solves).
     """
 
     def __init__(self, inner: InnerSolver, others_total: float) -> None:
         self.inner, self.others_total, self.count = inner, others_total, 0
         self.sequential = SEQUENTIAL_SEARCH and not getattr(inner, "batched", False)
         self._rows: dict[float, InnerBatch] = {}
+        self._last: tuple[float, InnerBatch] | None = None
 
     def __call__(self, ys) -> InnerBatch:
         ys = np.atleast_1d(np.asarray(ys, dtype=float))
-        single = self.sequential and ys.size == 1
-        if single and float(ys[0]) in self._rows:
+        single = ys.size == 1
+        if single and self.sequential and float(ys[0]) in self._rows:
             return self._rows[float(ys[0])]
+        if single and self._last is not None and self._last[0] == float(ys[0]):
+            return self._last[1]
         self.count += ys.size
         batch = self.inner.solve(ys, self.others_total)
         if single:
-            self._rows[float(ys[0])] = batch
+            self._last = (float(ys[0]), batch)
+            if self.sequential:
+                self._rows[float(ys[0])] = batch
         return batch
 
     def known(self, y: float) -> InnerBatch | None:
