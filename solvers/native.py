@@ -428,8 +428,13 @@ class NativeInner:
         residual is above RESIDUAL_TOL is solved again by the numpy path below
         (and there, if need be, by the safe bisection)."""
         price, slope = purchase_prices(self.game, y, others_total, fixed_price)
+        # The kernel starts the first row strictly inside (0, cap) from the guess
+        # (rows at the ends are forced): a best response's batch is (0, y_max,
+        # current, ...), and the guess extrapolated to y = 0 was no start at all.
+        inside = np.flatnonzero((y > 0) & (y < y.max()))
+        first = float(y[inside[0]] if inside.size else y[0])
         guess, start = (None, None) if self.fairness.is_maxmin else self._warm_guess(
-            float(y[0]), self.player.size)
+            first, self.player.size)
         *fields_, nu = self._compiled.solve(y, price, slope,
                                             math.nan if guess is None else guess,
                                             None if start is None else start[0])
