@@ -229,8 +229,10 @@ def quadratic_response(lam, q, a, two_a, floor, xbar, alpha):
     lambda^2)), of lambda's sign (sqrt(D) > 0) and the unique root (g_i decreases
     wherever D > 0). Without overflow: lambda / sqrt(4a + lambda^2) as sign / sqrt(1
     + 4a / lambda^2) once |lambda| >= 1 (+-1 at +-inf, where x is 0 or xbar). Then
-    x = (q - t) / 2a, to rounding of xbar (the form 2 (D - e) / (q + t), exact near
-    0 for e = 0, loses 1e-7 of xbar where e >> s: found by the bisection test).
+    x = (q - t) / 2a, to rounding of xbar, which cancels near x = 0 (2e-6 of a tiny
+    purchase, found by review); there, for t >= 0, x = 2 (D - e) / (q + t) (q - t =
+    4a (D - e) / (q + t)), exact where e = 0 or D >= 2e, but not where e >> s (it
+    lost 1e-7 of xbar there: found by the bisection test).
     """
     if alpha == 0:
         return np.minimum(np.maximum((q - lam) / two_a, 0.0), xbar)
@@ -239,7 +241,11 @@ def quadratic_response(lam, q, a, two_a, floor, xbar, alpha):
         ratio = select(np.abs(lam) >= 1,
                        np.sign(lam) / np.sqrt(1 + four_a / lam / lam),
                        lam / np.sqrt(four_a + lam * lam))
-        root = (q - ratio * np.sqrt(q * q + four_a * floor)) / two_a
+        big_k = q * q + four_a * floor
+        t = ratio * np.sqrt(big_k)
+        level = big_k / (four_a + lam * lam)
+        exact = (t >= 0) & ((floor == 0) | (level >= 2 * floor))
+        root = select(exact, 2 * (level - floor) / (q + t), (q - t) / two_a)
         return np.minimum(np.maximum(select(np.isfinite(root), root, 0.0), 0.0), xbar)
     A = lam * a
     B = two_a + lam * q

@@ -141,7 +141,8 @@ class _Counted:
         single = ys.size == 1
         if single and self.sequential and float(ys[0]) in self._rows:
             return self._rows[float(ys[0])]
-        if single and self._last is not None and self._last[0] == float(ys[0]):
+        if single and SEQUENTIAL_SEARCH and self._last is not None and \
+                self._last[0] == float(ys[0]):
             return self._last[1]
         self.count += ys.size
         batch = self.inner.solve(ys, self.others_total)

@@ -754,9 +754,16 @@ def _each_player(game: Game, regret):
     count = threads(game)
     if count == 1:
         return [regret(j) for j in range(len(game.players))]
-    with ThreadPoolExecutor(max_workers=count,
-                            thread_name_prefix="aggregame-certificate") as pool:
+    pool = ThreadPoolExecutor(max_workers=count,
+                              thread_name_prefix="aggregame-certificate")
+    try:
         return list(pool.map(regret, range(len(game.players))))
+    except BaseException:
+        # An error or Ctrl-C: the players not started are not certified first.
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    finally:
+        pool.shutdown(wait=True)
 
 
 def threads(game: Game) -> int:

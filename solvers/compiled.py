@@ -480,14 +480,19 @@ def _interior(codes, params, y, price, xbar, weight, floor, alpha, closed, g0, g
     where it does not settle the nested root (numpy: _nested_root). ``warm``: ``x``
     holds a start (the last solve's allocation)."""
     hi, lo = lam_top, lam_bottom
+    searched = not (np.isfinite(hi) and np.isfinite(lo))
     if not np.isfinite(hi):
         hi = _bracket_end(codes, params, y, price, xbar, weight, floor, alpha, closed,
                           x, 1.0)
-        warm = False
     if not np.isfinite(lo):
         lo = _bracket_end(codes, params, y, price, xbar, weight, floor, alpha, closed,
                           x, -1.0)
+    if searched:
+        # x holds the allocation at a huge multiplier (~1e-12 a member), no start:
+        # a member Newton started there stopped on its tiny step, far from its root
+        # (found by review). Members start from the middle instead, as cold rows do.
         warm = False
+        x[:] = 0.0
     lam = 0.5 * (lo + hi)
     if not np.isfinite(lam):
         lam = 0.0

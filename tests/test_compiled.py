@@ -24,8 +24,9 @@ import pytest
 from aggregame import (AffinePrice, Game, LinearPrice, Player, User,
                        quadratic_users)
 from aggregame.allocation import (LEVEL_PROBE_RTOL, RESIDUAL_TOL, evaluate,
-                                  inner_setup, quadratic_level_interval, welfare_of)
-from aggregame.errors import SettingsError
+                                  inner_setup, purchase_prices,
+                                  quadratic_level_interval, welfare_of)
+from aggregame.errors import InnerSolveError, SettingsError
 from aggregame.scenario import load_scenario
 from aggregame.solvers import certificate as cert_module
 from aggregame.solvers import compiled
@@ -351,6 +352,69 @@ def test_certificate_in_threads_equals_one_thread(monkeypatch, alpha):
                                   lied.relative_regrets)
     np.testing.assert_allclose(lied.relative_regrets, one.relative_regrets,
                                rtol=1e-6, atol=1e-12)
+
+
+@needs_numba
+@pytest.mark.unit
+def test_row_after_a_bracket_search_starts_its_members_afresh():
+    """Strict rule (infinite lambda bracket): a tiny purchase after the batch's
+    forced row searched its bracket end, whose allocation (~1e-12 a member) was
+    left as every member's Newton start; members stopped on the tiny first step
+    and the row missed y by 11 (residual 0.92; found by review)."""
+    users = quadratic_users([0.28847842, 0.59590524], [0.41282374, 7.71908884], "m")
+    player = Player.aggregator("agg", users, alpha=3.7, rule="strict")
+    game = Game((player, Player.aggregator("o", quadratic_users([0.5], [5.0], "o"))),
+                LinearPrice(0.3))
+    y_max = game.feasible_max(0, 2.0)
+    y = np.concatenate([np.linspace(0.05, 0.95, 10) * y_max,
+                        [y_max * (1 - 1e-15), 7.946252036900259e-13]])
+    price, slope = purchase_prices(game, y, 2.0)
+    rows = compiled.CompiledPlayer(player).solve(y, price, slope)
+    assert np.all(rows[7] <= 1e-12), rows[7]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("rule", ["strict", "floor"])
+def test_half_alpha_tiny_purchase_adds_up(rule):
+    """alpha = 1/2 in closed form at a purchase of 2^-39 y_max: (q - t) / 2a alone
+    cancelled there and missed y by 2e-6 of it (found by review). Without a floor
+    the form 2 D / (q + t) is exact; with one (e >> s) x_i is known to rounding of
+    xbar_i, as at alpha = 0, so the balance to rounding of the capacity."""
+    rng = np.random.default_rng(5)
+    users = quadratic_users(rng.uniform(0.1, 0.9, 50), rng.uniform(1, 10, 50), "m")
+    game = Game((Player.aggregator("agg", users, alpha=0.5, rule=rule),),
+                LinearPrice(0.001))
+    cap = game.feasible_max(0, 0.0)
+    y = np.array([2.0 ** -39 * cap])
+    tol = 1e-12 * y[0] if rule == "strict" else 64 * np.finfo(float).eps * cap
+    for inner in (NativeInner(game, 0), NativeInner(game, 0, compiled=False)):
+        sol = inner.solve(y, 0.0)
+        assert abs(sol.x.sum() - y[0]) <= tol
+
+
+@pytest.mark.unit
+def test_threaded_certificate_stops_at_the_first_error(monkeypatch):
+    """An error in one player's search (or Ctrl-C) ends the certificate: players not
+    started are not searched first."""
+    import time
+
+    game = Game(tuple(Player.aggregator(f"p{k}", quadratic_users([0.5, 0.4],
+                                                                 [3.0, 2.0], f"m{k}"))
+                      for k in range(30)), LinearPrice(0.01))
+    calls = []
+
+    def regret(game, j, profile):
+        calls.append(j)
+        if j == 0:
+            raise InnerSolveError("player 0 failed")
+        time.sleep(0.05)
+        return 0.0, 0.0, 0.0, 0.0, 1
+
+    monkeypatch.setattr(cert_module, "_player_regret", regret)
+    monkeypatch.setenv("AGGREGAME_THREADS", "2")
+    with pytest.raises(InnerSolveError):
+        certify(game, np.ones(30))
+    assert len(calls) < 10
 
 
 @pytest.mark.unit
