@@ -134,22 +134,18 @@ class _Counted:
         self.inner, self.others_total, self.count = inner, others_total, 0
         self.sequential = SEQUENTIAL_SEARCH and not getattr(inner, "batched", False)
         self._rows: dict[float, InnerBatch] = {}
-        self._last: tuple[float, InnerBatch] | None = None
 
     def __call__(self, ys) -> InnerBatch:
         ys = np.atleast_1d(np.asarray(ys, dtype=float))
-        single = ys.size == 1
-        if single and self.sequential and float(ys[0]) in self._rows:
-            return self._rows[float(ys[0])]
-        if single and SEQUENTIAL_SEARCH and self._last is not None and \
-                self._last[0] == float(ys[0]):
-            return self._last[1]
+        key = float(ys[0]) if ys.size == 1 else None
+        if key in self._rows:
+            return self._rows[key]
         self.count += ys.size
         batch = self.inner.solve(ys, self.others_total)
-        if single:
-            self._last = (float(ys[0]), batch)
-            if self.sequential:
-                self._rows[float(ys[0])] = batch
+        if key is not None and SEQUENTIAL_SEARCH:
+            if not self.sequential:
+                self._rows.clear()  # a batched solver keeps its last single row
+            self._rows[key] = batch
         return batch
 
     def known(self, y: float) -> InnerBatch | None:

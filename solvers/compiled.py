@@ -259,15 +259,6 @@ def _code(family, codes, i):
     return family if family >= 0 else codes[i]
 
 
-@_jit
-def family_of(codes):
-    """The code every member shares, or MIXED."""
-    for i in range(codes.size):
-        if codes[i] != codes[0]:
-            return MIXED
-    return codes[0] if codes.size else MIXED
-
-
 # -- one member's response to a multiplier --------------------------------------------
 @_jit(inline=True)
 def _g(code, rec, x, price, weight, floor, alpha):
@@ -701,10 +692,11 @@ def _finish_row(codes, params, y, price, slope_p, x, lam, xbar, weight, floor, o
 
 @_jit
 def solve_rows(codes, params, u0, alpha, w_in, e_in, w_out, e_out, strict_dead,
-               closed, y, price, slope_p, guess, x_start):
+               closed, y, price, slope_p, guess, x_start, family):
     """Inner solutions of rows (y, price, p') of a player with alpha < inf.
 
-    ``guess`` is a multiplier to start the first row from (NaN: none) and
+    ``family``: the members' one code, or MIXED. ``guess`` is a multiplier to
+    start the first row from (NaN: none) and
     ``x_start`` its allocation (length 0: none); later rows start from the last
     row strictly inside (0, cap) before them. (A row at an end is forced, x = 0 or
     xbar: the best response's batch (0, y_max, current, ...) once started the
@@ -720,7 +712,6 @@ def solve_rows(codes, params, u0, alpha, w_in, e_in, w_out, e_out, strict_dead,
     g0, gcap = np.empty(n), np.empty(n)
     out = np.empty(n, dtype=np.bool_)
     x, start = np.zeros(n), np.zeros(n)
-    family = family_of(codes)
     warm = x_start.size == n
     if warm:
         start[:] = x_start
@@ -1145,7 +1136,7 @@ def _maxmin_row(codes, params, y, price, slope_p, xbar, weight, floor, out, cap,
 
 @_jit
 def solve_maxmin_rows(codes, params, u0, w_in, e_in, w_out, e_out, y, price,
-                      slope_p):
+                      slope_p, family):
     """Max-min rows read as total surplus (the level, then the total surplus).
     Returns (x, surplus, welfare, tiebreak, tie-break derivative, residual, nu)."""
     g, n = y.size, codes.size
@@ -1160,7 +1151,7 @@ def solve_maxmin_rows(codes, params, u0, w_in, e_in, w_out, e_out, y, price,
     for r in range(g):
         p = price[r]
         cap = _row_setup(codes, params, u0, p, w_in, e_in, w_out, e_out, xbar, weight,
-                         floor, out, family_of(codes))
+                         floor, out, family)
         welfare[r], tiebreak[r], tie_derivative[r], residual[r], nu = _maxmin_row(
             codes, params, y[r], p, slope_p[r], xbar, weight, floor, out, cap,
             scratch, x_all[r], s_all[r], nu, warm)
@@ -1229,6 +1220,9 @@ class CompiledPlayer:
         # The strict rule's J = -inf once a counted member is priced out (alpha >= 1).
         self.strict_dead = f.rule is PricedOutRule.STRICT and f.alpha >= 1
         self.closed = bool(np.all(self.codes == 0) and f.alpha in CLOSED_FORM_ALPHAS)
+        #: The code every member shares, or MIXED (see MIXED).
+        self.family = int(self.codes[0]) if player.size and np.all(
+            self.codes == self.codes[0]) else MIXED
         self.size = player.size
         _announce_compile("solve_maxmin_rows" if self.maxmin else "solve_rows")
 
@@ -1245,12 +1239,12 @@ class CompiledPlayer:
         if self.maxmin:
             x, surplus, welfare, tiebreak, tie, residual, nu = solve_maxmin_rows(
                 self.codes, self.params, self.u0, self.w_in, self.e_in, self.w_out,
-                self.e_out, y, price, slope)
+                self.e_out, y, price, slope, self.family)
             nan = np.full(y.size, np.nan)
             return x, surplus, welfare, tiebreak, nan, nan.copy(), tie, residual, nu
         start = np.empty(0) if x_start is None else _plain(x_start)
         x, surplus, welfare, tiebreak, lam, derivative, residual = solve_rows(
             self.codes, self.params, self.u0, self.alpha, self.w_in, self.e_in,
             self.w_out, self.e_out, self.strict_dead, self.closed, y, price, slope,
-            float(guess), start)
+            float(guess), start, self.family)
         return x, surplus, welfare, tiebreak, lam, derivative, None, residual, None

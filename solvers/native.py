@@ -431,8 +431,10 @@ class NativeInner:
         # The kernel starts the first row strictly inside (0, cap) from the guess
         # (rows at the ends are forced): a best response's batch is (0, y_max,
         # current, ...), and the guess extrapolated to y = 0 was no start at all.
-        inside = np.flatnonzero((y > 0) & (y < y.max()))
-        first = float(y[inside[0]] if inside.size else y[0])
+        first = float(y[0])
+        if y.size > 1:  # (single rows, most calls, need no search)
+            inside = np.flatnonzero((y > 0) & (y < y.max()))
+            first = float(y[inside[0]]) if inside.size else first
         guess, start = (None, None) if self.fairness.is_maxmin else self._warm_guess(
             first, self.player.size)
         *fields_, nu = self._compiled.solve(y, price, slope,
