@@ -20,8 +20,8 @@ import numpy as np
 
 from aggregame import Game, Player
 from aggregame.scenario import load_scenario
-from aggregame.solvers.dynamics import solve_equilibrium
-from aggregame.solvers.global_certificate import (GLOBAL_RTOL, GlobalCertificate,
+from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
+from aggregame.solvers.certify.global_bound import (GLOBAL_RTOL, GlobalCertificate,
                                                   Verdict, certify_global)
 
 OUT = Path(__file__).parent / "results" / "certificate.md"

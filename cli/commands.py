@@ -52,7 +52,7 @@ def _settings(args: argparse.Namespace, scenario) -> tuple[str, object]:
                  ("best_response", "tol", "max_rounds", "seed", "start")}
     overrides["method"] = getattr(args, "dynamics", None)
     overrides["backend"] = getattr(args, "backend", None)
-    from aggregame.solvers.dynamics import DynamicsSettings
+    from aggregame.solvers.equilibrium.dynamics import DynamicsSettings
 
     settings = scenario.solver.replace(
         **{k: v for k, v in overrides.items() if v is not None})
@@ -106,7 +106,7 @@ def _with_maxmin(args: argparse.Namespace, scenario):
 
 def cmd_solve(args: argparse.Namespace) -> int:
     from aggregame.scenario import load_scenario
-    from aggregame.solvers.dynamics import solve_equilibrium
+    from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
 
     scenario = _with_maxmin(args, load_scenario(args.scenario))
     backend, settings = _settings(args, scenario)
@@ -114,7 +114,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
     LOG.info("%s: %d players, %s by %s (%s)", scenario.name,
              len(scenario.game.players), args.method, backend, spec.describe())
     if args.method == "kkt":
-        from aggregame.solvers.kkt import solve_kkt
+        from aggregame.solvers.kkt.solve import solve_kkt
 
         eq = solve_kkt(scenario.game, start=_kkt_start(scenario.game, settings),
                        certificate_rtol=settings.certificate_rtol, seed=settings.seed,
@@ -143,7 +143,7 @@ def _kkt_start(game, settings) -> np.ndarray | None:
     if settings.start == "zero":
         return None
     if settings.start == "random":
-        from aggregame.solvers.compare import random_starts
+        from aggregame.solvers.equilibrium.starts import random_starts
 
         return random_starts(game, 1, settings.seed)[0]
     return np.asarray(settings.start, dtype=float)
@@ -153,7 +153,7 @@ def _certify_globally(args: argparse.Namespace, game, eq) -> None:
     """Replace ``eq``'s certificate by SCIP's proof when --certify global is asked."""
     if getattr(args, "certify", "scan") != "global":
         return
-    from aggregame.solvers.certificate import certify
+    from aggregame.solvers.certify.scan import certify
 
     LOG.info("global certificate: SCIP on every player's joint best response")
     eq.certificate = certify(game, eq.profile, eq.certificate.rtol, method="global",
@@ -164,8 +164,8 @@ def _run_methods(scenario, backends: list[str], settings, spec,
                  repeats: int = 1) -> tuple[dict, dict]:
     """Every method's result (its time the median of ``repeats`` runs), or the
     one-line reason it failed."""
-    from aggregame.solvers.dynamics import solve_equilibrium
-    from aggregame.solvers.kkt import solve_kkt
+    from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
+    from aggregame.solvers.kkt.solve import solve_kkt
 
     results, failed = {}, {}
     runs = [(f"best-response/{b}", lambda b=b: solve_equilibrium(
@@ -203,7 +203,7 @@ def _distinct(results: dict, rtol: float) -> list[list[str]]:
 
 def cmd_crosscheck(args: argparse.Namespace) -> int:
     from aggregame.scenario import load_scenario
-    from aggregame.solvers.compare import Crosscheck
+    from aggregame.solvers.compare.crosscheck import Crosscheck
 
     scenario = _with_maxmin(args, load_scenario(args.scenario))
     _, settings = _settings(args, scenario)
@@ -253,7 +253,7 @@ def cmd_uniqueness(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from aggregame.scenario import load_scenario
-    from aggregame.solvers.compare import probe_uniqueness
+    from aggregame.solvers.compare.uniqueness import probe_uniqueness
 
     scenario = _with_maxmin(args, load_scenario(args.scenario))
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -352,8 +352,8 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     import aggregame
     from aggregame import Game, Player, LinearPrice, quadratic_users
-    from aggregame.solvers.native import NativeInner
-    from aggregame.solvers.pyomo_inner import PyomoInner
+    from aggregame.solvers.inner.native import NativeInner
+    from aggregame.solvers.inner.pyomo_backend import PyomoInner
 
     game = Game((Player.aggregator("check", quadratic_users([0.5, 0.3], [4.0, 6.0]),
                                    alpha=1),), LinearPrice(0.01))
@@ -382,8 +382,8 @@ def _check_kernels() -> tuple[str, float]:
     problems). Compiles them on a machine that has not yet (bootstrap.sh's set-up
     runs this check, so the first real solve does not wait)."""
     from aggregame import Game, LinearPrice, Player, quadratic_users
-    from aggregame.solvers import compiled
-    from aggregame.solvers.native import NativeInner
+    from aggregame.solvers.inner import compiled
+    from aggregame.solvers.inner.native import NativeInner
 
     if not compiled.ENABLED:
         return ("numpy alone (numba not installed)" if compiled.numba is None else

@@ -24,8 +24,8 @@ import pyomo.environ as pyo
 
 from aggregame import Game, Player, quadratic_users
 from aggregame.price import AffinePrice, MeritOrderPrice
-from aggregame.solvers.dynamics import solve_equilibrium
-from aggregame.solvers.kkt import solve_kkt
+from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
+from aggregame.solvers.kkt.solve import solve_kkt
 from aggregame.solvers.market_price import MarketPrice
 
 C1 = (1.0, 2.0, 3.0, 4.0, 6.0)  # $/MWh

@@ -114,7 +114,7 @@ def price_sensitivity(x: np.ndarray, coefficient: np.ndarray) -> np.ndarray:
     return -(coefficient * x).sum(axis=-1)
 
 
-def _bounds_violation(x: np.ndarray, xbar: np.ndarray) -> np.ndarray:
+def bounds_violation(x: np.ndarray, xbar: np.ndarray) -> np.ndarray:
     # max_i max(-x_i, x_i - xbar_i, 0) as two reductions: one (G, N) temporary,
     # not four (it runs on every row of every inner solve).
     below = -x.min(axis=-1, initial=0.0)
@@ -124,7 +124,7 @@ def _bounds_violation(x: np.ndarray, xbar: np.ndarray) -> np.ndarray:
 def allocation_error(x: np.ndarray, y: np.ndarray, xbar: np.ndarray) -> np.ndarray:
     """Balance |sum x - y| and bounds 0 <= x <= xbar of each row, over the capacity."""
     cap = np.maximum(xbar.sum(axis=-1), 1e-300)
-    return np.maximum(np.abs(x.sum(axis=-1) - y), _bounds_violation(x, xbar)) / cap
+    return np.maximum(np.abs(x.sum(axis=-1) - y), bounds_violation(x, xbar)) / cap
 
 
 def forced_rows(player: Player, y: np.ndarray, cap: np.ndarray,
@@ -152,7 +152,7 @@ def settled_residual(residual: np.ndarray, error: np.ndarray, welfare: np.ndarra
     in, w log(1 + x) with x ~ 1e-9; within NEAR_CAPACITY_RTOL of the capacity), and
     a residual in allocation units cannot tell that from a solver's failure: the
     certificate cross-checks such rows with another solver
-    (solvers/certificate.py, ``_Deviations.proved``).
+    (solvers/certify/scan.py, ``_Deviations.proved``).
     """
     out = np.where(forced | np.isneginf(welfare), error, residual)
     return np.where(y > cap * (1 + 1e-12) + 1e-300, 0.0, out)
@@ -175,7 +175,7 @@ def optimality_residual(player: Player, y: np.ndarray, price: np.ndarray,
     p2 = np.asarray(price, dtype=float)[:, None]
     cap = np.maximum(xbar.sum(axis=-1), 1e-300)
     balance = np.abs(x.sum(axis=-1) - y)
-    bounds = _bounds_violation(x, xbar)
+    bounds = bounds_violation(x, xbar)
     slope = evaluate(player, "dU", x) - p2
     curvature = evaluate(player, "d2U", x)
     level = np.maximum(evaluate(player, "U", x) - p2 * x + floor, 1e-300)
@@ -190,7 +190,7 @@ def optimality_residual(player: Player, y: np.ndarray, price: np.ndarray,
 
 
 # Elementwise member formulas: numpy arrays broadcast through them, and the compiled
-# inner solve (solvers/compiled.py) runs the same lines on scalars, so there is one
+# inner solve (solvers/inner/compiled.py) runs the same lines on scalars, so there is one
 # copy of each. Only operations both understand: arithmetic, np.maximum/np.minimum
 # (not np.clip), np.sqrt, np.isfinite, and aggregame.elementwise's select and power.
 def stationarity_step(lam, x, xbar, weight, level, slope, curvature, alpha):
@@ -390,7 +390,7 @@ def _tiebreak_residual(player, price, x, xbar, floor, priced_out, nu):
 def _maxmin_residual(player, y, price, x, xbar, floor, priced_out, level_step=None):
     p2 = np.asarray(price, dtype=float)[:, None]
     cap = np.maximum(xbar.sum(axis=-1), 1e-300)
-    out = np.maximum(np.abs(x.sum(axis=-1) - y), _bounds_violation(x, xbar)) / cap
+    out = np.maximum(np.abs(x.sum(axis=-1) - y), bounds_violation(x, xbar)) / cap
     counted = counted_members(player, priced_out)
     surplus = evaluate(player, "U", x) - p2 * x
     level = np.where(counted, surplus + floor, np.inf).min(axis=-1)
@@ -507,7 +507,7 @@ def allocation_evidence(game: Game, j: int, y: np.ndarray, others_total: float,
         res = settled_residual(np.where(unproved, np.inf, res),
                                allocation_error(x, setup.y, setup.xbar), welfare,
                                setup.y, setup.cap, forced)
-    bounds = _bounds_violation(x, setup.xbar) / np.maximum(setup.cap, 1e-300)
+    bounds = bounds_violation(x, setup.xbar) / np.maximum(setup.cap, 1e-300)
     return Evidence(welfare, surplus.sum(axis=-1), res, np.abs(x.sum(axis=-1) - y),
                     bounds, forced, setup.y >= setup.cap * (1 - NEAR_CAPACITY_RTOL))
 

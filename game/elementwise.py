@@ -1,12 +1,12 @@
 """Operations the member formulas may use on numpy arrays and on compiled scalars.
 
 The member-level formulas (aggregame.fairness, aggregame.allocation) are written once
-and read by numpy, Pyomo and the compiled kernels (solvers/compiled.py, numba). A few
+and read by numpy, Pyomo and the compiled kernels (solvers/inner/compiled.py, numba). A few
 numpy operations do not carry over to numba's scalars as they are: np.where makes a
 0-d array of scalars, and a power with a runtime exponent is a libm pow (~14 ns)
 even where the exponent is 1 or 2. The formulas use these two functions instead;
 here they are plain numpy (and Python operators, so Pyomo expressions pass through
-``power``), and solvers/compiled.py registers scalar versions of both for numba.
+``power``), and solvers/inner/compiled.py registers scalar versions of both for numba.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import dataclasses
 
 import numpy as np
 
-from aggregame.allocation import (_bounds_violation, counted_members, evaluate,
+from aggregame.allocation import (bounds_violation, counted_members, evaluate,
                                   member_terms, quadratic_parameters, surplus_peak)
 from aggregame.errors import UnsupportedProblemError
 from aggregame.fairness import MaxMinRule
@@ -102,7 +102,7 @@ def leximin_residual(player: Player, y: np.ndarray, price: np.ndarray, x: np.nda
     """
     p2 = np.asarray(price, dtype=float)[:, None]
     cap = np.maximum(xbar.sum(axis=-1), 1e-300)
-    alloc = np.maximum(np.abs(x.sum(axis=-1) - y), _bounds_violation(x, xbar)) / cap
+    alloc = np.maximum(np.abs(x.sum(axis=-1) - y), bounds_violation(x, xbar)) / cap
     peak, top = peaks(player, p2, xbar)
     level = evaluate(player, "U", x) - p2 * x + floor
     scale = np.maximum(np.where(counted, np.abs(top + floor), 0.0).max(axis=-1),

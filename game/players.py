@@ -18,6 +18,7 @@ import numpy as np
 from aggregame.errors import GameDefinitionError
 from aggregame.fairness import DEFAULT_FLOOR_EPS, Fairness, MaxMinRule, PricedOutRule
 from aggregame.price import Price
+from aggregame.representable import check_representable
 from aggregame.utilities import QuadraticUtility, User, Utility
 
 
@@ -204,8 +205,6 @@ class Game:
                 f"game: field 'price' must be a Price, got {type(self.price).__name__}"
             )
         object.__setattr__(self, "players", players)
-        from aggregame.representable import check_representable
-
         check_representable(self)
 
     @property

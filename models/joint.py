@@ -11,7 +11,7 @@ Player j's best response against the others' total Y_-j is one optimization over
 with Phi the alpha-fair welfare (paper eq. 3) and e_i the floor eps of the ``floor``
 priced-out rule. It is nonconvex through the product p x_i, so a local solver may
 stop at a local maximum; a global solver (SCIP) proves an upper bound on it, which is
-what solvers/global_certificate.py uses. Max-min (alpha = inf) maximizes an epigraph
+what solvers/certify/global_bound.py uses. Max-min (alpha = inf) maximizes an epigraph
 level t <= s_i + e_i (``obj``); its total-surplus tie-break is a second objective
 ``obj_tiebreak`` (deactivated) under ``ineq_level_floor`` (t >= level_floor,
 deactivated), which the solve helper switches on with level_floor = t* - tol.

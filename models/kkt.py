@@ -21,7 +21,7 @@ sub-block ``kkt``:
 
 Priced-out members depend on the price, which is endogenous here; the model is built
 for a given *status* (which members are priced out, and which max-min players have a
-flat level and play by their tie-break), and the solver (solvers/kkt.py) rebuilds it
+flat level and play by their tie-break), and the solver (solvers/kkt/solve.py) rebuilds it
 until the status agrees with the solution.
 """
 

@@ -358,7 +358,6 @@ def _validate_scip_option(key: str, value: Any) -> None:
 @lru_cache(maxsize=256)
 def _validate_highs_option(key: str, value: Any) -> None:
     import highspy
-
     from pyomo.common.tee import capture_output
 
     with capture_output(io.StringIO(), capture_fd=True):  # its banner

@@ -32,8 +32,8 @@ import numpy as np
 from aggregame import (Game, LinearPrice, MaxMinRule, Player, QuadraticUtility, User,
                        quadratic_users)
 from aggregame.settings import Backend
-from aggregame.solvers.dynamics import DynamicsSettings, solve_equilibrium
-from aggregame.solvers.results import Equilibrium
+from aggregame.solvers.equilibrium.dynamics import DynamicsSettings, solve_equilibrium
+from aggregame.solvers.equilibrium.results import Equilibrium
 
 
 @dataclass(frozen=True)

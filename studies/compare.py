@@ -34,7 +34,7 @@ import pandas as pd
 
 from aggregame.errors import AggregameError, ScenarioError
 from aggregame.players import Game
-from aggregame.solvers.comparison import (BACKENDS, METHODS, NO_SOLVER, RunStatus,
+from aggregame.solvers.compare.timed_run import (BACKENDS, METHODS, NO_SOLVER, RunStatus,
                                           combination_ok, run_one)
 from aggregame.solvers.solver_choice import SolverName, SolverSpec
 

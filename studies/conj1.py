@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import time
 
-from aggregame.solvers.certificate import certify
-from aggregame.solvers.compare import probe_uniqueness
+from aggregame.solvers.certify.scan import certify
+from aggregame.solvers.compare.uniqueness import probe_uniqueness
 from aggregame.studies.common import CHOICES, aggregated, alone, small_users
 from aggregame.studies.plots import figure, save
 

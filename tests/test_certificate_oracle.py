@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from aggregame import (AffinePrice, Game, Player, PricedOutRule, QuadraticUtility,
                        User)
 from aggregame.errors import InnerSolveError
-from aggregame.solvers.certificate import certify
+from aggregame.solvers.certify.scan import certify
 
 from strategies import ALPHAS, RULES, games
 
@@ -147,8 +147,8 @@ def test_best_response_does_not_depend_on_the_unit_of_money(game, s, fraction, d
     priced-out members from the sum, so rescaling adds log s once per counted
     member and can reorder purchases that count different numbers of members
     (docs/model.md, "Units"). Those players are not drawn."""
-    from aggregame.solvers.best_response import best_response
-    from aggregame.solvers.native import NativeInner
+    from aggregame.solvers.equilibrium.best_response import best_response
+    from aggregame.solvers.inner.native import NativeInner
 
     j = data.draw(st.integers(0, len(game.players) - 1))
     fairness = game.players[j].fairness
@@ -184,8 +184,8 @@ def test_max_min_best_response_at_a_small_unit_of_money_stops_at_its_kink():
     1 on the payoff scale, level gains of 1e-11 were ties, the tie-break (total
     surplus, rising) decided, and the best response stopped 2.6e-4 past the kink:
     relative regret 3.8e-6. The same game at scale 1 was right."""
-    from aggregame.solvers.best_response import best_response
-    from aggregame.solvers.native import NativeInner
+    from aggregame.solvers.equilibrium.best_response import best_response
+    from aggregame.solvers.inner.native import NativeInner
 
     a = [1.0e-3, 4.74e-3, 2.85e-3, 1.0e-3, 8.23e-5, 3.49e-5, 1.0e-3, 5.41e-5]
     b = [5.99e-4, 6.36e-4, 3.13e-4, 7.25e-4, 7.09e-4, 5.0e-5, 7.48e-4, 7.10e-4]
@@ -210,8 +210,8 @@ def test_max_min_levels_equal_to_rounding_tie_in_the_certificate():
     Levels within rounding must tie, so the grid's local maxima are exactly those of
     the total surplus (found here by plain numpy on the samples)."""
     from aggregame.scenario import load_scenario
-    from aggregame.solvers.certificate import _Deviations, _local_maxima, _sample_points
-    from aggregame.solvers.dynamics import solve_equilibrium
+    from aggregame.solvers.certify.scan import _Deviations, _local_maxima, _sample_points
+    from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
 
     base = load_scenario("fig4").game
     game = Game(tuple(
@@ -247,7 +247,7 @@ def test_max_min_level_gain_is_not_taken_for_a_tie():
     at y = 1000.5 the regret is the level difference itself (computed here on a
     grid, independently of the certificate's search)."""
     from aggregame import LinearPrice, quadratic_users
-    from aggregame.solvers.native import NativeInner
+    from aggregame.solvers.inner.native import NativeInner
 
     users = quadratic_users([1e-4, 1.0], [1e4, 1.0])
     player = Player.aggregator("A", users, alpha=math.inf, rule="floor", eps=0.01,

@@ -160,7 +160,7 @@ def test_progress_bar_counts_rounds_without_a_fake_total(capsys):
 @pytest.mark.unit
 def test_equilibrium_repr_is_one_short_line():
     from aggregame.scenario import load_scenario
-    from aggregame.solvers.dynamics import solve_equilibrium
+    from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
 
     eq = solve_equilibrium(load_scenario("fig3").game)
     text = repr(eq)

@@ -1,4 +1,4 @@
-"""The compiled kernels (solvers/compiled.py) against numpy, and the certificate
+"""The compiled kernels (solvers/inner/compiled.py) against numpy, and the certificate
 against a fast path that lies.
 
 * Every utility family is known to the kernels (else its players silently stay on
@@ -28,11 +28,11 @@ from aggregame.allocation import (LEVEL_PROBE_RTOL, RESIDUAL_TOL, evaluate,
                                   quadratic_level_interval, welfare_of)
 from aggregame.errors import InnerSolveError, SettingsError
 from aggregame.scenario import load_scenario
-from aggregame.solvers import certificate as cert_module
-from aggregame.solvers import compiled
-from aggregame.solvers.certificate import certify
-from aggregame.solvers.dynamics import solve_equilibrium
-from aggregame.solvers.native import NativeInner
+from aggregame.solvers.certify import scan as cert_module
+from aggregame.solvers.inner import compiled
+from aggregame.solvers.certify.scan import certify
+from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
+from aggregame.solvers.inner.native import NativeInner
 from aggregame.utilities import UTILITY_FAMILIES, LogUtility
 
 needs_numba = pytest.mark.skipif(not compiled.ENABLED,
@@ -430,8 +430,8 @@ def test_bad_thread_count_is_one_clear_error(monkeypatch, setting):
 def test_numpy_alone_gives_the_same_equilibrium():
     eq = solve_equilibrium(load_scenario("fig4_proportional").game)
     code = ("import json; from aggregame.scenario import load_scenario; "
-            "from aggregame.solvers.dynamics import solve_equilibrium; "
-            "from aggregame.solvers.native import NativeInner; "
+            "from aggregame.solvers.equilibrium.dynamics import solve_equilibrium; "
+            "from aggregame.solvers.inner.native import NativeInner; "
             "g = load_scenario('fig4_proportional').game; "
             "assert not NativeInner(g, 0).compiled; "
             "e = solve_equilibrium(g); "

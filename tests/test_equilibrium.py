@@ -9,8 +9,8 @@ import pytest
 
 from aggregame import Game, LinearPrice, Player, individuals, quadratic_users
 from aggregame.scenario import load_scenario
-from aggregame.solvers.certificate import certify
-from aggregame.solvers.dynamics import DynamicsSettings, make_inners, solve_equilibrium
+from aggregame.solvers.certify.scan import certify
+from aggregame.solvers.equilibrium.dynamics import DynamicsSettings, make_inners, solve_equilibrium
 from conftest import needs_ipopt
 
 #: The issue's agreement target between backends on equilibrium profiles.

@@ -11,9 +11,9 @@ from aggregame.allocation import (CLOSED_FORM_ALPHAS, RESIDUAL_TOL, inner_setup,
                                   level_interval, maxmin_residual,
                                   quadratic_level_interval, quadratic_response,
                                   quadratic_response_slope, surplus_peak)
-from aggregame.solvers import compiled
-from aggregame.solvers.native import NativeInner
-from aggregame.solvers.safe_allocation import lambda_allocation
+from aggregame.solvers.inner import compiled
+from aggregame.solvers.inner.native import NativeInner
+from aggregame.solvers.inner.safe import lambda_allocation
 
 
 def _aggregator(alpha, rule="floor", n=12, seed=3, b_low=0.0):
@@ -148,7 +148,7 @@ def test_max_min_log_members_match_safe_bisection(rule):
     Newton in nu (and per member on U' = p + nu) against the safe bisection, member
     by member, with rows batched and single, and every residual in tolerance."""
     from aggregame import LogUtility, User
-    from aggregame.solvers.safe_allocation import maxmin_allocation
+    from aggregame.solvers.inner.safe import maxmin_allocation
 
     rng = np.random.default_rng(3)
     users = [User(f"l{i}", LogUtility(w))
@@ -191,7 +191,7 @@ def test_member_newton_matches_safe_bisection(alpha):
 @pytest.mark.unit
 def test_concave_shortcut_agrees_with_the_grid(monkeypatch):
     """One-member players skip the grid; forcing the grid gives the same regrets."""
-    import aggregame.solvers.certificate as cert
+    import aggregame.solvers.certify.scan as cert
     from aggregame import individuals
 
     rng = np.random.default_rng(7)

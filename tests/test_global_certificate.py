@@ -10,10 +10,10 @@ from aggregame import (Game, GameDefinitionError, LinearPrice, LogUtility, Playe
                        PowerPrice, QuadraticUtility, User, quadratic_users)
 from aggregame.errors import GlobalCertificateError
 from aggregame.models.joint import build_joint_best_response
-from aggregame.solvers.best_response import best_response
-from aggregame.solvers.dynamics import solve_equilibrium
-from aggregame.solvers.global_certificate import Verdict, certify_global, scip_solver
-from aggregame.solvers.native import NativeInner
+from aggregame.solvers.equilibrium.best_response import best_response
+from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
+from aggregame.solvers.certify.global_bound import Verdict, certify_global, scip_solver
+from aggregame.solvers.inner.native import NativeInner
 from conftest import solver_available
 
 

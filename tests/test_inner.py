@@ -9,7 +9,7 @@ import pytest
 
 from aggregame import Game, InnerSolveError, LinearPrice, Player
 from aggregame.models.aggregator import add_aggregator, build_aggregator_model
-from aggregame.solvers.native import NativeInner
+from aggregame.solvers.inner.native import NativeInner
 from conftest import FD_RTOL, FD_STEP, needs_ipopt, one_aggregator_game
 
 ALPHAS = [0, 0.5, 1, 2, "inf"]
@@ -21,7 +21,7 @@ BACKEND_ATOL = 1e-6
 
 
 def backends(game):
-    from aggregame.solvers.pyomo_inner import PyomoInner
+    from aggregame.solvers.inner.pyomo_backend import PyomoInner
 
     return {"native": NativeInner(game, 0), "pyomo": PyomoInner(game, 0)}
 
@@ -94,7 +94,7 @@ def test_total_derivative_differs_from_lambda_when_price_moves(small_users):
 @pytest.mark.solver
 def test_block_in_a_market_model_matches_standalone(small_users):
     """Two aggregators as Blocks of one model, with y_j and p the model's own Vars."""
-    from aggregame.solvers.pyomo_inner import ipopt_solver
+    from aggregame.solvers.inner.pyomo_backend import ipopt_solver
 
     half = len(small_users) // 2
     a = Player.aggregator("A", small_users[:half], alpha=1)
@@ -145,7 +145,7 @@ def test_block_refuses_to_overwrite():
 @needs_ipopt
 @pytest.mark.solver
 def test_non_optimal_ipopt_raises_and_keeps_model(small_users):
-    from aggregame.solvers.pyomo_inner import PyomoInner
+    from aggregame.solvers.inner.pyomo_backend import PyomoInner
 
     game = one_aggregator_game(small_users, 1.0)
     inner = PyomoInner(game, 0, {"max_iter": 1})
@@ -161,7 +161,7 @@ def test_non_optimal_ipopt_raises_and_keeps_model(small_users):
 @needs_ipopt
 @pytest.mark.solver
 def test_resolve_gives_same_answer(small_users):
-    from aggregame.solvers.pyomo_inner import PyomoInner
+    from aggregame.solvers.inner.pyomo_backend import PyomoInner
 
     inner = PyomoInner(one_aggregator_game(small_users, 2.0), 0)
     first = inner.solve(np.array([3.0, 7.0, 3.0]), OTHERS)
@@ -197,7 +197,7 @@ def test_maxmin_tiebreak_derivative_when_level_is_flat(small_users):
 
 @pytest.mark.unit
 def test_large_batches_are_chunked_without_changing_results(small_users, monkeypatch):
-    import aggregame.solvers.native as native
+    import aggregame.solvers.inner.native as native
 
     inner = NativeInner(one_aggregator_game(small_users, 1.0), 0)
     ys = np.linspace(0.0, inner.game.feasible_max(0, OTHERS), 37)
@@ -211,7 +211,7 @@ def test_large_batches_are_chunked_without_changing_results(small_users, monkeyp
 @pytest.mark.unit
 def test_price_out_points_are_capped_for_large_aggregators():
     from aggregame import quadratic_users
-    from aggregame.solvers import best_response as br
+    from aggregame.solvers.equilibrium import scan as br
 
     rng = np.random.default_rng(0)
     users = quadratic_users(rng.uniform(0.1, 0.9, 2000), rng.uniform(0, 10, 2000))

@@ -32,7 +32,7 @@ def player():
 
 
 def ipopt():
-    from aggregame.solvers.pyomo_inner import ipopt_solver
+    from aggregame.solvers.inner.pyomo_backend import ipopt_solver
 
     return ipopt_solver()
 
@@ -107,8 +107,8 @@ def test_bounded_start_solves_the_dispatch_where_the_plain_start_fails(player):
 def test_dispatch_purchase_is_the_best_response_to_the_merit_order(player):
     """Independent check: the aggregator's purchase in the dispatch model is its
     best response to the same supply curve written as a closed form."""
-    from aggregame.solvers.best_response import best_response
-    from aggregame.solvers.native import NativeInner
+    from aggregame.solvers.equilibrium.best_response import best_response
+    from aggregame.solvers.inner.native import NativeInner
 
     m = dispatch_model(player, 8.0)
     ipopt().solve(m)
@@ -290,7 +290,7 @@ def test_merit_order_price_against_its_supply_curve():
 
 @pytest.mark.unit
 def test_scan_samples_price_kinks():
-    from aggregame.solvers import best_response as br
+    from aggregame.solvers.equilibrium import scan as br
 
     game = Game((Player.aggregator("a", quadratic_users([0.01], [11.0])),),
                 MeritOrderPrice(*MERIT))
@@ -444,7 +444,7 @@ def test_market_price_refuses_models_it_cannot_read(m, demand, balance, message)
 @needs_highs
 @pytest.mark.solver
 def test_equilibrium_is_the_same_with_the_market_model_and_the_merit_order():
-    from aggregame.solvers.dynamics import solve_equilibrium
+    from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
     from aggregame.solvers.market_price import MarketPrice
 
     players = (Player.aggregator("a", quadratic_users([0.02, 0.05, 0.08],

@@ -13,9 +13,10 @@ import pytest
 from aggregame import Game, LinearPrice, Player, quadratic_users
 from aggregame.models.kkt import build_kkt_model, player_status
 from aggregame.scenario import load_scenario, scenario_from_dict
-from aggregame.solvers.compare import crosscheck, probe_uniqueness
-from aggregame.solvers.dynamics import DynamicsSettings, solve_equilibrium
-from aggregame.solvers.kkt import KKT_TOL, KKTStatus, StartKind, solve_kkt
+from aggregame.solvers.compare.crosscheck import crosscheck
+from aggregame.solvers.compare.uniqueness import probe_uniqueness
+from aggregame.solvers.equilibrium.dynamics import DynamicsSettings, solve_equilibrium
+from aggregame.solvers.kkt.solve import KKT_TOL, KKTStatus, StartKind, solve_kkt
 from conftest import needs_ipopt
 from test_equilibrium import cournot_closed_form, cournot_game, small_mixed_game
 
@@ -56,7 +57,7 @@ def test_stationarity_is_the_derivative_of_the_inner_welfare():
     profile = np.array([8.0, 6.0, 30.0])
     total = profile.sum()
     m, status = stacked_model(game, profile)
-    from aggregame.solvers.native import NativeInner
+    from aggregame.solvers.inner.native import NativeInner
 
     for j, player in enumerate(game.players):  # a feasible allocation of `profile`
         x = NativeInner(game, j).solve(profile[j:j + 1], total - profile[j]).x[0]

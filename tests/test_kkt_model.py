@@ -125,7 +125,7 @@ def test_models_import_nothing_from_solvers():
                     reason="pathampl is installed here; this checks the refusal")
 def test_asking_for_path_without_it_is_a_clear_error():
     from aggregame import SolverUnavailableError
-    from aggregame.solvers.kkt import solve_kkt
+    from aggregame.solvers.kkt.solve import solve_kkt
 
     game, _, _ = cournot_game(n=2)
     with pytest.raises(SolverUnavailableError, match="no `pathampl` executable"):
@@ -133,7 +133,7 @@ def test_asking_for_path_without_it_is_a_clear_error():
 
 
 def test_unknown_reformulation_is_refused_before_any_solve():
-    from aggregame.solvers.kkt import solve_kkt
+    from aggregame.solvers.kkt.solve import solve_kkt
 
     game, _, _ = cournot_game(n=2)
     with pytest.raises(ValueError, match="reformulation must be 'fischer-burmeister' "

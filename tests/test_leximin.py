@@ -15,11 +15,11 @@ from aggregame import (Fairness, Game, LinearPrice, MaxMinRule, Player, Scenario
 from aggregame.allocation import RESIDUAL_TOL, inner_setup
 from aggregame.leximin import compare, leximin_residual, levels
 from aggregame.scenario import scenario_from_dict
-from aggregame.solvers.best_response import best_response
-from aggregame.solvers.certificate import certify
-from aggregame.solvers.dynamics import solve_equilibrium
-from aggregame.solvers.leximin import batch_levels
-from aggregame.solvers.native import NativeInner
+from aggregame.solvers.equilibrium.best_response import best_response
+from aggregame.solvers.certify.scan import certify
+from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
+from aggregame.solvers.inner.leximin import batch_levels
+from aggregame.solvers.inner.native import NativeInner
 
 #: Agreement of two computations of the same level (both to ~1e-13).
 LEVEL_RTOL = 1e-9
@@ -242,9 +242,9 @@ def test_leximin_buys_less_than_total_surplus():
 # -- refusals, TOML and CLI ---------------------------------------------------------
 @pytest.mark.unit
 def test_pyomo_kkt_and_global_refuse_leximin():
-    from aggregame.solvers.global_certificate import certify_global
-    from aggregame.solvers.kkt import solve_kkt
-    from aggregame.solvers.pyomo_inner import PyomoInner
+    from aggregame.solvers.certify.global_bound import certify_global
+    from aggregame.solvers.kkt.solve import solve_kkt
+    from aggregame.solvers.inner.pyomo_backend import PyomoInner
 
     game = two_aggregator_game()
     for run in (lambda: PyomoInner(game, 0), lambda: solve_kkt(game),

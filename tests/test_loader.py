@@ -83,7 +83,7 @@ def test_solver_table_errors_name_file_and_table(tmp_path, solver, expected):
 
 
 def test_settings_error_is_a_value_error_and_builds_dynamics_settings():
-    from aggregame.solvers.dynamics import DynamicsSettings
+    from aggregame.solvers.equilibrium.dynamics import DynamicsSettings
 
     assert issubclass(SettingsError, ValueError)
     settings = SolverSettings.from_table({"tol": 1e-8, "start": [1, 2], "seed": 3},

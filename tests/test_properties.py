@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from aggregame.allocation import RESIDUAL_TOL, inner_setup
 from aggregame.errors import InnerSolveError
 from aggregame.leximin import with_maxmin_rule
-from aggregame.solvers.dynamics import solve_equilibrium
-from aggregame.solvers.native import NativeInner
+from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
+from aggregame.solvers.inner.native import NativeInner
 from conftest import needs_ipopt
 from strategies import games, purchases, social_welfare_games
 
@@ -163,7 +163,7 @@ def test_total_surplus_maxmin_batch_equals_one_at_a_time_and_numpy(game, fractio
 @settings(max_examples=8)
 @given(game=games(max_players=2), fraction=st.floats(0.0, 1.0), data=st.data())
 def test_pyomo_batch_equals_one_at_a_time_and_native(game, fraction, data):
-    from aggregame.solvers.pyomo_inner import PyomoInner
+    from aggregame.solvers.inner.pyomo_backend import PyomoInner
 
     # The total-surplus reading of max-min: the pyomo backend does not model leximin.
     game = with_maxmin_rule(game, "total-surplus")
@@ -242,7 +242,7 @@ def test_floor_rule_payoff_is_continuous_at_price_out_points(game, fraction, dat
     (and the total surplus) takes the same value on either side, up to the
     payoff's slope times the gap."""
     from aggregame.fairness import PricedOutRule
-    from aggregame.solvers.best_response import price_out_points
+    from aggregame.solvers.equilibrium.scan import price_out_points
 
     from aggregame import Game, Player
 
@@ -289,7 +289,7 @@ def test_social_welfare_payoff_is_concave_then_decreasing(game, fraction, data):
     after it, whatever the rule and however many members the price drives out. A
     fine grid of each interval must show it: second differences <= 0 left of the
     best sample, first differences <= 0 right of it (both to rounding)."""
-    from aggregame.solvers.certificate import provably_unimodal
+    from aggregame.solvers.certify.scan import provably_unimodal
 
     j = data.draw(st.integers(0, len(game.players) - 1))
     assert provably_unimodal(game, j)
@@ -314,7 +314,7 @@ def test_social_welfare_certificate_agrees_with_the_grid(game, data):
     """The alpha = 0 shortcut (Brent's search on the whole interval) finds the same
     deviations as the full grid-and-refine search it replaces, at random profiles
     (regrets of any size) and at the equilibrium (certified either way)."""
-    import aggregame.solvers.certificate as cert
+    import aggregame.solvers.certify.scan as cert
 
     fractions = data.draw(st.lists(st.floats(0.0, 1.0), min_size=len(game.players),
                                    max_size=len(game.players)))
@@ -347,7 +347,7 @@ def test_max_min_level_is_flat_once_a_counted_member_is_priced_out(game, fractio
     counted member is priced out (floor, strict), the level is the same for every
     larger purchase; and the certificate then finds the regrets golden section
     on the (level, total surplus) pairs finds."""
-    import aggregame.solvers.certificate as cert
+    import aggregame.solvers.certify.scan as cert
     from aggregame import Game, Player
     from aggregame.fairness import PricedOutRule
 
@@ -403,7 +403,7 @@ def test_pinned_max_min_ranks_by_the_social_welfare_payoff(game, fraction, data)
     social-welfare aggregator: every member's need is then 0, so the total surplus
     it ranks purchases by is the alpha = 0 payoff minus n e, row by row; and the
     shortcut finds the regrets the grid finds."""
-    import aggregame.solvers.certificate as cert
+    import aggregame.solvers.certify.scan as cert
     from aggregame import Game, Player
     from aggregame.fairness import PricedOutRule
 

@@ -27,10 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from aggregame.errors import (AggregameError, SolverUnavailableError,
-                              UnsupportedProblemError)
+from aggregame.errors import (
+    AggregameError,
+    SolverUnavailableError,
+    UnsupportedProblemError,
+)
 from aggregame.players import Game
-from aggregame.solvers.certificate import CERTIFICATE_RTOL, Certificate, certify
+from aggregame.solvers.certify.scan import CERTIFICATE_RTOL, Certificate, certify
 from aggregame.solvers.solver_choice import SolverSpec, Termination
 
 LOG = logging.getLogger(__name__)
@@ -99,7 +102,7 @@ class _TimedCertificate:
     inners: list = field(default_factory=list)
 
     def __call__(self, profile: np.ndarray) -> Certificate:
-        from aggregame.solvers.native import NativeInner
+        from aggregame.solvers.inner.native import NativeInner
 
         start = time.perf_counter()
         if not self.inners:
@@ -164,8 +167,11 @@ def _status(converged: bool, certified: bool) -> RunStatus:
 
 def _best_response(game: Game, backend: str, spec: SolverSpec | None, seed: int,
                    certifier: _TimedCertificate, base: dict) -> RunRecord:
-    from aggregame.solvers.dynamics import (DynamicsSettings, make_inners,
-                                            solve_equilibrium)
+    from aggregame.solvers.equilibrium.dynamics import (
+        DynamicsSettings,
+        make_inners,
+        solve_equilibrium,
+    )
 
     start = time.perf_counter()
     inners = make_inners(game, backend, solver=spec)
@@ -186,7 +192,7 @@ def _best_response(game: Game, backend: str, spec: SolverSpec | None, seed: int,
 
 def _kkt(game: Game, spec: SolverSpec | None, certifier: _TimedCertificate,
          base: dict) -> RunRecord:
-    from aggregame.solvers.kkt import solve_kkt
+    from aggregame.solvers.kkt.solve import solve_kkt
 
     start = time.perf_counter()
     eq = solve_kkt(game, solver=spec, certifier=certifier)

@@ -23,19 +23,34 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from aggregame.allocation import (CLOSED_FORM_ALPHAS, RESIDUAL_TOL, InnerSetup,
-                                  allocation_error, forced_rows, inner_setup,
-                                  maxmin_residual, optimality_residual,
-                                  price_sensitivity, purchase_prices,
-                                  quadratic_response, quadratic_response_slope,
-                                  settled_residual, welfare_of)
+from aggregame.allocation import (
+    CLOSED_FORM_ALPHAS,
+    RESIDUAL_TOL,
+    InnerSetup,
+    allocation_error,
+    forced_rows,
+    inner_setup,
+    maxmin_residual,
+    optimality_residual,
+    price_sensitivity,
+    purchase_prices,
+    quadratic_response,
+    quadratic_response_slope,
+    settled_residual,
+    welfare_of,
+)
 from aggregame.errors import InnerSolveError
 from aggregame.players import Game
-from aggregame.solvers import compiled as kernels
-from aggregame.solvers.inner import (JOINT_MATCH_RTOL, JOINT_NEWTON_STEPS,
-                                     MAX_ITERATIONS, ROOT_RTOL, InnerBatch)
-from aggregame.solvers.leximin import solve_leximin
-from aggregame.solvers.safe_allocation import lambda_allocation, maxmin_allocation
+from aggregame.solvers.inner import compiled as kernels
+from aggregame.solvers.inner.batch import (
+    JOINT_MATCH_RTOL,
+    JOINT_NEWTON_STEPS,
+    MAX_ITERATIONS,
+    ROOT_RTOL,
+    InnerBatch,
+)
+from aggregame.solvers.inner.leximin import solve_leximin
+from aggregame.solvers.inner.safe import lambda_allocation, maxmin_allocation
 from aggregame.utilities import QuadraticUtility
 
 LOG = logging.getLogger(__name__)
@@ -414,7 +429,7 @@ class NativeInner:
         Batches of more than CHUNK_ELEMENTS (purchases x members) are solved in
         chunks, which bounds memory for large aggregators. Every row is checked by its
         optimality residual; a row above RESIDUAL_TOL is solved again by the safe
-        bisection of solvers/safe_allocation.py, and raises InnerSolveError if that
+        bisection of solvers/inner/safe.py, and raises InnerSolveError if that
         fails too.
         """
         y = np.atleast_1d(np.asarray(y, dtype=float))
@@ -424,7 +439,7 @@ class NativeInner:
 
     def _solve_compiled(self, y: np.ndarray, others_total: float,
                         fixed_price: float | None) -> InnerBatch:
-        """Rows through the compiled kernels (solvers/compiled.py); a row whose
+        """Rows through the compiled kernels (solvers/inner/compiled.py); a row whose
         residual is above RESIDUAL_TOL is solved again by the numpy path below
         (and there, if need be, by the safe bisection)."""
         price, slope = purchase_prices(self.game, y, others_total, fixed_price)
@@ -496,7 +511,7 @@ class NativeInner:
             batch.put(np.array([k]), fixed)
 
     def _solve(self, setup: InnerSetup) -> InnerBatch:
-        if self.fairness.is_leximin:  # progressive filling (solvers/leximin.py)
+        if self.fairness.is_leximin:  # progressive filling (solvers/inner/leximin.py)
             return solve_leximin(self.player, setup)
         if self.fairness.is_maxmin:
             return self._solve_maxmin(setup)

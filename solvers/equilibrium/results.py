@@ -14,8 +14,8 @@ import pandas as pd
 from aggregame.one_member import OneMemberPayoff
 from aggregame.players import Game
 from aggregame.settings import Backend
-from aggregame.solvers.certificate import Certificate
-from aggregame.solvers.inner import InnerSolver
+from aggregame.solvers.certify.scan import Certificate
+from aggregame.solvers.inner.batch import InnerSolver
 
 
 def _alpha_json(alpha: float) -> float | str:

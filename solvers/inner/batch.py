@@ -18,10 +18,8 @@ from typing import Protocol
 
 import numpy as np
 
-from aggregame.allocation import (member_terms, price_sensitivity,  # noqa: F401
-                                  welfare_of)
+from aggregame.allocation import member_terms, price_sensitivity, welfare_of  # noqa: F401
 from aggregame.players import Game
-
 
 #: Relative accuracy of the inner roots (lambda, the max-min level, nu): sum x_i =
 #: y_j to this. Shared by the numpy path and the compiled kernels.

@@ -26,11 +26,12 @@ import numpy as np
 from aggregame.errors import GameDefinitionError
 from aggregame.players import Game
 from aggregame.settings import BACKENDS, METHODS, STRATEGIES, RoundSettings
-from aggregame.solvers.best_response import (INEXACT_RTOL, Candidate, best_response,
-                                             single_quadratic_users)
-from aggregame.solvers.certificate import CERTIFICATE_RTOL, certify, check_rtol
-from aggregame.solvers.inner import InnerSolver
-from aggregame.solvers.results import Equilibrium
+from aggregame.solvers.certify.scan import CERTIFICATE_RTOL, certify, check_rtol
+from aggregame.solvers.equilibrium.best_response import best_response
+from aggregame.solvers.equilibrium.closed_forms import single_quadratic_users
+from aggregame.solvers.equilibrium.results import Equilibrium
+from aggregame.solvers.equilibrium.search import INEXACT_RTOL, Candidate
+from aggregame.solvers.inner.batch import InnerSolver
 
 LOG = logging.getLogger(__name__)
 
@@ -108,11 +109,11 @@ def make_inners(game: Game, backend: str = "native",
     """One inner solver per player, built once and reused by every round.
     ``solver`` (a solver_choice.SolverSpec) picks the pyomo backend's solver."""
     if backend == "native":
-        from aggregame.solvers.native import NativeInner
+        from aggregame.solvers.inner.native import NativeInner
 
         return [NativeInner(game, j) for j in range(len(game.players))]
     if backend == "pyomo":
-        from aggregame.solvers.pyomo_inner import PyomoInner
+        from aggregame.solvers.inner.pyomo_backend import PyomoInner
 
         return [PyomoInner(game, j, ipopt_options, solver=solver)
                 for j in range(len(game.players))]

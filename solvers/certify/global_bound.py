@@ -1,6 +1,6 @@
 """Global certificate: a proven upper bound on every player's regret.
 
-``solvers/certificate.py`` measures regret_j by a scan of y_j with the native backend:
+``solvers/certify/scan.py`` measures regret_j by a scan of y_j with the native backend:
 a search, sound only as far as the scan is dense. This module proves a bound instead.
 For each player j it solves the joint best-response problem over (y_j, x_j)
 (models/joint.py) with SCIP, a spatial branch-and-bound solver, through Pyomo's
@@ -29,7 +29,7 @@ regret bound. Only when the level is pinned at the floor e (a member priced out,
 the level flat in y) and no deviation raises it by more than LEVEL_TOL (relative),
 stage 2 bounds the total surplus over deviations whose level is at least
 J_t - LEVEL_TOL, and the regret bound is that tie-break gain (as in
-solvers/certificate.py).
+solvers/certify/scan.py).
 
 Only the ``floor`` priced-out rule is supported (models/joint.py says why); a player
 with another rule gets the verdict FAILED with the reason, never a wrong bound.
@@ -64,8 +64,11 @@ from typing import Any
 
 import numpy as np
 
-from aggregame.errors import (GameDefinitionError, GlobalCertificateError,
-                              SolverUnavailableError)
+from aggregame.errors import (
+    GameDefinitionError,
+    GlobalCertificateError,
+    SolverUnavailableError,
+)
 from aggregame.players import Game
 
 #: Default relative-regret tolerance of ``GlobalCertificate.proved``.
@@ -251,7 +254,7 @@ def certify_global(game: Game, profile: Any, *, time_limit: float = 5.0,
     GameDefinitionError
         A malformed profile or setting.
     """
-    from aggregame.solvers.leximin import refuse
+    from aggregame.leximin import refuse
     refuse(game, "the global certificate")  # SCIP bounds the minimum only
     settings = _check_settings(time_limit, gap, rtol, feastol)
     y = _check_profile(game, profile)
@@ -321,7 +324,7 @@ def _checked_payoff(game: Game, j: int, x: np.ndarray, y: float, price: float
 def _reference(game: Game, j: int, others: float, y: float, y_max: float
                ) -> _Reference:
     """Checked payoffs of the native allocations at y (the profile), 0 and y_max."""
-    from aggregame.solvers.native import NativeInner
+    from aggregame.solvers.inner.native import NativeInner
 
     ys = np.array([y, 0.0, y_max])
     batch = NativeInner(game, j).solve(ys, others)
@@ -376,8 +379,7 @@ def _solve(opt: Any, model: Any, settings: _Settings, known: list[float],
 def _run_scip(opt: Any, model: Any, time_limit: float, settings: _Settings,
               scale: float, feastol: float | None) -> _Stage:
     """Solve the model's active objective with SCIP; never raises on SCIP's account."""
-    from pyomo.contrib.solver.common.results import (SolutionStatus,
-                                                     TerminationCondition)
+    from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
 
     # SCIP must print nothing: scip_direct routes its C-level output through a pipe
     # drained by a Python thread, and pyscipopt's optimize() keeps the GIL, so a

@@ -2,7 +2,7 @@
 
 The model is built once per player. With cyipopt (the default) it is also written
 once: purchase, price, priced-out members' x_i = 0 and the tie-break's level are
-variables fixed by their bounds at each solve (solvers/nlp_reuse.py), and under the
+variables fixed by their bounds at each solve (solvers/inner/nlp_reuse.py), and under the
 floor rule each solve starts from the last solution (WARM_START_OPTIONS); a row whose
 warm solve fails the residual check is solved again from the cold start. Other
 solvers take the model with its mutable Params changed in place. One purchase runs
@@ -41,20 +41,40 @@ import numpy as np
 import pyomo.environ as pyo
 from pyomo.core.expr.calculus.derivatives import differentiate
 
+from aggregame.allocation import (
+    RESIDUAL_TOL,
+    allocation_error,
+    counted_members,
+    forced_rows,
+    inner_setup,
+    maxmin_residual,
+    member_terms,
+    optimality_residual,
+    price_sensitivity,
+    settled_residual,
+    welfare_of,
+)
 from aggregame.errors import InnerSolveError, UnsupportedProblemError
 from aggregame.fairness import PricedOutRule
 from aggregame.models.aggregator import add_aggregator, build_aggregator_model
 from aggregame.players import Game
-from aggregame.allocation import (RESIDUAL_TOL, allocation_error, counted_members,
-                                  forced_rows, inner_setup, maxmin_residual,
-                                  member_terms, optimality_residual, price_sensitivity,
-                                  settled_residual, welfare_of)
-from aggregame.solvers.inner import InnerBatch
-from aggregame.solvers.nlp_reuse import (SOLVE_SUCCEEDED, NlpBounds, NlpSolution,
-                                         ReusableNlp, fix_vars, free_rows)
-from aggregame.solvers.solver_choice import (DEFAULT_IPOPT_OPTIONS,  # noqa: F401
-                                             SolveOutcome, SolverName, SolverSpec,
-                                             Termination, ipopt_termination)
+from aggregame.solvers.inner.batch import InnerBatch
+from aggregame.solvers.inner.nlp_reuse import (
+    SOLVE_SUCCEEDED,
+    NlpBounds,
+    NlpSolution,
+    ReusableNlp,
+    fix_vars,
+    free_rows,
+)
+from aggregame.solvers.solver_choice import (  # noqa: F401
+    DEFAULT_IPOPT_OPTIONS,
+    SolveOutcome,
+    SolverName,
+    SolverSpec,
+    Termination,
+    ipopt_termination,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -177,7 +197,7 @@ class PyomoInner:
 
     ``solver`` picks the solver (default cyipopt); ``options`` are Ipopt options for
     the default solver, kept for older callers. With cyipopt the model is written
-    once (solvers/nlp_reuse.py) and every purchase only changes bounds; the other
+    once (solvers/inner/nlp_reuse.py) and every purchase only changes bounds; the other
     solvers, and cyipopt with ``reuse_nlp=False`` (the benchmark's reference), take
     the Pyomo model with its mutable Params changed in place, written at each solve.
     """
@@ -191,7 +211,7 @@ class PyomoInner:
         self.spec = solver or SolverSpec(SolverName.CYIPOPT, options or {})
         check_supported(self.spec, self.player)
         if self.player.fairness.is_leximin:  # the epigraph models the minimum only
-            from aggregame.solvers.leximin import refuse
+            from aggregame.leximin import refuse
             refuse(game, "the pyomo backend")
         self.solver = self.spec.make_solver()
         self.counter = SolveCounter()
@@ -536,7 +556,7 @@ class PyomoInner:
 class _NlpBackend:
     """cyipopt on a model written once per (objective, member terms): the purchase,
     the price, priced-out members (x_i = 0) and the tie-break's level are variables
-    fixed by their bounds at each solve (solvers/nlp_reuse.py).
+    fixed by their bounds at each solve (solvers/inner/nlp_reuse.py).
 
     Member weights and floors are constants of the NL file. They change only with
     the priced-out status under the viable and strict rules (a model per status,

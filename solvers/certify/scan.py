@@ -37,7 +37,7 @@ nothing with the code that produced the profile that could be wrong the same way
   tie-break gain on the total surplus's.
 
 ``method="global"`` proves a bound instead of searching: see
-solvers/global_certificate.py.
+solvers/certify/global_bound.py.
 """
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ from aggregame.fairness import PricedOutRule
 from aggregame.one_member import OneMemberPayoff
 from aggregame.players import Game
 from aggregame.price import AffinePrice, LinearPrice, PowerPrice
-from aggregame.solvers.inner import InnerBatch
-from aggregame.solvers.native import NativeInner
+from aggregame.solvers.inner.batch import InnerBatch
+from aggregame.solvers.inner.native import NativeInner
 from aggregame.utilities import LogUtility, QuadraticUtility
 
 LOG = logging.getLogger(__name__)
@@ -251,7 +251,7 @@ class _Deviations:
           profile's row, the best deviation and rows spread evenly over the search
           (with 10^4 members re-proving all ~100 rows cost more than solving them).
 
-        The compiled kernels (solvers/compiled.py) are the dynamics' fast path too;
+        The compiled kernels (solvers/inner/compiled.py) are the dynamics' fast path too;
         this makes the certificate's verdict rest on the numpy definition: the
         payoff of every row, and the optimality of the rows it re-proves (each row
         also carries the residual the kernel computed from its allocation, apart
@@ -687,11 +687,11 @@ def _player_regret(game: Game, j: int, profile: np.ndarray
     run again on numpy alone, whose rows prove themselves.
     """
     others = float(profile.sum() - profile[j])
-    # Sorted vectors (solvers/leximin.py); one member has a one-component vector,
+    # Sorted vectors (solvers/inner/leximin.py); one member has a one-component vector,
     # its level, which the one-member formula gives exactly (progressive filling
     # once failed its residual there: xbar ~ 1e-7, found by a random property run).
     if game.players[j].fairness.is_leximin and game.players[j].size > 1:
-        from aggregame.solvers.leximin import leximin_regret
+        from aggregame.solvers.certify.leximin import leximin_regret
         return leximin_regret(game, j, profile)
     dev, here = _search_deviations(game, j, profile, others, compiled=True)
     if not dev.proved():
@@ -803,8 +803,11 @@ def threads(game: Game) -> int:
 
 def _global(game: Game, profile: np.ndarray, rtol: float, **options) -> Certificate:
     """The SCIP certificate in the common form: regrets are proven bounds."""
-    from aggregame.solvers.global_certificate import (GLOBAL_RTOL, Verdict,
-                                                      certify_global)
+    from aggregame.solvers.certify.global_bound import (
+        GLOBAL_RTOL,
+        Verdict,
+        certify_global,
+    )
 
     rtol = max(rtol, GLOBAL_RTOL)
     cert = certify_global(game, profile, rtol=rtol, **options)

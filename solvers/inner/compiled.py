@@ -1,7 +1,7 @@
 """Compiled inner solves (numba): the native backend's fast path, row by row
 (docs/model.md, section "Compiled rows").
 
-The numpy backend (solvers/native.py) pays about 1 us of call overhead per array
+The numpy backend (solvers/inner/native.py) pays about 1 us of call overhead per array
 operation: a 100-member inner solve is a few hundred of them, 250-500 us, whatever
 the arithmetic. Searches (best responses, the certificate) solve one purchase at a
 time, so that overhead is most of an equilibrium's time. Here the same algorithm
@@ -17,7 +17,7 @@ arrays.
 Every row leaves with the optimality residual of aggregame.allocation (the same
 formula, compiled, evaluated on the allocation apart from the solver); NativeInner
 re-solves rows above tolerance with the numpy path and its safe bisection, and the
-certificate re-proves the rows it used with numpy (solvers/certificate.py).
+certificate re-proves the rows it used with numpy (solvers/certify/scan.py).
 
 Loops over members are compiled with alpha a constant where it is 0, 1, 0.5 or 2
 (``_jit(inline=True)`` bodies called from a branch on alpha): the branches of phi,
@@ -29,7 +29,7 @@ on disk (numba's ``cache=True``), so only the first run on a machine compiles.
 
 Rows the kernels take: alpha < inf with any number of members (one-member players
 included), and max-min read as total surplus, for the families in
-``FAMILY_CODES``. Leximin stays numpy (solvers/leximin.py).
+``FAMILY_CODES``. Leximin stays numpy (solvers/inner/leximin.py).
 """
 
 from __future__ import annotations
@@ -40,14 +40,23 @@ import os
 
 import numpy as np
 
-from aggregame.allocation import (CLOSED_FORM_ALPHAS, LEVEL_PROBE_RTOL,
-                                  quadratic_level_interval, quadratic_response,
-                                  quadratic_response_slope, stationarity_step)
+from aggregame.allocation import (
+    CLOSED_FORM_ALPHAS,
+    LEVEL_PROBE_RTOL,
+    quadratic_level_interval,
+    quadratic_response,
+    quadratic_response_slope,
+    stationarity_step,
+)
 from aggregame.elementwise import power, select
 from aggregame.fairness import PricedOutRule, alpha_d2phi, alpha_dphi, alpha_phi
 from aggregame.players import Player
-from aggregame.solvers.inner import (JOINT_MATCH_RTOL, JOINT_NEWTON_STEPS,
-                                     MAX_ITERATIONS, ROOT_RTOL)
+from aggregame.solvers.inner.batch import (
+    JOINT_MATCH_RTOL,
+    JOINT_NEWTON_STEPS,
+    MAX_ITERATIONS,
+    ROOT_RTOL,
+)
 from aggregame.utilities import LogUtility, QuadraticUtility
 
 try:  # optional: the numpy path is complete without it
@@ -89,7 +98,7 @@ def _cache_dir() -> str | None:
     import tempfile
 
     from aggregame import allocation, elementwise, fairness, utilities
-    from aggregame.solvers import inner
+    from aggregame.solvers.inner import batch as inner
 
     digest = hashlib.sha256(f"{numba.__version__} {sys.version}".encode())
     for module in (allocation, elementwise, fairness, utilities, inner,
@@ -186,7 +195,7 @@ if ENABLED:
 
 def supports(player: Player) -> bool:
     """True when the kernels solve this player's rows: known families, and alpha <
-    inf or max-min read as total surplus (leximin is solvers/leximin.py's)."""
+    inf or max-min read as total surplus (leximin is solvers/inner/leximin.py's)."""
     return ENABLED and not player.fairness.is_leximin and all(
         type(m.utility) in FAMILY_CODES for m in player.members)
 
@@ -381,7 +390,7 @@ def _bracket_end(codes, params, y, price, xbar, weight, floor, alpha, closed, x,
 @_jit
 def _newton_step(z, r, slope, lo, hi, atol):
     """One step of the safeguarded Newton on a residual r(z) that decreases in z
-    (numpy: solvers/native.py _decreasing_root, one row): the bracket shrinks to
+    (numpy: solvers/inner/native.py _decreasing_root, one row): the bracket shrinks to
     the side of the sign, a step leaving it bisects. Returns (z, lo, hi, done)."""
     if r > 0:
         lo = z

@@ -32,16 +32,23 @@ import numpy as np
 import pyomo.environ as pyo
 
 from aggregame.errors import SolverUnavailableError, UnsupportedProblemError
-from aggregame.models.complementarity import (Reformulation, SmoothedComplementarity,
-                                              add_fischer_burmeister,
-                                              add_reformulation)
+from aggregame.models.complementarity import (
+    Reformulation,
+    SmoothedComplementarity,
+    add_fischer_burmeister,
+    add_reformulation,
+)
 from aggregame.models.context import muted_logger
 from aggregame.models.kkt import PlayerStatus, build_kkt_model, player_status
 from aggregame.players import Game
-from aggregame.solvers.certificate import CERTIFICATE_RTOL, Certificate, certify
-from aggregame.solvers.results import Equilibrium
-from aggregame.solvers.solver_choice import (PyomoSolver, SolverName, SolverSpec,
-                                             Termination)
+from aggregame.solvers.certify.scan import CERTIFICATE_RTOL, Certificate, certify
+from aggregame.solvers.equilibrium.results import Equilibrium
+from aggregame.solvers.solver_choice import (
+    PyomoSolver,
+    SolverName,
+    SolverSpec,
+    Termination,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -161,7 +168,7 @@ def _statuses(game: Game, profile: np.ndarray) -> list[PlayerStatus]:
 
 def _start_allocation(game: Game, profile: np.ndarray) -> list[np.ndarray]:
     """Each player's allocation of its purchase at ``profile`` (native inner solve)."""
-    from aggregame.solvers.native import NativeInner
+    from aggregame.solvers.inner.native import NativeInner
 
     out = []
     total = float(profile.sum())
@@ -363,8 +370,11 @@ def default_start(game: Game) -> np.ndarray:
 def _fallback_starts(game: Game, first: np.ndarray, rtol: float, seed: int
                      ) -> Iterator[tuple[StartKind, np.ndarray]]:
     """The multistart after a failed first start, each computed only when asked."""
-    from aggregame.solvers.compare import random_starts
-    from aggregame.solvers.dynamics import DynamicsSettings, solve_equilibrium
+    from aggregame.solvers.equilibrium.dynamics import (
+        DynamicsSettings,
+        solve_equilibrium,
+    )
+    from aggregame.solvers.equilibrium.starts import random_starts
 
     warm = solve_equilibrium(game, "native", DynamicsSettings(
         max_rounds=WARM_START_ROUNDS, start=tuple(float(v) for v in first),
@@ -417,7 +427,7 @@ def solve_kkt(game: Game, start: np.ndarray | None = None,
     ``solver`` means 'ipopt' for ``solver_name='auto'``. ``certifier(profile)``
     replaces the native certificate (the solver comparison times it apart).
     """
-    from aggregame.solvers.leximin import refuse
+    from aggregame.leximin import refuse
     refuse(game, "the stacked KKT system")  # its epigraph KKT is the minimum only
     setup = _setup(game, ipopt_options, reformulation, solver_name, solver)
     t0 = time.perf_counter()
@@ -438,7 +448,7 @@ def solve_kkt(game: Game, start: np.ndarray | None = None,
 def _result(game: Game, setup: KKTSetup, attempts: list[KKTAttempt],
             seconds: float) -> "KKTEquilibrium":
     """The reported attempt as an Equilibrium, with every attempt in its settings."""
-    from aggregame.solvers.dynamics import make_inners
+    from aggregame.solvers.equilibrium.dynamics import make_inners
 
     best = _best(attempts)
     solves = sum(a.solves for a in attempts)
