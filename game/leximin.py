@@ -26,7 +26,7 @@ from aggregame.errors import UnsupportedProblemError
 from aggregame.fairness import MaxMinRule
 from aggregame.players import Game, Player
 
-#: Levels closer than this, relative to the levels' scale, are equal when two sorted
+#: Levels closer than this, relative to the two levels, are equal when two sorted
 #: vectors are compared (the levels are computed to ~1e-15 relative).
 LEX_TIE_RTOL = 1e-10
 #: Consumption within this (relative to the member's xbar) of a bound or the peak is
@@ -58,26 +58,25 @@ def levels(player: Player, surplus: np.ndarray, price: np.ndarray) -> np.ndarray
     return np.sort(np.where(counted, surplus + floor, np.inf), axis=-1)
 
 
-def level_scale(rows: np.ndarray) -> float:
-    """Scale of sorted level vectors: the largest finite |level| (at least 1e-300)."""
-    finite = np.abs(rows[np.isfinite(rows)])
-    return float(max(finite.max() if finite.size else 0.0, 1e-300))
+def first_difference(a: np.ndarray, b: np.ndarray, rtol: float) -> int:
+    """Index of the first component where a and b differ by more than ``rtol`` of
+    the two levels compared (+inf equals +inf), or -1 when they tie everywhere.
 
-
-def first_difference(a: np.ndarray, b: np.ndarray, atol: float) -> int:
-    """Index of the first component where a and b differ by more than ``atol``
-    (+inf equals +inf), or -1 when they tie everywhere."""
+    Each comparison is relative to its own levels, never to the player's largest
+    level: a household's level 0.01 against 2.26 does not tie because another
+    member's level is 2e8."""
     both_inf = np.isinf(a) & np.isinf(b) & (np.sign(a) == np.sign(b))
     with np.errstate(invalid="ignore"):
-        differ = ~both_inf & ~(np.abs(a - b) <= atol)
+        differ = ~both_inf & ~(np.abs(a - b) <= rtol * np.maximum(np.abs(a),
+                                                                   np.abs(b)))
     hits = np.flatnonzero(differ)
     return int(hits[0]) if hits.size else -1
 
 
-def compare(a: np.ndarray, b: np.ndarray, atol: float) -> int:
+def compare(a: np.ndarray, b: np.ndarray, rtol: float) -> int:
     """+1 if sorted levels ``a`` beat ``b`` lexicographically, -1 if they lose, 0 on a
-    tie (every component within ``atol``)."""
-    k = first_difference(a, b, atol)
+    tie (every component within ``rtol`` of the levels compared)."""
+    k = first_difference(a, b, rtol)
     if k < 0:
         return 0
     return 1 if a[k] > b[k] else -1

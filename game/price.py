@@ -20,6 +20,12 @@ class Price:
     """Base class: an increasing differentiable price p(Y) for Y >= 0."""
 
     kind: str = ""
+    #: p is convex (p'' >= 0): p(Y) y is then convex in y, and a one-member
+    #: player's payoff concave (docs/model.md, section "One-member players").
+    convex: bool = False
+    #: p is linear between its ``breakpoints`` and ``derivative`` is the slope of
+    #: the segment starting at Y (a merit order, a supply model's curve).
+    piecewise_linear: bool = False
 
     def value(self, total: Any, lib: Any = np) -> Any:
         raise NotImplementedError
@@ -68,6 +74,17 @@ class Price:
         """
         return np.empty(0)
 
+    def slope_range(self, lo: float, hi: float) -> tuple[float, float]:
+        """(least, largest) slope of p on [lo, hi]: bounds the certificate relies
+        on (solvers/certify/bounds.py). A piecewise linear price (a supply curve)
+        reads the slopes of the segments [lo, hi] meets; any other price that knows
+        nothing of its slope says (0, inf): increasing is all it promises."""
+        if not self.piecewise_linear:
+            return 0.0, np.inf
+        ends = np.concatenate([[lo], self.breakpoints(lo, hi)])
+        slopes = np.asarray(self.derivative(ends), dtype=float)
+        return float(slopes.min()), float(slopes.max())
+
 
 @dataclass(frozen=True)
 class LinearPrice(Price):
@@ -75,6 +92,7 @@ class LinearPrice(Price):
 
     c: float
     kind = "linear"
+    convex = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "c", check_finite("linear price", "c", self.c,
@@ -92,6 +110,9 @@ class LinearPrice(Price):
     def affine_coefficients(self) -> tuple[float, float]:
         return 0.0, self.c
 
+    def slope_range(self, lo: float, hi: float) -> tuple[float, float]:
+        return self.c, self.c
+
     def describe(self):
         return {"price": self.kind, "c": self.c}
 
@@ -103,6 +124,7 @@ class AffinePrice(Price):
     p0: float
     c: float
     kind = "affine"
+    convex = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "p0", check_finite("affine price", "p0", self.p0,
@@ -125,6 +147,9 @@ class AffinePrice(Price):
     def affine_coefficients(self) -> tuple[float, float]:
         return self.p0, self.c
 
+    def slope_range(self, lo: float, hi: float) -> tuple[float, float]:
+        return self.c, self.c
+
 
 @dataclass(frozen=True)
 class PowerPrice(Price):
@@ -133,6 +158,7 @@ class PowerPrice(Price):
     c: float
     k: float
     kind = "power"
+    convex = True  # k >= 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "c", check_finite("power price", "c", self.c,
@@ -147,6 +173,11 @@ class PowerPrice(Price):
 
     def derivative(self, total, lib=np):
         return self.c * self.k * total ** (self.k - 1)
+
+    def slope_range(self, lo: float, hi: float) -> tuple[float, float]:
+        # k >= 1: p' = c k Y^(k-1) is non-decreasing.
+        return (float(self.derivative(max(lo, 0.0))),
+                float(self.derivative(max(hi, 0.0))))
 
     def describe(self):
         return {"price": self.kind, "c": self.c, "k": self.k}
@@ -182,6 +213,11 @@ class SaturatingPrice(Price):
             return 0.0
         return -self.w * float(np.log1p(-price / self.P)) if price < self.P else \
             float("inf")
+
+    def slope_range(self, lo: float, hi: float) -> tuple[float, float]:
+        # Concave: p' = (P / w) exp(-Y / w) decreases.
+        return (float(self.derivative(max(hi, 0.0))),
+                float(self.derivative(max(lo, 0.0))))
 
     def describe(self):
         return {"price": self.kind, "P": self.P, "w": self.w}
@@ -252,6 +288,7 @@ class MeritOrderPrice(Price):
     c2: tuple[float, ...]
     cap: tuple[float, ...]
     kind = "merit-order"
+    piecewise_linear = True
 
     def __post_init__(self) -> None:
         n = len(self.c1)
@@ -306,6 +343,7 @@ class MeritOrderPrice(Price):
     def breakpoints(self, lo: float, hi: float) -> np.ndarray:
         t = self._totals
         return t[(t > lo) & (t < hi)]
+
 
     def describe(self):
         return {"price": self.kind, "c1": list(self.c1), "c2": list(self.c2),

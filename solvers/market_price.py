@@ -133,6 +133,8 @@ class MarketPrice(Price):
         objectives in Pyomo 6.10).
     """
 
+    piecewise_linear = True
+
     kind = "market-model"
 
     def __init__(self, model: pyo.ConcreteModel, demand: Any, balance: Any, *,

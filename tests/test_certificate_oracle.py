@@ -207,10 +207,11 @@ def test_max_min_levels_equal_to_rounding_tie_in_the_certificate():
     U(x) - p x only (~1e-16). The certificate once ranked purchases by that noise:
     four 'local maxima' of the grid were refined (170 solves, not 42), and a noise
     'gain' in the level would read as a level regret relative to a span of ~1e-16.
-    Levels within rounding must tie, so the grid's local maxima are exactly those of
-    the total surplus (found here by plain numpy on the samples)."""
+    Where the level is pinned it is read as the floor itself, so purchases rank by
+    their total surplus alone (checked here by plain numpy on the rows)."""
     from aggregame.scenario import load_scenario
-    from aggregame.solvers.certify.scan import _Deviations, _local_maxima, _sample_points
+    from aggregame.solvers.certify import samples
+    from aggregame.solvers.certify.payoffs import Payoffs
     from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
 
     base = load_scenario("fig4").game
@@ -223,16 +224,17 @@ def test_max_min_levels_equal_to_rounding_tie_in_the_certificate():
     assert eq.certificate.certified
     j = 0
     others = float(eq.profile.sum() - eq.profile[j])
-    dev = _Deviations(game, j, others, maxmin=True)
-    pts = _sample_points(game, j, others, game.feasible_max(j, others), eq.profile[j])
-    samples = dev.sample(pts)
-    levels = np.array([p.welfare for p in samples])
-    # The premise: the level is flat up to rounding, and the rounding is there.
-    assert 0 < np.ptp(levels) < 1e-13
-    t = np.array([p.tiebreak for p in samples])
-    expected = [k for k in range(len(t)) if (k == 0 or t[k] >= t[k - 1])
-                and (k == len(t) - 1 or t[k] >= t[k + 1])]
-    assert sorted(_local_maxima(dev, samples)) == expected
+    pay = Payoffs(game, j, others)
+    plan = samples.plan(game, j, others, game.feasible_max(j, others), eq.profile[j])
+    rows = pay.evaluate(plan.points)
+    raw = np.concatenate([b.welfare for b in pay.batches])
+    # The premise: the computed level is flat up to rounding, and the rounding is
+    # there; the certificate reads the floor exactly.
+    assert 0 < np.ptp(raw) < 1e-13
+    assert {pay.rows.welfare[k] for k in rows} == {game.players[j].fairness.eps}
+    t = np.array([pay.rows.tiebreak[k] for k in rows])
+    for k in range(len(rows) - 1):
+        assert pay.compare(rows[k], rows[k + 1]) == np.sign(t[k] - t[k + 1])
     # A noise 'gain' of the level would read as ~1 here; the tie-break's rounding
     # leaves ~1e-15.
     assert eq.certificate.relative_regrets[j] < 1e-12

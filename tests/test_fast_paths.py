@@ -189,20 +189,54 @@ def test_member_newton_matches_safe_bisection(alpha):
 
 
 @pytest.mark.unit
-def test_concave_shortcut_agrees_with_the_grid(monkeypatch):
-    """One-member players skip the grid; forcing the grid gives the same regrets."""
+def test_concave_shortcut_agrees_with_the_bounds(monkeypatch):
+    """One-member players under a convex price skip the samples and the bounds
+    between them (their payoff is concave: the tangent at the maximum bounds it);
+    the general path, forced by calling the price not convex, gives the same
+    verdicts and regrets, with several times the evaluations."""
     import aggregame.solvers.certify.scan as cert
     from aggregame import individuals
 
     rng = np.random.default_rng(7)
     users = quadratic_users(rng.uniform(0.1, 0.9, 6), rng.uniform(1.0, 10.0, 6), "c")
     game = Game(tuple(individuals(users)), PowerPrice(0.01, 1.5))
-    assert all(cert.provably_concave(game, j) for j in range(6))
+    assert game.price.convex
     for profile in (np.full(6, 1.0), rng.uniform(0.0, 3.0, 6)):
         fast = cert.certify(game, profile)
-        monkeypatch.setattr(cert, "provably_unimodal", lambda g, j: False)
+        monkeypatch.setattr(PowerPrice, "convex", False)
         slow = cert.certify(game, profile)
         monkeypatch.undo()
         assert fast.evaluations < slow.evaluations / 3
+        assert fast.verdicts == slow.verdicts
         np.testing.assert_allclose(fast.regrets, slow.regrets, rtol=1e-6, atol=1e-12)
         np.testing.assert_allclose(fast.deviations, slow.deviations, rtol=1e-6)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("seed", range(4))
+def test_one_member_players_at_once_match_one_at_a_time(seed):
+    """The one-pass certificate of one-member quadratic players (arrays over the
+    players) gives the verdicts, regrets and deviations of the per-player path, on
+    and off equilibrium, whatever the rule and alpha."""
+    from aggregame.solvers.certify import scan
+    from aggregame.solvers.certify.one_member import certify_one_members, eligible
+    from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
+
+    rng = np.random.default_rng(seed)
+    users = quadratic_users(rng.uniform(0.1, 0.9, 8), rng.uniform(0.5, 10.0, 8), "c")
+    rule = ("floor", "viable", "strict", "floor")[seed]
+    alpha = (0.0, 1.0, 2.0, float("inf"))[seed]
+    players = tuple(Player.aggregator(u.name, [u], alpha=alpha, rule=rule)
+                    for u in users)
+    game = Game(players, PowerPrice(0.01, 1.0 + 0.5 * (seed % 2)))
+    equilibrium = solve_equilibrium(game).profile
+    for profile in (equilibrium, equilibrium * rng.uniform(0.5, 1.5, 8)):
+        together = certify_one_members(game, profile, 1e-6, eligible(game))
+        for j in range(8):
+            alone, _ = scan._player_regret(game, j, profile, 1e-6, compiled=True)
+            assert together[j].verdict is alone.verdict, (j, profile)
+            assert together[j].relative_regret == pytest.approx(
+                alone.relative_regret, rel=1e-6, abs=1e-12)
+            if alone.relative_regret > 1e-9:
+                assert together[j].deviation == pytest.approx(alone.deviation,
+                                                              rel=1e-6)

@@ -241,16 +241,25 @@ def test_leximin_buys_less_than_total_surplus():
 
 # -- refusals, TOML and CLI ---------------------------------------------------------
 @pytest.mark.unit
-def test_pyomo_kkt_and_global_refuse_leximin():
-    from aggregame.solvers.certify.global_bound import certify_global
+def test_pyomo_and_kkt_refuse_leximin_and_global_names_the_player():
+    from aggregame.solvers.certify import certify
     from aggregame.solvers.kkt.solve import solve_kkt
     from aggregame.solvers.inner.pyomo_backend import PyomoInner
 
     game = two_aggregator_game()
-    for run in (lambda: PyomoInner(game, 0), lambda: solve_kkt(game),
-                lambda: certify_global(game, np.zeros(3))):
+    for run in (lambda: PyomoInner(game, 0), lambda: solve_kkt(game)):
         with pytest.raises(UnsupportedProblemError, match="does not model leximin"):
             run()
+    # SCIP bounds the smallest level only: each leximin player fails, named with the
+    # reason; the others are bounded as usual.
+    cert = certify(game, np.zeros(3), 1e-5, method="global", time_limit=5.0)
+    for player, result in zip(game.players, cert.players):
+        if player.fairness.is_leximin and player.size > 1:
+            assert result.verdict.value == "failed"
+            assert player.name in result.reason and "leximin" in result.reason
+        else:
+            assert result.verdict.value != "failed"
+    assert not cert.certified
 
 
 def scenario_doc(**defaults):

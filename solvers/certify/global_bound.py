@@ -70,6 +70,12 @@ from aggregame.errors import (
     SolverUnavailableError,
 )
 from aggregame.players import Game
+from aggregame.solvers.certify.certificate import (
+    Certificate,
+    CertificateMethod,
+    PlayerRegret,
+)
+from aggregame.solvers.certify.certificate import Verdict as Common
 
 #: Default relative-regret tolerance of ``GlobalCertificate.proved``.
 GLOBAL_RTOL = 1e-5
@@ -254,8 +260,6 @@ def certify_global(game: Game, profile: Any, *, time_limit: float = 5.0,
     GameDefinitionError
         A malformed profile or setting.
     """
-    from aggregame.leximin import refuse
-    refuse(game, "the global certificate")  # SCIP bounds the minimum only
     settings = _check_settings(time_limit, gap, rtol, feastol)
     y = _check_profile(game, profile)
     opt = scip_solver()
@@ -433,6 +437,10 @@ def _bound_player(opt: Any, game: Game, j: int, profile: np.ndarray,
     name, y = game.players[j].name, float(profile[j])
     others = max(float(profile.sum()) - y, 0.0)
     try:
+        if game.players[j].fairness.is_leximin and game.players[j].size > 1:
+            raise GlobalCertificateError(
+                f"player '{name}': SCIP bounds the smallest level only; a leximin "
+                "player ranks whole sorted vectors (use the scan certificate)")
         model = build_joint_best_response(game, j, others)
     except GlobalCertificateError as err:
         nan = math.nan
@@ -492,3 +500,34 @@ def _tiebreak_stage(opt: Any, model: Any, name: str, y: float, ref: _Reference,
                        seconds=time.perf_counter() - start, tiebreak=True,
                        tiebreak_payoff=ref.tiebreak,
                        tiebreak_upper_bound=second.bound, message=message, **first)
+
+
+def as_certificate(game: Game, profile: np.ndarray, rtol: float, **options
+                   ) -> Certificate:
+    """SCIP's bounds in the common form (solvers/certify/certificate.py): a bound
+    at most the tolerance proves the regret (whether or not SCIP closed its gap); a
+    larger one bounds it, or refutes the profile where SCIP's own best purchase gains
+    more than the tolerance; a player SCIP cannot bound fails, with the reason."""
+    rtol = max(rtol, GLOBAL_RTOL)
+    cert = certify_global(game, profile, rtol=rtol, **options)
+    players = []
+    for p in cert.players:
+        span = p.regret_bound / p.relative_regret if p.relative_regret > 0 else 0.0
+        found = max(p.best_payoff - p.payoff, 0.0) if math.isfinite(
+            p.best_payoff) and math.isfinite(p.payoff) else 0.0
+        found_rel = found / span if span > 0 else 0.0
+        if p.verdict is Verdict.FAILED or not math.isfinite(p.relative_regret):
+            verdict, reason = Common.FAILED, p.message or "SCIP gave no bound"
+        elif p.relative_regret <= rtol:
+            verdict, reason = Common.PROVED, ""
+        elif found_rel > rtol:
+            verdict, reason = Common.REFUTED, "SCIP found a purchase that gains more"
+        else:
+            verdict = Common.BOUNDED
+            reason = p.message or "SCIP's bound is above the tolerance"
+        players.append(PlayerRegret(
+            found, found_rel, p.best_y if math.isfinite(p.best_y) else p.y,
+            p.payoff, p.relative_regret if math.isfinite(p.relative_regret)
+            else math.inf, verdict, 0, reason))
+    return Certificate(np.asarray(profile, dtype=float), tuple(players), rtol,
+                       CertificateMethod.GLOBAL)

@@ -247,6 +247,7 @@ def _iterate(game: Game, inners: Sequence[InnerSolver] | None, y: np.ndarray,
             bar.update(1)
         y = new
         if np.all(step <= tol * max(1.0, float(np.max(np.abs(y))))):
+            y = feasible_profile(game, y)
             certificate = certifier(y)
             if certificate.certified or settings.best_response != "auto" or \
                     strategy == "scan":
@@ -307,6 +308,20 @@ def solve_equilibrium(game: Game, backend: str = "native",
         backend=backend, method=settings.method, settings=settings.describe(),
         seconds=time.perf_counter() - start_time, evaluations=run.evaluations,
         strategies=run.strategies)
+
+
+def feasible_profile(game: Game, y: np.ndarray) -> np.ndarray:
+    """``y`` with each purchase cut to what its player can buy at the price the
+    others make (y_j <= y_max(Y_-j)). Rounds of the dynamics move players one at a
+    time, so a purchase may end above its bound by the last moves of the others
+    (a member exactly at its price-out threshold: 1e-12 too much is infeasible).
+    Cutting a purchase lowers the price the others meet, which only widens their
+    bounds, so one pass in player order is enough."""
+    out = np.array(y, dtype=float)
+    for j in range(out.size):
+        y_max = game.feasible_max(j, float(out.sum() - out[j]))
+        out[j] = min(out[j], y_max)
+    return out
 
 
 def _repeats(path: list[np.ndarray], tol: float) -> bool:

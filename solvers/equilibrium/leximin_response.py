@@ -13,7 +13,7 @@ import numpy as np
 
 from aggregame.players import Game, Player
 from aggregame.solvers.equilibrium.closed_forms import single_member_closed_form
-from aggregame.solvers.equilibrium.scan import price_out_points
+from aggregame.solvers.equilibrium.scan import dense_near, price_out_points
 from aggregame.solvers.equilibrium.search import (
     GOLDEN_RTOL,
     BestResponse,
@@ -46,11 +46,13 @@ def zoom(evaluate, player: Player, lo: float, hi: float, xtol: float,
 
 def search_points(game: Game, j: int, others: float, y_max: float,
                   fixed: list[float], grid: int) -> np.ndarray:
-    """Grid, both sides of every price-out point and price kink, and ``fixed``."""
+    """Grid, both sides of every price-out point and price kink, points halving
+    towards 0 and towards ``fixed`` (a member far smaller than the interval decides
+    its first sorted level where the grid has no point), and ``fixed``."""
     kinks = price_out_points(game, j, others, y_max, near=fixed)
     delta = 1e-9 * max(y_max, 1.0)
     pts = np.concatenate([np.linspace(0.0, y_max, grid), kinks - delta, kinks + delta,
-                          fixed])
+                          dense_near(y_max, fixed), fixed])
     return np.unique(np.clip(pts, 0.0, y_max))
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 from aggregame.one_member import OneMemberPayoff
 from aggregame.players import Game
 from aggregame.settings import Backend
-from aggregame.solvers.certify.scan import Certificate
+from aggregame.solvers.certify.certificate import Certificate, verdict_text
 from aggregame.solvers.inner.batch import InnerSolver
 
 
@@ -131,9 +131,8 @@ class Equilibrium:
         if not self.converged:
             return (f"no equilibrium: dynamics stopped by {self.status} after "
                     f"{self.iterations} rounds (last max regret {self.max_regret:.3g})")
-        return (f"no equilibrium: dynamics converged but max relative regret "
-                f"{self.max_regret:.3g} exceeds the certificate tolerance "
-                f"{self.certificate.rtol:g}")
+        return (f"no equilibrium proved: dynamics converged; "
+                f"{self.certificate.summary(self.game.names)}")
 
     # -- tables ----------------------------------------------------------------
     def players_table(self) -> pd.DataFrame:
@@ -146,8 +145,8 @@ class Equilibrium:
                 "total_surplus": float(self.surpluses[j].sum()),
                 "regret": self.certificate.regrets[j],
                 "relative_regret": self.certificate.relative_regrets[j],
-                "certificate": (self.certificate.verdicts[j]
-                                if self.certificate.verdicts else "searched"),
+                "bound": self.certificate.bounds[j],
+                "certificate": verdict_text(self.certificate.players[j]),
                 "best_deviation": self.certificate.deviations[j],
             })
         return pd.DataFrame(rows)
@@ -185,6 +184,10 @@ class Equilibrium:
                             "regret": _num(self.certificate.regrets[j]),
                             "relative_regret": _num(
                                 self.certificate.relative_regrets[j]),
+                            "certificate": {
+                                "verdict": self.certificate.verdicts[j],
+                                "bound": _num(self.certificate.bounds[j]),
+                                "reason": self.certificate.players[j].reason},
                             "members": members})
         return {
             "price": self.price, "total": self.total, "converged": self.converged,

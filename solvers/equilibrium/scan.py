@@ -68,7 +68,7 @@ def scan(f: Counted, game, j: int, others_total: float, y_max: float, maxmin: bo
     kinks = price_out_points(game, j, others_total, y_max, near=fixed)
     delta = 1e-9 * max(y_max, 1.0)
     pts = np.unique(np.clip(np.concatenate([grid, kinks - delta, kinks + delta,
-                                            fixed, _dense_near(y_max, fixed)]),
+                                            fixed, dense_near(y_max, fixed)]),
                             0.0, y_max))
     batch = f(pts)
     cands = candidates(batch)
@@ -105,7 +105,7 @@ def scan(f: Counted, game, j: int, others_total: float, y_max: float, maxmin: bo
     return roots + cands  # refined roots first: they win ties against grid points
 
 
-def _dense_near(y_max: float, fixed: list[float]) -> np.ndarray:
+def dense_near(y_max: float, fixed: list[float]) -> np.ndarray:
     """Samples halving towards 0 and towards each fixed purchase: best responses
     sit far below y_max (every member at zero surplus), where an even grid is
     coarsest relative to the payoff's features."""

@@ -42,7 +42,6 @@ from aggregame.errors import InnerSolveError
 from aggregame.leximin import (
     LEX_TIE_RTOL,
     compare,
-    level_scale,
     levels,
     leximin_residual,
     peaks,
@@ -205,8 +204,9 @@ def best_of(cands: list[LexPayoff], atol: float) -> int:
 
 
 def tie_tolerance(cands: list[LexPayoff]) -> float:
-    """LEX_TIE_RTOL of the levels' scale over the candidates."""
-    return LEX_TIE_RTOL * level_scale(np.array([c.levels for c in cands]))
+    """The relative tolerance of level comparisons (LEX_TIE_RTOL of the levels
+    compared, whatever the candidates)."""
+    return LEX_TIE_RTOL
 
 
 def local_maxima(cands: list[LexPayoff], atol: float, count: int) -> list[int]:
