@@ -155,8 +155,9 @@ def test_scenario_loads_inline_and_individual_players(tmp_path):
 @pytest.mark.parametrize("old, new, pattern", [
     ("alpha = 1", "alpha = -1", r"s\.toml: players\[0\]\.alpha: must be a number >= 0 "
                                 r"or 'inf', got -1"),
-    ("a = 0.5", "a = -0.5", r"s\.toml: players\[0\].*field 'a' must be > 0, got -0\.5"),
-    ("c = 0.01", "c = -0.01", r"s\.toml: market: .*field 'c' must be > 0"),
+    ("a = 0.5", "a = -0.5", r"s\.toml: players\[0\]\.users\[0\]\.a: must be > 0 for a "
+                            r"quadratic utility, got -0\.5"),
+    ("c = 0.01", "c = -0.01", r"s\.toml: market\.c: .*field 'c' must be > 0"),
     ('price = "linear"', 'price = "magic"', r"market\.price: must be one of"),
     ("w = 3", "w = nan", r"players\[0\]\.users\[1\]\.w: must be a number, got nan"),
     ('name = "big"', 'name = "A"', r"duplicate player name"),
@@ -171,7 +172,7 @@ def test_scenario_missing_file_and_bad_toml(tmp_path):
         load_scenario("nope")
     with pytest.raises(ScenarioError, match=r"not valid TOML"):
         load_scenario(write(tmp_path, "[market\n"))
-    with pytest.raises(ScenarioError, match=r"CSV file 'missing.csv' not found"):
+    with pytest.raises(ScenarioError, match=r"file 'missing.csv' not found"):
         load_scenario(write(tmp_path, GOOD + '[[individuals]]\nusers = "missing.csv"\n'))
 
 

@@ -70,7 +70,8 @@ def test_bad_toml_is_one_line_naming_the_field(tmp_path, text, expected):
     ("seed = 1.5", "[solver] seed: must be an integer >= 0, got a float 1.5"),
     ("max_rounds = 0", "[solver] max_rounds: must be an integer >= 1"),
     ("max_rounds = true", "[solver] max_rounds: must be an integer >= 1, got a boolean"),
-    ("tol = 1.0", "[solver] tol: must be in (0, 1), got 1.0"),
+    ("tol = 1.0", "[solver] tol: must be in [1e-10, 1), got 1.0"),
+    ("tol = 1e-13", "[solver] tol: must be in [1e-10, 1), got 1e-13"),
     ("certificate_rtol = 0.5", "[solver] certificate_rtol: must be in (0, 0.01]"),
     ("methd = 'jacobi'", "[solver] methd: unknown setting 'methd'; did you mean 'method'?"),
     ("start = [1.0, 2.0]", "[solver] start: needs one purchase per player (1), got 2"),
@@ -96,14 +97,15 @@ def test_settings_error_is_a_value_error_and_builds_dynamics_settings():
 
 @pytest.mark.parametrize("csv, expected", [
     ("name,a,b,bb\nx,1,2,3\n", "column 'bb': unknown column; did you mean 'b'?"),
-    ("name,a,b\nx,1,2,3\n", "line 2: more fields than the header"),
+    ("name,a,b\nx,1,2,3\n", "line 2: 4 fields, the header has 3"),
     ("name,a,b\n,1,2\n", "line 2: column 'name': must not be empty"),
-    ("name,a,b\nx,1,true\n", "line 2: column 'b': must be a finite number, got 'true'"),
-    ("name,a,b\nx,1,nan\n", "column 'b': must be a finite number, got 'nan'"),
+    ("name,a,b\nx,1,true\n", "line 2: column 'b': must be a plain decimal number "
+                             "(ASCII digits, '.', an exponent), got 'true'"),
+    ("name,a,b\nx,1,nan\n", "column 'b': must be a plain decimal number"),
     ("name,utility,a,b,w\nx,log,1,,2\n", "column 'a': does not apply to a log utility"),
     ("a,b\n1,2\n", "header: needs a 'name' column"),
-    (b"name,a,b\nx,1,\xff\n", "not UTF-8 text"),
-    ("name,a,b\nx,-1,2\n", "line 2: quadratic utility: field 'a' must be > 0"),
+    (b"name,a,b\nx,1,\xff\n", "not UTF-8 text (byte 13"),
+    ("name,a,b\nx,-1,2\n", "line 2: column 'a': must be > 0 for a quadratic utility"),
 ])
 def test_bad_csv_is_one_line_naming_the_column(tmp_path, csv, expected):
     write(tmp_path, csv, "u.csv")
