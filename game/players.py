@@ -15,7 +15,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from aggregame.errors import GameDefinitionError
+from aggregame.checks import name_problem, shown
+from aggregame.errors import GameDefinitionError, UnknownPlayerError
 from aggregame.fairness import DEFAULT_FLOOR_EPS, Fairness, MaxMinRule, PricedOutRule
 from aggregame.price import Price
 from aggregame.utilities import QuadraticUtility, User, Utility
@@ -53,10 +54,9 @@ class Player:
     fairness: Fairness = field(default_factory=Fairness)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name.strip():
-            raise GameDefinitionError(
-                f"player: field 'name' must be a non-empty string, got {self.name!r}"
-            )
+        problem = name_problem(self.name)
+        if problem:
+            raise GameDefinitionError(f"player: field 'name' {problem}")
         members = tuple(self.members)
         if not members:
             raise GameDefinitionError(
@@ -91,7 +91,8 @@ class Player:
         try:
             fairness = Fairness(alpha=alpha, rule=rule, eps=eps, maxmin=maxmin)
         except GameDefinitionError as err:
-            raise GameDefinitionError(f"player '{name}': {err}") from None
+            raise GameDefinitionError(f"player '{name}': {err}").at(
+                field=err.field) from None
         return cls(name=name, members=tuple(members), fairness=fairness)
 
     @classmethod
@@ -100,6 +101,12 @@ class Player:
         """A user trading alone. With one member every Phi_alpha is increasing in its
         surplus, so alpha does not change its best response; alpha = 0 is used."""
         return cls.aggregator(user.name, [user], alpha=0.0, rule=rule, eps=eps)
+
+    def __repr__(self) -> str:
+        alpha = "inf" if math.isinf(self.alpha) else f"{self.alpha:g}"
+        return (f"Player({shown(self.name, 40)}, {self.size} member"
+                f"{'' if self.size == 1 else 's'}, alpha={alpha}, "
+                f"rule={self.fairness.rule.value})")
 
     @property
     def alpha(self) -> float:
@@ -208,15 +215,24 @@ class Game:
 
         check_representable(self)
 
+    def __repr__(self) -> str:
+        members = sum(p.size for p in self.players)
+        return (f"Game({len(self.players)} player{'' if len(self.players) == 1 else 's'}"
+                f", {members} member{'' if members == 1 else 's'}, "
+                f"{shown(self.price, 80)})")
+
     @property
     def names(self) -> list[str]:
         return [p.name for p in self.players]
 
     def player(self, name: str) -> Player:
+        """The player called ``name``; an UnknownPlayerError (a KeyError) if none."""
         for p in self.players:
             if p.name == name:
                 return p
-        raise KeyError(f"no player named {name!r}; players are {self.names}")
+        names = self.names
+        listed = f"{names[:10]}{' and more' if len(names) > 10 else ''}"
+        raise UnknownPlayerError(f"no player named {shown(name)}; players are {listed}")
 
     def feasible_max(self, j: int, others_total: float) -> float:
         """Largest y_j at which player j can still give every member s >= 0.

@@ -135,6 +135,12 @@ class Equilibrium:
                 f"{self.max_regret:.3g} exceeds the certificate tolerance "
                 f"{self.certificate.rtol:g}")
 
+    def _verdict(self, j: int) -> str:
+        """How player j's regret is known: 'searched' (scan), or the global
+        certificate's 'proved', 'bounded' or 'failed'."""
+        verdicts = self.certificate.verdicts
+        return str(verdicts[j]) if verdicts else "searched"
+
     # -- tables ----------------------------------------------------------------
     def players_table(self) -> pd.DataFrame:
         rows = []
@@ -146,8 +152,7 @@ class Equilibrium:
                 "total_surplus": float(self.surpluses[j].sum()),
                 "regret": self.certificate.regrets[j],
                 "relative_regret": self.certificate.relative_regrets[j],
-                "certificate": (self.certificate.verdicts[j]
-                                if self.certificate.verdicts else "searched"),
+                "certificate": self._verdict(j),
                 "best_deviation": self.certificate.deviations[j],
             })
         return pd.DataFrame(rows)
@@ -185,6 +190,7 @@ class Equilibrium:
                             "regret": _num(self.certificate.regrets[j]),
                             "relative_regret": _num(
                                 self.certificate.relative_regrets[j]),
+                            "certificate": self._verdict(j),
                             "members": members})
         return {
             "price": self.price, "total": self.total, "converged": self.converged,
