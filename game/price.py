@@ -7,6 +7,7 @@ a Pyomo Y, from one formula written with ``lib`` (numpy or pyomo.environ).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -20,9 +21,17 @@ class Price:
     """Base class: an increasing differentiable price p(Y) for Y >= 0."""
 
     kind: str = ""
+    #: Whether p = +inf is a price here (a supply curve beyond its capacity) rather
+    #: than an overflow.
+    may_be_infinite: bool = False
 
     def value(self, total: Any, lib: Any = np) -> Any:
         raise NotImplementedError
+
+    def overflow_field(self, total: float, log_limit: float) -> tuple[str, str]:
+        """The field to name when the price overflows at ``total`` (where p(Y) Y
+        must stay below exp(log_limit)), and what would fit: ``('c', '')``."""
+        return ("c", "") if hasattr(self, "c") else ("", "")
 
     def derivative(self, total: Any, lib: Any = np) -> Any:
         raise NotImplementedError
@@ -139,7 +148,8 @@ class PowerPrice(Price):
                                                    positive=True))
         k = check_finite("power price", "k", self.k)
         if k < 1:
-            raise GameDefinitionError(f"power price: field 'k' must be >= 1, got {k!r}")
+            raise GameDefinitionError(f"power price: field 'k' must be >= 1, got {k!r}"
+                                      ).at(field="k")
         object.__setattr__(self, "k", k)
 
     def value(self, total, lib=np):
@@ -147,6 +157,15 @@ class PowerPrice(Price):
 
     def derivative(self, total, lib=np):
         return self.c * self.k * total ** (self.k - 1)
+
+    def overflow_field(self, total: float, log_limit: float) -> tuple[str, str]:
+        # c Y^k Y <= exp(log_limit): k <= (log_limit - log c) / log Y - 1.
+        if total <= 1.0:
+            return "k", ""
+        k_max = (log_limit - math.log(self.c)) / math.log(total) - 1.0
+        if k_max >= 1.0:
+            return "k", f"k must be at most {k_max:.4g} at this scale"
+        return "c", ""
 
     def describe(self):
         return {"price": self.kind, "c": self.c, "k": self.k}
@@ -196,6 +215,7 @@ class FunctionPrice(Price):
     """
 
     kind = "function"
+    may_be_infinite = True  # a formula may stand for a capacity: p = inf beyond it
 
     def __init__(self, value: Callable[[Any, Any], Any],
                  derivative: Callable[[Any, Any], Any], *, name: str = "custom",
@@ -252,6 +272,7 @@ class MeritOrderPrice(Price):
     c2: tuple[float, ...]
     cap: tuple[float, ...]
     kind = "merit-order"
+    may_be_infinite = True
 
     def __post_init__(self) -> None:
         n = len(self.c1)
