@@ -5,8 +5,8 @@ built-in type that fits it, so ``except ValueError`` keeps working in user code.
 
 An error may say where it comes from: ``file`` (the scenario or data file) and
 ``field`` (``players[2].alpha``, ``market.k``), set with :meth:`AggregameError.at`;
-``kind`` names its class of problem in one word (the command line's JSON errors,
-docs/cli.md). ``solver_failure`` separates a solver that failed on valid input
+``kind`` names its class of problem in one word (the command line's JSON errors).
+``solver_failure`` separates a solver that failed on valid input
 (the command line exits 1, naming the solver) from bad input or environment (exit 2).
 """
 
@@ -19,7 +19,8 @@ from typing import ClassVar
 class AggregameError(Exception):
     """Base class of every error raised on purpose by aggregame."""
 
-    #: One word for the class of problem (docs/cli.md, "JSON output").
+    #: One word for the class of problem (docs/cli.md, section
+    #: "JSON output (`--json`)").
     kind: ClassVar[str] = "bad-input"
     #: True for a solver that failed on valid input (not bad input or environment).
     solver_failure: ClassVar[bool] = False

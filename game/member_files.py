@@ -59,8 +59,9 @@ _NEWLINE = re.compile(r"\r\n|\r|\n")
 
 @dataclass(frozen=True, eq=False)
 class MemberColumns:
-    """Members as columns: ``names`` (an object array of str), ``family`` (codes into FAMILIES) and
-    ``params`` (every name of PARAMS -> float64 array, NaN where it does not apply)."""
+    """Members as columns: ``names`` (an object array of str), ``family`` (codes
+    into FAMILIES) and ``params`` (every name of PARAMS -> a float64 array, NaN
+    where a member's family has no such parameter)."""
 
     names: np.ndarray
     family: np.ndarray
@@ -191,11 +192,11 @@ def _csv(path: Path, raw: bytes) -> MemberFile:
     header, header_line = _header(text)
     if '"' in text:  # quotes: checked by Python's strict reader (pyarrow is lenient)
         _check_quoting(text, len(header))
-    invalid: list[int] = []
+    invalid: list[int] = []  # field counts of rows pyarrow found malformed
 
     def on_invalid_row(row: Any) -> str:
         invalid.append(row.actual_columns)
-        return "skip"
+        return "skip"  # and reported below: never dropped
 
     try:
         table = pcsv.read_csv(
@@ -208,7 +209,9 @@ def _csv(path: Path, raw: bytes) -> MemberFile:
         _check_field_counts(text, len(header))
         raise Invalid("content", "not a CSV file pyarrow can read") from None
     if invalid:
-        _check_field_counts(text, len(header))
+        _check_field_counts(text, len(header))  # names the first such line
+        raise Invalid("content", f"{len(invalid)} row(s) whose fields do not match "
+                                 f"the header's {len(header)}")
     if table.column_names != header:
         raise Invalid("header", "pyarrow and Python read the header differently; "
                                 "write it without quotes")
@@ -325,9 +328,8 @@ def _parquet(path: Path, raw: bytes) -> MemberFile:
         elif name == "group" and pa.types.is_integer(kind):
             columns[name] = column.cast(pa.string()).fill_null("")
         else:
-            raise Invalid(f"column {name!r}", f"has type {kind}; expected "
-                                              f"{'numbers or ' if name in PARAMS else ''}"
-                                              f"strings")
+            expected = "numbers or strings" if name in PARAMS else "strings"
+            raise Invalid(f"column {name!r}", f"has type {kind}; expected {expected}")
     return _members(path, columns, lambda k: f"row {k + 1}")
 
 
@@ -336,13 +338,14 @@ def _members(path: Path, table: dict[str, Any], row: Callable[[int], str]
              ) -> MemberFile:
     """Check every column of a file's table (text, or numbers from Parquet) and
     return its members; the first bad cell (in row order) is the error."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     text = {name: pc.utf8_trim_whitespace(col).combine_chunks()
-            for name, col in table.items() if col.type == _string()}
+            for name, col in table.items() if col.type == pa.string()}
     n = len(next(iter(table.values())))
     names = text["name"]
-    problems = _Problems(n, row)
+    problems = _Problems(row)
     empty = _np(pc.equal(pc.utf8_length(names), 0))
     problems.add(empty, "name", lambda i: "must not be empty")
     plain = _np(pc.match_substring_regex(names, ASCII_NAME)) & \
@@ -436,10 +439,9 @@ class _Problems:
     """Bad-cell masks over the rows; the error is the first bad row's first
     problem (in the order the checks were added)."""
 
-    def __init__(self, n: int, row: Callable[[int], str]) -> None:
+    def __init__(self, row: Callable[[int], str]) -> None:
         self.row = row
         self._found: list[tuple[int, int, str, Callable[[int], str]]] = []
-        self._row = row
 
     def add(self, mask: np.ndarray, column: str, problem: Callable[[int], str]
             ) -> None:
@@ -450,7 +452,7 @@ class _Problems:
     def raise_first(self) -> None:
         if self._found:
             i, _, column, problem = min(self._found, key=lambda f: f[:2])
-            raise Invalid(f"{self._row(i)}: column {column!r}", problem(i))
+            raise Invalid(f"{self.row(i)}: column {column!r}", problem(i))
 
 
 def _cell(column: Any, i: int) -> Any:
@@ -461,9 +463,3 @@ def _np(array: Any) -> np.ndarray:
     """A pyarrow boolean or numeric (chunked) array as numpy."""
     return array.to_numpy(zero_copy_only=False) if hasattr(array, "to_numpy") \
         else np.asarray(array)
-
-
-def _string() -> Any:
-    import pyarrow as pa
-
-    return pa.string()

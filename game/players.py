@@ -151,7 +151,7 @@ class Player:
     @cached_property
     def marginal_at_zero(self) -> np.ndarray:
         """U_i'(0) of every member: member i is priced out once p >= this."""
-        return np.array([m.utility.marginal_at_zero() for m in self.members])
+        return self.evaluate("dU", np.zeros(self.size))
 
     def zero_surplus_consumption(self, price: float | np.ndarray) -> np.ndarray:
         """x_i at which member i's surplus returns to zero at this price (0 if priced

@@ -37,14 +37,12 @@ SMALLEST_SURPLUS_FRACTION = 1e-6
 
 
 def _peak_surplus(player: Player, price: float, xbar: np.ndarray) -> np.ndarray:
-    """Each member's largest surplus at ``price`` (bisection on U' = p)."""
-    lo, hi = np.zeros_like(xbar), xbar.copy()
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        up = player.evaluate("dU", mid) - price > 0
-        lo, hi = np.where(up, mid, lo), np.where(up, hi, mid)
-    peak = 0.5 * (lo + hi)
-    return player.evaluate("U", peak) - price * peak
+    """Each member's largest surplus at ``price`` (by family: a closed form where
+    there is one, else bisection on U' = p)."""
+    out = np.empty_like(xbar)
+    for fam in player.families:
+        out[fam.index] = fam.family.peak_surplus(price, fam.params, xbar[fam.index])
+    return out
 
 
 def _check_members(player: Player, price: float) -> tuple[np.ndarray, np.ndarray]:
@@ -52,15 +50,17 @@ def _check_members(player: Player, price: float) -> tuple[np.ndarray, np.ndarray
         xbar = player.zero_surplus_consumption(price)
         s_max = _peak_surplus(player, price, np.where(np.isfinite(xbar), xbar, 0.0))
         u_top = player.evaluate("U", np.where(np.isfinite(xbar), xbar, 0.0))
-    for i, member in enumerate(player.members):
-        values = (xbar[i], s_max[i], u_top[i], member.utility.marginal_at_zero())
-        if not all(math.isfinite(float(v)) for v in values):
-            params = ", ".join(f"{k} = {v:g}" for k, v in member.utility.params().items())
-            raise GameDefinitionError(
-                f"player '{player.name}', user '{member.name}': utility parameters "
-                f"{params} overflow float64 on the feasible range (the consumption at "
-                f"which its surplus returns to 0 is {float(xbar[i]):g}); rescale the "
-                f"units of energy or money")
+    ok = np.isfinite(xbar) & np.isfinite(s_max) & np.isfinite(u_top) & np.isfinite(
+        player.marginal_at_zero)
+    if not ok.all():  # whole arrays first: a player may have 10^6 members
+        i = int(np.argmin(ok))
+        member = player.members[i]
+        params = ", ".join(f"{k} = {v:g}" for k, v in member.utility.params().items())
+        raise GameDefinitionError(
+            f"player '{player.name}', user '{member.name}': utility parameters "
+            f"{params} overflow float64 on the feasible range (the consumption at "
+            f"which its surplus returns to 0 is {float(xbar[i]):g}); rescale the "
+            f"units of energy or money")
     return xbar, s_max
 
 
@@ -122,11 +122,12 @@ def _check_price(game: Game, reach: float) -> None:
             bad |= ~np.isfinite(HEADROOM * values * top) | ~np.isfinite(
                 HEADROOM * slopes * top * top)
     if bad.any() or not np.isfinite(values[0]):
-        name, hint = price.overflow_field(top, math.log(np.finfo(float).max / HEADROOM))
+        limit = math.log(np.finfo(float).max / HEADROOM)
+        name, hint = price.overflow_field(top, limit)
         field = f"market.{name}" if name else "market"
         raise GameDefinitionError(
-            f"{field}: the price {price.describe()} overflows float64 on the range of total "
-            f"purchase the solvers evaluate, [0, {top:g}]; "
+            f"{field}: the price {price.describe()} overflows float64 on the range "
+            f"of total purchase the solvers evaluate, [0, {top:g}]; "
             f"{hint + '; ' if hint else ''}rescale its parameters or the units"
         ).at(field=field)
 

@@ -90,10 +90,10 @@ def resolve_scenario_path(name_or_path: str | os.PathLike) -> Path:
         shipped = data.path(candidate)
         if _exists(shipped):
             return shipped
+    shipped = [s.removesuffix(".toml") for s in data.scenarios()]
     raise ScenarioError(
-        f"scenario {shown(str(name_or_path), 300)} not found: not a file, and not one of "
-        f"the shipped scenarios {[s.removesuffix('.toml') for s in data.scenarios()]}"
-    ).at(str(name_or_path))
+        f"scenario {shown(str(name_or_path), 300)} not found: not a file, and not one "
+        f"of the shipped scenarios {shipped}").at(str(name_or_path))
 
 
 def _exists(path: Path) -> bool:

@@ -152,7 +152,8 @@ def check_player(spec: dict[str, Any], where: str, aggregator: bool) -> None:
     if "group" in spec:
         group = spec["group"]
         if not isinstance(users, str):
-            raise Invalid(f"{where}.group", "applies only to users from a CSV file")
+            raise Invalid(f"{where}.group", "applies only to users from a file (CSV "
+                                            "or Parquet)")
         if isinstance(group, bool) or not isinstance(group, (str, int)):
             raise Invalid(f"{where}.group", f"must be a string, got "
                                             f"{checks.type_name(group)} "

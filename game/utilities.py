@@ -117,6 +117,21 @@ class Utility:
             hi = np.where(pos, hi, mid)
         return np.where(viable, lo, 0.0)
 
+    @classmethod
+    def peak_surplus(cls, price: float, p: Mapping[str, np.ndarray],
+                     xbar: np.ndarray) -> np.ndarray:
+        """Each member's largest surplus U(x) - price x, found by bisection on
+        U'(x) = price over [0, xbar] (the consumption where the surplus is 0 again);
+        families with a closed form override it."""
+        lo, hi = np.zeros_like(xbar), xbar.copy()
+        # 200 halvings: a log member's xbar can exceed its peak by 1e60.
+        for _ in range(200):
+            mid = 0.5 * (lo + hi)
+            up = cls.dU(mid, p) - price > 0
+            lo, hi = np.where(up, mid, lo), np.where(up, hi, mid)
+        peak = 0.5 * (lo + hi)
+        return cls.U(peak, p) - price * peak
+
     def marginal_at_zero(self) -> float:
         """U'(0): the member is priced out of the market once the price reaches it."""
         return float(self.dU(0.0, self.params()))
@@ -149,6 +164,12 @@ class QuadraticUtility(Utility):
         # -a x^2 + (b - price) x = 0  =>  x = (b - price) / a. A plain formula (a
         # staticmethod), so the compiled inner solve reads it too.
         return np.maximum(p["b"] - price, 0.0) / p["a"]
+
+    @classmethod
+    def peak_surplus(cls, price, p, xbar):
+        # At x = (b - price) / (2 a): (b - price)^2 / (4 a), 0 when priced out.
+        gain = np.maximum(p["b"] - price, 0.0)
+        return gain * gain / (4.0 * p["a"])
 
 
 @dataclass(frozen=True)

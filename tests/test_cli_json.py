@@ -71,7 +71,8 @@ def test_json_errors_carry_file_and_field(capsys, tmp_path):
     code, doc = run_json(capsys, "solve", path, "--seed", "x")  # parse error
     assert code == BAD_INPUT and doc["error"]["kind"] == "usage"
     assert doc["command"] == "solve"
-    code, doc = run_json(capsys, "solve", scenario(tmp_path, GAME + "[solver]\ntol = 2\n"))
+    code, doc = run_json(capsys, "solve",
+                         scenario(tmp_path, GAME + "[solver]\ntol = 2\n"))
     assert doc["error"]["kind"] == "settings" and doc["error"]["field"] == "solver.tol"
 
 

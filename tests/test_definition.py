@@ -184,3 +184,20 @@ def test_shipped_scenarios_all_load():
     sizes = {n: [p.size for p in load_scenario(n).game.players] for n in names}
     assert sizes["fig4.toml"] == [100, 100, 1]
     assert len(sizes["fig3.toml"]) == 400
+
+
+def test_quadratic_peak_surplus_closed_form_equals_the_bisection():
+    """The float64 check reads each member's peak surplus; the quadratic family's
+    closed form (b - p)^2 / (4 a) must agree with the generic bisection on U' = p."""
+    import numpy as np
+
+    from aggregame.utilities import Utility
+
+    rng = np.random.default_rng(7)
+    p = {"a": 10 ** rng.uniform(-4, 4, 500), "b": 10 ** rng.uniform(-4, 4, 500)}
+    for price in (0.0, 0.3, 50.0):
+        xbar = QuadraticUtility.zero_surplus_consumption(price, p)
+        closed = QuadraticUtility.peak_surplus(price, p, xbar)
+        bisected = Utility.peak_surplus.__func__(QuadraticUtility, price, p, xbar)
+        np.testing.assert_allclose(closed, bisected, rtol=1e-12, atol=0)
+        assert np.all((closed == 0) == (p["b"] <= price))
