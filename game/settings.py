@@ -75,8 +75,8 @@ MIN_TOL = 1e-10
 #: file prefix or a library, and the switches that write to such a file.
 FILE_OPTIONS: dict[str, tuple[str, ...]] = {
     "ipopt": ("output_file", "option_file_name", "hsllib", "pardisolib"),
-    "scip": ("visual/vbcfilename", "visual/bakfilename", "heuristics/alns/rewardfilename",
-             "heuristics/repair/filename", "estimation/regforestfilename",
+    "scip": ("visual/vbcfilename", "visual/bakfilename",
+             "heuristics/alns/rewardfilename", "heuristics/repair/filename", "estimation/regforestfilename",
              "solvingphases/feassetname", "solvingphases/improvesetname",
              "solvingphases/proofsetname", "concurrent/paramsetprefix",
              "nlpi/ipopt/optfile", "nlpi/ipopt/hsllib", "nlpi/ipopt/pardisolib"),

@@ -87,6 +87,21 @@ def test_checking_an_allowed_file_option_opens_no_file(tmp_path, victim, solver,
 
 
 @pytest.mark.unit
+def test_checking_options_reads_no_options_file(tmp_path, monkeypatch):
+    """Ipopt reads ./ipopt.opt by default; the probe that checks an option must
+    not (an ipopt.opt there naming an output file would be followed)."""
+    pytest.importorskip("cyipopt")
+    from aggregame.solvers import solver_choice
+
+    written = tmp_path / "from-ipopt-opt.txt"
+    (tmp_path / "ipopt.opt").write_text(f"output_file {written}\nfile_print_level 5\n")
+    monkeypatch.chdir(tmp_path)
+    solver_choice._validate_ipopt_option.cache_clear()
+    solver_choice.SolverSpec("cyipopt", {"tol": 3.3e-7, "mu_strategy": "adaptive"})
+    assert not written.exists()
+
+
+@pytest.mark.unit
 def test_cli_file_options_need_the_flag_and_are_never_opened_when_refused(
         tmp_path, victim, capsys):
     path = tmp_path / "s.toml"
