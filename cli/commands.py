@@ -20,7 +20,7 @@ import numpy as np
 
 from aggregame.checks import printable
 from aggregame.cli.parser import UsageError
-from aggregame.errors import AggregameError
+from aggregame.errors import AggregameError, SettingsError
 from aggregame.settings import BACKENDS
 
 LOG = logging.getLogger(__name__)
@@ -59,11 +59,16 @@ def _settings(args: argparse.Namespace, scenario) -> tuple[str, object]:
 
     settings = scenario.solver.replace(
         **{k: v for k, v in overrides.items() if v is not None})
-    if getattr(args, "start", None) is not None and not isinstance(args.start, str) \
-            and len(args.start) != len(scenario.game.players):
-        raise UsageError(f"argument --start: needs one purchase per player "
-                             f"({len(scenario.game.players)}), got {len(args.start)}")
+    if getattr(args, "start", None) is not None and not isinstance(args.start, str):
+        problem = scenario.game.start_problem(args.start)
+        if problem:
+            raise UsageError(f"argument --start: {problem}")
     settings.check_players(len(scenario.game.players))
+    if not isinstance(settings.start, str):
+        problem = scenario.game.start_problem(settings.start)
+        if problem:
+            raise SettingsError(f"{settings.source}: [solver] start: {problem}").at(
+                settings.source, "solver.start")
     return settings.backend, DynamicsSettings(**settings.dynamics_kwargs())
 
 
@@ -82,7 +87,7 @@ def _solver_spec(args: argparse.Namespace, scenario, backend: str, kkt: bool):
         bool(getattr(args, "solver_option", None))
     if given and backend == "native" and not kkt:
         raise UsageError("--solver and --solver-option apply to --backend pyomo "
-                             "and the KKT system; the native backend calls no solver")
+                         "and the KKT system; the native backend calls no solver")
     name = getattr(args, "solver", None) or scenario.solver.name
     options = dict(scenario.solver.options) if name == scenario.solver.name else {}
     if options:  # the file's own options, named by the file and its [solver] table
@@ -107,7 +112,7 @@ def _with_maxmin(args: argparse.Namespace, scenario):
     from aggregame.leximin import with_maxmin_rule
     if not any(p.fairness.is_maxmin for p in scenario.game.players):
         raise UsageError(f"--maxmin {args.maxmin}: scenario {scenario.name!r} has "
-                             "no max-min player (alpha = 'inf') to apply it to")
+                         "no max-min player (alpha = 'inf') to apply it to")
     return replace(scenario, game=with_maxmin_rule(scenario.game, args.maxmin))
 
 
@@ -256,7 +261,7 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
     bad = [b for b in backends if b not in BACKENDS]
     if bad or not backends:
         raise UsageError(f"--backends: unknown backend(s) {bad or backends}; use "
-                             f"{', '.join(BACKENDS)}")
+                         f"{', '.join(BACKENDS)}")
     spec = _solver_spec(args, scenario, "pyomo", True)
     results, failed = _run_methods(scenario, backends, settings, spec, args.repeats)
     for eq in results.values():
@@ -304,7 +309,7 @@ def cmd_uniqueness(args: argparse.Namespace) -> int:
     bad = [m for m in methods if m not in ("best-response", "kkt")]
     if bad or not methods:
         raise UsageError(f"--methods: unknown method(s) {bad or methods}; use "
-                             f"best-response, kkt")
+                         f"best-response, kkt")
     if "kkt" in methods:  # before any start runs, not after the first ones
         from aggregame.leximin import refuse
         refuse(scenario.game, "--methods kkt (the stacked KKT system)")

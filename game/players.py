@@ -234,6 +234,29 @@ class Game:
         listed = f"{names[:10]}{' and more' if len(names) > 10 else ''}"
         raise UnknownPlayerError(f"no player named {shown(name)}; players are {listed}")
 
+    @cached_property
+    def reach(self) -> float:
+        """The largest total purchase the game can see: every member's consumption
+        at the lowest price p(0), summed. No player's feasible purchase exceeds it,
+        and the game's numbers are checked to fit in float64 up to it."""
+        p0 = float(self.price.value(0.0))
+        return float(sum(p.zero_surplus_consumption(p0).sum() for p in self.players))
+
+    def start_problem(self, profile: Sequence[float]) -> str | None:
+        """What is wrong with ``profile`` as a starting profile (one purchase per
+        player, each finite, >= 0 and at most ``reach``), or None."""
+        values = np.asarray(profile, dtype=float)
+        if values.shape != (len(self.players),):
+            return (f"needs one purchase per player ({len(self.players)}), got "
+                    f"{values.size}")
+        bad = ~np.isfinite(values) | (values < 0) | (values > self.reach)
+        if bad.any():
+            j = int(np.argmax(bad))
+            return (f"purchase {values[j]:g} of player {shown(self.players[j].name)} "
+                    f"is not in [0, {self.reach:g}], the largest total any purchase "
+                    f"can reach")
+        return None
+
     def feasible_max(self, j: int, others_total: float) -> float:
         """Largest y_j at which player j can still give every member s >= 0.
 

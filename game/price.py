@@ -22,8 +22,9 @@ class Price:
 
     kind: str = ""
     #: Whether p = +inf is a price here (a supply curve beyond its capacity) rather
-    #: than an overflow.
-    may_be_infinite: bool = False
+    #: than an overflow: so for any price but the closed forms below, which are
+    #: finite everywhere and whose inf is an overflow.
+    may_be_infinite: bool = True
 
     def value(self, total: Any, lib: Any = np) -> Any:
         raise NotImplementedError
@@ -84,6 +85,7 @@ class LinearPrice(Price):
 
     c: float
     kind = "linear"
+    may_be_infinite = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "c", check_finite("linear price", "c", self.c,
@@ -112,6 +114,7 @@ class AffinePrice(Price):
     p0: float
     c: float
     kind = "affine"
+    may_be_infinite = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "p0", check_finite("affine price", "p0", self.p0,
@@ -142,6 +145,7 @@ class PowerPrice(Price):
     c: float
     k: float
     kind = "power"
+    may_be_infinite = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "c", check_finite("power price", "c", self.c,
@@ -183,6 +187,7 @@ class SaturatingPrice(Price):
     P: float
     w: float
     kind = "saturating"
+    may_be_infinite = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "P", check_finite("saturating price", "P", self.P,
@@ -215,7 +220,6 @@ class FunctionPrice(Price):
     """
 
     kind = "function"
-    may_be_infinite = True  # a formula may stand for a capacity: p = inf beyond it
 
     def __init__(self, value: Callable[[Any, Any], Any],
                  derivative: Callable[[Any, Any], Any], *, name: str = "custom",
@@ -272,7 +276,6 @@ class MeritOrderPrice(Price):
     c2: tuple[float, ...]
     cap: tuple[float, ...]
     kind = "merit-order"
-    may_be_infinite = True
 
     def __post_init__(self) -> None:
         n = len(self.c1)

@@ -131,12 +131,10 @@ def _start_profile(game: Game, settings: DynamicsSettings) -> np.ndarray:
         rng = np.random.default_rng(settings.seed)
         # Uniform on each player's feasible interval when the others buy nothing.
         return np.array([rng.uniform(0, game.feasible_max(j, 0.0)) for j in range(m)])
-    start = np.asarray(settings.start, dtype=float)
-    if start.shape != (m,):
-        raise GameDefinitionError(
-            f"settings: field 'start' must have one purchase per player ({m}), got "
-            f"{len(start)}")
-    return start
+    problem = game.start_problem(settings.start)
+    if problem:
+        raise GameDefinitionError(f"settings: field 'start' {problem}")
+    return np.asarray(settings.start, dtype=float)
 
 
 @dataclass

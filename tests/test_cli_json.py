@@ -195,3 +195,27 @@ def test_a_damped_oscillation_is_not_a_cycle_but_a_repeating_one_is():
     assert _repeats(two_cycle, tol)
     three_cycle = [limit + np.array([0.1 * (n % 3), 0.0]) for n in range(9)]
     assert _repeats(three_cycle, tol)
+
+
+@pytest.mark.unit
+def test_a_start_beyond_any_feasible_purchase_is_refused(capsys, tmp_path):
+    """A power price overflowed (exit 3, RuntimeWarnings) when --start named
+    purchases far above what any player can buy; the start is checked like the
+    game, up to the largest total any purchase can reach."""
+    from aggregame import GameDefinitionError
+    from aggregame.scenario import load_scenario
+    from aggregame.solvers.dynamics import DynamicsSettings, solve_equilibrium
+
+    path = scenario(tmp_path, GAME.replace("c = 0.001", 'price = "power"\nc = 0.001'
+                                                       '\nk = 30'))
+    for method in ("best-response", "kkt"):
+        code, doc = run_json(capsys, "solve", path, "--start", "1e12,1",
+                             "--method", method)
+        assert code == BAD_INPUT and doc["error"]["kind"] == "usage"
+        assert "is not in [0, 5]" in doc["error"]["message"]
+    game = load_scenario(path).game
+    assert game.reach == 5.0  # b / a of the two members at p(0) = 0
+    with pytest.raises(GameDefinitionError, match="field 'start' purchase 6"):
+        solve_equilibrium(game, settings=DynamicsSettings(start=(6.0, 0.0)))
+    assert solve_equilibrium(game, settings=DynamicsSettings(start=(5.0, 0.0))
+                             ).is_equilibrium

@@ -158,7 +158,8 @@ def test_settings_refuse_bad_values():
 
     with pytest.raises(GameDefinitionError, match=r"field 'method' must be one of"):
         DynamicsSettings(method="newton")
-    with pytest.raises(GameDefinitionError, match=r"field 'tol' must be in \(0, 1\)"):
+    with pytest.raises(GameDefinitionError,
+                       match=r"field 'tol' must be in \[1e-10, 1\)"):
         DynamicsSettings(tol=0)
     with pytest.raises(GameDefinitionError, match=r"field 'start' must hold finite"):
         DynamicsSettings(start=(1.0, -2.0))
