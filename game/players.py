@@ -216,10 +216,9 @@ class Game:
         check_representable(self)
 
     def __repr__(self) -> str:
-        members = sum(p.size for p in self.players)
-        return (f"Game({len(self.players)} player{'' if len(self.players) == 1 else 's'}"
-                f", {members} member{'' if members == 1 else 's'}, "
-                f"{shown(self.price, 80)})")
+        count, members = len(self.players), sum(p.size for p in self.players)
+        return (f"Game({count} player{'' if count == 1 else 's'}, {members} member"
+                f"{'' if members == 1 else 's'}, {shown(self.price, 80)})")
 
     @property
     def names(self) -> list[str]:

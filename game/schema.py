@@ -69,9 +69,9 @@ def check_document(doc: dict[str, Any]) -> None:
         text = checks.string(meta["description"], "scenario.description",
                              nonempty=False)
         if len(text) > MAX_DESCRIPTION_LENGTH or not text.isprintable():
-            raise Invalid("scenario.description", f"must be one line of at most "
-                                                  f"{MAX_DESCRIPTION_LENGTH} printable "
-                                                  f"characters, got {checks.shown(text)}")
+            raise Invalid("scenario.description",
+                          f"must be one line of at most {MAX_DESCRIPTION_LENGTH} "
+                          f"printable characters, got {checks.shown(text)}")
     if "market" not in doc:
         raise Invalid("market", "missing table [market] with the price, e.g. "
                                 "price = 'linear', c = 0.001")
@@ -147,7 +147,8 @@ def check_player(spec: dict[str, Any], where: str, aggregator: bool) -> None:
             check_user(user, f"{where}.users[{k}]")
     else:
         raise Invalid(f"{where}.users", f"must be a file name (CSV or Parquet) or an "
-                                        f"array of tables, got {checks.type_name(users)} "
+                                        f"array of tables, got "
+                                        f"{checks.type_name(users)} "
                                         f"{checks.shown(users)}")
     if "group" in spec:
         group = spec["group"]
