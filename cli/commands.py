@@ -9,6 +9,7 @@ With ``--json`` each prints one JSON document on stdout whose ``schema_version``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -17,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from aggregame.errors import AggregameError
+from aggregame.checks import printable
+from aggregame.cli.parser import UsageError
+from aggregame.errors import AggregameError, SettingsError
 from aggregame.settings import BACKENDS
 
 LOG = logging.getLogger(__name__)
@@ -56,36 +59,45 @@ def _settings(args: argparse.Namespace, scenario) -> tuple[str, object]:
 
     settings = scenario.solver.replace(
         **{k: v for k, v in overrides.items() if v is not None})
-    if getattr(args, "start", None) is not None and not isinstance(args.start, str) \
-            and len(args.start) != len(scenario.game.players):
-        raise AggregameError(f"argument --start: needs one purchase per player "
-                             f"({len(scenario.game.players)}), got {len(args.start)}")
+    if getattr(args, "start", None) is not None and not isinstance(args.start, str):
+        problem = scenario.game.start_problem(args.start)
+        if problem:
+            raise UsageError(f"argument --start: {problem}")
     settings.check_players(len(scenario.game.players))
+    if not isinstance(settings.start, str):
+        problem = scenario.game.start_problem(settings.start)
+        if problem:
+            raise SettingsError(f"{settings.source}: [solver] start: {problem}").at(
+                settings.source, "solver.start")
     return settings.backend, DynamicsSettings(**settings.dynamics_kwargs())
 
 
 def _solver_spec(args: argparse.Namespace, scenario, backend: str, kkt: bool):
     """The SolverSpec of the pyomo backend and the KKT system: the scenario's [solver]
     name and options, overridden by --solver and --solver-option. An unknown or
-    invalid option, or a solver that is not installed, fails here in one line."""
+    invalid option, or a solver that is not installed, fails here in one line; an
+    option that touches files needs --allow-file-options (a scenario file may never
+    set one: SolverSettings refuses it)."""
     from aggregame.errors import SolverOptionError
     from aggregame.solvers.solver_choice import SolverSpec, parse_solver_options
+
+    allow_files = bool(getattr(args, "allow_file_options", False))
 
     given = getattr(args, "solver", None) is not None or \
         bool(getattr(args, "solver_option", None))
     if given and backend == "native" and not kkt:
-        raise AggregameError("--solver and --solver-option apply to --backend pyomo "
-                             "and the KKT system; the native backend calls no solver")
+        raise UsageError("--solver and --solver-option apply to --backend pyomo "
+                         "and the KKT system; the native backend calls no solver")
     name = getattr(args, "solver", None) or scenario.solver.name
     options = dict(scenario.solver.options) if name == scenario.solver.name else {}
     if options:  # the file's own options, named by the file and its [solver] table
         try:
             SolverSpec(name, options)
         except SolverOptionError as err:
-            raise SolverOptionError(f"{scenario.solver.source}: [solver] options: "
-                                    f"{err}") from None
+            raise type(err)(f"{scenario.solver.source}: [solver] options: {err}").at(
+                scenario.solver.source, "solver.options") from None
     options.update(parse_solver_options(getattr(args, "solver_option", None) or []))
-    spec = SolverSpec(name, options)
+    spec = SolverSpec(name, options, allow_files=allow_files)
     if backend == "pyomo" or kkt:
         spec.check_available()
     return spec
@@ -99,16 +111,50 @@ def _with_maxmin(args: argparse.Namespace, scenario):
 
     from aggregame.leximin import with_maxmin_rule
     if not any(p.fairness.is_maxmin for p in scenario.game.players):
-        raise AggregameError(f"--maxmin {args.maxmin}: scenario {scenario.name!r} has "
-                             "no max-min player (alpha = 'inf') to apply it to")
+        raise UsageError(f"--maxmin {args.maxmin}: scenario {scenario.name!r} has "
+                         "no max-min player (alpha = 'inf') to apply it to")
     return replace(scenario, game=with_maxmin_rule(scenario.game, args.maxmin))
 
 
-def cmd_solve(args: argparse.Namespace) -> int:
+#: Flags of the best-response rounds, which the stacked KKT solve does not read.
+ROUND_FLAGS = {"dynamics": "--dynamics", "best_response": "--best-response",
+               "tol": "--tol", "max_rounds": "--max-rounds", "progress": "--progress"}
+
+
+def _load(args: argparse.Namespace):
+    """The command's scenario (``--allow-outside`` honoured), its max-min reading
+    overridden by ``--maxmin``."""
     from aggregame.scenario import load_scenario
+
+    return _with_maxmin(args, load_scenario(
+        args.scenario, allow_outside=getattr(args, "allow_outside", False)))
+
+
+@contextlib.contextmanager
+def _solver_named(label: str):
+    """A solver failure inside names the solver that ran (``label``) first."""
+    try:
+        yield
+    except AggregameError as err:
+        if not err.solver_failure or str(err).startswith(label):
+            raise
+        raise type(err)(f"{label}: {err}").at(err.file, err.field) from err
+
+
+def cmd_solve(args: argparse.Namespace) -> int:
     from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
 
-    scenario = _with_maxmin(args, load_scenario(args.scenario))
+    if args.method == "kkt":
+        given = [flag for key, flag in ROUND_FLAGS.items() if getattr(args, key, None)]
+        if args.backend == "native":
+            given.append("--backend native")  # the KKT system is solved by Pyomo
+        if given:
+            raise UsageError(
+                f"{', '.join(given)}: not read by the stacked KKT system (--method "
+                f"kkt: no best-response rounds, solved through Pyomo); drop "
+                f"{'it' if len(given) == 1 else 'them'} or use --method "
+                f"best-response")
+    scenario = _load(args)
     backend, settings = _settings(args, scenario)
     spec = _solver_spec(args, scenario, backend, args.method == "kkt")
     LOG.info("%s: %d players, %s by %s (%s)", scenario.name,
@@ -116,20 +162,24 @@ def cmd_solve(args: argparse.Namespace) -> int:
     if args.method == "kkt":
         from aggregame.solvers.kkt.solve import solve_kkt
 
-        eq = solve_kkt(scenario.game, start=_kkt_start(scenario.game, settings),
-                       certificate_rtol=settings.certificate_rtol, seed=settings.seed,
-                       solver=spec)
+        with _solver_named(f"the stacked KKT system ({spec.describe()})"):
+            eq = solve_kkt(scenario.game, start=_kkt_start(scenario.game, settings),
+                           certificate_rtol=settings.certificate_rtol,
+                           seed=settings.seed, solver=spec)
     else:
-        eq = solve_equilibrium(scenario.game, backend=backend, settings=settings,
-                               progress=args.progress and not _quiet(args),
-                               solver=spec if backend == "pyomo" else None)
+        label = (f"the pyomo backend ({spec.describe()})" if backend == "pyomo"
+                 else "the native backend")
+        with _solver_named(label):
+            eq = solve_equilibrium(scenario.game, backend=backend, settings=settings,
+                                   progress=args.progress and not _quiet(args),
+                                   solver=spec if backend == "pyomo" else None)
     _certify_globally(args, scenario.game, eq)
     if args.json:
         emit(args, {"scenario": scenario.name, "equilibrium": eq.is_equilibrium,
                     "solver": spec.describe() if backend == "pyomo" or
                     args.method == "kkt" else None, **eq.to_dict()})
     else:
-        print(f"scenario {scenario.name}: {scenario.description}")
+        print(printable(f"scenario {scenario.name}: {scenario.description}"))
         print(eq.summary())
     if not eq.is_equilibrium:
         print(eq.reason(), file=sys.stderr)
@@ -156,8 +206,9 @@ def _certify_globally(args: argparse.Namespace, game, eq) -> None:
     from aggregame.solvers.certify.scan import certify
 
     LOG.info("global certificate: SCIP on every player's joint best response")
-    eq.certificate = certify(game, eq.profile, eq.certificate.rtol, method="global",
-                             time_limit=args.certify_time_limit)
+    with _solver_named("SCIP (the global certificate)"):
+        eq.certificate = certify(game, eq.profile, eq.certificate.rtol,
+                                 method="global", time_limit=args.certify_time_limit)
 
 
 def _run_methods(scenario, backends: list[str], settings, spec,
@@ -202,16 +253,15 @@ def _distinct(results: dict, rtol: float) -> list[list[str]]:
 
 
 def cmd_crosscheck(args: argparse.Namespace) -> int:
-    from aggregame.scenario import load_scenario
     from aggregame.solvers.compare.crosscheck import Crosscheck
 
-    scenario = _with_maxmin(args, load_scenario(args.scenario))
+    scenario = _load(args)
     _, settings = _settings(args, scenario)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     bad = [b for b in backends if b not in BACKENDS]
     if bad or not backends:
-        raise AggregameError(f"--backends: unknown backend(s) {bad or backends}; use "
-                             f"{', '.join(BACKENDS)}")
+        raise UsageError(f"--backends: unknown backend(s) {bad or backends}; use "
+                         f"{', '.join(BACKENDS)}")
     spec = _solver_spec(args, scenario, "pyomo", True)
     results, failed = _run_methods(scenario, backends, settings, spec, args.repeats)
     for eq in results.values():
@@ -228,7 +278,7 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
                                    for g in groups],
                     "methods": Crosscheck(results).table().to_dict(orient="records")})
         return 0 if ok else 1
-    print(f"scenario {scenario.name}: {scenario.description}")
+    print(printable(f"scenario {scenario.name}: {scenario.description}"))
     if results:
         print(Crosscheck(results).table().to_string(
             index=False, float_format=lambda v: f"{v:.6g}"))
@@ -252,15 +302,14 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
 def cmd_uniqueness(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from aggregame.scenario import load_scenario
     from aggregame.solvers.compare.uniqueness import probe_uniqueness
 
-    scenario = _with_maxmin(args, load_scenario(args.scenario))
+    scenario = _load(args)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     bad = [m for m in methods if m not in ("best-response", "kkt")]
     if bad or not methods:
-        raise AggregameError(f"--methods: unknown method(s) {bad or methods}; use "
-                             f"best-response, kkt")
+        raise UsageError(f"--methods: unknown method(s) {bad or methods}; use "
+                         f"best-response, kkt")
     if "kkt" in methods:  # before any start runs, not after the first ones
         from aggregame.leximin import refuse
         refuse(scenario.game, "--methods kkt (the stacked KKT system)")
@@ -275,8 +324,8 @@ def cmd_uniqueness(args: argparse.Namespace) -> int:
                     "seed": args.seed, "methods": methods, "equilibria": found,
                     "clusters": report.table().to_dict(orient="records")})
     else:
-        print(f"scenario {scenario.name}: {args.starts} random starts per method "
-              f"(seed {args.seed})")
+        print(printable(f"scenario {scenario.name}: {args.starts} random starts per "
+                        f"method (seed {args.seed})"))
         print(report.table().to_string(index=False, float_format=lambda v: f"{v:.3g}"))
         print(f"{found} distinct equilibri{'um' if found == 1 else 'a'} found; "
               f"{len(report.not_equilibria)} end point(s) that are not equilibria")
@@ -345,7 +394,7 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
         emit(args, {"scenarios": rows})
         return 0
     for row in rows:
-        print(f"{row['name']:20s} {row['description']}")
+        print(printable(f"{row['name']:20s} {row['description']}"))
     return 0
 
 

@@ -13,7 +13,7 @@ from typing import Callable, NoReturn
 
 from aggregame import __version__
 from aggregame.errors import AggregameError
-from aggregame.settings import BACKENDS, METHODS, STRATEGIES, Backend
+from aggregame.settings import BACKENDS, METHODS, MIN_TOL, STRATEGIES, Backend
 
 EPILOG = """\
 examples:
@@ -40,6 +40,8 @@ line and its JSON output in docs/cli.md.
 
 class UsageError(ValueError, AggregameError):
     """A command-line argument is missing or invalid."""
+
+    kind = "usage"
 
 
 class Parser(argparse.ArgumentParser):
@@ -77,11 +79,43 @@ def _integer(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def _integer_upto(minimum: int, maximum: int, why: str) -> Callable[[str], int]:
+    """Whole numbers in [minimum, maximum]; ``why`` says why the maximum."""
+    parse_min = _integer(minimum)
+
+    def parse(text: str) -> int:
+        value = parse_min(text)
+        if value > maximum:
+            raise argparse.ArgumentTypeError(
+                f"must be an integer from {minimum} to {maximum} ({why}), got {text!r}")
+        return value
+
+    parse.__name__ = f"integer in [{minimum}, {maximum}]"
+    return parse
+
+
 def _open_unit(text: str) -> float:
     value = _number(text, "tolerance")
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text!r}")
     return value
+
+
+def _stopping_tolerance(text: str) -> float:
+    value = _number(text, "tolerance")
+    if not MIN_TOL <= value < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be in [{MIN_TOL:g}, 1) (below {MIN_TOL:g} the rounds would see the "
+            f"best response's rounding), got {text!r}")
+    return value
+
+
+def _address(text: str) -> str:
+    """A Dask scheduler address: not empty (an empty one would run locally)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            "must be a scheduler address such as tcp://host:8786, got an empty one")
+    return text.strip()
 
 
 def _start(text: str) -> str | tuple[float, ...]:
@@ -181,14 +215,27 @@ def build_parser() -> Parser:
     from aggregame.studies.compare import add_compare_arguments
 
     add_compare_arguments(compare)
+    compare.add_argument("--allow-outside", dest="allow_outside", action="store_true",
+                         help="let scenarios read data files outside their own folder")
     sub.add_parser("schema", parents=common,
                    help="print the JSON Schema of scenario files (for editors)")
     return parser
 
 
+def scenario_arguments(p: argparse.ArgumentParser, nargs: str | None = None) -> None:
+    """The scenario argument(s) and --allow-outside (every command that loads one)."""
+    p.add_argument("scenario" if nargs is None else "scenarios", nargs=nargs,
+                   metavar="SCENARIO",
+                   help="path to a TOML file, or the name of a shipped one (see "
+                        "`aggregame scenarios`)")
+    p.add_argument("--allow-outside", dest="allow_outside", action="store_true",
+                   help="let the scenario read data files outside its own folder "
+                        "(by default a path elsewhere, '..' or a link leading out "
+                        "is refused)")
+
+
 def _solve(p: argparse.ArgumentParser) -> None:
-    p.add_argument("scenario", help="path to a TOML file, or the name of a shipped "
-                                    "one (see `aggregame scenarios`)")
+    scenario_arguments(p)
     p.add_argument("--backend", choices=BACKENDS,
                    help="inner solver: native numpy (fast) or pyomo (Ipopt, the "
                         "reference); default: the scenario's, else native")
@@ -240,7 +287,8 @@ def _dynamics_options(p: argparse.ArgumentParser) -> None:
                    choices=STRATEGIES,
                    help="bisection trusts quasiconcavity; scan does not; auto starts "
                         "with bisection and switches if the certificate fails")
-    p.add_argument("--tol", type=_open_unit, help="stopping tolerance on purchases")
+    p.add_argument("--tol", type=_stopping_tolerance,
+                   help=f"stopping tolerance on purchases, in [{MIN_TOL:g}, 1)")
     p.add_argument("--max-rounds", type=_integer(1), help="round limit")
     p.add_argument("--start", type=_start,
                    help="'zero', 'random', or comma-separated purchases")
@@ -257,10 +305,15 @@ def solver_arguments(p: argparse.ArgumentParser) -> None:
                    default=[], metavar="KEY=VALUE",
                    help="a solver option, e.g. tol=1e-8 (repeatable; the value is "
                         "read as an integer, a number or a string)")
+    p.add_argument("--allow-file-options", dest="allow_file_options",
+                   action="store_true",
+                   help="accept --solver-option options that read or write files or "
+                        "load libraries (output_file, option_file_name, log_file...; "
+                        "docs/cli.md); a scenario file may never set them")
 
 
 def _crosscheck(p: argparse.ArgumentParser) -> None:
-    p.add_argument("scenario")
+    scenario_arguments(p)
     p.add_argument("--rtol", type=_open_unit, default=1e-6,
                    help="two profiles differ when their purchases differ by more than "
                         "this (relative, default 1e-6)")
@@ -276,7 +329,7 @@ def _crosscheck(p: argparse.ArgumentParser) -> None:
 
 
 def _uniqueness(p: argparse.ArgumentParser) -> None:
-    p.add_argument("scenario")
+    scenario_arguments(p)
     p.add_argument("--starts", type=_integer(1), default=10,
                    help="random starts per method")
     p.add_argument("--seed", type=_integer(0), default=0,
@@ -287,7 +340,10 @@ def _uniqueness(p: argparse.ArgumentParser) -> None:
 
 
 def _study_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--runs", type=_integer(1),
+    from aggregame.studies import MAX_RUNS
+
+    p.add_argument("--runs", type=_integer_upto(1, MAX_RUNS, "a study keeps a file "
+                                                        "per run"),
                    help="runs per configuration (default: the study's, 50 where the "
                         "paper used 50)")
     p.add_argument("--seed", type=_integer(0), default=0,
@@ -296,6 +352,6 @@ def _study_options(p: argparse.ArgumentParser) -> None:
                    help="local processes (default: all cores)")
     p.add_argument("--out", default="results", help="output folder (default results/)")
     p.add_argument("--backend", choices=BACKENDS, default=Backend.NATIVE.value)
-    p.add_argument("--dask", metavar="ADDRESS",
+    p.add_argument("--dask", metavar="ADDRESS", type=_address,
                    help="run on a Dask cluster (scheduler address, e.g. "
                         "tcp://host:8786) instead")

@@ -113,7 +113,7 @@ class Fairness:
             raise GameDefinitionError(
                 f"fairness: field 'eps' must be finite and > 0 for the floor rule "
                 f"(>= 0 otherwise), got {self.eps!r}"
-            )
+            ).at(field="eps")
         object.__setattr__(self, "eps", eps)
 
     @property

@@ -7,6 +7,7 @@ a Pyomo Y, from one formula written with ``lib`` (numpy or pyomo.environ).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -26,9 +27,18 @@ class Price:
     #: p is linear between its ``breakpoints`` and ``derivative`` is the slope of
     #: the segment starting at Y (a merit order, a supply model's curve).
     piecewise_linear: bool = False
+    #: Whether p = +inf is a price here (a supply curve beyond its capacity) rather
+    #: than an overflow: so for any price but the closed forms below, which are
+    #: finite everywhere and whose inf is an overflow.
+    may_be_infinite: bool = True
 
     def value(self, total: Any, lib: Any = np) -> Any:
         raise NotImplementedError
+
+    def overflow_field(self, total: float, log_limit: float) -> tuple[str, str]:
+        """The field to name when the price overflows at ``total`` (where p(Y) Y
+        must stay below exp(log_limit)), and what would fit: ``('c', '')``."""
+        return ("c", "") if hasattr(self, "c") else ("", "")
 
     def derivative(self, total: Any, lib: Any = np) -> Any:
         raise NotImplementedError
@@ -86,6 +96,7 @@ class Price:
         return float(slopes.min()), float(slopes.max())
 
 
+
 @dataclass(frozen=True)
 class LinearPrice(Price):
     """p = c Y with c > 0 (the paper, c = 0.001)."""
@@ -93,6 +104,7 @@ class LinearPrice(Price):
     c: float
     kind = "linear"
     convex = True
+    may_be_infinite = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "c", check_finite("linear price", "c", self.c,
@@ -125,6 +137,7 @@ class AffinePrice(Price):
     c: float
     kind = "affine"
     convex = True
+    may_be_infinite = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "p0", check_finite("affine price", "p0", self.p0,
@@ -151,6 +164,7 @@ class AffinePrice(Price):
         return self.c, self.c
 
 
+
 @dataclass(frozen=True)
 class PowerPrice(Price):
     """p = c Y^k with c > 0, k >= 1 (convex cost of supply, increasing)."""
@@ -159,13 +173,15 @@ class PowerPrice(Price):
     k: float
     kind = "power"
     convex = True  # k >= 1
+    may_be_infinite = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "c", check_finite("power price", "c", self.c,
                                                    positive=True))
         k = check_finite("power price", "k", self.k)
         if k < 1:
-            raise GameDefinitionError(f"power price: field 'k' must be >= 1, got {k!r}")
+            raise GameDefinitionError(f"power price: field 'k' must be >= 1, got {k!r}"
+                                      ).at(field="k")
         object.__setattr__(self, "k", k)
 
     def value(self, total, lib=np):
@@ -178,6 +194,15 @@ class PowerPrice(Price):
         # k >= 1: p' = c k Y^(k-1) is non-decreasing.
         return (float(self.derivative(max(lo, 0.0))),
                 float(self.derivative(max(hi, 0.0))))
+
+    def overflow_field(self, total: float, log_limit: float) -> tuple[str, str]:
+        # c Y^k Y <= exp(log_limit): k <= (log_limit - log c) / log Y - 1.
+        if total <= 1.0:
+            return "k", ""
+        k_max = (log_limit - math.log(self.c)) / math.log(total) - 1.0
+        if k_max >= 1.0:
+            return "k", f"k must be at most {k_max:.4g} at this scale"
+        return "c", ""
 
     def describe(self):
         return {"price": self.kind, "c": self.c, "k": self.k}
@@ -195,6 +220,7 @@ class SaturatingPrice(Price):
     P: float
     w: float
     kind = "saturating"
+    may_be_infinite = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "P", check_finite("saturating price", "P", self.P,

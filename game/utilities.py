@@ -16,31 +16,30 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
+from aggregame.checks import name_problem
 from aggregame.errors import GameDefinitionError
 
 
 def check_finite(owner: str, field_name: str, value: Any, *, positive: bool = False,
                  nonnegative: bool = False) -> float:
-    """Return ``value`` as a float, or raise naming ``owner.field_name`` and the value."""
+    """``value`` as a float, or a GameDefinitionError naming ``owner``, the field
+    (also as its ``field``, for a caller to place in its own path) and the value."""
     try:
         number = float(value)
     except (TypeError, ValueError):
         raise GameDefinitionError(
             f"{owner}: field '{field_name}' must be a number, got {value!r}"
-        ) from None
+        ).at(field=field_name) from None
     if not math.isfinite(number):
-        raise GameDefinitionError(
-            f"{owner}: field '{field_name}' must be finite, got {value!r}"
-        )
-    if positive and number <= 0:
-        raise GameDefinitionError(
-            f"{owner}: field '{field_name}' must be > 0, got {value!r}"
-        )
-    if nonnegative and number < 0:
-        raise GameDefinitionError(
-            f"{owner}: field '{field_name}' must be >= 0, got {value!r}"
-        )
-    return number
+        problem = "must be finite"
+    elif positive and number <= 0:
+        problem = "must be > 0"
+    elif nonnegative and number < 0:
+        problem = "must be >= 0"
+    else:
+        return number
+    raise GameDefinitionError(f"{owner}: field '{field_name}' {problem}, got "
+                              f"{value!r}").at(field=field_name)
 
 
 @dataclass(frozen=True)
@@ -54,6 +53,22 @@ class Utility:
 
     family: ClassVar[str] = ""
     param_names: ClassVar[tuple[str, ...]] = ()
+    #: Each parameter's range: "positive" (> 0) or "nonnegative" (>= 0); checked
+    #: here for one user and, over whole columns, by the scenario loader.
+    param_signs: ClassVar[dict[str, str]] = {}
+
+    def __post_init__(self) -> None:
+        for name, sign in self.param_signs.items():
+            value = getattr(self, name)
+            # A float in range passes as is (the common case, kept cheap: a game of
+            # 10^6 members builds 10^6 utilities); anything else is converted or
+            # refused by check_finite.
+            if value.__class__ is float and (0.0 < value < math.inf or (
+                    value == 0.0 and sign == "nonnegative")):
+                continue
+            object.__setattr__(self, name, check_finite(
+                f"{self.family} utility", name, value, positive=sign == "positive",
+                nonnegative=sign == "nonnegative"))
 
     def params(self) -> dict[str, float]:
         """Parameters by name, e.g. ``{'a': 0.5, 'b': 3.0}``."""
@@ -102,6 +117,21 @@ class Utility:
             hi = np.where(pos, hi, mid)
         return np.where(viable, lo, 0.0)
 
+    @classmethod
+    def peak_surplus(cls, price: float, p: Mapping[str, np.ndarray],
+                     xbar: np.ndarray) -> np.ndarray:
+        """Each member's largest surplus U(x) - price x, found by bisection on
+        U'(x) = price over [0, xbar] (the consumption where the surplus is 0 again);
+        families with a closed form override it."""
+        lo, hi = np.zeros_like(xbar), xbar.copy()
+        # 200 halvings: a log member's xbar can exceed its peak by 1e60.
+        for _ in range(200):
+            mid = 0.5 * (lo + hi)
+            up = cls.dU(mid, p) - price > 0
+            lo, hi = np.where(up, mid, lo), np.where(up, hi, mid)
+        peak = 0.5 * (lo + hi)
+        return cls.U(peak, p) - price * peak
+
     def marginal_at_zero(self) -> float:
         """U'(0): the member is priced out of the market once the price reaches it."""
         return float(self.dU(0.0, self.params()))
@@ -115,12 +145,7 @@ class QuadraticUtility(Utility):
     b: float
     family: ClassVar[str] = "quadratic"
     param_names: ClassVar[tuple[str, ...]] = ("a", "b")
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "a", check_finite("quadratic utility", "a", self.a,
-                                                   positive=True))
-        object.__setattr__(self, "b", check_finite("quadratic utility", "b", self.b,
-                                                   nonnegative=True))
+    param_signs: ClassVar[dict[str, str]] = {"a": "positive", "b": "nonnegative"}
 
     @staticmethod
     def U(x, p, lib=np):  # noqa: N802
@@ -140,6 +165,12 @@ class QuadraticUtility(Utility):
         # staticmethod), so the compiled inner solve reads it too.
         return np.maximum(p["b"] - price, 0.0) / p["a"]
 
+    @classmethod
+    def peak_surplus(cls, price, p, xbar):
+        # At x = (b - price) / (2 a): (b - price)^2 / (4 a), 0 when priced out.
+        gain = np.maximum(p["b"] - price, 0.0)
+        return gain * gain / (4.0 * p["a"])
+
 
 @dataclass(frozen=True)
 class LogUtility(Utility):
@@ -148,10 +179,7 @@ class LogUtility(Utility):
     w: float
     family: ClassVar[str] = "log"
     param_names: ClassVar[tuple[str, ...]] = ("w",)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "w", check_finite("log utility", "w", self.w,
-                                                   positive=True))
+    param_signs: ClassVar[dict[str, str]] = {"w": "positive"}
 
     @staticmethod
     def U(x, p, lib=np):  # noqa: N802
@@ -199,10 +227,9 @@ class User:
     utility: Utility = field(repr=True)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name.strip():
-            raise GameDefinitionError(
-                f"user: field 'name' must be a non-empty string, got {self.name!r}"
-            )
+        problem = name_problem(self.name)
+        if problem:
+            raise GameDefinitionError(f"user: field 'name' {problem}")
         if not isinstance(self.utility, Utility):
             raise GameDefinitionError(
                 f"user '{self.name}': field 'utility' must be a Utility, "

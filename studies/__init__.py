@@ -31,6 +31,12 @@ STUDIES = {"fig3": "fig3", "fig4": "fig4", "fig5": "fig5", "fig6": "fig6",
            "conj1": "conj1"}
 
 
+#: Most runs per configuration a study takes: it keeps a task and a result file per
+#: run and configuration (up to ~30 configurations), so 10^4 runs already make 3e5
+#: files; a larger number is a typo, refused before anything is allocated.
+MAX_RUNS = 10_000
+
+
 @dataclass
 class StudyResult:
     """Where a study wrote its files, its table, and how long it took."""
@@ -90,16 +96,16 @@ def _bind(folder: Path, settings: dict, code: str) -> dict:
     """Bind ``folder`` to ``settings`` and ``code``: write settings.json with their
     fingerprint, or refuse a folder that holds results of anything else."""
     from aggregame.errors import AggregameError
-    from aggregame.studies.files import atomic_write_text
+    from aggregame.studies.files import atomic_write_text, read_regular
 
     fingerprint = hashlib.sha256(json.dumps({"settings": settings, "code": code},
                                             sort_keys=True, default=str).encode()
                                  ).hexdigest()
     path = folder / "settings.json"
-    if path.exists():
+    if os.path.lexists(path):
         try:
-            meta = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            meta = json.loads(read_regular(path))
+        except (OSError, ValueError):  # a link too: the folder is not ours
             meta = {}
         if isinstance(meta, dict) and meta.get("fingerprint") == fingerprint:
             return meta
@@ -141,8 +147,9 @@ def run_study(name: str, out: Path | str = "results", runs: int | None = None,
 
     if name not in STUDIES:
         raise AggregameError(f"unknown study {name!r}; studies are {list(STUDIES)}")
-    if runs is not None and runs < 1:
-        raise AggregameError(f"--runs must be >= 1, got {runs}")
+    if runs is not None and not 1 <= runs <= MAX_RUNS:
+        raise AggregameError(f"--runs must be an integer from 1 to {MAX_RUNS} (a "
+                             f"study keeps a file per run), got {runs}")
     if workers is not None and workers < 1:
         raise AggregameError(f"--workers must be >= 1, got {workers}")
     if backend not in BACKENDS:

@@ -58,6 +58,7 @@ class CompareSettings:
     repeats: int = 1
     seed: int = 0
     options: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+    allow_outside: bool = False  # scenarios may read files outside their folder
 
     def __post_init__(self) -> None:
         if not self.scenarios:
@@ -81,7 +82,7 @@ class CompareSettings:
         return asdict(self)
 
 
-def load_game(name: str, seed: int) -> Game:
+def load_game(name: str, seed: int, allow_outside: bool = False) -> Game:
     """A shipped scenario, a TOML path, or ``random-N`` (module docstring)."""
     match = _RANDOM.match(name)
     if match:
@@ -91,7 +92,7 @@ def load_game(name: str, seed: int) -> Game:
         return aggregated(small_users(2 * n, seed), alphas=(0.0, 0.0))
     from aggregame.scenario import load_scenario
 
-    return load_scenario(name).game
+    return load_scenario(name, allow_outside=allow_outside).game
 
 
 def _key(*parts: Any) -> str:
@@ -129,6 +130,8 @@ def plan(settings: CompareSettings) -> tuple[list, list[dict[str, Any]]]:
                                   "backend": backend, "solver": solver,
                                   "options": dict(options.get(solver, ())),
                                   "seed": settings.seed, "repeat": rep}
+                        if settings.allow_outside:
+                            params["allow_outside"] = True
                         tasks.append(Task("compare", _key(scenario, method, backend,
                                                           solver, settings.seed, rep),
                                           params))
@@ -137,7 +140,8 @@ def plan(settings: CompareSettings) -> tuple[list, list[dict[str, Any]]]:
 
 def run(params: dict[str, Any]) -> list[dict[str, Any]]:
     """One run (the runner's entry point): the record of run_one as a row."""
-    game = load_game(params["scenario"], params["seed"])
+    game = load_game(params["scenario"], params["seed"],
+                     params.get("allow_outside", False))
     solver = None if params["solver"] == NO_SOLVER else SolverSpec(
         params["solver"], params.get("options") or {})
     record = run_one(game, params["method"], params["backend"], solver, params["seed"])
@@ -349,4 +353,4 @@ def settings_from_args(args: argparse.Namespace) -> CompareSettings:
                            for k, v in per_solver.items()))
     return CompareSettings(tuple(args.scenarios), _csv(args.methods),
                            _csv(args.backends), solvers, args.repeats, args.seed,
-                           options)
+                           options, getattr(args, "allow_outside", False))

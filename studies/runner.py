@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterable
 import pandas as pd
 
 from aggregame.errors import AggregameError
-from aggregame.studies.files import atomic_write, atomic_write_text
+from aggregame.studies.files import atomic_write, atomic_write_text, read_regular
 
 LOG = logging.getLogger(__name__)
 
@@ -127,10 +127,10 @@ def worker_init() -> None:
 def is_complete(path: Path, key: str) -> bool:
     """Whether ``path`` holds a whole result of task ``key``."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(read_regular(path))
     except FileNotFoundError:
         return False
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError) as err:  # LinkRefusedError too: the link is replaced
         LOG.warning("%s: unreadable result (%s); computing it again", path, err)
         return False
     if not (isinstance(doc, dict) and doc.get("key") == key
@@ -146,6 +146,10 @@ def run_tasks(tasks: Iterable[Task], runs_dir: Path, workers: int | None = None,
     ran. Workers get absolute paths, so they may run in any directory."""
     from tqdm import tqdm
 
+    if dask_address is not None and not dask_address.strip():
+        # "" would have run locally, silently: not what was asked.
+        raise AggregameError("--dask: an empty scheduler address; give one such as "
+                             "tcp://host:8786, or leave --dask out to run locally")
     runs_dir = runs_dir.resolve()
     runs_dir.mkdir(parents=True, exist_ok=True)
     todo = [t for t in tasks if not is_complete(runs_dir / f"{t.key}.json", t.key)]
@@ -153,7 +157,7 @@ def run_tasks(tasks: Iterable[Task], runs_dir: Path, workers: int | None = None,
     if not todo:
         return ran
     LOG.info("%d task(s) to run in %s", len(todo), runs_dir)
-    client = _dask_client(dask_address) if dask_address else None
+    client = _dask_client(dask_address) if dask_address is not None else None
     # disable=None: no bar when stderr is not a terminal (a log file, a pipe).
     with tqdm(total=len(todo), desc="runs", unit="run",
               disable=None if progress else True) as bar:
@@ -227,8 +231,7 @@ def load_rows(runs_dir: Path, keys: Iterable[str]) -> pd.DataFrame:
     """Every row of the given tasks, in task order (so reruns give identical tables)."""
     rows = []
     for key in keys:
-        with (runs_dir / f"{key}.json").open(encoding="utf-8") as fh:
-            rows.extend(json.load(fh)["rows"])
+        rows.extend(json.loads(read_regular(runs_dir / f"{key}.json"))["rows"])
     return pd.DataFrame(rows)
 
 

@@ -98,5 +98,5 @@ def test_bad_study_input_is_a_clear_error(tmp_path):
 
     with pytest.raises(AggregameError, match="unknown study 'fig99'"):
         run_study("fig99", out=tmp_path)
-    with pytest.raises(AggregameError, match="--runs must be >= 1"):
+    with pytest.raises(AggregameError, match="--runs must be an integer from 1 to"):
         run_study("fig5", out=tmp_path, runs=0)

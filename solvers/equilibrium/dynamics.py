@@ -25,7 +25,8 @@ import numpy as np
 
 from aggregame.errors import GameDefinitionError
 from aggregame.players import Game
-from aggregame.settings import BACKENDS, METHODS, STRATEGIES, RoundSettings
+from aggregame.settings import (BACKENDS, METHODS, MIN_TOL, STRATEGIES,
+                                RoundSettings)
 from aggregame.solvers.certify.scan import CERTIFICATE_RTOL, certify, check_rtol
 from aggregame.solvers.equilibrium.best_response import best_response
 from aggregame.solvers.equilibrium.closed_forms import single_quadratic_users
@@ -53,8 +54,9 @@ class DynamicsSettings(RoundSettings):
     method : 'gauss-seidel' or 'jacobi'.
     best_response : 'auto' (bisection, then scan if the certificate fails),
         'bisection' or 'scan'.
-    tol : stop when |y_j - y_j'| <= tol * max(1, max_j y_j) for every j over a round
-        (at least DERIVATIVE_FREE_RTOL when a max-min player takes part).
+    tol : stop when |y_j - y_j'| <= tol * max(1, max_j y_j) for every j over a round,
+        in [MIN_TOL, 1) (at least DERIVATIVE_FREE_RTOL when a max-min player takes
+        part).
     max_rounds : round limit; reaching it is reported as not converged.
     start : 'zero', 'random' or a list of purchases, one per player.
     seed : seed of the random start.
@@ -76,9 +78,10 @@ class DynamicsSettings(RoundSettings):
                 f"got {self.best_response!r}")
         object.__setattr__(self, "certificate_rtol", check_rtol(self.certificate_rtol))
         if isinstance(self.tol, bool) or not (isinstance(self.tol, (int, float))
-                                              and 0 < self.tol < 1):
+                                              and MIN_TOL <= self.tol < 1):
             raise GameDefinitionError(
-                f"settings: field 'tol' must be in (0, 1), got {self.tol!r}")
+                f"settings: field 'tol' must be in [{MIN_TOL:g}, 1) (below it the "
+                f"rounds see the best response's rounding), got {self.tol!r}")
         if isinstance(self.max_rounds, bool) or not (isinstance(self.max_rounds, int)
                                                      and self.max_rounds >= 1):
             raise GameDefinitionError(
@@ -129,12 +132,10 @@ def _start_profile(game: Game, settings: DynamicsSettings) -> np.ndarray:
         rng = np.random.default_rng(settings.seed)
         # Uniform on each player's feasible interval when the others buy nothing.
         return np.array([rng.uniform(0, game.feasible_max(j, 0.0)) for j in range(m)])
-    start = np.asarray(settings.start, dtype=float)
-    if start.shape != (m,):
-        raise GameDefinitionError(
-            f"settings: field 'start' must have one purchase per player ({m}), got "
-            f"{len(start)}")
-    return start
+    problem = game.start_problem(settings.start)
+    if problem:
+        raise GameDefinitionError(f"settings: field 'start' {problem}")
+    return np.asarray(settings.start, dtype=float)
 
 
 @dataclass
@@ -322,10 +323,26 @@ def feasible_profile(game: Game, y: np.ndarray) -> np.ndarray:
         y_max = game.feasible_max(j, float(out.sum() - out[j]))
         out[j] = min(out[j], y_max)
     return out
+#: A revisit is a cycle only if the rounds since the revisited profile moved at least
+#: this fraction as much as the same number of rounds before it did.
+CYCLE_PERSISTENCE = 0.9
 
 
 def _repeats(path: list[np.ndarray], tol: float) -> bool:
-    """True if the newest profile revisits one at least two rounds back (a cycle)."""
+    """True if the rounds cycle: the newest profile revisits one at least two rounds
+    back, and the rounds since then moved about as much as the as many rounds before
+    them. A damped oscillation (Jacobi rounds often contract by -0.75 a round) passes
+    within tol of old profiles while its steps shrink: that is no cycle, and the
+    rounds go on to converge (measured: such runs were called "cycling" at regret 0).
+    """
     last = path[-1]
     scale = tol * max(1.0, float(np.max(np.abs(last))))
-    return any(bool(np.all(np.abs(last - p) <= scale)) for p in path[:-2])
+    steps = [float(np.max(np.abs(b - a))) for a, b in zip(path, path[1:])]
+    for k in range(len(path) - 3, -1, -1):
+        if not np.all(np.abs(last - path[k]) <= scale):
+            continue
+        length = len(path) - 1 - k  # rounds in the cycle
+        if k >= length and max(steps[k:]) >= CYCLE_PERSISTENCE * max(
+                steps[k - length:k]):
+            return True
+    return False
