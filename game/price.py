@@ -95,6 +95,11 @@ class Price:
         slopes = np.asarray(self.derivative(ends), dtype=float)
         return float(slopes.min()), float(slopes.max())
 
+    def curvature_range(self, lo: float, hi: float) -> tuple[float, float] | None:
+        """(least, largest) p'' on [lo, hi], or None where p is not twice
+        differentiable there or does not say (the search over totals bounds the
+        backward replies' slopes with it: solvers/equilibrium/intervals.py)."""
+        return None
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,9 @@ class LinearPrice(Price):
 
     def slope_range(self, lo: float, hi: float) -> tuple[float, float]:
         return self.c, self.c
+
+    def curvature_range(self, lo: float, hi: float) -> tuple[float, float]:
+        return 0.0, 0.0
 
     def describe(self):
         return {"price": self.kind, "c": self.c}
@@ -163,6 +171,8 @@ class AffinePrice(Price):
     def slope_range(self, lo: float, hi: float) -> tuple[float, float]:
         return self.c, self.c
 
+    def curvature_range(self, lo: float, hi: float) -> tuple[float, float]:
+        return 0.0, 0.0
 
 
 @dataclass(frozen=True)
@@ -195,6 +205,16 @@ class PowerPrice(Price):
         return (float(self.derivative(max(lo, 0.0))),
                 float(self.derivative(max(hi, 0.0))))
 
+    def curvature_range(self, lo: float, hi: float) -> tuple[float, float] | None:
+        # p'' = c k (k - 1) Y^(k-2): monotone in Y (rising for k >= 2, falling
+        # below), unbounded at Y = 0 for 1 < k < 2.
+        if self.k == 1:
+            return 0.0, 0.0
+        if lo <= 0 and self.k < 2:
+            return None
+        ends = [self.c * self.k * (self.k - 1) * max(v, 0.0) ** (self.k - 2)
+                for v in (lo, hi)]
+        return min(ends), max(ends)
     def overflow_field(self, total: float, log_limit: float) -> tuple[str, str]:
         # c Y^k Y <= exp(log_limit): k <= (log_limit - log c) / log Y - 1.
         if total <= 1.0:
@@ -244,6 +264,11 @@ class SaturatingPrice(Price):
         # Concave: p' = (P / w) exp(-Y / w) decreases.
         return (float(self.derivative(max(hi, 0.0))),
                 float(self.derivative(max(lo, 0.0))))
+
+    def curvature_range(self, lo: float, hi: float) -> tuple[float, float]:
+        # p'' = -(P / w^2) exp(-Y / w): negative, rising towards 0.
+        return tuple(-self.P / self.w**2 * math.exp(-max(v, 0.0) / self.w)
+                     for v in (lo, hi))
 
     def describe(self):
         return {"price": self.kind, "P": self.P, "w": self.w}

@@ -41,6 +41,7 @@ class Status(enum.StrEnum):
     TIME_LIMIT = "time-limit"           # the KKT solve hit its solver's time limit
     KKT_RESIDUAL = "kkt-residual"       # KKT: status settled, complementarity too large
     STATUS_CYCLING = "status-cycling"   # KKT: the priced-out status kept changing
+    NO_ROOT = "no-root"                 # aggregate: no total satisfies every reply
 
 
 @dataclass

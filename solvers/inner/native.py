@@ -106,6 +106,12 @@ class _LevelProblem:
     t_hi: np.ndarray
 
 
+def _rows_of(others_total, rows):
+    """The others' total of the selected rows: one number for every row, or an
+    array of one per row (a search over the total holds each row's price)."""
+    return others_total[rows] if np.ndim(others_total) else others_total
+
+
 class NativeInner:
     """Inner problem of ``game.players[index]`` solved with numpy, batched over y."""
 
@@ -462,7 +468,8 @@ class NativeInner:
             LOG.info("player %r: compiled inner solve left %d row(s) above residual "
                      "%g; solving them with numpy", self.player.name, rows.size,
                      RESIDUAL_TOL)
-            batch.put(rows, self._solve_numpy(y[rows], others_total, fixed_price))
+            batch.put(rows, self._solve_numpy(y[rows], _rows_of(others_total, rows),
+                                              fixed_price))
         if y.size == 1 and not self.fairness.is_maxmin:
             self._remember(float(y[0]), float(batch.multiplier[0]), batch.x)
         return batch
@@ -473,7 +480,9 @@ class NativeInner:
         each checked by its residual and re-solved safely if it fails."""
         rows = max(1, CHUNK_ELEMENTS // self.player.size)
         if y.size > rows:
-            parts = [self._solve_numpy(y[k:k + rows], others_total, fixed_price)
+            parts = [self._solve_numpy(y[k:k + rows],
+                                       _rows_of(others_total, slice(k, k + rows)),
+                                       fixed_price)
                      for k in range(0, y.size, rows)]
             return InnerBatch(*(None if getattr(parts[0], f.name) is None else
                                 np.concatenate([getattr(p, f.name) for p in parts])
