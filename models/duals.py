@@ -207,18 +207,27 @@ def allocation_lambda(block: pyo.Block, model: pyo.Block | None = None) -> float
     marginal gain equal to the balance's multiplier. The median over those members
     damps the solver's last digits.
 
+    The objective may depend on x_i directly and through the block's
+    ``shifted_surplus`` v_i = s_i + e_i (the embedded form): the gain is
+    d obj/d x_i + d obj/d v_i * d s_i/d x_i. Other auxiliary variables of the
+    caller tied to the allocation are not followed.
+
     Raises
     ------
     EmbeddingError
-        If no member is strictly inside (every one at 0, at xbar_i or at s_i = 0):
-        the allocation then leaves lambda anywhere in an interval; use a solver
-        that returns duals.
+        For a max-min block (its objective, the level t, moves with the allocation
+        only through constraints), or if no member is strictly inside (every one at
+        0, at xbar_i or at s_i = 0): the allocation then leaves lambda anywhere in
+        an interval; use a solver that returns duals.
     """
     model = block.model() if model is None else model
+    if block.component("min_surplus") is not None:
+        raise EmbeddingError(
+            f"aggregator block {block.name!r}: a max-min block's lambda needs the "
+            "solver's duals (cyipopt, highs); its allocation does not give it")
     objective = active_objective(model)
     sense = 1.0 if objective.sense == pyo.maximize else -1.0
-    gains = [sense * differentiate(objective.expr, wrt=block.x[i],
-                                   mode=Modes.reverse_numeric)
+    gains = [sense * _marginal_gain(block, objective.expr, i)
              for i in block.MEMBERS if _strictly_inside(block, i)]
     if not gains:
         raise EmbeddingError(
@@ -226,6 +235,17 @@ def allocation_lambda(block: pyo.Block, model: pyo.Block | None = None) -> float
             "bounds, so the allocation does not determine lambda; solve with a "
             "solver that returns duals (cyipopt, highs)")
     return float(median(gains))
+
+
+def _marginal_gain(block: pyo.Block, expr: Any, i: str) -> float:
+    """d expr / d x_i, following x_i into the block's ``shifted_surplus``."""
+    gain = differentiate(expr, wrt=block.x[i], mode=Modes.reverse_numeric)
+    shifted = block.component("shifted_surplus")
+    if shifted is not None:
+        gain += differentiate(expr, wrt=shifted[i], mode=Modes.reverse_numeric) * \
+            differentiate(block.surplus[i].expr, wrt=block.x[i],
+                          mode=Modes.reverse_numeric)
+    return float(gain)
 
 
 def _strictly_inside(block: pyo.Block, i: str) -> bool:
