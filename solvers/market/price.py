@@ -58,7 +58,7 @@ from aggregame.models.context import temporary_changes
 from aggregame.price import Price
 from aggregame.solvers.market.qp import (SNAP_RTOL, ActiveSet, Extent, SupplyQP,
                                          active_set, demand_range, extent, flip,
-                                         solve_kkt, violated)
+                                         released, solve_kkt, violated)
 from aggregame.solvers.market.supply import (SupplySolves, check_balance,
                                              check_demand)
 
@@ -307,7 +307,7 @@ class MarketPrice(Price):
     def _segment(self, y0: float, x: np.ndarray) -> Segment | None:
         """The segment of the active set of solution x at demand y0; None if that
         set is degenerate or not optimal at y0. Records the solver's errors."""
-        seg = self._piece(active_set(self.qp, x, y0, BOUND_RTOL * self.scale))
+        seg = self._piece(active_set(self.qp, x, y0, BOUND_RTOL * self.scale), y0)
         if seg is None or not (seg.lo <= y0 + SNAP_RTOL * self.scale < seg.hi):
             return None
         dual = self.supply.dual(self.balance)
@@ -320,11 +320,20 @@ class MarketPrice(Price):
                               float(np.max(np.abs(xa + y0 * xb - x), initial=0.0)))
         return seg
 
-    def _piece(self, basis: ActiveSet) -> Segment | None:
+    def _piece(self, basis: ActiveSet, at: float | None = None) -> Segment | None:
         """The exact affine piece of an active set and the interval where it is
-        optimal (None if its KKT system is singular or the interval is empty)."""
+        optimal (None if its KKT system is singular or the interval is empty). A
+        singular set at demand ``at`` is tried again with one constraint released
+        (``released``): the first piece whose interval holds ``at``."""
         piece = solve_kkt(self.qp, basis)
         if piece is None:
+            if at is None:
+                return None
+            snap = SNAP_RTOL * self.scale
+            for other in released(basis):
+                seg = self._piece(other)
+                if seg is not None and seg.lo <= at + snap < seg.hi:
+                    return seg
             return None
         ext = extent(self.qp, basis, piece, self.scale)
         if not ext.hi > ext.lo:

@@ -356,3 +356,17 @@ def violated(qp: SupplyQP, s: ActiveSet, piece: tuple[np.ndarray, ...], total: f
     """Conditions of active set s violated at demand ``total``."""
     return [(fam, int(i)) for fam, idx, ga, gb, mag in conditions(qp, s, piece, scale)
             for i in idx[ga + total * gb < -1e-12 * mag]]
+
+
+def released(s: ActiveSet) -> list[ActiveSet]:
+    """``s`` with one variable bound or one inequality row released, each way: where
+    the active constraints are linearly dependent (a primal-degenerate point: a line
+    at its limit and a generator at its capacity fixing the same flow), the KKT
+    system of s is singular, and one of these is the same point with a unique
+    solution (the released constraint then holds as an inactive one)."""
+    out = []
+    for i in np.flatnonzero(~s.free):
+        at_lo, at_up = s.at_lower.copy(), s.at_upper.copy()
+        at_lo[i] = at_up[i] = False
+        out.append(ActiveSet(at_lo, at_up, s.active_row, s.at_upper_row))
+    return out
