@@ -40,8 +40,9 @@ from aggregame.players import Game, Player
 from aggregame.price import LinearPrice
 from aggregame.solvers.market.jumps import refuse_at_jump
 from aggregame.solvers.market.price import BOUND_RTOL, REPAIR_STEPS, MarketPrice
-from aggregame.solvers.market.qp import (ActiveSet, active_set, flip, released,
-                                         solve_kkt, violated)
+from aggregame.solvers.market.qp import (ActiveSet, active_set, extent, flip,
+                                         independent, released, solve_kkt,
+                                         violated)
 from aggregame.solvers.market.supply import (SupplySolves, check_balance,
                                              check_demand)
 
@@ -135,6 +136,15 @@ class NodalMarketPrice:
         return self._optimal(self.supply.multi.along(0, demands), piece.basis,
                              demands)
 
+    def exit(self, piece: NodalPiece, start: np.ndarray, end: np.ndarray) -> float:
+        """How far along D = start + tau (end - start), tau >= 0, the piece holds
+        (inf if it holds all the way: the ratio test of qp.extent on that line)."""
+        qp = self.supply.multi.line(start, np.asarray(end, float) - start)
+        kkt = solve_kkt(qp, piece.basis)
+        if kkt is None:
+            return 0.0
+        return max(extent(qp, piece.basis, kkt, self._scale(start)).hi, 0.0)
+
     def bus_price(self, node: Any, demands: Sequence[float]) -> MarketPrice:
         """Node ``node``'s price as its own demand moves from 0, the other nodes held
         at ``demands``: the one price of that node's game."""
@@ -150,6 +160,7 @@ class NodalMarketPrice:
         violated (a degenerate solver point)."""
         with temporary_changes(restore=self.supply.demands):
             x = self.supply.solve(d)
+            strength = self.supply.strength()
         if x is None:
             raise SolverError(f"nodal market price: the market model has no optimal "
                               f"solution at node demands {d.tolist()}")
@@ -158,7 +169,11 @@ class NodalMarketPrice:
         basis = active_set(qp, x, d[0], BOUND_RTOL * scale)
         for _ in range(REPAIR_STEPS):
             kkt = solve_kkt(qp, basis)
-            if kkt is None:  # dependent active constraints: release one
+            if kkt is None:  # dependent active constraints: release them
+                reduced = independent(qp, basis, strength)
+                if solve_kkt(qp, reduced) is not None:
+                    basis = reduced
+                    continue
                 basis = next((b for b in released(basis) if self._optimal(qp, b, d)),
                              None)
                 if basis is None:

@@ -58,7 +58,8 @@ from aggregame.models.context import temporary_changes
 from aggregame.price import Price
 from aggregame.solvers.market.qp import (SNAP_RTOL, ActiveSet, Extent, SupplyQP,
                                          active_set, demand_range, extent, flip,
-                                         released, solve_kkt, violated)
+                                         independent, released, solve_kkt,
+                                         violated)
 from aggregame.solvers.market.supply import (SupplySolves, check_balance,
                                              check_demand)
 
@@ -330,7 +331,8 @@ class MarketPrice(Price):
             if at is None:
                 return None
             snap = SNAP_RTOL * self.scale
-            for other in released(basis):
+            for other in [independent(self.qp, basis, self.supply.strength()),
+                          *released(basis)]:
                 seg = self._piece(other)
                 if seg is not None and seg.lo <= at + snap < seg.hi:
                     return seg

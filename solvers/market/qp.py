@@ -85,6 +85,20 @@ class MultiSupplyQP:
                         self.qp.equality, self.qp.xl, self.qp.xu)
 
 
+    def line(self, base: np.ndarray, direction: np.ndarray) -> SupplyQP:
+        """The one-parameter QP along D = base + tau * direction (parameter tau)."""
+        base, direction = np.asarray(base, float), np.asarray(direction, float)
+        with np.errstate(invalid="ignore"):
+            lo0 = np.where(np.isfinite(self.qp.rlo0), self.qp.rlo0 + self.rlo1 @ base,
+                           self.qp.rlo0)
+            up0 = np.where(np.isfinite(self.qp.rup0), self.qp.rup0 + self.rup1 @ base,
+                           self.qp.rup0)
+        return SupplyQP(self.qp.variables, self.qp.constraints, self.qp.c, self.qp.H,
+                        self.qp.A, lo0, self.rlo1 @ direction, up0,
+                        self.rup1 @ direction, self.qp.equality, self.qp.xl,
+                        self.qp.xu)
+
+
 # -- reading the model ----------------------------------------------------------------
 def _repns(obj: Any, cons: Sequence[Any]) -> tuple[Any, list[tuple[Any, Any, Any]]]:
     """Standard repns of the objective (quadratic) and constraints (linear)."""
@@ -370,3 +384,38 @@ def released(s: ActiveSet) -> list[ActiveSet]:
         at_lo[i] = at_up[i] = False
         out.append(ActiveSet(at_lo, at_up, s.active_row, s.at_upper_row))
     return out
+
+
+def independent(qp: SupplyQP, s: ActiveSet,
+                strength: np.ndarray | None = None) -> ActiveSet:
+    """``s`` with its linearly dependent active constraints released: equality
+    rows first, then the others by ``strength`` (|multiplier| of each variable bound
+    and then each row, e.g. the solver's reduced costs and duals: the constraints
+    that carry the price are kept, so the multipliers keep their signs), variable
+    bounds before inequality rows on ties; each kept only if it adds to the rank of
+    those kept (a primal-degenerate point: storage empty and idle for hours, a ramp
+    and a capacity fixing the same output). The released ones hold as inactive
+    conditions of the piece, so its interval still ends where one would be
+    crossed."""
+    n = len(qp.variables)
+    if strength is None:
+        strength = np.zeros(n + len(qp.constraints))
+    others = [("var", int(i)) for i in np.flatnonzero(~s.free)] + \
+        [("row", int(r)) for r in np.flatnonzero(s.active_row & ~qp.equality)]
+    others.sort(key=lambda c: -strength[c[1] if c[0] == "var" else n + c[1]])
+    order = [("row", int(r)) for r in np.flatnonzero(s.active_row & qp.equality)] + \
+        others
+    kept: list[np.ndarray] = []
+    at_lo, at_up = s.at_lower.copy(), s.at_upper.copy()
+    act, act_up = s.active_row.copy(), s.at_upper_row.copy()
+    rank = 0
+    for kind, k in order:
+        grad = qp.A[k] if kind == "row" else np.eye(1, n, k)[0]
+        if np.linalg.matrix_rank(np.vstack(kept + [grad])) > rank:
+            kept.append(grad)
+            rank += 1
+        elif kind == "var":
+            at_lo[k] = at_up[k] = False
+        else:
+            act[k] = act_up[k] = False
+    return ActiveSet(at_lo, at_up, act, act_up)

@@ -80,6 +80,8 @@ class SupplySolves:
             dict(SCIP_OPTIONS) if name == "scip_direct" else {}
         if self.duals and model.component("dual") is None:
             model.dual = pyo.Suffix(direction=pyo.Suffix.IMPORT)
+        if self.duals and model.component("rc") is None:
+            model.rc = pyo.Suffix(direction=pyo.Suffix.IMPORT)
         self.count = 0
         self.multi: MultiSupplyQP = extract_qp(model, self.demands)
 
@@ -109,3 +111,17 @@ class SupplySolves:
         if not self.duals or self.model.dual.get(balance) is None:
             return None
         return bound_sensitivity(self.model, balance, self.convention)
+
+    def strength(self) -> np.ndarray | None:
+        """|reduced cost| of each variable and |dual| of each row after the last
+        solve (the QP's order), or None where the solver gives none: which active
+        constraints carry the price at a degenerate point (qp.independent)."""
+        rc, dual = self.model.component("rc"), self.model.component("dual")
+        if not self.duals or rc is None or dual is None:
+            return None
+        qp = self.multi.qp
+        values = [rc.get(v) for v in qp.variables] + [dual.get(c)
+                                                      for c in qp.constraints]
+        if any(v is None for v in values):
+            return None
+        return np.abs(np.array(values, dtype=float))
