@@ -454,5 +454,5 @@ def _readme_section():
 @pytest.mark.unit
 def test_readme_lists_exactly_the_block_options():
     options = re.search(r"Options \(a ConfigDict\): (.*?)\.", _readme_section(),
-                        re.S).group(1)
+                        re.DOTALL).group(1)
     assert set(re.findall(r"`(\w+)`", options)) == set(AggregatorBlockData.CONFIG)

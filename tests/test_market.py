@@ -112,8 +112,8 @@ def test_jumps_are_found_with_both_sides_and_kept_apart():
     assert price.value(jump.total) == pytest.approx(jump.above)
     assert price.limit_below(jump.total) == pytest.approx(jump.below)
     assert price.describe()["jumps"][0]["above"] == pytest.approx(25.0)
-    must_run = MarketPrice(*(lambda m: (m, m.D, m.balance))(
-        market(30.0, minimum=(0.0, 10.0, 5.0, 0.0, 0.0))))
+    held = market(30.0, minimum=(0.0, 10.0, 5.0, 0.0, 0.0))
+    must_run = MarketPrice(held, held.D, held.balance)
     (jump,) = must_run.price_jumps
     # Generators 0 and 1 full (3.0, 3.6), unit 2 held at its minimum 5 (cost 4.0).
     assert (jump.total, jump.below, jump.above) == pytest.approx((35.0, 3.6, 4.0))

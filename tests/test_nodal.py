@@ -78,7 +78,7 @@ def test_a_nodal_game_needs_a_known_node_per_player():
     from aggregame.solvers.market.nodal import NodalGame
 
     class Nodes:  # the game reads only the node index from its price
-        nodes = ["n1", "n2"]
+        nodes = ("n1", "n2")
 
         def index(self, node):
             if node not in self.nodes:

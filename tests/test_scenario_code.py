@@ -7,7 +7,6 @@ import sys
 import textwrap
 
 import numpy as np
-import pyomo.environ as pyo
 import pytest
 
 from aggregame.errors import ScenarioError
@@ -111,8 +110,8 @@ def test_a_link_out_of_the_folder_is_refused(folder, tmp_path_factory):
 @pytest.mark.parametrize("model, message", [
     ("market:missing", "market.py defines no function 'missing'"),
     ("market:NOT_CALLABLE", "defines no function 'NOT_CALLABLE'"),
-    ("market:broken", "calling market:broken\\(\\) raised RuntimeError: no data for "
-                      "today"),
+    ("market:broken", ("calling market:broken\\(\\) raised RuntimeError: no data "
+                       "for today")),
     ("market:not_a_model", "must return a constructed Pyomo model.*got int"),
 ])
 def test_bad_functions_are_one_line(folder, model, message):

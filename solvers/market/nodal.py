@@ -68,7 +68,7 @@ def _entries(value: Any, field_name: str) -> dict[Any, Any]:
     if isinstance(value, Mapping):
         return dict(value)
     if getattr(value, "is_indexed", lambda: False)():
-        return {k: value[k] for k in value.keys()}
+        return {k: value[k] for k in value}
     raise EmbeddingError(f"nodal market price: field {field_name!r} must be an "
                          "indexed Param/Constraint or a mapping node -> component")
 

@@ -151,7 +151,7 @@ class MarketPrice(Price):
 
     @classmethod
     def along(cls, supply: SupplySolves, k: int, demands: np.ndarray, balance: Any
-              ) -> "MarketPrice":
+              ) -> MarketPrice:
         """The price of ``balance`` as demand k moves from 0 to its capacity, every
         other demand of ``supply`` fixed at ``demands`` (a bus price of a network:
         solvers/market/nodal.py)."""
@@ -253,7 +253,7 @@ class MarketPrice(Price):
         the segment found starts beyond y. Where the solver fails (HiGHS reports tiny
         demands infeasible), step left from the segment beyond by flipping the
         condition that binds at its start."""
-        snap, delta = SNAP_RTOL * self.scale, FIRST_PROBE * (capacity - y)
+        delta = FIRST_PROBE * (capacity - y)
         beyond = None
         for _ in range(MAX_PROBES):
             target = y + delta

@@ -58,7 +58,7 @@ class MarketSpec:
     solver: str = "highs"
 
     @classmethod
-    def parse(cls, model: Any, where: str, **names: Any) -> "MarketSpec":
+    def parse(cls, model: Any, where: str, **names: Any) -> MarketSpec:
         """From the field's text ``module:function`` (``where`` names the file and
         field in messages); ``names`` are the optional demand/balance/solver."""
         match = _SPEC.match(model) if isinstance(model, str) else None
