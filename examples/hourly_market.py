@@ -46,7 +46,7 @@ HOURS = tuple(range(1, 25))
 GENERATORS = {"base": (1.0, 0.02, 200.0, 12.0), "mid": (1.5, 0.03, 200.0, 150.0),
               "peak": (2.0, 0.05, 150.0, 150.0)}
 STORAGE = {"power": 30.0, "energy": 200.0, "start": 100.0, "efficiency": 0.95,
-           "wear": 0.5, "stress": 0.01}
+           "wear": 0.5, "stress": 0.05}
 # wear: $/MWh discharged; stress: $/MWh^2 of charge or discharge in an hour (a
 # battery ages faster at high power). Without it the storage's cost is linear and
 # its schedule not unique where hours share a price.
@@ -109,8 +109,8 @@ def dispatch_model() -> pyo.ConcreteModel:
 def aggregators() -> dict[str, dict[int, Player]]:
     """Each aggregator's problem in each hour: its members' willingness to pay
     (b) follows the day, up to 40% higher at the evening peak."""
-    members = {"A": ([0.05, 0.08, 0.04, 0.10], [16.0, 13.0, 18.0, 12.0], 1.0),
-               "B": ([0.06, 0.05, 0.09], [17.0, 14.0, 15.0], 2.0)}
+    members = {"A": ([0.2, 0.3, 0.25, 0.4], [9.0, 8.0, 10.0, 7.5], 1.0),
+               "B": ([0.3, 0.25, 0.35], [9.5, 8.5, 9.0], 2.0)}
     out = {}
     for name, (a, b, alpha) in members.items():
         out[name] = {}
@@ -144,32 +144,43 @@ def highs_prices(demands: np.ndarray) -> np.ndarray:
 
 
 def first_order_gaps(per_hour: dict[str, dict], purchases: dict[str, np.ndarray],
-                     prices: np.ndarray, own_slope: np.ndarray) -> np.ndarray:
+                     demands: np.ndarray, prices: np.ndarray,
+                     own_slope: np.ndarray) -> np.ndarray:
     """Each desk's total derivative lambda + (dp_t/dD_t) dW/dp, relative to its
-    lambda, from the aggregators' blocks inside the user's model (Ipopt duals)."""
+    lambda, from the aggregators' blocks inside the user's model: one indexed
+    ``AggregatorBlock`` per aggregator, at the equilibrium purchases and prices,
+    all allocations solved by Ipopt in one solve of the user's model (its dispatch
+    at the equilibrium demands stays feasible; its cost is switched off)."""
     m = dispatch_model()
+    for t, value in zip(HOURS, demands):
+        m.demand[t].set_value(float(value))
     m.hour_price = pyo.Param(m.T, mutable=True, initialize=dict(zip(HOURS, prices)))
-    gaps = []
-    solver = ipopt_solver()
+    m.cost.deactivate()
+    blocks = []
     for name, by_hour in per_hour.items():
         bought = pyo.Param(m.T, mutable=True,
                            initialize=dict(zip(HOURS, purchases[name])))
         m.add_component(f"bought_{name}", bought)
         bids = AggregatorBlock(m.T, player=by_hour, purchase=bought,
-                               price=m.hour_price, surplus_form="constraint")
+                               price=m.hour_price, objective=False)
         m.add_component(f"bids_{name}", bids)
-        for k, t in enumerate(HOURS):
-            block = bids[t]
-            block.initialize()
-            block.dual = pyo.Suffix(direction=pyo.Suffix.IMPORT)
-            solver.solve(block)
-            lam = block.lambda_(solver, model=block)
-            # dW/dp at a fixed purchase: -sum_i phi'(s_i + e_i) x_i (envelope).
-            fairness = by_hour[t].fairness
-            dw_dp = -sum(pyo.value(fairness.dphi(block.surplus[i] + block
-                                                 .surplus_floor[i]) * block.x[i])
-                         for i in block.MEMBERS)
-            gaps.append((lam + own_slope[k] * dw_dp) / max(abs(lam), 1e-12))
+        for t in HOURS:
+            bids[t].initialize()
+            blocks.append((bids[t], by_hour[t].fairness, HOURS.index(t)))
+    m.welfare = pyo.Objective(expr=sum(b.welfare for b, _, _ in blocks),
+                              sense=pyo.maximize)
+    m.dual = pyo.Suffix(direction=pyo.Suffix.IMPORT)
+    solver = ipopt_solver()
+    result = solver.solve(m)
+    if result.solver.termination_condition != pyo.TerminationCondition.optimal:
+        raise RuntimeError(f"blocks: {result.solver.termination_condition}")
+    gaps = []
+    for block, fairness, k in blocks:
+        lam = block.lambda_(solver)
+        # dW/dp at a fixed purchase: -sum_i phi'(s_i + e_i) x_i (the envelope).
+        dw_dp = -sum(pyo.value(fairness.dphi(block.surplus[i] + block.surplus_floor[i])
+                               * block.x[i]) for i in block.MEMBERS)
+        gaps.append((lam + own_slope[k] * dw_dp) / max(abs(lam), 1e-12))
     return np.array(gaps)
 
 
@@ -191,7 +202,7 @@ def main() -> dict:
     print(f"  HiGHS's duals of the user's model differ by {price_gap:.1e}")
     slope = np.diag(nodal.jacobian(eq.demands))
     inside = np.concatenate([purchases[n] for n in per_hour]) > 1e-6
-    gaps = first_order_gaps(per_hour, purchases, eq.prices, slope)
+    gaps = first_order_gaps(per_hour, purchases, eq.demands, eq.prices, slope)
     worst = float(np.max(np.abs(gaps[inside]), initial=0.0))
     print(f"blocks inside the user's model: lambda + (dp/dD) dW/dp over lambda, worst "
           f"{worst:.1e} over {int(inside.sum())} desks")
