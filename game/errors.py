@@ -129,3 +129,8 @@ class UnsupportedProblemError(ValueError, AggregameError):
     """The chosen solver cannot handle this problem (e.g. HiGHS and a non-QP)."""
 
     kind = "unsupported"
+
+
+class PriceJumpError(SolverError):
+    """A profile's total sits at a jump of a price read from a market model: no
+    single price clears the market there, so no equilibrium is certified at it."""

@@ -100,6 +100,15 @@ class Price:
         differentiable there or does not say (the search over totals bounds the
         backward replies' slopes with it: solvers/equilibrium/intervals.py)."""
         return None
+    def jumps(self, lo: float, hi: float) -> np.ndarray:
+        """Totals Y in (lo, hi) where p jumps (a subset of ``breakpoints``).
+
+        The game assumes a continuous price (paper Assumption 1b); every closed form
+        here is continuous. A price read from a market model can jump
+        (aggregame.solvers.market), and a profile whose total sits at a jump is
+        refused rather than certified.
+        """
+        return np.empty(0)
 
 
 @dataclass(frozen=True)

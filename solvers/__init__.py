@@ -3,11 +3,12 @@
 * ``inner``: one player's allocation for given purchases (native numpy and compiled
   kernels, Pyomo models, the safe re-solve, leximin's progressive filling);
 * ``certify``: a profile's regrets (the scan certificate and SCIP's global bounds);
-* ``equilibrium``: best responses, dynamics, closed forms, results;
+* ``equilibrium``: best responses, dynamics, the search over the total for every
+  equilibrium, closed forms, results;
 * ``kkt``: the stacked KKT system solved as one model;
 * ``compare``: cross-checks, the uniqueness probe, timed solver comparisons;
-* ``solver_choice`` (which Pyomo solver, with which options) and ``market_price`` (a
-  price read from the user's supply model) serve them all.
+* ``solver_choice`` (which Pyomo solver, with which options) and ``market`` (prices
+  read from the user's supply model) serve them all.
 
 The package exports the entry point most scripts need, ``solve_equilibrium``; each
 room exports its own (``aggregame.solvers.certify.certify``, ...).

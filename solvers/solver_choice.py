@@ -297,6 +297,11 @@ def _validate_option(name: SolverName, key: str, value: Any, allow_files: bool
             value = float(value)
             _validate_ipopt_option(key, value)
     elif name is SolverName.SCIP:
+        if key == "display/verblevel" and value != 0:
+            raise SolverOptionError(
+                f"solver option 'display/verblevel' = {value!r}: SCIP must print "
+                "nothing here (its log can fill scip_direct's pipe and hang the "
+                "solve); only 0 is accepted")
         _validate_scip_option(key, value)
     else:
         _validate_highs_option(key, value)
@@ -509,6 +514,11 @@ class _ContribSolver(PyomoSolver):
         from pyomo.contrib.solver.common.results import TerminationCondition as TC
 
         opts = dict(self.options)
+        if self.spec.name is SolverName.SCIP:
+            # SCIP must print nothing: scip_direct drains its output through a pipe
+            # that a long log fills, and the solve then hangs (docs/pyomo.md,
+            # section "SCIP").
+            opts["display/verblevel"] = 0
         results = self.pyomo_solver.solve(
             model, load_solutions=False, raise_exception_on_nonoptimal_result=False,
             solver_options=opts)

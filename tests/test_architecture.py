@@ -20,7 +20,7 @@ LAYERS = {"data": "aggregame.data", "game": "aggregame", "models": "aggregame.mo
 LAYER_ORDER = ["aggregame.data", "aggregame", "aggregame.models", "aggregame.solvers",
                "aggregame.studies", "aggregame.cli"]
 #: Rooms of solvers/, bottom first: a room imports only rooms below it (and itself).
-SOLVER_ROOMS = ["aggregame.solvers.solver_choice", "aggregame.solvers.market_price",
+SOLVER_ROOMS = ["aggregame.solvers.solver_choice", "aggregame.solvers.market",
                 "aggregame.solvers.inner", "aggregame.solvers.certify",
                 "aggregame.solvers.equilibrium", "aggregame.solvers.kkt",
                 "aggregame.solvers.compare"]
