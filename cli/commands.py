@@ -144,14 +144,18 @@ def _solver_named(label: str):
 def cmd_solve(args: argparse.Namespace) -> int:
     from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
 
-    if args.method == "kkt":
+    if args.method in ("kkt", "aggregate"):
         given = [flag for key, flag in ROUND_FLAGS.items() if getattr(args, key, None)]
-        if args.backend == "native":
-            given.append("--backend native")  # the KKT system is solved by Pyomo
+        wrong = "native" if args.method == "kkt" else "pyomo"
+        if args.backend == wrong:
+            given.append(f"--backend {wrong}")
         if given:
+            what = ("the stacked KKT system (--method kkt: no best-response rounds, "
+                    "solved through Pyomo)" if args.method == "kkt" else
+                    "the search over the total (--method aggregate: no rounds, "
+                    "native backend)")
             raise UsageError(
-                f"{', '.join(given)}: not read by the stacked KKT system (--method "
-                f"kkt: no best-response rounds, solved through Pyomo); drop "
+                f"{', '.join(given)}: not read by {what}; drop "
                 f"{'it' if len(given) == 1 else 'them'} or use --method "
                 f"best-response")
     scenario = _load(args)
@@ -159,7 +163,12 @@ def cmd_solve(args: argparse.Namespace) -> int:
     spec = _solver_spec(args, scenario, backend, args.method == "kkt")
     LOG.info("%s: %d players, %s by %s (%s)", scenario.name,
              len(scenario.game.players), args.method, backend, spec.describe())
-    if args.method == "kkt":
+    if args.method == "aggregate":
+        from aggregame.solvers.equilibrium.aggregate import solve_aggregate
+
+        with _solver_named("the native backend"):
+            eq = solve_aggregate(scenario.game, _rtol(settings))
+    elif args.method == "kkt":
         from aggregame.solvers.kkt.solve import solve_kkt
 
         with _solver_named(f"the stacked KKT system ({spec.describe()})"):
@@ -185,6 +194,39 @@ def cmd_solve(args: argparse.Namespace) -> int:
         print(eq.reason(), file=sys.stderr)
         return 1
     return 0
+
+
+def _rtol(settings) -> float:
+    """The certificate tolerance the settings give (the dynamics' default else)."""
+    from aggregame.solvers.certify.certificate import CERTIFICATE_RTOL
+
+    return getattr(settings, "certificate_rtol", None) or CERTIFICATE_RTOL
+
+
+def cmd_equilibria(args: argparse.Namespace) -> int:
+    from aggregame.solvers.equilibrium.aggregate import find_equilibria
+
+    scenario = _load(args)
+    _, settings = _settings(args, scenario)
+    with _solver_named("the native backend"):
+        found = find_equilibria(scenario.game, _rtol(settings))
+    if args.json:
+        emit(args, {"scenario": scenario.name, **found.to_dict()})
+    else:
+        print(printable(f"scenario {scenario.name}: {scenario.description}"))
+        print(f"{found.verdict()}: {found.why}")
+        names = scenario.game.names
+        for title, group, why in (
+                ("equilibrium", found.equilibria, False),
+                ("rejected (every first-order condition holds, not certified)",
+                 found.rejected, True)):
+            for eq in group:
+                purchases = ", ".join(f"{n} {v:.6g}" for n, v in zip(names,
+                                                                     eq.profile))
+                print(printable(f"  {title}: price {eq.price:.6g}; {purchases}"))
+                if why:
+                    print(printable(f"    {eq.certificate.summary(names)}"))
+    return 0 if found.complete else 1
 
 
 def _kkt_start(game, settings) -> np.ndarray | None:
@@ -322,13 +364,16 @@ def cmd_uniqueness(args: argparse.Namespace) -> int:
     if args.json:
         emit(args, {"scenario": scenario.name, "starts": args.starts,
                     "seed": args.seed, "methods": methods, "equilibria": found,
+                    "proof": False,
                     "clusters": report.table().to_dict(orient="records")})
     else:
         print(printable(f"scenario {scenario.name}: {args.starts} random starts per "
                         f"method (seed {args.seed})"))
         print(report.table().to_string(index=False, float_format=lambda v: f"{v:.3g}"))
-        print(f"{found} distinct equilibri{'um' if found == 1 else 'a'} found; "
-              f"{len(report.not_equilibria)} end point(s) that are not equilibria")
+        print(f"probe (random starts, not a proof): {found} distinct "
+              f"equilibri{'um' if found == 1 else 'a'} found; "
+              f"{len(report.not_equilibria)} end point(s) that are not equilibria; "
+              f"`aggregame equilibria` proves the set where it can")
     return 0 if found >= 1 else 1
 
 
@@ -478,6 +523,6 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"solve": cmd_solve, "crosscheck": cmd_crosscheck,
-            "uniqueness": cmd_uniqueness, "study": cmd_study, "report": cmd_report,
+            "equilibria": cmd_equilibria, "uniqueness": cmd_uniqueness, "study": cmd_study, "report": cmd_report,
             "scenarios": cmd_scenarios, "check": cmd_check, "schema": cmd_schema,
             "compare": cmd_compare}

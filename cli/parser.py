@@ -22,6 +22,9 @@ examples:
   aggregame solve fig4 --backend pyomo      the same through Pyomo + Ipopt
   aggregame solve my.toml --json > eq.json  machine-readable result
   aggregame solve fig4 --method kkt         the stacked KKT system instead
+  aggregame solve fig4 --method aggregate   the search over the total purchase
+  aggregame equilibria two_equilibria       every equilibrium, and whether that is
+                                            proved to be all of them
   aggregame crosscheck fig4_proportional    every method side by side
   aggregame uniqueness fig4 --starts 5      look for more than one equilibrium
   aggregame study fig6 --runs 50            the paper's Figs. 6-7 (results/fig6/)
@@ -175,13 +178,27 @@ def build_parser() -> Parser:
                     "method ends at a certified equilibrium (if their profiles differ, "
                     "the game has multiple equilibria and they are listed); exit 1 "
                     "when a method failed or its end point is not certified."))
+    _equilibria(sub.add_parser(
+        "equilibria", parents=common,
+        help="every equilibrium, and whether they are proved to be all",
+        description="Find every equilibrium of SCENARIO by a search over the total "
+                    "purchase Y: each equilibrium total is a root of Z(Y) = sum_j "
+                    "b_j(Y) - Y (b_j: player j's backward reply at the price Y "
+                    "makes); each root's profile is certified. 'complete' is claimed "
+                    "only with a proof (every reply falls with Y, or interval bounds "
+                    "for one-member games); otherwise the equilibria were found, not "
+                    "proved to be all. Exit 0 when complete (zero equilibria, "
+                    "complete, is a valid answer), 1 when not, 2 for bad input."))
     _uniqueness(sub.add_parser(
         "uniqueness", parents=common,
-        help="probe for several equilibria (the paper's Conjecture 1)",
+        help="probe for several equilibria from random starts (a probe, not a "
+             "proof: see `equilibria`)",
         description="Run best response (scan strategy) and the KKT solve from N random "
                     "starting profiles, cluster the end points, certify each cluster by "
                     "regret and report how many distinct equilibria were found. A KKT "
-                    "point with positive regret is listed, not counted."))
+                    "point with positive regret is listed, not counted. Starts find "
+                    "equilibria; they never show there are no others: `aggregame "
+                    "equilibria` proves that where it can."))
     study = sub.add_parser(
         "study", parents=common,
         help="run one of the paper's Section IV studies (fig3 ... fig13)",
@@ -239,9 +256,13 @@ def _solve(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=BACKENDS,
                    help="inner solver: native numpy (fast) or pyomo (Ipopt, the "
                         "reference); default: the scenario's, else native")
-    p.add_argument("--method", choices=["best-response", "kkt"], default="best-response",
-                   help="best-response dynamics (default), or the stacked KKT system "
-                        "solved by Ipopt (its point is then certified by regret)")
+    p.add_argument("--method", choices=["best-response", "kkt", "aggregate"],
+                   default="best-response",
+                   help="best-response dynamics (default); the stacked KKT system "
+                        "solved by Ipopt; or aggregate: a root search over the total "
+                        "purchase Y of sum_j b_j(Y) = Y (each player's backward reply "
+                        "at the price Y makes), no rounds, native backend. Every "
+                        "method's point is certified by regret")
     _maxmin_option(p)
     _dynamics_options(p)
     _certificate_options(p)
@@ -271,10 +292,12 @@ def _positive(text: str) -> float:
 
 def _certificate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--certify", choices=["scan", "global"], default="scan",
-                   help="scan: sample every player's feasible interval and refine "
-                        "(fast, a search); global: SCIP bounds every player's best "
-                        "response, a proof ('proved' where it closed the gap, "
-                        "'bounded' at the time limit)")
+                   help="scan: sample every player's feasible interval on points "
+                        "of its own and bound the payoff between them ('proved' "
+                        "where the bounds close, 'bounded by X' where they do not, "
+                        "'refuted' where a deviation gains); global: SCIP bounds "
+                        "every player's best response ('proved', 'bounded by X', "
+                        "or 'failed' with the reason)")
     p.add_argument("--certify-time-limit", dest="certify_time_limit", type=_positive,
                    default=5.0, metavar="SECONDS",
                    help="SCIP time limit per player for --certify global (default 5)")
@@ -326,6 +349,11 @@ def _crosscheck(p: argparse.ArgumentParser) -> None:
     _dynamics_options(p)
     _certificate_options(p)
     solver_arguments(p)
+
+
+def _equilibria(p: argparse.ArgumentParser) -> None:
+    scenario_arguments(p)
+    _maxmin_option(p)
 
 
 def _uniqueness(p: argparse.ArgumentParser) -> None:

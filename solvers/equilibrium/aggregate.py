@@ -25,6 +25,7 @@ only with a proof:
 from __future__ import annotations
 
 import math
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -130,6 +131,7 @@ def find_equilibria(game: Game, certificate_rtol: float = CERTIFICATE_RTOL
     """Every equilibrium of ``game`` the search over the total finds, each certified,
     and whether they are proved to be all (module docstring)."""
     rtol = check_rtol(certificate_rtol)
+    start = time.perf_counter()
     count = threads(game)
     pool = ThreadPoolExecutor(count, thread_name_prefix="aggregame-replies") \
         if count > 1 else None
@@ -145,6 +147,9 @@ def find_equilibria(game: Game, certificate_rtol: float = CERTIFICATE_RTOL
     finally:
         if pool is not None:
             pool.shutdown(wait=True)
+    seconds = time.perf_counter() - start
+    for eq in found + rejected:
+        eq.seconds = seconds
     return EquilibriumSet(game, tuple(found), tuple(rejected), complete, why,
                           len(search.cache))
 

@@ -127,8 +127,9 @@ class Equilibrium:
     def reason(self) -> str:
         """One line on why this is or is not an equilibrium."""
         if self.is_equilibrium:
-            return (f"equilibrium after {self.iterations} rounds, max relative regret "
-                    f"{self.max_regret:.3g}")
+            how = ("by the search over the total" if self.method == "aggregate"
+                   else f"after {self.iterations} rounds")
+            return f"equilibrium {how}, max relative regret {self.max_regret:.3g}"
         if not self.converged:
             return (f"no equilibrium: dynamics stopped by {self.status} after "
                     f"{self.iterations} rounds (last max regret {self.max_regret:.3g})")
