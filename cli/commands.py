@@ -158,6 +158,9 @@ def cmd_solve(args: argparse.Namespace) -> int:
                 f"{', '.join(given)}: not read by {what}; drop "
                 f"{'it' if len(given) == 1 else 'them'} or use --method "
                 f"best-response")
+    if getattr(args, "dask", None) and args.method != "aggregate":
+        raise UsageError("--dask: only the search over the total runs on a cluster; "
+                         "add --method aggregate, or drop --dask")
     scenario = _load(args)
     backend, settings = _settings(args, scenario)
     spec = _solver_spec(args, scenario, backend, args.method == "kkt")
@@ -167,7 +170,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
         from aggregame.solvers.equilibrium.aggregate import solve_aggregate
 
         with _solver_named("the native backend"):
-            eq = solve_aggregate(scenario.game, _rtol(settings))
+            eq = solve_aggregate(scenario.game, _rtol(settings),
+                                 dask=getattr(args, "dask", None))
     elif args.method == "kkt":
         from aggregame.solvers.kkt.solve import solve_kkt
 
@@ -209,7 +213,7 @@ def cmd_equilibria(args: argparse.Namespace) -> int:
     scenario = _load(args)
     _, settings = _settings(args, scenario)
     with _solver_named("the native backend"):
-        found = find_equilibria(scenario.game, _rtol(settings))
+        found = find_equilibria(scenario.game, _rtol(settings), dask=args.dask)
     if args.json:
         emit(args, {"scenario": scenario.name, **found.to_dict()})
     else:

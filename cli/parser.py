@@ -269,6 +269,7 @@ def _solve(p: argparse.ArgumentParser) -> None:
     solver_arguments(p)
     p.add_argument("--progress", action="store_true",
                    help="show a progress bar (round, largest step, final regret)")
+    _dask_option(p)
 
 
 def _maxmin_option(p: argparse.ArgumentParser) -> None:
@@ -354,6 +355,14 @@ def _crosscheck(p: argparse.ArgumentParser) -> None:
 def _equilibria(p: argparse.ArgumentParser) -> None:
     scenario_arguments(p)
     _maxmin_option(p)
+    _dask_option(p)
+
+
+def _dask_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dask", metavar="ADDRESS", type=_address,
+                   help="compute the players' backward replies on the Dask cluster "
+                        "whose scheduler is at ADDRESS (e.g. tcp://host:8786), one "
+                        "shard of players per worker")
 
 
 def _uniqueness(p: argparse.ArgumentParser) -> None:

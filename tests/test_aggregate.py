@@ -153,3 +153,19 @@ def test_solve_aggregate_returns_a_certified_equilibrium_or_says_why():
                   SaturatingPrice(7.710242901850403, 89.28606256504834))
     eq = solve_aggregate(none)
     assert not eq.is_equilibrium and not eq.certified
+
+
+@pytest.mark.slow
+def test_replies_on_a_local_dask_cluster_equal_the_local_run():
+    """One shard of players per worker (members shipped once): the same equilibria,
+    bit for bit, the same verdict."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        for name in ("fig4", "two_equilibria"):
+            game = load_scenario(name).game
+            local, remote = find_equilibria(game), find_equilibria(game, dask=client)
+            assert remote.verdict() == local.verdict()
+            assert [eq.profile.tolist() for eq in remote.equilibria] == \
+                [eq.profile.tolist() for eq in local.equilibria]

@@ -28,6 +28,7 @@ import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy.optimize import brentq
@@ -98,16 +99,22 @@ def _entry(eq: Equilibrium) -> dict:
 
 @dataclass
 class _Search:
-    """The players' repliers and the totals evaluated so far."""
+    """The players' repliers (local, in threads, or ``remote`` on a Dask cluster)
+    and the totals evaluated so far."""
 
     game: Game
     replies: list[PlayerReplies]
     falling: list[bool]
     pool: ThreadPoolExecutor | None
+    remote: Any = None
     cache: dict[float, list[Replies]] = field(default_factory=dict)
 
     def at(self, total: float) -> list[Replies]:
         if total not in self.cache:
+            if self.remote is not None:
+                self.cache[total] = self.remote.at(total)
+                return self.cache[total]
+
             def one(j: int) -> Replies:
                 return self.replies[j].at(total, self.falling[j])
 
@@ -126,20 +133,27 @@ class _Search:
         return sums - total
 
 
-def find_equilibria(game: Game, certificate_rtol: float = CERTIFICATE_RTOL
-                    ) -> EquilibriumSet:
+def find_equilibria(game: Game, certificate_rtol: float = CERTIFICATE_RTOL, *,
+                    dask: Any = None) -> EquilibriumSet:
     """Every equilibrium of ``game`` the search over the total finds, each certified,
-    and whether they are proved to be all (module docstring)."""
+    and whether they are proved to be all (module docstring). ``dask``: a client
+    (or a scheduler's address) whose workers compute the replies, one shard of
+    players each (solvers/equilibrium/distributed.py)."""
     rtol = check_rtol(certificate_rtol)
     start = time.perf_counter()
-    count = threads(game)
+    remote = None
+    if dask is not None:
+        from aggregame.solvers.equilibrium.distributed import DaskReplies, connect
+
+        remote = DaskReplies(connect(dask) if isinstance(dask, str) else dask, game)
+    count = threads(game) if remote is None else 1
     pool = ThreadPoolExecutor(count, thread_name_prefix="aggregame-replies") \
         if count > 1 else None
     try:
-        search = _Search(game, [PlayerReplies(game, j) for j in
-                                range(len(game.players))],
-                         [falls_with_total(game, j) for j in
-                          range(len(game.players))], pool)
+        falling = [falls_with_total(game, j) for j in range(len(game.players))]
+        local = [] if remote is not None else [PlayerReplies(game, j) for j in
+                                               range(len(game.players))]
+        search = _Search(game, local, falling, pool, remote)
         top = total_bound(game)
         roots = _roots(search, top)
         found, rejected = _certified(game, search, roots, rtol)
@@ -154,11 +168,11 @@ def find_equilibria(game: Game, certificate_rtol: float = CERTIFICATE_RTOL
                           len(search.cache))
 
 
-def solve_aggregate(game: Game, certificate_rtol: float = CERTIFICATE_RTOL
-                    ) -> Equilibrium:
+def solve_aggregate(game: Game, certificate_rtol: float = CERTIFICATE_RTOL, *,
+                    dask: Any = None) -> Equilibrium:
     """One equilibrium by the search over the total: the first certified one (by
     total), else the best candidate, not certified, with its certificate."""
-    found = find_equilibria(game, certificate_rtol)
+    found = find_equilibria(game, certificate_rtol, dask=dask)
     if found.equilibria:
         return found.equilibria[0]
     if found.rejected:
