@@ -169,7 +169,7 @@ class Fairness:
 
 
 # The formulas themselves, as plain functions of (s, alpha): numpy arrays, Pyomo
-# expressions (``lib``) and numba's compiled scalars (solvers/inner/compiled.py) all read
+# expressions (``lib``) and numba's compiled scalars (solvers/inner/compiled/) all read
 # these lines.
 def alpha_phi(s: Any, alpha: float, lib: Any = np) -> Any:
     """phi_alpha(s): s (alpha = 0), log s (alpha = 1), s^(1-alpha)/(1-alpha)."""

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from aggregame.allocation import marginal_of, surplus_peak
 from aggregame.errors import GameDefinitionError
 
 if TYPE_CHECKING:
@@ -33,16 +34,15 @@ if TYPE_CHECKING:
 #: Where the floor rule has no floor (viable, strict), phi is checked down to this
 #: fraction of the largest surplus: below it a member's share is negligible anyway.
 SMALLEST_SURPLUS_FRACTION = 1e-6
+#: Halvings of the peak's bisection: the members checked here may have parameters
+#: at the edge of float64, whose xbar can be ~1e60 times their peak.
+PEAK_HALVINGS = 200
 
 
 def _peak_surplus(player: Player, price: float, xbar: np.ndarray) -> np.ndarray:
     """Each member's largest surplus at ``price`` (bisection on U' = p)."""
-    lo, hi = np.zeros_like(xbar), xbar.copy()
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        up = player.evaluate("dU", mid) - price > 0
-        lo, hi = np.where(up, mid, lo), np.where(up, hi, mid)
-    peak = 0.5 * (lo + hi)
+    peak = surplus_peak(marginal_of, player, price, np.zeros_like(xbar), xbar,
+                        PEAK_HALVINGS)
     return player.evaluate("U", peak) - price * peak
 
 
@@ -54,7 +54,8 @@ def _check_members(player: Player, price: float) -> tuple[np.ndarray, np.ndarray
     for i, member in enumerate(player.members):
         values = (xbar[i], s_max[i], u_top[i], member.utility.marginal_at_zero())
         if not all(math.isfinite(float(v)) for v in values):
-            params = ", ".join(f"{k} = {v:g}" for k, v in member.utility.params().items())
+            params = ", ".join(f"{k} = {v:g}"
+                               for k, v in member.utility.params().items())
             raise GameDefinitionError(
                 f"player '{player.name}', user '{member.name}': utility parameters "
                 f"{params} overflow float64 on the feasible range (the consumption at "

@@ -16,12 +16,14 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
+from aggregame.elementwise import anything, select
 from aggregame.errors import GameDefinitionError
 
 
 def check_finite(owner: str, field_name: str, value: Any, *, positive: bool = False,
                  nonnegative: bool = False) -> float:
-    """Return ``value`` as a float, or raise naming ``owner.field_name`` and the value."""
+    """Return ``value`` as a float, or raise naming ``owner.field_name`` and the
+    value."""
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -41,6 +43,34 @@ def check_finite(owner: str, field_name: str, value: Any, *, positive: bool = Fa
             f"{owner}: field '{field_name}' must be >= 0, got {value!r}"
         )
     return number
+
+
+#: Doublings of the bracket of ``zero_surplus_search`` (from 1 up to 2^200).
+ZERO_SURPLUS_DOUBLINGS = 200
+#: Halvings of that bracket: 80 halvings of a doubling bracket reach double
+#: precision.
+ZERO_SURPLUS_HALVINGS = 80
+
+
+def zero_surplus_search(U, params, price, slope_at_zero):  # noqa: N803
+    """Largest x with s(x) = U(x, params) - price x >= 0, elementwise (numpy arrays,
+    or the compiled kernels' scalars): 0 where U'(0) - price = ``slope_at_zero`` <= 0;
+    else a bracket doubled from 1 until s < 0, then bisection. The root of the
+    concave s lies right of its peak, where s falls through zero: bisection is
+    safe there."""
+    viable = slope_at_zero > 0
+    hi = 1.0 + 0.0 * slope_at_zero
+    for _ in range(ZERO_SURPLUS_DOUBLINGS):
+        grow = viable & (U(hi, params) - price * hi >= 0)
+        if not anything(grow):
+            break
+        hi = select(grow, 2 * hi, hi)
+    lo = 0.0 * hi
+    for _ in range(ZERO_SURPLUS_HALVINGS):
+        mid = 0.5 * (lo + hi)
+        positive = U(mid, params) - price * mid > 0
+        lo, hi = select(positive, mid, lo), select(positive, hi, mid)
+    return select(viable, lo, 0.0)
 
 
 @dataclass(frozen=True)
@@ -77,30 +107,12 @@ class Utility:
                                  ) -> np.ndarray:
         """Largest x with U(x) - price * x >= 0 (0 where U'(0) <= price).
 
-        The surplus is concave with value 0 at x = 0, so {x : s(x) >= 0} is the interval
-        [0, this]. Generic version: safeguarded Newton on s(x) = 0 from the right of the
-        surplus peak; families with a closed form override it.
+        The surplus is concave with value 0 at x = 0, so {x : s(x) >= 0} is the
+        interval [0, this]. Generic version: ``zero_surplus_search``; families with a
+        closed form override it.
         """
         price = np.asarray(price, dtype=float)
-        slope0 = cls.dU(0.0, p) - price
-        viable = slope0 > 0
-        # Bracket: s > 0 just right of 0; find hi with s(hi) < 0 by doubling.
-        hi = np.ones(np.broadcast(price, slope0).shape)
-        for _ in range(200):
-            s_hi = cls.U(hi, p) - price * hi
-            grow = viable & (s_hi >= 0)
-            if not grow.any():
-                break
-            hi = np.where(grow, 2 * hi, hi)
-        lo = np.zeros_like(hi)
-        # The root of the concave s lies right of its peak; bisection is safe and
-        # 80 halvings of a doubling bracket reach double precision.
-        for _ in range(80):
-            mid = 0.5 * (lo + hi)
-            pos = (cls.U(mid, p) - price * mid) > 0
-            lo = np.where(pos, mid, lo)
-            hi = np.where(pos, hi, mid)
-        return np.where(viable, lo, 0.0)
+        return zero_surplus_search(cls.U, p, price, cls.dU(0.0, p) - price)
 
     def marginal_at_zero(self) -> float:
         """U'(0): the member is priced out of the market once the price reaches it."""
@@ -169,26 +181,6 @@ class LogUtility(Utility):
 UTILITY_FAMILIES: dict[str, type[Utility]] = {
     cls.family: cls for cls in (QuadraticUtility, LogUtility)
 }
-
-
-def make_utility(family: str, params: Mapping[str, Any], *, where: str = "user"
-                 ) -> Utility:
-    """Build a utility of a named family, with errors that name ``where``."""
-    cls = UTILITY_FAMILIES.get(family)
-    if cls is None:
-        raise GameDefinitionError(
-            f"{where}: field 'utility' must be one of {sorted(UTILITY_FAMILIES)}, "
-            f"got {family!r}"
-        )
-    missing = [name for name in cls.param_names if name not in params]
-    if missing:
-        raise GameDefinitionError(
-            f"{where}: {family} utility needs field(s) {missing}, got {sorted(params)}"
-        )
-    try:
-        return cls(**{name: params[name] for name in cls.param_names})
-    except GameDefinitionError as err:
-        raise GameDefinitionError(f"{where}: {err}") from None
 
 
 @dataclass(frozen=True)
