@@ -170,4 +170,5 @@ def refuse(game: Game, what: str) -> None:
 def needs_leximin(player: Player) -> bool:
     """True when ``player``'s max-min reading is leximin and it matters (two or more
     members)."""
-    return player.fairness.is_leximin and player.size > 1
+    fairness = player.fairness
+    return fairness.is_maxmin and not fairness.maxmin.modelled_by_epigraph(player.size)

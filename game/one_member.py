@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aggregame.errors import GameDefinitionError
-from aggregame.fairness import PricedOutRule
 from aggregame.players import Game, Player
 from aggregame.price import Price
 
@@ -105,12 +104,12 @@ class OneMemberPayoff:
         fairness = self.player.fairness
         weight, floor = self._terms[priced_out]
         if fairness.is_maxmin:
-            # A priced-out member under the viable rule does not count; nobody
-            # counting leaves the minimum flat at 0.
-            counted = not (priced_out and fairness.rule is PricedOutRule.VIABLE)
+            # A member the rule does not count (priced out, viable) leaves the
+            # minimum; nobody counting leaves it flat at 0.
+            counted = bool(fairness.rule.counted(priced_out))
             return surplus + floor if counted else 0.0
-        if priced_out and fairness.rule is PricedOutRule.STRICT and fairness.alpha >= 1:
-            return -math.inf  # phi(0) = -inf: the strict rule's verdict
+        if priced_out and fairness.rule.void_when_priced_out(fairness):
+            return -math.inf  # phi(0) = -inf kept in the sum (strict, alpha >= 1)
         if weight <= 0:
             return 0.0
         return weight * _phi(fairness, max(surplus + floor, 0.0))

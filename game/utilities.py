@@ -59,7 +59,7 @@ def zero_surplus_search(U, params, price, slope_at_zero):  # noqa: N803
     concave s lies right of its peak, where s falls through zero: bisection is
     safe there."""
     viable = slope_at_zero > 0
-    hi = 1.0 + 0.0 * slope_at_zero
+    hi = 1.0 + 0.0 * viable  # (the shape of the members, as numbers)
     for _ in range(ZERO_SURPLUS_DOUBLINGS):
         grow = viable & (U(hi, params) - price * hi >= 0)
         if not anything(grow):

@@ -35,7 +35,7 @@ from aggregame.elementwise import (
     power,
     select,
 )
-from aggregame.fairness import PricedOutRule, alpha_dphi, alpha_phi
+from aggregame.fairness import alpha_dphi, alpha_phi
 from aggregame.utilities import QuadraticUtility
 
 if TYPE_CHECKING:
@@ -108,18 +108,15 @@ def member_terms(player: Player, priced_out: np.ndarray) -> tuple[np.ndarray,
     f = player.fairness
     w_in, e_in = f.member_terms(False)
     w_out, e_out = f.member_terms(True)
-    if w_in == w_out and e_in == e_out:  # floor rule: status does not matter
+    if w_in == w_out and e_in == e_out:  # the status does not matter (floor rule)
         full = np.ones(priced_out.shape)
         return full * w_in, full * e_in
     return (np.where(priced_out, w_out, w_in), np.where(priced_out, e_out, e_in))
 
 
 def counted_members(player: Player, priced_out: np.ndarray) -> np.ndarray:
-    """Members whose surplus enters a max-min player's minimum (all but the priced-out
-    ones under the viable rule)."""
-    if player.fairness.rule is PricedOutRule.VIABLE:
-        return ~priced_out
-    return np.ones(priced_out.shape, dtype=bool)
+    """Members whose surplus enters a max-min player's minimum (the rule's)."""
+    return player.fairness.rule.counted(priced_out)
 
 
 # -- welfare and its derivatives -----------------------------------------------------

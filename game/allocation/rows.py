@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from aggregame.allocation.members import counted_members, member_terms, member_welfare
-from aggregame.fairness import PricedOutRule
 
 if TYPE_CHECKING:
     from aggregame.players import Game, Player
@@ -37,7 +36,7 @@ def welfare_of(player: Player, surplus: np.ndarray, weight: np.ndarray,
         return np.where(np.isinf(out), 0.0, out)  # nobody counts: flat 0
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         out = member_welfare(surplus + floor, weight, f.alpha).sum(axis=-1)
-    if f.rule is PricedOutRule.STRICT and f.alpha >= 1:
+    if f.rule.void_when_priced_out(f):
         out = np.where(priced_out.any(axis=-1), -np.inf, out)
     return out
 
@@ -66,11 +65,12 @@ def forced_rows(player: Player, y: np.ndarray, cap: np.ndarray,
                 priced_out: np.ndarray) -> np.ndarray:
     """Rows whose allocation leaves nothing to optimize: one allocation only (y <= 0;
     y at the capacity, every member at xbar_i; the solvers' own thresholds), or a
-    payoff no allocation changes (the strict rule's J = -inf once a member is priced
-    out, alpha >= 1). Their residual is the allocation's error alone."""
+    payoff no allocation changes (J = -inf once a member is priced out, where the
+    rule says so: strict, alpha >= 1). Their residual is the allocation's error
+    alone."""
     f = player.fairness
     out = (y <= 0) | (y >= cap * (1 - 1e-14))
-    if f.rule is PricedOutRule.STRICT and f.alpha >= 1 and not f.is_maxmin:
+    if f.rule.void_when_priced_out(f):
         out = out | priced_out.any(axis=-1)
     return out
 

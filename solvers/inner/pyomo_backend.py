@@ -53,7 +53,6 @@ from aggregame.allocation import (
     welfare_weight,
 )
 from aggregame.errors import InnerSolveError, UnsupportedProblemError
-from aggregame.fairness import PricedOutRule
 from aggregame.players import Game
 from aggregame.solvers.inner.batch import InnerBatch
 from aggregame.solvers.inner.pyomo_rows import (
@@ -153,9 +152,8 @@ class PyomoInner:
         """Max-min with a counted priced-out member: the level is flat (at its
         floor) for this and every larger y, and the tie-break decides (as in
         solvers/inner/level_filling.py)."""
-        f = self.player.fairness
-        return f.is_maxmin and bool(d.priced_out.any()) and \
-            f.rule is not PricedOutRule.VIABLE
+        counted = counted_members(self.player, d.priced_out)
+        return self.player.fairness.is_maxmin and bool((d.priced_out & counted).any())
 
     def _solve_one(self, y: float, others_total: float,
                    fixed_price: float | None) -> InnerRow:
@@ -165,10 +163,9 @@ class PyomoInner:
             return dataclasses.replace(row, welfare=-np.inf)
         f = self.player.fairness
         edge = y <= 0 or y >= d.cap * (1 - 1e-14)
-        strict_dead = (f.rule is PricedOutRule.STRICT and f.alpha >= 1
-                       and not f.is_maxmin and bool(d.priced_out.any()))
-        if edge or strict_dead:
-            return self._closed_form_row(d, edge and not strict_dead)
+        void = f.rule.void_when_priced_out(f) and bool(d.priced_out.any())
+        if edge or void:
+            return self._closed_form_row(d, edge and not void)
         if self.player.size == 1 and not f.is_maxmin and self._backend.skips_known:
             # x = y is the only allocation: the row of an end, with lambda its
             # member's marginal welfare (no solver needed).

@@ -19,7 +19,6 @@ import pyomo.environ as pyo
 from pyomo.core.expr.calculus.derivatives import differentiate
 
 from aggregame.allocation import counted_members
-from aggregame.fairness import PricedOutRule
 from aggregame.models.aggregator import add_aggregator, build_aggregator_model
 from aggregame.players import Player
 from aggregame.solvers.inner.nlp_reuse import (
@@ -85,11 +84,10 @@ class NlpBackend:
         self.player = player
         self.solver = solver
         self.counter = counter
-        # Warm starts only under the floor rule: with a zero floor (viable, strict)
-        # log(s) near s = 0 is ill-conditioned and a warm start stopped 2e-6 away
-        # from the cold start's answer (measured, tests/test_inner.py).
-        self.warm = warm_start and \
-            self.player.fairness.rule is PricedOutRule.FLOOR
+        # Warm starts only with a floor: with none (viable, strict) log(s) near s = 0
+        # is ill-conditioned, and a warm start stopped 2e-6 away from the cold
+        # start's answer (measured, tests/test_inner.py).
+        self.warm = warm_start and self.player.fairness.floor > 0
         m = pyo.ConcreteModel(name=f"aggregator[{self.player.name}]")
         m.purchase = pyo.Var(initialize=0.0, doc="y_j, fixed by its bounds [unit]")
         m.price = pyo.Var(initialize=0.0, doc="p, fixed by its bounds [$/unit]")
@@ -158,10 +156,8 @@ class Nlp:
                  tiebreak: bool) -> None:
         names = [mem.name for mem in player.members]
         self.maxmin = player.fairness.is_maxmin
-        self.viable = player.fairness.rule is PricedOutRule.VIABLE
+        player.fairness.rule.set_member_terms(m, d.priced_out, player.fairness)
         for k, name in enumerate(names):
-            m.member_weight[name].set_value(float(d.weight[k]))
-            m.surplus_floor[name].set_value(float(d.floor[k]))
             m.x[name].set_value(float(d.xbar[k]) * 0.5)  # any value: not a fix
         if self.maxmin and tiebreak:  # PyomoNLP takes the one active objective
             m.obj.deactivate()
@@ -230,8 +226,9 @@ class Nlp:
         out = np.flatnonzero(d.priced_out)
         fix_vars(bounds, self.ix[out], 0.0)
         if self.maxmin:
-            if self.viable:  # it leaves the minimum; otherwise it pins t <= e_i
-                free_rows(bounds, self.rm[out])
+            # A member the rule does not count leaves the minimum (its row is free);
+            # a counted priced-out member pins t <= e_i.
+            free_rows(bounds, self.rm[~counted_members(self.player, d.priced_out)])
             if start.tiebreak:
                 fix_vars(bounds, [self.it], start.fixed_level)
                 x0[self.it] = start.fixed_level
@@ -355,25 +352,26 @@ class ModelBackend:
             return  # same members priced out as last solve: nothing else changes
         self._status = d.priced_out.copy()
         fairness = self.player.fairness
+        fairness.rule.set_member_terms(m, d.priced_out, fairness)
+        counted = counted_members(self.player, d.priced_out)
         for k, name in enumerate(self.names):
-            m.member_weight[name].set_value(float(d.weight[k]))
-            m.surplus_floor[name].set_value(float(d.floor[k]))
             if d.priced_out[k]:
                 # Only x = 0 is feasible; fixing it keeps the solver off an empty
                 # interior (and the constraint becomes trivial, so drop it).
                 m.x[name].fix(0.0)
                 m.ineq_surplus[name].deactivate()
-                if fairness.is_maxmin:
-                    # Under viable it leaves the minimum; otherwise it pins t <= e_i.
-                    m.ineq_maxmin[name].activate()
-                    if fairness.rule is PricedOutRule.VIABLE:
-                        m.ineq_maxmin[name].deactivate()
             else:
                 m.x[name].unfix()
                 if not self.surplus_as_bound:
                     m.ineq_surplus[name].activate()
-                if fairness.is_maxmin:
-                    m.ineq_maxmin[name].activate()
+            if fairness.is_maxmin:
+                # A member the rule does not count leaves the minimum; a counted
+                # priced-out member pins t <= e_i.
+                row = m.ineq_maxmin[name]
+                if counted[k]:
+                    row.activate()
+                else:
+                    row.deactivate()
 
 
 def _restore(saved: list[tuple[Any, Any]]) -> None:

@@ -44,7 +44,6 @@ import os
 import numpy as np
 
 from aggregame.allocation import CLOSED_FORM_ALPHAS
-from aggregame.fairness import PricedOutRule
 from aggregame.players import Player
 from aggregame.solvers.inner.compiled.jit import CACHE_DIR, ENABLED, numba
 from aggregame.solvers.inner.compiled.maxmin import solve_maxmin_rows
@@ -120,8 +119,8 @@ class CompiledPlayer:
         self.maxmin = f.is_maxmin
         (self.w_in, self.e_in), (self.w_out, self.e_out) = (
             f.member_terms(False), f.member_terms(True))
-        # The strict rule's J = -inf once a counted member is priced out (alpha >= 1).
-        self.strict_dead = f.rule is PricedOutRule.STRICT and f.alpha >= 1
+        # J = -inf once a member is priced out, where the rule says so.
+        self.void_priced_out = f.rule.void_when_priced_out(f)
         self.closed = bool(np.all(self.codes == 0) and f.alpha in CLOSED_FORM_ALPHAS)
         #: The code every member shares, or MIXED (see MIXED).
         self.family = int(self.codes[0]) if player.size and np.all(
@@ -148,6 +147,6 @@ class CompiledPlayer:
         start = np.empty(0) if x_start is None else _plain(x_start)
         x, surplus, welfare, tiebreak, lam, derivative, residual = solve_rows(
             self.codes, self.params, self.u0, self.alpha, self.w_in, self.e_in,
-            self.w_out, self.e_out, self.strict_dead, self.closed, y, price, slope,
+            self.w_out, self.e_out, self.void_priced_out, self.closed, y, price, slope,
             float(guess), start, self.family)
         return x, surplus, welfare, tiebreak, lam, derivative, None, residual, None

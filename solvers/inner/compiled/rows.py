@@ -264,39 +264,39 @@ def _joint_steps(codes, params, y, price, xbar, weight, floor, alpha, g0, gcap, 
 
 @jit
 def _finish(codes, params, y, price, slope_p, x, lam, xbar, weight, floor, out, alpha,
-            strict_dead, cap, surplus, family):
+            void_priced_out, cap, surplus, family):
     """(J, dJ/dy, residual) of the allocation ``x`` (``surplus`` filled), with alpha
     a constant in the member loop where it is 0, 1, 2 or 0.5 (its branches fold
     away), and the family too where it is quadratic alone."""
     if family == 0:
         return _finish_alpha(codes, params, y, price, slope_p, x, lam, xbar, weight,
-                             floor, out, alpha, strict_dead, cap, surplus, 0)
+                             floor, out, alpha, void_priced_out, cap, surplus, 0)
     return _finish_alpha(codes, params, y, price, slope_p, x, lam, xbar, weight,
-                         floor, out, alpha, strict_dead, cap, surplus, family)
+                         floor, out, alpha, void_priced_out, cap, surplus, family)
 
 
 @jit(inline=True)
 def _finish_alpha(codes, params, y, price, slope_p, x, lam, xbar, weight, floor, out,
-                  alpha, strict_dead, cap, surplus, family):
+                  alpha, void_priced_out, cap, surplus, family):
     if alpha == 0:
         return _finish_row(codes, params, y, price, slope_p, x, lam, xbar, weight,
-                           floor, out, 0.0, strict_dead, cap, surplus, family)
+                           floor, out, 0.0, void_priced_out, cap, surplus, family)
     if alpha == 1:
         return _finish_row(codes, params, y, price, slope_p, x, lam, xbar, weight,
-                           floor, out, 1.0, strict_dead, cap, surplus, family)
+                           floor, out, 1.0, void_priced_out, cap, surplus, family)
     if alpha == 2:
         return _finish_row(codes, params, y, price, slope_p, x, lam, xbar, weight,
-                           floor, out, 2.0, strict_dead, cap, surplus, family)
+                           floor, out, 2.0, void_priced_out, cap, surplus, family)
     if alpha == 0.5:
         return _finish_row(codes, params, y, price, slope_p, x, lam, xbar, weight,
-                           floor, out, 0.5, strict_dead, cap, surplus, family)
+                           floor, out, 0.5, void_priced_out, cap, surplus, family)
     return _finish_row(codes, params, y, price, slope_p, x, lam, xbar, weight, floor,
-                       out, alpha, strict_dead, cap, surplus, family)
+                       out, alpha, void_priced_out, cap, surplus, family)
 
 
 @jit(inline=True)
 def _finish_row(codes, params, y, price, slope_p, x, lam, xbar, weight, floor, out,
-                alpha, strict_dead, cap, surplus, family):
+                alpha, void_priced_out, cap, surplus, family):
     """One pass over the members (numpy: LambdaFilling.finish):
 
     * J = sum_i w phi(s + e) (aggregame.allocation.welfare_of); -inf where y is
@@ -326,7 +326,7 @@ def _finish_row(codes, params, y, price, slope_p, x, lam, xbar, weight, floor, o
                                  family_d2U(code, xi, rec), alpha)
         stationarity = np.maximum(stationarity,
                                   select(np.isnan(step), np.inf, abs(step)))
-    if strict_dead and dead:
+    if void_priced_out and dead:
         welfare = -np.inf
     infeasible = y > cap * (1 + 1e-12) + 1e-300
     if infeasible:
@@ -338,7 +338,7 @@ def _finish_row(codes, params, y, price, slope_p, x, lam, xbar, weight, floor, o
     kept = np.maximum(abs(x.sum() - y), np.maximum(below, above))
     # As aggregame.allocation.settled_residual: nothing to prove above the
     # capacity, the allocation's error alone where it is forced or J = -inf.
-    forced = y <= 0 or y >= cap * (1 - 1e-14) or (strict_dead and dead)
+    forced = y <= 0 or y >= cap * (1 - 1e-14) or (void_priced_out and dead)
     if infeasible:
         residual = 0.0
     elif forced:
@@ -355,18 +355,18 @@ def _finish_row(codes, params, y, price, slope_p, x, lam, xbar, weight, floor, o
 
 
 @jit
-def solve_rows(codes, params, u0, alpha, w_in, e_in, w_out, e_out, strict_dead,
+def solve_rows(codes, params, u0, alpha, w_in, e_in, w_out, e_out, void_priced_out,
                closed, y, price, slope_p, guess, x_start, family):
     """Inner solutions of rows (y, price, p') of a player with alpha < inf.
 
     ``family``: the members' one code, or MIXED. ``guess`` is a multiplier to
     start the first row from (NaN: none) and
     ``x_start`` its allocation (length 0: none); later rows start from the last
-    row strictly inside (0, cap) before them. (A row at an end is forced, x = 0 or
-    xbar: the best response's batch (0, y_max, current, ...) once started the
-    current purchase from x = xbar and lambda's lower bracket, not from the last
-    round's solve.) Returns (x, surplus, welfare, tiebreak, lambda, derivative,
-    residual), the fields of an InnerBatch.
+    row strictly inside (0, cap) before them: a row at an end is forced (x = 0 or
+    xbar), and in a best response's batch (0, y_max, current, ...) a start taken
+    from y_max's row would put the current purchase at xbar and lambda's lower
+    bracket, far from the last round's solve. Returns (x, surplus, welfare,
+    tiebreak, lambda, derivative, residual), the fields of an InnerBatch.
     """
     g, n = y.size, codes.size
     x_all, s_all = np.zeros((g, n)), np.zeros((g, n))
@@ -391,7 +391,7 @@ def solve_rows(codes, params, u0, alpha, w_in, e_in, w_out, e_out, strict_dead,
             start[:] = x
         welfare[r], derivative[r], residual[r] = _finish(
             codes, params, y[r], p, slope_p[r], x, lam, xbar, weight, floor, out,
-            alpha, strict_dead, cap, s_all[r], family)
+            alpha, void_priced_out, cap, s_all[r], family)
         x_all[r] = x
         tiebreak[r], lams[r] = s_all[r].sum(), lam
     return x_all, s_all, welfare, tiebreak, lams, derivative, residual
