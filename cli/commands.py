@@ -114,11 +114,11 @@ def cmd_solve(args: argparse.Namespace) -> int:
     LOG.info("%s: %d players, %s by %s (%s)", scenario.name,
              len(scenario.game.players), args.method, backend, spec.describe())
     if args.method == "kkt":
-        from aggregame.solvers.kkt.solve import solve_kkt
+        from aggregame.solvers.kkt.solve import KKTSettings, solve_kkt
 
-        eq = solve_kkt(scenario.game, start=_kkt_start(scenario.game, settings),
-                       certificate_rtol=settings.certificate_rtol, seed=settings.seed,
-                       solver=spec)
+        eq = solve_kkt(scenario.game, KKTSettings(
+            solver=spec, certificate_rtol=settings.certificate_rtol, seed=settings.seed),
+            start=_kkt_start(scenario.game, settings))
     else:
         eq = solve_equilibrium(scenario.game, backend=backend, settings=settings,
                                progress=args.progress and not _quiet(args),
@@ -165,15 +165,14 @@ def _run_methods(scenario, backends: list[str], settings, spec,
     """Every method's result (its time the median of ``repeats`` runs), or the
     one-line reason it failed."""
     from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
-    from aggregame.solvers.kkt.solve import solve_kkt
+    from aggregame.solvers.kkt.solve import KKTSettings, solve_kkt
 
     results, failed = {}, {}
     runs = [(f"best-response/{b}", lambda b=b: solve_equilibrium(
         scenario.game, b, settings, solver=spec if b == "pyomo" else None))
         for b in backends]
-    runs.append(("kkt/pyomo", lambda: solve_kkt(
-        scenario.game, certificate_rtol=settings.certificate_rtol, seed=settings.seed,
-        solver=spec)))
+    runs.append(("kkt/pyomo", lambda: solve_kkt(scenario.game, KKTSettings(
+        solver=spec, certificate_rtol=settings.certificate_rtol, seed=settings.seed))))
     for label, run in runs:
         LOG.info("crosscheck: %s (%s)", label, spec.describe())
         try:

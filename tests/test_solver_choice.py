@@ -130,13 +130,13 @@ def test_highs_refuses_a_non_qp(small_users):
 @pytest.mark.solver
 def test_kkt_with_scip_on_a_small_game_and_highs_refused():
     from aggregame.scenario import load_scenario
-    from aggregame.solvers.kkt.solve import solve_kkt
+    from aggregame.solvers.kkt.solve import KKTSettings, solve_kkt
 
     game = load_scenario("two_equilibria").game
-    eq = solve_kkt(game, solver=SolverSpec("scip"))
+    eq = solve_kkt(game, KKTSettings(solver=SolverSpec("scip")))
     assert eq.converged and eq.certified  # regret by the native certificate
     with pytest.raises(UnsupportedProblemError, match="stacked KKT"):
-        solve_kkt(game, solver=SolverSpec("highs"))
+        solve_kkt(game, KKTSettings(solver=SolverSpec("highs")))
 
 
 # -- the compare study ---------------------------------------------------------------
