@@ -76,7 +76,7 @@ class NlpBackend:
 
     #: Rows whose answer is known without a solve (one-member players, a max-min
     #: level pinned by a priced-out member) skip the solver on this path only: the
-    #: other path is the benchmark's reference for the backend before that change.
+    #: other path solves every row, the benchmark's reference (bench_pyomo.py).
     skips_known = True
 
     def __init__(self, player: Player, solver: PyomoSolver, counter: SolveCounter,
