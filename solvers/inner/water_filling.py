@@ -19,6 +19,7 @@ from aggregame.allocation import (
     InnerSetup,
     allocation_error,
     forced_rows,
+    marginal_welfare,
     member_response,
     optimality_residual,
     price_coefficient,
@@ -126,8 +127,9 @@ class LambdaFilling:
         infeasible = y > setup.cap * (1 + 1e-12) + 1e-300
         welfare = welfare_of(self.player, surplus, weight, floor, setup.priced_out)
         welfare = np.where(infeasible, -np.inf, welfare)
+        lam = marginal_welfare(surplus + floor, self.members.dU(x) - p2, weight,
+                               self.alpha)[:, 0]
         dphi = welfare_weight(surplus + floor, weight, self.alpha)
-        lam = (dphi * (self.members.dU(x) - p2))[:, 0]
         derivative = lam - setup.price_slope * np.where(x > 0, dphi * x, 0.0)[:, 0]
         derivative = np.where(infeasible | ~np.isfinite(welfare), np.nan, derivative)
         cap = np.maximum(setup.cap, 1e-300)

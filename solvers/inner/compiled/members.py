@@ -33,7 +33,7 @@ from aggregame.allocation import (
     welfare_weight,
 )
 from aggregame.elementwise import bracket_root, newton_or_bisect, select
-from aggregame.fairness import alpha_d2phi, alpha_dphi, alpha_phi
+from aggregame.fairness import alpha_dphi, alpha_phi
 from aggregame.solvers.inner.compiled.jit import jit, share
 from aggregame.utilities import LogUtility, QuadraticUtility, zero_surplus_search
 
@@ -55,7 +55,7 @@ PARAM_DTYPE = np.dtype([(name, np.float64) for name in sorted(
 # the branches on it fold away, and a formula that calls a member's U in a loop
 # calls it directly (not inlined, numba keeps the function it is passed as a pointer,
 # and a kernel holding a pointer cannot be cached on disk).
-share(alpha_phi, alpha_dphi, alpha_d2phi, welfare_weight, marginal_welfare,
+share(alpha_phi, alpha_dphi, welfare_weight, marginal_welfare,
       marginal_welfare_and_slope, member_welfare, price_coefficient,
       stationarity_step, member_response, marginal_response, quadratic_response,
       quadratic_response_slope, surplus_peak, level_interval,
