@@ -50,17 +50,17 @@ MIXED = -1
 PARAM_DTYPE = np.dtype([(name, np.float64) for name in sorted(
     {n for family in FAMILY_CODES for n in family.param_names})])
 
-# The definition's formulas, callable from the kernels by their own names. Inlined
-# (numba's inline="always"): the loops over members see a caller's constant alpha, so
-# the branches on it fold away, and a formula that calls a member's U in a loop
-# calls it directly (not inlined, numba keeps the function it is passed as a pointer,
-# and a kernel holding a pointer cannot be cached on disk).
-share(alpha_phi, alpha_dphi, welfare_weight, marginal_welfare,
-      marginal_welfare_and_slope, member_welfare, price_coefficient,
-      stationarity_step, member_response, marginal_response, quadratic_response,
-      quadratic_response_slope, surplus_peak, level_interval,
-      quadratic_level_interval, quadratic_peak_surplus, quadratic_marginal_response,
-      zero_surplus_search, bracket_root, newton_or_bisect, inline=True)
+# The definition's formulas, callable from the kernels by their own names. The loops
+# over members inline the hot ones (numba's inline="always"), so that their branches
+# on alpha fold away, and every formula that takes a member's U as an argument:
+# not inlined, numba would keep the function it is passed as a pointer, and a kernel
+# holding a pointer cannot be cached on disk. The others are compiled once each.
+share(alpha_phi, alpha_dphi, welfare_weight, member_welfare, price_coefficient,
+      stationarity_step, quadratic_level_interval, quadratic_peak_surplus,
+      quadratic_marginal_response, bracket_root, newton_or_bisect)
+share(marginal_welfare, marginal_welfare_and_slope, quadratic_response,
+      quadratic_response_slope, member_response, marginal_response, surplus_peak,
+      level_interval, zero_surplus_search, inline=True)
 
 quadratic_U = jit(QuadraticUtility.U)  # noqa: N816
 quadratic_dU = jit(QuadraticUtility.dU)  # noqa: N816
