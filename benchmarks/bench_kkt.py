@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aggregame import Game, LinearPrice, Player, User, QuadraticUtility, quadratic_users
+from aggregame import Game, LinearPrice, Player, QuadraticUtility, User, quadratic_users
 from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
 from aggregame.solvers.kkt.solve import solve_kkt
 

@@ -173,12 +173,12 @@ def cmd_solve(args: argparse.Namespace) -> int:
             eq = solve_aggregate(scenario.game, _rtol(settings),
                                  dask=getattr(args, "dask", None))
     elif args.method == "kkt":
-        from aggregame.solvers.kkt.solve import solve_kkt
+        from aggregame.solvers.kkt.solve import KKTSettings, solve_kkt
 
         with _solver_named(f"the stacked KKT system ({spec.describe()})"):
-            eq = solve_kkt(scenario.game, start=_kkt_start(scenario.game, settings),
-                           certificate_rtol=settings.certificate_rtol,
-                           seed=settings.seed, solver=spec)
+            eq = solve_kkt(scenario.game, KKTSettings(
+                solver=spec, certificate_rtol=settings.certificate_rtol,
+                seed=settings.seed), start=_kkt_start(scenario.game, settings))
     else:
         label = (f"the pyomo backend ({spec.describe()})" if backend == "pyomo"
                  else "the native backend")
@@ -257,49 +257,8 @@ def _certify_globally(args: argparse.Namespace, game, eq) -> None:
                                  method="global", time_limit=args.certify_time_limit)
 
 
-def _run_methods(scenario, backends: list[str], settings, spec,
-                 repeats: int = 1) -> tuple[dict, dict]:
-    """Every method's result (its time the median of ``repeats`` runs), or the
-    one-line reason it failed."""
-    from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
-    from aggregame.solvers.kkt.solve import solve_kkt
-
-    results, failed = {}, {}
-    runs = [(f"best-response/{b}", lambda b=b: solve_equilibrium(
-        scenario.game, b, settings, solver=spec if b == "pyomo" else None))
-        for b in backends]
-    runs.append(("kkt/pyomo", lambda: solve_kkt(
-        scenario.game, certificate_rtol=settings.certificate_rtol, seed=settings.seed,
-        solver=spec)))
-    for label, run in runs:
-        LOG.info("crosscheck: %s (%s)", label, spec.describe())
-        try:
-            done = [run() for _ in range(repeats)]
-        except AggregameError as err:  # a solver failure is a verdict, not a crash
-            failed[label] = str(err)
-            continue
-        results[label] = done[-1]
-        results[label].seconds = float(np.median([eq.seconds for eq in done]))
-    return results, failed
-
-
-def _distinct(results: dict, rtol: float) -> list[list[str]]:
-    """Methods grouped by profile: two profiles are one when they differ by at most
-    rtol * max(1, largest purchase)."""
-    groups: list[tuple[np.ndarray, list[str]]] = []
-    for label, eq in results.items():
-        for profile, members in groups:
-            scale = rtol * max(1.0, float(np.max(np.abs(profile))))
-            if float(np.max(np.abs(profile - eq.profile))) <= scale:
-                members.append(label)
-                break
-        else:
-            groups.append((eq.profile, [label]))
-    return [members for _, members in groups]
-
-
 def cmd_crosscheck(args: argparse.Namespace) -> int:
-    from aggregame.solvers.compare.crosscheck import Crosscheck
+    from aggregame.solvers.compare.crosscheck import crosscheck
 
     scenario = _load(args)
     _, settings = _settings(args, scenario)
@@ -309,12 +268,12 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
         raise UsageError(f"--backends: unknown backend(s) {bad or backends}; use "
                          f"{', '.join(BACKENDS)}")
     spec = _solver_spec(args, scenario, "pyomo", True)
-    results, failed = _run_methods(scenario, backends, settings, spec, args.repeats)
-    for eq in results.values():
+    check = crosscheck(scenario.game, settings, backends, solver=spec,
+                       repeats=args.repeats, rtol=args.rtol)
+    for eq in check.results.values():
         _certify_globally(args, scenario.game, eq)
-    uncertified = [k for k, eq in results.items() if not eq.is_equilibrium]
-    groups = _distinct(results, args.rtol)
-    ok = not failed and not uncertified
+    results, failed = check.results, check.failed
+    uncertified, groups, ok = check.not_certified, check.groups(), check.ok
     if args.json:
         emit(args, {"scenario": scenario.name, "rtol": args.rtol, "ok": ok,
                     "solver": spec.describe(), "repeats": args.repeats,
@@ -322,11 +281,11 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
                     "equilibria": [{"methods": g,
                                     "profile": results[g[0]].profile.tolist()}
                                    for g in groups],
-                    "methods": Crosscheck(results).table().to_dict(orient="records")})
+                    "methods": check.table().to_dict(orient="records")})
         return 0 if ok else 1
     print(printable(f"scenario {scenario.name}: {scenario.description}"))
     if results:
-        print(Crosscheck(results).table().to_string(
+        print(check.table().to_string(
             index=False, float_format=lambda v: f"{v:.6g}"))
     for label, reason in failed.items():
         print(f"{label} failed: {reason}", file=sys.stderr)
@@ -449,7 +408,7 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     import aggregame
-    from aggregame import Game, Player, LinearPrice, quadratic_users
+    from aggregame import Game, LinearPrice, Player, quadratic_users
     from aggregame.solvers.inner.native import NativeInner
     from aggregame.solvers.inner.pyomo_backend import PyomoInner
 

@@ -10,14 +10,29 @@ Section IV (docs/architecture.md).
 
 import logging
 
-from aggregame.errors import (AggregameError, EmbeddingError, GameDefinitionError,
-                              GlobalCertificateError, InnerSolveError, ScenarioError,
-                              SettingsError, SolverError, SolverOptionError,
-                              SolverUnavailableError, UnsupportedProblemError)
+from aggregame.errors import (
+                              AggregameError,
+                              EmbeddingError,
+                              GameDefinitionError,
+                              GlobalCertificateError,
+                              InnerSolveError,
+                              ScenarioError,
+                              SettingsError,
+                              SolverError,
+                              SolverOptionError,
+                              SolverUnavailableError,
+                              UnsupportedProblemError,
+)
 from aggregame.fairness import DEFAULT_FLOOR_EPS, Fairness, MaxMinRule, PricedOutRule
 from aggregame.players import Game, Player, individuals, quadratic_users
-from aggregame.price import (AffinePrice, FunctionPrice, LinearPrice, PowerPrice, Price,
-                             SaturatingPrice)
+from aggregame.price import (
+                              AffinePrice,
+                              FunctionPrice,
+                              LinearPrice,
+                              PowerPrice,
+                              Price,
+                              SaturatingPrice,
+)
 from aggregame.scenario import Scenario, load_scenario
 from aggregame.utilities import LogUtility, QuadraticUtility, User, Utility
 

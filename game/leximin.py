@@ -20,8 +20,17 @@ import dataclasses
 
 import numpy as np
 
-from aggregame.allocation import (bounds_violation, counted_members, evaluate,
-                                  member_terms, quadratic_parameters, surplus_peak)
+from aggregame.allocation import (
+    CHECK_HALVINGS,
+    bounds_violation,
+    counted_members,
+    evaluate,
+    marginal_of,
+    member_terms,
+    quadratic_parameters,
+    quadratic_peak,
+    surplus_peak,
+)
 from aggregame.errors import UnsupportedProblemError
 from aggregame.fairness import MaxMinRule
 from aggregame.players import Game, Player
@@ -44,9 +53,10 @@ def peaks(player: Player, price: np.ndarray, xbar: np.ndarray
     quad = quadratic_parameters(player)
     if quad is not None:
         a, b = quad
-        peak = np.clip((b - price) / (2 * a), 0.0, xbar)
+        peak = quadratic_peak(b - price, 2 * a, xbar)
     else:
-        peak = surplus_peak(player, price, xbar)
+        peak = surplus_peak(marginal_of, player, price, np.zeros_like(xbar), xbar,
+                            CHECK_HALVINGS)
     return peak, evaluate(player, "U", peak) - price * peak
 
 
@@ -159,4 +169,5 @@ def refuse(game: Game, what: str) -> None:
 def needs_leximin(player: Player) -> bool:
     """True when ``player``'s max-min reading is leximin and it matters (two or more
     members)."""
-    return player.fairness.is_leximin and player.size > 1
+    fairness = player.fairness
+    return fairness.is_maxmin and not fairness.maxmin.modelled_by_epigraph(player.size)

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 
 from aggregame.errors import GameDefinitionError
-from aggregame.fairness import PricedOutRule
 from aggregame.players import Game, Player
 from aggregame.price import Price
 
@@ -130,7 +129,7 @@ class OneMemberPayoff:
         if fairness.is_maxmin:
             # A priced-out member under the viable rule does not count; nobody
             # counting leaves the minimum flat at 0.
-            gone = priced_out & (fairness.rule is PricedOutRule.VIABLE)
+            gone = ~np.asarray(fairness.rule.counted(priced_out), dtype=bool)
             return (np.where(gone, 0.0, surplus + floor),
                     np.where(gone, 0.0, marginal))
         level = np.maximum(surplus + floor, 0.0)
@@ -138,7 +137,7 @@ class OneMemberPayoff:
             value = np.where(weight > 0, weight * _phi(fairness, level), 0.0)
             slope = np.where(weight > 0, weight * fairness.dphi(level) * marginal,
                              0.0)
-        if fairness.rule is PricedOutRule.STRICT and fairness.alpha >= 1:
+        if fairness.rule.void_when_priced_out(fairness):
             value = np.where(priced_out, -np.inf, value)  # phi(0) = -inf
         return value, slope
 

@@ -100,6 +100,7 @@ class Price:
         differentiable there or does not say (the search over totals bounds the
         backward replies' slopes with it: solvers/equilibrium/intervals.py)."""
         return None
+
     def jumps(self, lo: float, hi: float) -> np.ndarray:
         """Totals Y in (lo, hi) where p jumps (a subset of ``breakpoints``).
 
@@ -224,6 +225,7 @@ class PowerPrice(Price):
         ends = [self.c * self.k * (self.k - 1) * max(v, 0.0) ** (self.k - 2)
                 for v in (lo, hi)]
         return min(ends), max(ends)
+
     def overflow_field(self, total: float, log_limit: float) -> tuple[str, str]:
         # c Y^k Y <= exp(log_limit): k <= (log_limit - log c) / log Y - 1.
         if total <= 1.0:

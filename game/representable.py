@@ -26,6 +26,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from aggregame.allocation import (
+    marginal_of,
+    quadratic_parameters,
+    quadratic_peak_surplus,
+    surplus_peak,
+)
 from aggregame.errors import GameDefinitionError
 
 if TYPE_CHECKING:
@@ -34,15 +40,21 @@ if TYPE_CHECKING:
 #: Where the floor rule has no floor (viable, strict), phi is checked down to this
 #: fraction of the largest surplus: below it a member's share is negligible anyway.
 SMALLEST_SURPLUS_FRACTION = 1e-6
+#: Halvings of the peak's bisection: the members checked here may have parameters
+#: at the edge of float64, whose xbar can be ~1e60 times their peak.
+PEAK_HALVINGS = 200
 
 
 def _peak_surplus(player: Player, price: float, xbar: np.ndarray) -> np.ndarray:
-    """Each member's largest surplus at ``price`` (by family: a closed form where
-    there is one, else bisection on U' = p)."""
-    out = np.empty_like(xbar)
-    for fam in player.families:
-        out[fam.index] = fam.family.peak_surplus(price, fam.params, xbar[fam.index])
-    return out
+    """Each member's largest surplus at ``price``: q^2 / 4a where every member is
+    quadratic, else bisection on U' = p (the shared formulas of aggregame.allocation)."""
+    quad = quadratic_parameters(player)
+    if quad is not None:
+        a, b = quad
+        return quadratic_peak_surplus(b - price, a)
+    peak = surplus_peak(marginal_of, player, price, np.zeros_like(xbar), xbar,
+                        PEAK_HALVINGS)
+    return player.evaluate("U", peak) - price * peak
 
 
 def _check_members(player: Player, price: float) -> tuple[np.ndarray, np.ndarray]:

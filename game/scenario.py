@@ -24,8 +24,12 @@ from aggregame import paths, schema
 from aggregame.checks import Invalid, printable, shown
 from aggregame.errors import GameDefinitionError, ScenarioError, ScenarioTypeError
 from aggregame.fairness import DEFAULT_FLOOR_EPS, MaxMinRule, parse_alpha
-from aggregame.member_files import (MemberColumns, MemberFile, columns_from_specs,
-                                    read_member_file)
+from aggregame.member_files import (
+    MemberColumns,
+    MemberFile,
+    columns_from_specs,
+    read_member_file,
+)
 from aggregame.players import Game, Player
 from aggregame.price import PRICE_KINDS, Price
 from aggregame.settings import SolverSettings

@@ -37,8 +37,6 @@ ALL_UTILITY_PARAMS = tuple(sorted({p for ps in UTILITY_PARAMS.values() for p in 
 #: Fields of each price kind.
 PRICE_FIELDS = {kind: tuple(f.name for f in dataclasses.fields(cls) if f.init)
                 for kind, cls in PRICE_KINDS.items()}
-RULES = tuple(r.value for r in PricedOutRule)
-MAXMIN_RULES = tuple(r.value for r in MaxMinRule)
 FAIRNESS_KEYS = ("alpha", "rule", "eps", "maxmin")
 USER_KEYS = ("name", "utility") + ALL_UTILITY_PARAMS
 PLAYER_KEYS = ("name", "users", "group") + FAIRNESS_KEYS + ("utility",) \
@@ -106,11 +104,11 @@ def check_fairness(spec: dict[str, Any], where: str, only: bool = False) -> None
         elif not (isinstance(alpha, float) and math.isinf(alpha) and alpha > 0):
             checks.number(alpha, f"{where}.alpha")
     if "rule" in spec:
-        checks.choice(spec["rule"], f"{where}.rule", RULES)
+        checks.choice(spec["rule"], f"{where}.rule", PricedOutRule.names())
     if "eps" in spec:
         checks.number(spec["eps"], f"{where}.eps")
     if "maxmin" in spec:
-        checks.choice(spec["maxmin"], f"{where}.maxmin", MAXMIN_RULES)
+        checks.choice(spec["maxmin"], f"{where}.maxmin", MaxMinRule.names())
 
 
 def check_player(spec: dict[str, Any], where: str, aggregator: bool) -> None:
@@ -191,10 +189,11 @@ def _fairness_props(individual: bool = False) -> dict[str, Any]:
                                  "(max-min)",
                   "oneOf": [{"type": "number", "minimum": 0},
                             {"enum": list(INF_ALPHAS)}]},
-        "rule": {"enum": list(RULES), "description": "rule for priced-out members"},
+        "rule": {"enum": PricedOutRule.names(),
+                 "description": "rule for priced-out members"},
         "eps": {"type": "number", "description": "floor added to each surplus "
                                                  "(floor rule)"},
-        "maxmin": {"enum": list(MAXMIN_RULES),
+        "maxmin": {"enum": MaxMinRule.names(),
                    "description": "reading of alpha = inf: leximin (default) or "
                                   "the minimum with a total-surplus tie-break"}}
     return {k: v for k, v in props.items()

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 
 from aggregame.checks import name_problem
+from aggregame.elementwise import anything, select
 from aggregame.errors import GameDefinitionError
 
 
@@ -40,6 +41,34 @@ def check_finite(owner: str, field_name: str, value: Any, *, positive: bool = Fa
         return number
     raise GameDefinitionError(f"{owner}: field '{field_name}' {problem}, got "
                               f"{value!r}").at(field=field_name)
+
+
+#: Doublings of the bracket of ``zero_surplus_search`` (from 1 up to 2^200).
+ZERO_SURPLUS_DOUBLINGS = 200
+#: Halvings of that bracket: 80 halvings of a doubling bracket reach double
+#: precision.
+ZERO_SURPLUS_HALVINGS = 80
+
+
+def zero_surplus_search(U, params, price, slope_at_zero):  # noqa: N803
+    """Largest x with s(x) = U(x, params) - price x >= 0, elementwise (numpy arrays,
+    or the compiled kernels' scalars): 0 where U'(0) - price = ``slope_at_zero`` <= 0;
+    else a bracket doubled from 1 until s < 0, then bisection. The root of the
+    concave s lies right of its peak, where s falls through zero: bisection is
+    safe there."""
+    viable = slope_at_zero > 0
+    hi = 1.0 + 0.0 * viable  # (the shape of the members, as numbers)
+    for _ in range(ZERO_SURPLUS_DOUBLINGS):
+        grow = viable & (U(hi, params) - price * hi >= 0)
+        if not anything(grow):
+            break
+        hi = select(grow, 2 * hi, hi)
+    lo = 0.0 * hi
+    for _ in range(ZERO_SURPLUS_HALVINGS):
+        mid = 0.5 * (lo + hi)
+        positive = U(mid, params) - price * mid > 0
+        lo, hi = select(positive, mid, lo), select(positive, hi, mid)
+    return select(viable, lo, 0.0)
 
 
 @dataclass(frozen=True)
@@ -92,45 +121,12 @@ class Utility:
                                  ) -> np.ndarray:
         """Largest x with U(x) - price * x >= 0 (0 where U'(0) <= price).
 
-        The surplus is concave with value 0 at x = 0, so {x : s(x) >= 0} is the interval
-        [0, this]. Generic version: safeguarded Newton on s(x) = 0 from the right of the
-        surplus peak; families with a closed form override it.
+        The surplus is concave with value 0 at x = 0, so {x : s(x) >= 0} is the
+        interval [0, this]. Generic version: ``zero_surplus_search``; families with a
+        closed form override it.
         """
         price = np.asarray(price, dtype=float)
-        slope0 = cls.dU(0.0, p) - price
-        viable = slope0 > 0
-        # Bracket: s > 0 just right of 0; find hi with s(hi) < 0 by doubling.
-        hi = np.ones(np.broadcast(price, slope0).shape)
-        for _ in range(200):
-            s_hi = cls.U(hi, p) - price * hi
-            grow = viable & (s_hi >= 0)
-            if not grow.any():
-                break
-            hi = np.where(grow, 2 * hi, hi)
-        lo = np.zeros_like(hi)
-        # The root of the concave s lies right of its peak; bisection is safe and
-        # 80 halvings of a doubling bracket reach double precision.
-        for _ in range(80):
-            mid = 0.5 * (lo + hi)
-            pos = (cls.U(mid, p) - price * mid) > 0
-            lo = np.where(pos, mid, lo)
-            hi = np.where(pos, hi, mid)
-        return np.where(viable, lo, 0.0)
-
-    @classmethod
-    def peak_surplus(cls, price: float, p: Mapping[str, np.ndarray],
-                     xbar: np.ndarray) -> np.ndarray:
-        """Each member's largest surplus U(x) - price x, found by bisection on
-        U'(x) = price over [0, xbar] (the consumption where the surplus is 0 again);
-        families with a closed form override it."""
-        lo, hi = np.zeros_like(xbar), xbar.copy()
-        # 200 halvings: a log member's xbar can exceed its peak by 1e60.
-        for _ in range(200):
-            mid = 0.5 * (lo + hi)
-            up = cls.dU(mid, p) - price > 0
-            lo, hi = np.where(up, mid, lo), np.where(up, hi, mid)
-        peak = 0.5 * (lo + hi)
-        return cls.U(peak, p) - price * peak
+        return zero_surplus_search(cls.U, p, price, cls.dU(0.0, p) - price)
 
     def marginal_at_zero(self) -> float:
         """U'(0): the member is priced out of the market once the price reaches it."""
@@ -165,11 +161,6 @@ class QuadraticUtility(Utility):
         # staticmethod), so the compiled inner solve reads it too.
         return np.maximum(p["b"] - price, 0.0) / p["a"]
 
-    @classmethod
-    def peak_surplus(cls, price, p, xbar):
-        # At x = (b - price) / (2 a): (b - price)^2 / (4 a), 0 when priced out.
-        gain = np.maximum(p["b"] - price, 0.0)
-        return gain * gain / (4.0 * p["a"])
 
 
 @dataclass(frozen=True)
@@ -197,26 +188,6 @@ class LogUtility(Utility):
 UTILITY_FAMILIES: dict[str, type[Utility]] = {
     cls.family: cls for cls in (QuadraticUtility, LogUtility)
 }
-
-
-def make_utility(family: str, params: Mapping[str, Any], *, where: str = "user"
-                 ) -> Utility:
-    """Build a utility of a named family, with errors that name ``where``."""
-    cls = UTILITY_FAMILIES.get(family)
-    if cls is None:
-        raise GameDefinitionError(
-            f"{where}: field 'utility' must be one of {sorted(UTILITY_FAMILIES)}, "
-            f"got {family!r}"
-        )
-    missing = [name for name in cls.param_names if name not in params]
-    if missing:
-        raise GameDefinitionError(
-            f"{where}: {family} utility needs field(s) {missing}, got {sorted(params)}"
-        )
-    try:
-        return cls(**{name: params[name] for name in cls.param_names})
-    except GameDefinitionError as err:
-        raise GameDefinitionError(f"{where}: {err}") from None
 
 
 @dataclass(frozen=True)

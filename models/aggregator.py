@@ -57,7 +57,7 @@ import pyomo.environ as pyo
 from pyomo.core.expr.visitor import identify_variables
 
 from aggregame.errors import EmbeddingError, UnsupportedProblemError
-from aggregame.fairness import Fairness, PricedOutRule
+from aggregame.fairness import Fairness
 from aggregame.leximin import needs_leximin
 from aggregame.models.duals import aggregator_lambda, allocation_lambda
 from aggregame.players import Player
@@ -154,8 +154,7 @@ def check_embeddable(player: Player, price: Any) -> None:
     if not contains_vars(price):
         return
     f = player.fairness
-    smooth_strict = f.rule is PricedOutRule.STRICT and (f.alpha == 0 or f.is_maxmin)
-    if f.rule is PricedOutRule.FLOOR or smooth_strict:
+    if not f.rule.needs_price_status(f):
         return
     raise EmbeddingError(
         f"player '{player.name}': rule '{f.rule.value}' (alpha = {f.alpha:g}) cannot be "

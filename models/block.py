@@ -27,10 +27,16 @@ from pyomo.core.base.block import BlockData, CustomBlock, declare_custom_block
 
 from aggregame.errors import AggregameError, EmbeddingError
 from aggregame.fairness import PricedOutRule
-from aggregame.models.aggregator import (SurplusForm, contains_vars, spec_of,
-                                         add_aggregator, aggregator_lambda,
-                                         as_surplus_form, as_units,
-                                         initialize_aggregator)
+from aggregame.models.aggregator import (
+    SurplusForm,
+    add_aggregator,
+    aggregator_lambda,
+    as_surplus_form,
+    as_units,
+    contains_vars,
+    initialize_aggregator,
+    spec_of,
+)
 from aggregame.players import Player
 
 

@@ -51,7 +51,6 @@ import numpy as np
 import pyomo.environ as pyo
 
 from aggregame.errors import GlobalCertificateError
-from aggregame.fairness import PricedOutRule
 from aggregame.players import Game, Player
 from aggregame.utilities import Utility
 
@@ -62,8 +61,9 @@ def check_supported(game: Game, j: int) -> None:
         raise GlobalCertificateError(
             f"joint best response: player index must be in [0, {len(game.players)}), "
             f"got {j!r}")
-    rule = game.players[j].fairness.rule
-    if rule is not PricedOutRule.FLOOR:
+    fairness = game.players[j].fairness
+    rule = fairness.rule
+    if rule.jumps_at_price_out(fairness):
         raise GlobalCertificateError(
             f"player '{game.players[j].name}': the global certificate models the "
             f"'floor' priced-out rule only, got rule '{rule.value}' (its member set "

@@ -36,8 +36,7 @@ import pyomo.environ as pyo
 from pyomo.core.expr.calculus.derivatives import Modes, differentiate
 from pyomo.mpec import Complementarity, complements
 
-from aggregame.allocation import counted_members, member_terms
-from aggregame.fairness import PricedOutRule
+from aggregame.allocation import counted_members
 from aggregame.models.aggregator import add_aggregator
 from aggregame.players import Game, Player
 
@@ -79,8 +78,8 @@ def player_status(game: Game, j: int, price: float, price_without_j: float
     priced_out = tuple(bool(v) for v in u0 <= price)
     if not player.fairness.is_maxmin:
         return PlayerStatus(priced_out, KKTMode.WELFARE)
-    counted_out = (u0 <= price_without_j).any() and \
-        player.fairness.rule is not PricedOutRule.VIABLE
+    out = u0 <= price_without_j
+    counted_out = bool((out & player.fairness.rule.counted(out)).any())
     # Under the viable rule every member can be priced out: no level to hold up.
     nobody = not counted_members(player, np.array(priced_out)).any()
     flat = counted_out or nobody
@@ -122,10 +121,9 @@ def build_kkt_model(game: Game, status: list[PlayerStatus]) -> pyo.ConcreteModel
 
 
 def apply_status(blk: pyo.Block, player: Player, status: PlayerStatus) -> None:
-    weight, floor = member_terms(player, np.array(status.priced_out))
+    player.fairness.rule.set_member_terms(blk, np.array(status.priced_out),
+                                         player.fairness)
     for k, name in enumerate(blk.MEMBERS):
-        blk.member_weight[name].set_value(float(weight[k]))
-        blk.surplus_floor[name].set_value(float(floor[k]))
         if status.priced_out[k]:
             blk.x[name].fix(0.0)  # only x = 0 gives s >= 0
 

@@ -35,8 +35,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pyomo.environ as pyo
 
-from aggregame.errors import (FileOptionError, SolverOptionError,
-                              SolverUnavailableError)
+from aggregame.errors import FileOptionError, SolverOptionError, SolverUnavailableError
 from aggregame.settings import file_option
 
 LOG = logging.getLogger(__name__)
@@ -170,15 +169,6 @@ class SolverSpec:
         for key, value in list(opts.items()):
             opts[key] = _validate_option(self.name, str(key), value, self.allow_files)
         object.__setattr__(self, "options", tuple(sorted(opts.items())))
-
-    @classmethod
-    def from_config(cls, table: Mapping[str, Any] | None) -> "SolverSpec":
-        """From a scenario's ``[solver]`` keys ``name`` and ``options`` (a table)."""
-        table = table or {}
-        options = table.get("options", {})
-        if not isinstance(options, Mapping):
-            raise SolverOptionError(f"solver.options must be a table, got {options!r}")
-        return cls(table.get("name", SolverName.CYIPOPT), dict(options))
 
     def option_dict(self) -> dict[str, Any]:
         """The solver's defaults updated by this spec's options."""

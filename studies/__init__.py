@@ -55,7 +55,7 @@ def task_key(params: dict) -> str:
     return re.sub(r"[^A-Za-z0-9=._-]+", "_", text)
 
 
-def _output_folder(out: Path | str, module_name: str = "") -> Path:
+def output_folder(out: Path | str, module_name: str = "") -> Path:
     """``out``/``module_name`` (``out`` itself without a name) as an absolute path
     (Dask workers run elsewhere), created; an ``out`` that is a file or cannot be
     written is refused."""
@@ -158,7 +158,7 @@ def run_study(name: str, out: Path | str = "results", runs: int | None = None,
     module_name = STUDIES[name]
     module = importlib.import_module(f"aggregame.studies.{module_name}")
     runs = runs or module.DEFAULT_RUNS
-    folder = _output_folder(out, module_name)
+    folder = output_folder(out, module_name)
     params = module.tasks(runs, seed, backend)
     if users is not None:
         params = [dict(p, users=users) for p in params]

@@ -255,7 +255,7 @@ def summary_table(table: pd.DataFrame) -> pd.DataFrame:
 def run_compare(settings: CompareSettings, out: Path | str, workers: int = 1,
                 progress: bool = True) -> CompareResult:
     """Run (or resume) the study into ``out`` and write its files."""
-    from aggregame.studies import _output_folder
+    from aggregame.studies import output_folder
     from aggregame.studies.files import atomic_write
     from aggregame.studies.runner import load_rows, run_tasks, write_outputs
 
@@ -269,7 +269,7 @@ def run_compare(settings: CompareSettings, out: Path | str, workers: int = 1,
         # its results.csv, figures... are someone's.
         raise AggregameError(f"--out {given}: not empty and not a compare folder (no "
                              "settings.json or runs/): give a new or empty folder")
-    out = _output_folder(out)
+    out = output_folder(out)
     tasks, skipped = plan(settings)
     if not tasks:
         raise AggregameError(

@@ -13,8 +13,15 @@ import numpy as np
 import pytest
 from scipy.optimize import brentq
 
-from aggregame import (Game, LinearPrice, Player, QuadraticUtility, SaturatingPrice,
-                       User, quadratic_users)
+from aggregame import (
+    Game,
+    LinearPrice,
+    Player,
+    QuadraticUtility,
+    SaturatingPrice,
+    User,
+    quadratic_users,
+)
 from aggregame.scenario import load_scenario
 from aggregame.solvers.equilibrium.aggregate import find_equilibria, solve_aggregate
 from aggregame.solvers.equilibrium.dynamics import solve_equilibrium

@@ -17,13 +17,11 @@ import numpy as np
 import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
+from strategies import ALPHAS, RULES, games
 
-from aggregame import (AffinePrice, Game, Player, PricedOutRule, QuadraticUtility,
-                       User)
+from aggregame import AffinePrice, Game, Player, PricedOutRule, QuadraticUtility, User
 from aggregame.errors import InnerSolveError
 from aggregame.solvers.certify.scan import certify
-
-from strategies import ALPHAS, RULES, games
 
 
 def cournot_equilibrium(a: np.ndarray, b: np.ndarray, d: float, c: float

@@ -16,12 +16,11 @@ import numpy as np
 import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
+from oracle import relative_regret
 
 from aggregame import Game, LinearPrice, Player, QuadraticUtility, User
 from aggregame.solvers.certify import certify
 from aggregame.solvers.equilibrium.dynamics import DynamicsSettings, solve_equilibrium
-
-from oracle import relative_regret
 
 #: The certificate's tolerance in these tests.
 RTOL = 1e-6

@@ -37,6 +37,7 @@ FAILING = {
     "study": lambda t: ["study", "fig99", "--out", str(t)],
     "report": lambda t: ["report", "--out", str(t / "file.txt")],
     "compare": lambda t: ["compare", "fig4", "--workers", "0", "--out", str(t)],
+    "equilibria": lambda t: ["equilibria", str(t / "missing.toml")],
     "scenarios": None, "check": None, "schema": None,  # no input to get wrong
 }
 
@@ -208,7 +209,10 @@ def test_a_start_beyond_any_feasible_purchase_is_refused(capsys, tmp_path):
     game, up to the largest total any purchase can reach."""
     from aggregame import GameDefinitionError
     from aggregame.scenario import load_scenario
-    from aggregame.solvers.equilibrium.dynamics import DynamicsSettings, solve_equilibrium
+    from aggregame.solvers.equilibrium.dynamics import (
+        DynamicsSettings,
+        solve_equilibrium,
+    )
 
     path = scenario(tmp_path, GAME.replace("c = 0.001", 'price = "power"\nc = 0.001'
                                                        '\nk = 30'))

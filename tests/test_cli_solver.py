@@ -7,11 +7,11 @@ import shutil
 
 import numpy as np
 import pytest
-
-from aggregame.cli import ExitCode
 from conftest import needs_ipopt
 from test_cli import one_line
 from test_cli import run as run_cli
+
+from aggregame.cli import ExitCode
 
 BAD_INPUT = int(ExitCode.BAD_INPUT)
 

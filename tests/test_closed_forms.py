@@ -7,11 +7,17 @@ bisection of solvers/inner/safe.py."""
 import numpy as np
 import pytest
 
-from aggregame import (AffinePrice, Game, LinearPrice, Player, individuals,
-                       quadratic_users)
+from aggregame import (
+    AffinePrice,
+    Game,
+    LinearPrice,
+    Player,
+    individuals,
+    quadratic_users,
+)
 from aggregame.allocation import inner_setup
-from aggregame.solvers.equilibrium.closed_forms import single_user_equilibrium
 from aggregame.solvers.certify.scan import certify
+from aggregame.solvers.equilibrium.closed_forms import single_user_equilibrium
 from aggregame.solvers.equilibrium.dynamics import DynamicsSettings, solve_equilibrium
 from aggregame.solvers.inner.native import NativeInner
 from aggregame.solvers.inner.safe import lambda_allocation

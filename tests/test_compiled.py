@@ -1,4 +1,4 @@
-"""The compiled kernels (solvers/inner/compiled.py) against numpy, and the certificate
+"""The compiled kernels (solvers/inner/compiled/) against numpy, and the certificate
 against a fast path that lies.
 
 * Every utility family is known to the kernels (else its players silently stay on
@@ -21,20 +21,25 @@ import sys
 import numpy as np
 import pytest
 
-from aggregame import (AffinePrice, Game, LinearPrice, Player, User,
-                       quadratic_users)
-from aggregame.allocation import (LEVEL_PROBE_RTOL, RESIDUAL_TOL, evaluate,
-                                  inner_setup, purchase_prices,
-                                  quadratic_level_interval, welfare_of)
+from aggregame import AffinePrice, Game, LinearPrice, Player, User, quadratic_users
+from aggregame.allocation import (
+    LEVEL_PROBE_RTOL,
+    RESIDUAL_TOL,
+    evaluate,
+    inner_setup,
+    purchase_prices,
+    quadratic_level_interval,
+    welfare_of,
+)
 from aggregame.errors import InnerSolveError, SettingsError
 from aggregame.scenario import load_scenario
 from aggregame.solvers.certify import proof
 from aggregame.solvers.certify import scan as cert_module
 from aggregame.solvers.certify.certificate import CERTIFICATE_RTOL
 from aggregame.solvers.certify.proof import rows_proved
-from aggregame.solvers.inner import compiled
 from aggregame.solvers.certify.scan import certify
 from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
+from aggregame.solvers.inner import compiled
 from aggregame.solvers.inner.native import NativeInner
 from aggregame.utilities import UTILITY_FAMILIES, LogUtility
 
@@ -56,6 +61,21 @@ def _mixed_player(alpha, rule, seed=0, n=9):
 @pytest.mark.unit
 def test_every_utility_family_has_a_kernel():
     assert set(UTILITY_FAMILIES.values()) == set(compiled.FAMILY_CODES)
+
+
+@needs_numba
+@pytest.mark.unit
+@pytest.mark.parametrize("alpha", [2.0, float("inf")])
+@pytest.mark.parametrize("one_family", [True, False])
+def test_kernels_refuse_an_unknown_family_code(alpha, one_family):
+    """A member of a family the kernels have no branch for is an error, never
+    another family's numbers (a third family read as log, say)."""
+    kernel = compiled.CompiledPlayer(_mixed_player(alpha, "floor"))
+    unknown = max(compiled.FAMILY_CODES.values()) + 1
+    kernel.codes[:] = unknown
+    kernel.family = unknown if one_family else compiled.MIXED
+    with pytest.raises(ValueError, match="unknown utility family"):
+        kernel.solve(np.array([0.0, 1.0]), np.array([0.5, 0.5]), np.zeros(2))
 
 
 @needs_numba

@@ -8,7 +8,8 @@ import string
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from aggregame import AggregameError, GameDefinitionError, Player, ScenarioError, User
 from aggregame.checks import MAX_NAME_LENGTH

@@ -9,8 +9,16 @@ import sys
 import numpy as np
 import pytest
 
-from aggregame.settings import (BACKENDS, METHODS, STRATEGIES, Backend, Method,
-                                RoundSettings, SolverSettings, Strategy)
+from aggregame.settings import (
+    BACKENDS,
+    METHODS,
+    STRATEGIES,
+    Backend,
+    Method,
+    RoundSettings,
+    SolverSettings,
+    Strategy,
+)
 from aggregame.solvers.equilibrium.dynamics import DynamicsSettings, solve_equilibrium
 from aggregame.solvers.equilibrium.results import Status
 

@@ -6,9 +6,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aggregame import (AffinePrice, Fairness, FunctionPrice, Game, GameDefinitionError,
-                       LinearPrice, LogUtility, Player, QuadraticUtility, ScenarioError,
-                       quadratic_users)
+from aggregame import (
+    AffinePrice,
+    Fairness,
+    FunctionPrice,
+    Game,
+    GameDefinitionError,
+    LinearPrice,
+    LogUtility,
+    Player,
+    QuadraticUtility,
+    ScenarioError,
+    quadratic_users,
+)
 from aggregame.scenario import load_scenario
 
 pytestmark = pytest.mark.unit
@@ -191,13 +201,15 @@ def test_quadratic_peak_surplus_closed_form_equals_the_bisection():
     closed form (b - p)^2 / (4 a) must agree with the generic bisection on U' = p."""
     import numpy as np
 
-    from aggregame.utilities import Utility
+    from aggregame.allocation import quadratic_peak_surplus, surplus_peak
 
     rng = np.random.default_rng(7)
     p = {"a": 10 ** rng.uniform(-4, 4, 500), "b": 10 ** rng.uniform(-4, 4, 500)}
     for price in (0.0, 0.3, 50.0):
         xbar = QuadraticUtility.zero_surplus_consumption(price, p)
-        closed = QuadraticUtility.peak_surplus(price, p, xbar)
-        bisected = Utility.peak_surplus.__func__(QuadraticUtility, price, p, xbar)
+        closed = quadratic_peak_surplus(p["b"] - price, p["a"])
+        peak = surplus_peak(lambda x, m: QuadraticUtility.dU(x, m), p, price,
+                            np.zeros_like(xbar), xbar, 200)
+        bisected = QuadraticUtility.U(peak, p) - price * peak
         np.testing.assert_allclose(closed, bisected, rtol=1e-12, atol=0)
         assert np.all((closed == 0) == (p["b"] <= price))

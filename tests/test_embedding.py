@@ -11,16 +11,26 @@ from pathlib import Path
 import numpy as np
 import pyomo.environ as pyo
 import pytest
+from conftest import needs_ipopt
 from hypothesis import given
 from hypothesis import strategies as st
 from pyomo.core.expr.visitor import identify_variables
 
-from aggregame import (EmbeddingError, Game, LinearPrice, Player, SolverOptionError,
-                       quadratic_users)
-from aggregame.models import (AggregatorBlock, AggregatorBlockData, add_aggregator,
-                              build_aggregator_model)
+from aggregame import (
+    EmbeddingError,
+    Game,
+    LinearPrice,
+    Player,
+    SolverOptionError,
+    quadratic_users,
+)
+from aggregame.models import (
+    AggregatorBlock,
+    AggregatorBlockData,
+    add_aggregator,
+    build_aggregator_model,
+)
 from aggregame.models.duals import DualConvention, allocation_lambda, gives_duals
-from conftest import needs_ipopt
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Central difference step of J(y) and its agreement with lambda. J is piecewise

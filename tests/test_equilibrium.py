@@ -6,12 +6,16 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import needs_ipopt
 
 from aggregame import Game, LinearPrice, Player, individuals, quadratic_users
 from aggregame.scenario import load_scenario
 from aggregame.solvers.certify.scan import certify
-from aggregame.solvers.equilibrium.dynamics import DynamicsSettings, make_inners, solve_equilibrium
-from conftest import needs_ipopt
+from aggregame.solvers.equilibrium.dynamics import (
+    DynamicsSettings,
+    make_inners,
+    solve_equilibrium,
+)
 
 #: The issue's agreement target between backends on equilibrium profiles.
 PROFILE_RTOL = 1e-6

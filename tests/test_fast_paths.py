@@ -7,11 +7,22 @@ import numpy as np
 import pytest
 
 from aggregame import Game, LinearPrice, Player, PowerPrice, quadratic_users
-from aggregame.allocation import (CLOSED_FORM_ALPHAS, RESIDUAL_TOL, inner_setup,
-                                  level_interval, maxmin_residual,
-                                  quadratic_level_interval, quadratic_response,
-                                  quadratic_response_slope, surplus_peak)
+from aggregame.allocation import (
+    CHECK_HALVINGS,
+    CLOSED_FORM_ALPHAS,
+    RESIDUAL_TOL,
+    inner_setup,
+    level_interval,
+    marginal_of,
+    maxmin_residual,
+    quadratic_level_interval,
+    quadratic_response,
+    quadratic_response_slope,
+    surplus_peak,
+    utility_of,
+)
 from aggregame.solvers.inner import compiled
+from aggregame.solvers.inner.compiled.jit import jit
 from aggregame.solvers.inner.native import NativeInner
 from aggregame.solvers.inner.safe import lambda_allocation
 
@@ -29,12 +40,14 @@ def test_quadratic_level_interval_matches_bisection():
     rng = np.random.default_rng(0)
     price = rng.uniform(0.0, 8.0, (5, 1))
     xbar = player.zero_surplus_consumption(price[:, 0])
-    peak = surplus_peak(player, price, xbar)
+    peak = surplus_peak(marginal_of, player, price, np.zeros_like(xbar), xbar,
+                        CHECK_HALVINGS)
     a, b = player.families[0].params["a"], player.families[0].params["b"]
     top = np.where(b > price, (b - price) ** 2 / (4 * a), 0.0)
     # Levels below, near and above each member's peak, and <= 0 (no requirement).
     need = top * rng.uniform(-0.2, 1.2, top.shape)
-    lo, hi = level_interval(player, need, price, xbar, peak)
+    lo, hi = level_interval(utility_of, player, need, price, xbar, peak,
+                            CHECK_HALVINGS)
     with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 where need <= 0
         lo2, hi2, top2 = quadratic_level_interval(a, b, need, price, xbar)
     np.testing.assert_array_equal(np.isnan(lo), np.isnan(lo2))
@@ -90,8 +103,8 @@ def test_quadratic_closed_form_response_matches_bisection(alpha):
     err = np.abs(x - truth) / np.maximum(xbar, 1e-300)
     assert err.max() <= 1e-9, (err.argmax(), lam[err.argmax()], err.max())
     if compiled.ENABLED:
-        kernel = [compiled._response(*args, alpha) for args in
-                  zip(lam, q, a, 2 * a, floor, xbar)]
+        response = jit(quadratic_response)  # the kernels' compiled form
+        kernel = [response(*args, alpha) for args in zip(lam, q, a, 2 * a, floor, xbar)]
         np.testing.assert_allclose(kernel, x, rtol=1e-13, atol=1e-300)
     # dx/dlambda where the member is well inside (0, xbar) at a finite lambda.
     inside = (x > 1e-3 * xbar) & (x < (1 - 1e-3) * xbar) & np.isfinite(lam) & (lam != 0)

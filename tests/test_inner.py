@@ -6,11 +6,11 @@ import math
 import numpy as np
 import pyomo.environ as pyo
 import pytest
+from conftest import FD_RTOL, FD_STEP, needs_ipopt, one_aggregator_game
 
 from aggregame import Game, InnerSolveError, LinearPrice, Player
 from aggregame.models.aggregator import add_aggregator, build_aggregator_model
 from aggregame.solvers.inner.native import NativeInner
-from conftest import FD_RTOL, FD_STEP, needs_ipopt, one_aggregator_game
 
 ALPHAS = [0, 0.5, 1, 2, "inf"]
 RULES = ["floor", "viable", "strict"]
@@ -155,6 +155,28 @@ def test_non_optimal_ipopt_raises_and_keeps_model(small_users):
     # The same model solves once the options allow it: nothing was left half-changed.
     inner.solver.config.options["max_iter"] = 3000
     ok = inner.solve(np.array([5.0]), OTHERS)
+    assert ok.x.sum() == pytest.approx(5.0)
+
+
+@needs_ipopt
+@pytest.mark.solver
+@pytest.mark.parametrize("reuse_nlp", [True, False])
+def test_options_beside_a_solver_are_kept(small_users, reuse_nlp):
+    """``options`` given with ``solver=`` reach the solver with the spec's own: an
+    iteration limit of 1 ends the solve short (it raises), where the same spec
+    without it solves."""
+    from aggregame.solvers.inner.pyomo_backend import PyomoInner
+    from aggregame.solvers.solver_choice import SolverSpec
+
+    game = one_aggregator_game(small_users, 1.0)
+    spec = SolverSpec("cyipopt", {"tol": 1e-9})
+    inner = PyomoInner(game, 0, {"max_iter": 1, "tol": 1e-3}, solver=spec,
+                       reuse_nlp=reuse_nlp)
+    assert dict(inner.spec.options) == {"max_iter": 1, "tol": 1e-3}
+    with pytest.raises(InnerSolveError, match="did not reach an optimal solution"):
+        inner.solve(np.array([5.0]), OTHERS)
+    ok = PyomoInner(game, 0, solver=spec, reuse_nlp=reuse_nlp).solve(
+        np.array([5.0]), OTHERS)
     assert ok.x.sum() == pytest.approx(5.0)
 
 

@@ -9,13 +9,18 @@ from pathlib import Path
 import numpy as np
 import pyomo.environ as pyo
 import pytest
+from conftest import FD_RTOL, needs_ipopt
 
-from aggregame import (EmbeddingError, Game, Player, UnsupportedProblemError,
-                       quadratic_users)
+from aggregame import (
+    EmbeddingError,
+    Game,
+    Player,
+    UnsupportedProblemError,
+    quadratic_users,
+)
 from aggregame.models import AggregatorBlock, add_aggregator, build_aggregator_model
 from aggregame.models.aggregator import aggregator_lambda
 from aggregame.price import MeritOrderPrice
-from conftest import FD_RTOL, needs_ipopt
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Two solves of the same model agree to Ipopt's tolerance (tol = 1e-9).

@@ -9,14 +9,23 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp
 
-from aggregame import (Fairness, Game, LinearPrice, MaxMinRule, Player, ScenarioError,
-                       UnsupportedProblemError, User, QuadraticUtility,
-                       quadratic_users)
+from aggregame import (
+    Fairness,
+    Game,
+    LinearPrice,
+    MaxMinRule,
+    Player,
+    QuadraticUtility,
+    ScenarioError,
+    UnsupportedProblemError,
+    User,
+    quadratic_users,
+)
 from aggregame.allocation import RESIDUAL_TOL, inner_setup
-from aggregame.leximin import compare, leximin_residual, levels
+from aggregame.leximin import compare, levels, leximin_residual
 from aggregame.scenario import scenario_from_dict
-from aggregame.solvers.equilibrium.best_response import best_response
 from aggregame.solvers.certify.scan import certify
+from aggregame.solvers.equilibrium.best_response import best_response
 from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
 from aggregame.solvers.inner.leximin import batch_levels
 from aggregame.solvers.inner.native import NativeInner
@@ -243,8 +252,8 @@ def test_leximin_buys_less_than_total_surplus():
 @pytest.mark.unit
 def test_pyomo_and_kkt_refuse_leximin_and_global_names_the_player():
     from aggregame.solvers.certify import certify
-    from aggregame.solvers.kkt.solve import solve_kkt
     from aggregame.solvers.inner.pyomo_backend import PyomoInner
+    from aggregame.solvers.kkt.solve import solve_kkt
 
     game = two_aggregator_game()
     for run in (lambda: PyomoInner(game, 0), lambda: solve_kkt(game)):
@@ -301,7 +310,7 @@ def test_cli_maxmin_flag_overrides_the_scenario(tmp_path):
     for p in doc["players"]:
         lines += ['[[players]]', f'name = "{p["name"]}"']
         for u in p["users"]:
-            lines += [f'[[players.users]]', f'name = "{u["name"]}"', f'a = {u["a"]}',
+            lines += ['[[players.users]]', f'name = "{u["name"]}"', f'a = {u["a"]}',
                       f'b = {u["b"]}']
     small.write_text("\n".join(lines) + "\n")
     base = json.loads(run_cli("solve", str(small), "--json").stdout)

@@ -13,16 +13,16 @@ import math
 
 import numpy as np
 import pytest
+from conftest import needs_ipopt
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
+from strategies import games, purchases, social_welfare_games
 
 from aggregame.allocation import RESIDUAL_TOL, inner_setup
 from aggregame.errors import InnerSolveError
 from aggregame.leximin import with_maxmin_rule
 from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
 from aggregame.solvers.inner.native import NativeInner
-from conftest import needs_ipopt
-from strategies import games, purchases, social_welfare_games
 
 #: Batched and single solves agree to this, relative to the capacity (allocations)
 #: or to the row's payoff scale (welfare): both are solved to ~1e-13.
@@ -240,10 +240,9 @@ def test_floor_rule_payoff_is_continuous_at_price_out_points(game, fraction, dat
     sides under viable and strict): there a priced-out member keeps its term, so J
     (and the total surplus) takes the same value on either side, up to the
     payoff's slope times the gap."""
+    from aggregame import Game, Player
     from aggregame.fairness import PricedOutRule
     from aggregame.solvers.equilibrium.scan import price_out_points
-
-    from aggregame import Game, Player
 
     j = data.draw(st.integers(0, len(game.players) - 1))
     p = game.players[j]
@@ -313,8 +312,8 @@ def test_max_min_level_is_flat_once_a_counted_member_is_priced_out(game, fractio
     from the first purchase at which a counted member is priced out (floor,
     strict), the level is the same for every larger purchase."""
     from aggregame import Game, Player
-    from aggregame.solvers.certify.payoffs import Payoffs
     from aggregame.fairness import PricedOutRule
+    from aggregame.solvers.certify.payoffs import Payoffs
 
     j = data.draw(st.integers(0, len(game.players) - 1))
     p = game.players[j]
@@ -354,8 +353,8 @@ def test_pinned_max_min_ranks_by_the_social_welfare_payoff(game, fraction, data)
     it ranks purchases by is the alpha = 0 payoff minus n e, row by row (the bound
     of its total surplus is the alpha = 0 one, solvers/certify/branch.py)."""
     from aggregame import Game, Player
-    from aggregame.solvers.certify.payoffs import Payoffs
     from aggregame.fairness import PricedOutRule
+    from aggregame.solvers.certify.payoffs import Payoffs
 
     j = data.draw(st.integers(0, len(game.players) - 1))
     p = game.players[j]

@@ -4,12 +4,12 @@ s_i >= 0 rows and both max-min phases) or against finite differences."""
 
 import numpy as np
 import pytest
+from conftest import needs_ipopt, one_aggregator_game
 
 from aggregame import Game, LinearPrice, Player, quadratic_users
 from aggregame.solvers.equilibrium import best_response as br
 from aggregame.solvers.equilibrium import search
 from aggregame.solvers.inner.native import NativeInner
-from conftest import needs_ipopt, one_aggregator_game
 
 OTHERS = 20.0  # p near 1-1.5: some of the 8 members priced out (as test_inner.py)
 #: Ipopt's tol = 1e-9 on the scaled KKT: two formulations agree to about this.

@@ -6,13 +6,11 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-
-from aggregame import (SolverOptionError, SolverUnavailableError,
-                       UnsupportedProblemError)
-from aggregame.solvers.inner.native import NativeInner
-from aggregame.solvers.solver_choice import (SolverName, SolverSpec,
-                                             parse_solver_options)
 from conftest import one_aggregator_game
+
+from aggregame import SolverOptionError, SolverUnavailableError, UnsupportedProblemError
+from aggregame.solvers.inner.native import NativeInner
+from aggregame.solvers.solver_choice import SolverName, SolverSpec, parse_solver_options
 
 #: Inner allocations and multipliers of every solver agree with the native backend to
 #: this (absolute; x ~ 1-10, lambda ~ 0.1-3).
@@ -130,13 +128,13 @@ def test_highs_refuses_a_non_qp(small_users):
 @pytest.mark.solver
 def test_kkt_with_scip_on_a_small_game_and_highs_refused():
     from aggregame.scenario import load_scenario
-    from aggregame.solvers.kkt.solve import solve_kkt
+    from aggregame.solvers.kkt.solve import KKTSettings, solve_kkt
 
     game = load_scenario("two_equilibria").game
-    eq = solve_kkt(game, solver=SolverSpec("scip"))
+    eq = solve_kkt(game, KKTSettings(solver=SolverSpec("scip")))
     assert eq.converged and eq.certified  # regret by the native certificate
     with pytest.raises(UnsupportedProblemError, match="stacked KKT"):
-        solve_kkt(game, solver=SolverSpec("highs"))
+        solve_kkt(game, KKTSettings(solver=SolverSpec("highs")))
 
 
 # -- the compare study ---------------------------------------------------------------
@@ -196,6 +194,5 @@ def test_run_record_uses_the_native_certificate(small_users):
     assert record.build_seconds > 0 and record.solve_seconds > 0
     assert record.certificate_seconds > 0
     assert record.solver_iterations > 0  # Ipopt iterations, not rounds
-    native = [NativeInner(game, j) for j in range(2)]
     cert = certify(game, np.array(record.profile))
     assert cert.max_regret == pytest.approx(record.max_regret, abs=1e-12)

@@ -43,7 +43,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aggregame.allocation import member_terms, quadratic_parameters, surplus_peak
+from aggregame.allocation import (
+    marginal_of,
+    member_terms,
+    quadratic_parameters,
+    surplus_peak,
+)
 from aggregame.fairness import alpha_dphi
 from aggregame.players import Game
 
@@ -56,6 +61,9 @@ RESPONSE_HALVINGS = 20
 #: as holding a max-min level (``level_bound`` tries each: the row's allocation is
 #: known to ~1e-13 of the purchase, its tie-break stage to ~1e-8).
 HOLDING_RTOLS = (1e-12, 1e-9, 1e-6, 1e-3)
+#: Halvings of the bracket [0, xbar] that find a member's surplus peak (2^-100 of
+#: the bracket is below a double's resolution of any bracket).
+PEAK_HALVINGS = 100
 #: (intervals x members) evaluated at once by ``member_sensitivity``.
 SENSITIVITY_CHUNK = 2**18
 
@@ -158,7 +166,8 @@ class MemberFormulas:
             a, b = self.quad
             return np.maximum(b - q, 0.0) / (2 * a)
         xbar = self.player.zero_surplus_consumption(q[:, 0])
-        return surplus_peak(self.player, q, xbar)
+        return surplus_peak(marginal_of, self.player, q, np.zeros_like(xbar), xbar,
+                            PEAK_HALVINGS)
 
 
 def _sensitivity_rows(player, alpha, lam, q1, q2, priced_out) -> np.ndarray:

@@ -48,6 +48,15 @@ class Verdict(str, enum.Enum):
     REFUTED = "refuted"
     FAILED = "failed"
 
+    @property
+    def severity(self) -> int:
+        """Rank from best (proved) to worst (refuted: known not an equilibrium)."""
+        return _SEVERITY.index(self)
+
+
+_SEVERITY = (Verdict.PROVED, Verdict.BOUNDED, Verdict.SEARCHED, Verdict.FAILED,
+             Verdict.REFUTED)
+
 
 def check_rtol(rtol: float) -> float:
     """The certificate tolerance as a float in (0, MAX_CERTIFICATE_RTOL], or an error."""
@@ -118,6 +127,12 @@ class Certificate:
     @property
     def verdicts(self) -> tuple[str, ...]:
         return tuple(p.verdict.value for p in self.players)
+
+    @property
+    def worst_verdict(self) -> Verdict:
+        """The least favourable verdict over the players (proved when none)."""
+        return max((p.verdict for p in self.players), key=lambda v: v.severity,
+                   default=Verdict.PROVED)
 
     @property
     def evaluations(self) -> int:

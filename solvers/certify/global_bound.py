@@ -425,8 +425,7 @@ def _run_scip(opt: Any, model: Any, time_limit: float, settings: _Settings,
 
 
 def _worst(*verdicts: Verdict) -> Verdict:
-    order = (Verdict.PROVED, Verdict.BOUNDED, Verdict.FAILED)
-    return max(verdicts, key=order.index)
+    return max(verdicts, key=lambda v: v.severity)
 
 
 def _bound_player(opt: Any, game: Game, j: int, profile: np.ndarray,

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from aggregame.fairness import PricedOutRule
 from aggregame.leximin import compare
 from aggregame.leximin import first_difference as leximin_first_difference
 from aggregame.leximin import levels as sorted_levels
@@ -102,7 +101,8 @@ class Payoffs:
         # the price from which it does (None: never, e.g. the viable rule).
         fairness = self.player.fairness
         self._pin_price = float(self.player.marginal_at_zero.min()) if (
-            fairness.is_maxmin and fairness.rule is not PricedOutRule.VIABLE) else None
+            fairness.is_maxmin and fairness.rule.counted(np.array([True]))[0]) \
+            else None
         self.pinned_level = fairness.floor
 
     # -- evaluation ---------------------------------------------------------------

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aggregame.fairness import PricedOutRule
 from aggregame.players import Game
 from aggregame.solvers.certify.bounds import MemberFormulas
 
@@ -140,7 +139,8 @@ def plan(game: Game, j: int, others: float, y_max: float, current: float
     spread = np.linspace(0.0, y_max, GRID_POINTS) if y_max > 0 else np.zeros(1)
     scales = member_scales(game, j, others)
     smallest = float(scales.min()) * BELOW_SMALLEST_SCALE if scales.size else y_max
-    jumps = game.players[j].fairness.rule is not PricedOutRule.FLOOR
+    fairness = game.players[j].fairness
+    jumps = fairness.rule.jumps_at_price_out(fairness)
     pts = np.concatenate([spread, log_points(smallest, y_max),
                           price_out_pairs(game, j, others, y_max) if jumps
                           else np.empty(0),

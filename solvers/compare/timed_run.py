@@ -8,8 +8,11 @@ Every run is split the same way, whatever the method:
   so its build is counted in ``solve_seconds``);
 * ``solve_seconds``: the method itself, without any certificate;
 * ``certificate_seconds``: the common certificate, the native regret certificate
-  (solvers.certificate.certify with NativeInner) of the final profile, the same for
-  every method, so that "solved" (converged and certified) means the same everywhere.
+  (solvers/certify/) of the final profile, the same for every method, so that
+  "solved" (converged and certified) means the same everywhere.
+
+The method itself runs as in the cross-check (solvers/compare/crosscheck.py,
+``solve_by``), with the certificate and the inner solvers passed in.
 
 ``solver_iterations`` sums the solver's own effort: Ipopt or HiGHS iterations over
 every solve, SCIP branch-and-bound nodes; it is 0 for the native backend, whose effort
@@ -21,7 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any
 
@@ -34,12 +37,14 @@ from aggregame.errors import (
 )
 from aggregame.players import Game
 from aggregame.solvers.certify.scan import CERTIFICATE_RTOL, Certificate, certify
+from aggregame.solvers.compare.crosscheck import BACKENDS, METHODS, Method, solve_by
+from aggregame.solvers.equilibrium.dynamics import DynamicsSettings, make_inners
 from aggregame.solvers.solver_choice import SolverSpec, Termination
 
 LOG = logging.getLogger(__name__)
 
-METHODS = ("best-response", "kkt")
-BACKENDS = ("native", "pyomo")
+__all__ = ["BACKENDS", "METHODS", "NO_SOLVER", "RunRecord", "RunStatus",
+           "combination_ok", "run_one"]
 #: The solver column of native runs (no solver involved).
 NO_SOLVER = "none"
 
@@ -99,15 +104,9 @@ class _TimedCertificate:
     game: Game
     rtol: float = CERTIFICATE_RTOL
     seconds: float = 0.0
-    inners: list = field(default_factory=list)
 
     def __call__(self, profile: np.ndarray) -> Certificate:
-        from aggregame.solvers.inner.native import NativeInner
-
         start = time.perf_counter()
-        if not self.inners:
-            self.inners = [NativeInner(self.game, j)
-                           for j in range(len(self.game.players))]
         # certify builds its own native inners: it shares no state with the run.
         cert = certify(self.game, np.asarray(profile, dtype=float), self.rtol)
         self.seconds += time.perf_counter() - start
@@ -145,7 +144,7 @@ def run_one(game: Game, method: str, backend: str, solver: SolverSpec | str | No
     try:
         if method == "best-response":
             return _best_response(game, backend, spec, seed, certifier, base)
-        return _kkt(game, spec, certifier, base)
+        return _kkt(game, spec, seed, certifier, base)
     except SolverUnavailableError as err:
         return RunRecord(**base, status=RunStatus.UNAVAILABLE,
                          termination=Termination.OTHER, message=str(err))
@@ -167,18 +166,12 @@ def _status(converged: bool, certified: bool) -> RunStatus:
 
 def _best_response(game: Game, backend: str, spec: SolverSpec | None, seed: int,
                    certifier: _TimedCertificate, base: dict) -> RunRecord:
-    from aggregame.solvers.equilibrium.dynamics import (
-        DynamicsSettings,
-        make_inners,
-        solve_equilibrium,
-    )
-
     start = time.perf_counter()
     inners = make_inners(game, backend, solver=spec)
     build = time.perf_counter() - start
     start = time.perf_counter()
-    eq = solve_equilibrium(game, backend, DynamicsSettings(seed=seed), inners=inners,
-                           certifier=certifier)
+    eq = solve_by(game, Method("best-response", backend), DynamicsSettings(seed=seed),
+                  spec, certifier=certifier, inners=inners)
     solve = time.perf_counter() - start - certifier.seconds
     iterations = sum(getattr(inner, "counter", None).iterations for inner in inners
                      if getattr(inner, "counter", None) is not None)
@@ -190,12 +183,11 @@ def _best_response(game: Game, backend: str, spec: SolverSpec | None, seed: int,
         price=eq.price, profile=tuple(float(v) for v in eq.profile), message=eq.status)
 
 
-def _kkt(game: Game, spec: SolverSpec | None, certifier: _TimedCertificate,
-         base: dict) -> RunRecord:
-    from aggregame.solvers.kkt.solve import solve_kkt
-
+def _kkt(game: Game, spec: SolverSpec | None, seed: int,
+         certifier: _TimedCertificate, base: dict) -> RunRecord:
     start = time.perf_counter()
-    eq = solve_kkt(game, solver=spec, certifier=certifier)
+    eq = solve_by(game, Method("kkt", "pyomo"), DynamicsSettings(seed=seed), spec,
+                  certifier=certifier)
     solve = time.perf_counter() - start - certifier.seconds
     term = eq.settings.get("ipopt_termination", "")
     try:

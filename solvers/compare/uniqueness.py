@@ -18,7 +18,7 @@ import pandas as pd
 from aggregame.players import Game
 from aggregame.solvers.equilibrium.dynamics import DynamicsSettings, solve_equilibrium
 from aggregame.solvers.equilibrium.starts import random_starts
-from aggregame.solvers.kkt.solve import solve_kkt
+from aggregame.solvers.kkt.solve import KKTSettings, solve_kkt
 
 #: Two profiles are the same when max_j |y_j - y'_j| <= this * max(1, max_j y_j).
 SAME_PROFILE_RTOL = 1e-5
@@ -82,7 +82,7 @@ def probe_uniqueness(game: Game, starts: int = 10, seed: int = 0,
                     start=tuple(start), best_response="scan"))
             elif method == "kkt":
                 # One run per start: the multistart would report another start's end.
-                eq = solve_kkt(game, start=start, multistart=False)
+                eq = solve_kkt(game, KKTSettings(multistart=False), start=start)
             else:
                 raise ValueError(f"unknown method {method!r}")
             cluster = _assign(clusters, eq.profile, rtol)
@@ -92,10 +92,11 @@ def probe_uniqueness(game: Game, starts: int = 10, seed: int = 0,
                 cluster.converged = cluster.converged or eq.converged
                 cluster.certified = cluster.certified or ok
             cluster.max_regret = min(cluster.max_regret, eq.max_regret)
+            index = next(i for i, c in enumerate(clusters) if c is cluster)
             rows.append({"method": method, "start": k, "start_profile": start.tolist(),
                          "profile": eq.profile.tolist(), "status": eq.status,
                          "converged": eq.converged, "certified": eq.certified,
-                         "max_regret": eq.max_regret, "cluster": next(i for i, c in enumerate(clusters) if c is cluster),
+                         "max_regret": eq.max_regret, "cluster": index,
                          "seconds": time.perf_counter() - t0})
             done += 1
             if progress is not None:

@@ -37,8 +37,11 @@ from aggregame.players import Game
 from aggregame.solvers.certify.certificate import CERTIFICATE_RTOL, check_rtol
 from aggregame.solvers.certify.scan import certify, threads
 from aggregame.solvers.equilibrium.dynamics import feasible_profile
-from aggregame.solvers.equilibrium.replies import (PlayerReplies, Replies,
-                                                   falls_with_total)
+from aggregame.solvers.equilibrium.replies import (
+    PlayerReplies,
+    Replies,
+    falls_with_total,
+)
 from aggregame.solvers.equilibrium.results import Equilibrium, Status
 from aggregame.solvers.inner.native import NativeInner
 

@@ -16,8 +16,11 @@ import numpy as np
 
 from aggregame.errors import AggregameError
 from aggregame.players import Game
-from aggregame.solvers.equilibrium.replies import (PlayerReplies, Replies,
-                                                   falls_with_total)
+from aggregame.solvers.equilibrium.replies import (
+    PlayerReplies,
+    Replies,
+    falls_with_total,
+)
 
 #: Seconds to wait for a scheduler before giving up, with one line.
 CONNECT_TIMEOUT = 3

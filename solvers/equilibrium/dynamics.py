@@ -25,8 +25,7 @@ import numpy as np
 
 from aggregame.errors import GameDefinitionError
 from aggregame.players import Game
-from aggregame.settings import (BACKENDS, METHODS, MIN_TOL, STRATEGIES,
-                                RoundSettings)
+from aggregame.settings import BACKENDS, METHODS, MIN_TOL, STRATEGIES, RoundSettings
 from aggregame.solvers.certify.scan import CERTIFICATE_RTOL, certify, check_rtol
 from aggregame.solvers.equilibrium.best_response import best_response
 from aggregame.solvers.equilibrium.closed_forms import single_quadratic_users

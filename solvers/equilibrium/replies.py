@@ -33,7 +33,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import brentq
 
-from aggregame.fairness import PricedOutRule
 from aggregame.players import Game
 from aggregame.solvers.inner.native import NativeInner
 from aggregame.utilities import QuadraticUtility
@@ -122,16 +121,16 @@ class PlayerReplies:
         ones (total-surplus reading), those priced in (leximin: the priced-out
         ones sit at their floor whatever it buys)."""
         priced_out = self.player.marginal_at_zero <= price
-        counted = ~priced_out if self.player.fairness.rule is PricedOutRule.VIABLE \
-            else np.ones(priced_out.shape, dtype=bool)
+        counted = np.asarray(self.player.fairness.rule.counted(priced_out),
+                             dtype=bool)
         return counted & ~priced_out if self.player.fairness.is_leximin else counted
 
     def _tiebreak_decides(self, price: float) -> bool:
         """Total-surplus reading with a counted member priced out: the level is
         pinned at its floor, and the total surplus decides."""
         fairness = self.player.fairness
-        pinned = fairness.rule is not PricedOutRule.VIABLE and bool(
-            np.any(self.player.marginal_at_zero <= price))
+        out = self.player.marginal_at_zero <= price
+        pinned = bool(np.any(out & fairness.rule.counted(out)))
         return pinned and not fairness.is_leximin
 
     def _level_derivative(self, batch, price: float, slope: float) -> np.ndarray:

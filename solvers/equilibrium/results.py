@@ -163,9 +163,6 @@ class Equilibrium:
                              "surplus": self.surpluses[j][i]})
         return pd.DataFrame(rows)
 
-    def path_table(self) -> pd.DataFrame:
-        return pd.DataFrame(self.path, columns=self.game.names).rename_axis("round")
-
     # -- export ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         players = []

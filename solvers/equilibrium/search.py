@@ -77,8 +77,8 @@ class Candidate:
         if not math.isfinite(self.welfare) or not math.isfinite(other.welfare):
             return self.welfare > other.welfare  # -inf loses to any finite payoff
         # Relative to the payoffs themselves, never to 1: a game at scale 1e-3 has
-        # levels ~1e-5, and a floor of 1 once made level gains of 1e-11 ties that
-        # the tie-break then decided (a best response past max-min's kink).
+        # levels ~1e-5, and a floor of 1 would make level gains of 1e-11 ties that
+        # the tie-break then decides (a best response past max-min's kink).
         scale = max(abs(self.welfare), abs(other.welfare), _TINY)
         if self.welfare > other.welfare + rtol * scale:
             return True
@@ -221,9 +221,8 @@ def settled(y: float, d: float, seen: list[tuple[float, float]], xtol: float
 
     Only a nearby point (within SETTLE_REACH xtol) makes a secant: through a far
     one (a bracket's end, where the slope may be 1e74 at alpha = 5, or the +-1 that
-    ``slopes`` puts where J = -inf) the step is tiny wherever y is, and it once
-    stopped searches at points that were not roots (found by review: 55 of 300
-    random games).
+    ``slopes`` puts where J = -inf) the step is tiny wherever y is, and the search
+    would stop at points that are not roots (55 of 300 random games, measured).
     """
     if d == 0:
         return True

@@ -1,10 +1,11 @@
-"""What every inner backend returns, and the welfare arithmetic both backends share.
+"""What every inner backend returns, and the tolerances of the inner roots.
 
 A backend solves player j's inner problem (models/aggregator.py) for a batch of
 purchases y_j at once, the others' total Y_-j fixed. ``InnerBatch`` holds one row per
 purchase. The welfare J, the tie-break and the total derivative
 
-    dJ_j/dy_j = lambda_j + p'(Y) dPhi/dp,   dPhi/dp = -sum_i (w_i phi'(s_i + e_i) + sigma_i) x_i
+    dJ_j/dy_j = lambda_j + p'(Y) dPhi/dp,
+    dPhi/dp = -sum_i (w_i phi'(s_i + e_i) + sigma_i) x_i
 
 (docs/model.md, "The total derivative") are computed in aggregame.allocation from the
 allocation, the multiplier and the bound multipliers, so the backends cannot disagree
@@ -18,14 +19,11 @@ from typing import Protocol
 
 import numpy as np
 
-from aggregame.allocation import member_terms, price_sensitivity, welfare_of  # noqa: F401
 from aggregame.players import Game
 
 #: Relative accuracy of the inner roots (lambda, the max-min level, nu): sum x_i =
 #: y_j to this. Shared by the numpy path and the compiled kernels.
 ROOT_RTOL = 1e-13
-#: Iterations of any safeguarded Newton or bisection loop of an inner solve.
-MAX_ITERATIONS = 200
 #: Steps of the joint (x, lambda) Newton before a row falls back to the nested root.
 JOINT_NEWTON_STEPS = 30
 #: Relative agreement of every interior member's g_i(x_i) with lambda required to

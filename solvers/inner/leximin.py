@@ -31,11 +31,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from aggregame.allocation import (
+    CHECK_HALVINGS,
     RESIDUAL_TOL,
     InnerSetup,
     level_interval,
     quadratic_level_interval,
     quadratic_parameters,
+    utility_of,
     welfare_of,
 )
 from aggregame.errors import InnerSolveError
@@ -56,8 +58,6 @@ LOG = logging.getLogger(__name__)
 _LEVEL_STEPS = 200
 
 
-
-
 # -- inner allocation -----------------------------------------------------------
 def _roots(player: Player, need: np.ndarray, price: np.ndarray, xbar: np.ndarray,
            peak: np.ndarray, closed_form: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -68,7 +68,8 @@ def _roots(player: Player, need: np.ndarray, price: np.ndarray, xbar: np.ndarray
         with np.errstate(divide="ignore", invalid="ignore"):
             lo, hi, _ = quadratic_level_interval(*quad, need, price, xbar)
         return lo, hi
-    return level_interval(player, need, price, xbar, peak)
+    return level_interval(utility_of, player, need, price, xbar, peak,
+                          CHECK_HALVINGS)
 
 
 def _fill(player: Player, setup: InnerSetup, rows: np.ndarray, rising: bool,

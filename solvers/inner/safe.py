@@ -21,7 +21,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from aggregame.allocation import counted_members, level_interval, surplus_peak
+from aggregame.allocation import (
+    CHECK_HALVINGS,
+    counted_members,
+    level_interval,
+    marginal_of,
+    surplus_peak,
+    utility_of,
+)
 from aggregame.players import Player
 
 #: |log lambda| reachable: (s + e)^-alpha (U' - p) stays below e^Z for alpha up to
@@ -67,7 +74,8 @@ def _members_at(player: Player, z: float, price, xbar, weight, floor) -> np.ndar
 
 
 def lambda_allocation(player: Player, y: float, price: float, xbar: np.ndarray,
-                      weight: np.ndarray, floor: np.ndarray) -> tuple[np.ndarray, float]:
+                      weight: np.ndarray, floor: np.ndarray
+                      ) -> tuple[np.ndarray, float]:
     """(x, lambda) for one purchase 0 < y < sum xbar, alpha < inf. lambda may be
     +-inf where it overflows float64 (the allocation is still right)."""
     usable = (weight > 0) & (xbar > 0)
@@ -75,7 +83,8 @@ def lambda_allocation(player: Player, y: float, price: float, xbar: np.ndarray,
     z_lo, z_hi = -2 * Z_MAX, 2 * Z_MAX
     for _ in range(_ITER):
         z = 0.5 * (z_lo + z_hi)
-        total = np.where(usable, _members_at(player, z, price, xbar, w, floor), 0.0).sum()
+        total = np.where(usable, _members_at(player, z, price, xbar, w, floor),
+                         0.0).sum()
         z_lo, z_hi = (z, z_hi) if total > y else (z_lo, z)
         if z_hi - z_lo <= 1e-15 * max(abs(z), 1.0):
             break
@@ -101,14 +110,16 @@ def maxmin_allocation(player: Player, y: float, price: float, xbar: np.ndarray,
     """(x, nu) of the max-min problem for one purchase: the largest feasible level,
     then the most total surplus at that level (nu: multiplier of sum x = y)."""
     counted = counted_members(player, priced_out)
-    peak = surplus_peak(player, price, xbar)
+    peak = surplus_peak(marginal_of, player, price, np.zeros_like(xbar), xbar,
+                        CHECK_HALVINGS)
     top = np.where(counted, player.evaluate("U", peak) - price * peak + floor,
                    np.inf).min()
     top = top if np.isfinite(top) else 0.0
 
     def interval(t: float):
         need = np.where(counted, t - floor, -np.inf)
-        return level_interval(player, need, price, xbar, peak)
+        return level_interval(utility_of, player, need, price, xbar, peak,
+                              CHECK_HALVINGS)
 
     t_lo, t_hi = min(0.0, top), top
     lo_i, hi_i = interval(t_hi)

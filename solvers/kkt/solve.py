@@ -31,17 +31,21 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pyomo.environ as pyo
 
-from aggregame.errors import SolverUnavailableError, UnsupportedProblemError
-from aggregame.models.complementarity import (
-    Reformulation,
-    SmoothedComplementarity,
-    add_fischer_burmeister,
-    add_reformulation,
+from aggregame.errors import (
+    SettingsError,
+    SolverUnavailableError,
+    UnsupportedProblemError,
 )
+from aggregame.models.complementarity import Reformulation, add_reformulation
 from aggregame.models.context import muted_logger
 from aggregame.models.kkt import PlayerStatus, build_kkt_model, player_status
 from aggregame.players import Game
-from aggregame.solvers.certify.scan import CERTIFICATE_RTOL, Certificate, certify
+from aggregame.solvers.certify.scan import (
+    CERTIFICATE_RTOL,
+    Certificate,
+    certify,
+    check_rtol,
+)
 from aggregame.solvers.equilibrium.results import Equilibrium
 from aggregame.solvers.solver_choice import (
     PyomoSolver,
@@ -103,6 +107,87 @@ class StartKind(str, enum.Enum):
     GIVEN = "given"  # the caller's start
     BEST_RESPONSE = "best-response"  # a few native Gauss-Seidel rounds
     RANDOM = "random"  # uniform on each player's feasible interval, seeded
+
+
+class KKTMethod(str, enum.Enum):
+    """How the stacked system's complementarity conditions are solved."""
+
+    #: PATH where its executable is found and no solver is chosen, else REFORMULATION
+    AUTO = "auto"
+    #: the smoothed (or relaxed) system, by the settings' solver (cyipopt by default)
+    REFORMULATION = "reformulation"
+    #: PATH on the complementarity model itself (needs the ``pathampl`` executable)
+    PATH = "path"
+
+
+@dataclass(frozen=True)
+class KKTSettings:
+    """How a stacked KKT solve runs, checked once here: a bad field raises one
+    SettingsError that names it.
+
+    Attributes
+    ----------
+    solver : the solver of the reformulated system, with its options (a SolverSpec,
+        or a solver's name); None is cyipopt with its defaults. HiGHS is refused at
+        the solve (the system is nonlinear), SCIP is given small games only.
+    method : a KKTMethod or its value ('auto', 'reformulation', 'path'); 'path'
+        takes no solver.
+    reformulation : 'fischer-burmeister' (smoothed, the default) or 'relaxation'
+        (mpec.simple_nonlinear's a * b <= mu), for the reformulation method.
+    certificate_rtol : the regret certificate's tolerance.
+    multistart : when the first start does not end at a certified KKT point, try a
+        best-response warm start and RANDOM_STARTS seeded random starts.
+    seed : seed of those random starts (an integer >= 0).
+    """
+
+    solver: SolverSpec | None = None
+    method: KKTMethod = KKTMethod.AUTO
+    reformulation: Reformulation = Reformulation.FISCHER_BURMEISTER
+    certificate_rtol: float = CERTIFICATE_RTOL
+    multistart: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        solver = self.solver
+        if solver is not None and not isinstance(solver, SolverSpec):
+            solver = _field("solver", lambda: SolverSpec(solver), solver)
+        method = _field("method", lambda: KKTMethod(self.method), self.method,
+                        [m.value for m in KKTMethod])
+        if method is KKTMethod.PATH and solver is not None:
+            raise SettingsError(
+                f"kkt settings: field 'solver' must be unset for method 'path' (PATH "
+                f"solves the complementarity model itself), got {solver.describe()}")
+        reformulation = _field("reformulation",
+                               lambda: Reformulation(self.reformulation),
+                               self.reformulation, [r.value for r in Reformulation])
+        rtol = _field("certificate_rtol", lambda: check_rtol(self.certificate_rtol),
+                      self.certificate_rtol)
+        if not isinstance(self.multistart, bool):
+            raise SettingsError(f"kkt settings: field 'multistart' must be true or "
+                                f"false, got {self.multistart!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or \
+                self.seed < 0:
+            raise SettingsError(f"kkt settings: field 'seed' must be an integer >= 0, "
+                                f"got {self.seed!r}")
+        for name, value in (("solver", solver), ("method", method),
+                            ("reformulation", reformulation),
+                            ("certificate_rtol", rtol)):
+            object.__setattr__(self, name, value)
+
+
+def _field(name: str, make: Callable[[], Any], value: Any,
+           choices: list[str] | None = None) -> Any:
+    """``make()``, or SettingsError naming field ``name`` and the value it got."""
+    try:
+        return make()
+    except (ValueError, TypeError) as err:
+        if choices:
+            why = f"must be one of {choices}, got {value!r}"
+        else:  # the checker's own words, which name the value
+            text = str(err)
+            why = text.split(f"field '{name}' ", 1)[1] if f"field '{name}' " in text \
+                else f"is refused: {text}"
+        raise SettingsError(f"kkt settings: field '{name}' {why}") from None
 
 
 @dataclass(frozen=True)
@@ -218,15 +303,6 @@ def _allocation(m: pyo.ConcreteModel, game: Game) -> list[np.ndarray]:
                       for i in m.player[p.name].MEMBERS]) for p in game.players]
 
 
-def smooth_complementarity(m: pyo.ConcreteModel) -> pyo.Param:
-    """Replace every active Complementarity of ``m`` by its smoothed
-    Fischer-Burmeister equation (on ``m.fischer``); returns the parameter mu.
-    Kept for callers of the earlier API: the builder is
-    :func:`aggregame.models.complementarity.add_fischer_burmeister`."""
-    smoothed: SmoothedComplementarity = add_fischer_burmeister(m, mu=RELAXATION[0])
-    return smoothed.parameter
-
-
 def _solve_relaxations(m: pyo.ConcreteModel, solver: PyomoSolver,
                        reformulation: Reformulation | str) -> StageSolve:
     """Follow the smoothing (or relaxation) parameter down RELAXATION; each solve
@@ -276,10 +352,10 @@ def _solve_with_path(m: pyo.ConcreteModel) -> StageSolve:
 
 
 # -- phase 1: the solver choice ---------------------------------------------------
-def _setup(game: Game, ipopt_options: dict[str, Any] | None, reformulation: str,
-           solver_name: str, solver: SolverSpec | None) -> KKTSetup:
-    """Check the solver choice once, before any model is built."""
-    spec = solver or SolverSpec(SolverName.CYIPOPT, ipopt_options or {})
+def _setup(game: Game, settings: KKTSettings) -> KKTSetup:
+    """What the settings mean for this game, on this machine, before any model is
+    built: the solver (refused where it cannot take the system) and PATH or not."""
+    spec = settings.solver or SolverSpec(SolverName.CYIPOPT)
     if spec.name is SolverName.HIGHS:
         raise UnsupportedProblemError(
             "solver 'highs' cannot solve the stacked KKT system (nonlinear "
@@ -293,21 +369,14 @@ def _setup(game: Game, ipopt_options: dict[str, Any] | None, reformulation: str,
     if spec.name is SolverName.SCIP and "limits/time" not in dict(spec.options):
         spec = SolverSpec(spec.name, {**dict(spec.options),
                                       "limits/time": SCIP_STAGE_SECONDS})
-    if solver is not None and solver_name == "auto":
-        solver_name = "ipopt"
-    if solver_name not in ("auto", "ipopt", "path"):
-        raise ValueError(f"solver_name must be 'auto', 'ipopt' or 'path', got "
-                         f"{solver_name!r}")
-    use_path = solver_name == "path" or (solver_name == "auto" and path_available())
-    if use_path and not path_available():
+    method = settings.method
+    if method is KKTMethod.AUTO:  # a chosen solver means its reformulation
+        method = KKTMethod.PATH if settings.solver is None and path_available() \
+            else KKTMethod.REFORMULATION
+    if method is KKTMethod.PATH and not path_available():
         raise SolverUnavailableError("PATH was asked for, but no `pathampl` executable "
-                                     "is on PATH; use solver_name='ipopt'")
-    try:
-        form = Reformulation(reformulation)
-    except ValueError:
-        raise ValueError(f"reformulation must be 'fischer-burmeister' or 'relaxation', "
-                         f"got {reformulation!r}") from None
-    return KKTSetup(spec, use_path, form)
+                                     "is on PATH; use method 'reformulation'")
+    return KKTSetup(spec, method is KKTMethod.PATH, settings.reformulation)
 
 
 # -- phase 2: one start followed until the priced-out status settles ----------------
@@ -396,14 +465,12 @@ def _best(attempts: list[KKTAttempt]) -> KKTAttempt:
 
 
 # -- the driver ----------------------------------------------------------------------
-def solve_kkt(game: Game, start: np.ndarray | None = None,
-              ipopt_options: dict[str, Any] | None = None,
-              certificate_rtol: float = CERTIFICATE_RTOL,
-              reformulation: str = "fischer-burmeister",
-              solver_name: str = "auto", solver: SolverSpec | None = None,
-              certifier: Any = None, multistart: bool = True,
-              seed: int = 0) -> "KKTEquilibrium":
-    """Solve the stacked KKT system from ``start`` (a purchase profile) and certify it.
+def solve_kkt(game: Game, settings: KKTSettings | None = None,
+              start: np.ndarray | None = None,
+              certifier: Callable[[np.ndarray], Certificate] | None = None
+              ) -> KKTEquilibrium:
+    """Solve the stacked KKT system from ``start`` (a purchase profile; None: the
+    neutral default) and certify it, as ``settings`` say (KKTSettings).
 
     Returns a KKTEquilibrium (an Equilibrium with ``method='kkt'``); ``converged``
     is True when the priced-out status settled and the complementarity residual is
@@ -412,33 +479,28 @@ def solve_kkt(game: Game, start: np.ndarray | None = None,
     (regret certificate, native backend). ``iterations`` counts the solves of the
     smoothed system (every stage of every start).
 
-    When the first start (``start``, or the neutral default) does not end at a
-    certified KKT point and ``multistart`` is True, a best-response warm start
-    (WARM_START_ROUNDS native Gauss-Seidel rounds from the first start) and
-    RANDOM_STARTS random starts (``seed``) are tried in turn, stopping at the first
-    certified one. ``settings['start_kind']`` names the start reported and
-    ``settings['attempts']`` lists every start tried.
-
-    ``solver_name``: 'ipopt' (the reformulation above), 'path' (PATH on the
-    complementarity model itself; needs the ``pathampl`` executable) or 'auto' (PATH
-    where found, else Ipopt). ``solver`` picks the solver of the reformulated system
-    (cyipopt by default, the ipopt executable, or SCIP; HiGHS is refused: the system
-    is nonlinear); ``ipopt_options`` are options of the default solver. Giving
-    ``solver`` means 'ipopt' for ``solver_name='auto'``. ``certifier(profile)``
+    When the first start does not end at a certified KKT point and the settings'
+    ``multistart`` is on, a best-response warm start (WARM_START_ROUNDS native
+    Gauss-Seidel rounds from the first start) and RANDOM_STARTS random starts (the
+    settings' ``seed``) are tried in turn, stopping at the first certified one.
+    ``settings['start_kind']`` of the result names the start reported and
+    ``settings['attempts']`` lists every start tried. ``certifier(profile)``
     replaces the native certificate (the solver comparison times it apart).
     """
     from aggregame.leximin import refuse
     refuse(game, "the stacked KKT system")  # its epigraph KKT is the minimum only
-    setup = _setup(game, ipopt_options, reformulation, solver_name, solver)
+    settings = settings or KKTSettings()
+    setup = _setup(game, settings)
     t0 = time.perf_counter()
-    certifier = certifier or (lambda y: certify(game, y, certificate_rtol))
+    rtol = settings.certificate_rtol
+    certifier = certifier or (lambda y: certify(game, y, rtol))
     nlp = None if setup.use_path else setup.spec.make_solver()
     kind = StartKind.DEFAULT if start is None else StartKind.GIVEN
     first = default_start(game) if start is None else np.asarray(start, dtype=float)
     attempts = [_attempt(game, setup, nlp, kind, first, certifier)]
-    if multistart and not attempts[0].is_equilibrium and \
+    if settings.multistart and not attempts[0].is_equilibrium and \
             attempts[0].status is not KKTStatus.TIME_LIMIT:
-        for kind, point in _fallback_starts(game, first, certificate_rtol, seed):
+        for kind, point in _fallback_starts(game, first, rtol, settings.seed):
             attempts.append(_attempt(game, setup, nlp, kind, point, certifier))
             if attempts[-1].is_equilibrium:
                 break

@@ -38,12 +38,19 @@ from aggregame.errors import EmbeddingError, GameDefinitionError, SolverError
 from aggregame.models.context import temporary_changes
 from aggregame.players import Game, Player
 from aggregame.price import LinearPrice
-from aggregame.solvers.market.price import BOUND_RTOL, REPAIR_STEPS, MarketPrice
-from aggregame.solvers.market.qp import (ActiveSet, active_set, extent, flip,
-                                         independent, released, solve_kkt,
-                                         violated)
-from aggregame.solvers.market.supply import (SupplySolves, check_balance,
-                                             check_demand)
+from aggregame.solvers.market.curve import BOUND_RTOL, REPAIR_STEPS
+from aggregame.solvers.market.price import MarketPrice
+from aggregame.solvers.market.qp import (
+    ActiveSet,
+    active_set,
+    extent,
+    flip,
+    independent,
+    released,
+    solve_kkt,
+    violated,
+)
+from aggregame.solvers.market.supply import SupplySolves, check_balance, check_demand
 
 
 @dataclass(frozen=True)

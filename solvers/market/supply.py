@@ -10,8 +10,8 @@ the solver's dual of a balance with the solver's documented sign
 from __future__ import annotations
 
 import logging
-from typing import Any
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pyomo.environ as pyo
