@@ -171,7 +171,7 @@ class NativeInner:
             k = int(failed[0])
             raise InnerSolveError(
                 f"inner problem of player '{self.player.name}' at purchase "
-                f"y = {some.y[k]!r} (price {some.price[k]!r}): no allocation with "
-                f"optimality residual below {RESIDUAL_TOL:g} (fast path "
-                f"{batch.residual[rows[k]]:.3g}, bisection {fixed.residual[k]:.3g})")
+                f"y = {float(some.y[k])!r} (price {float(some.price[k])!r}): no "
+                f"allocation with optimality residual below {RESIDUAL_TOL:g} "
+                f"(fast path {batch.residual[rows[k]]:.3g}, bisection {fixed.residual[k]:.3g})")
         batch.put(rows, fixed)
