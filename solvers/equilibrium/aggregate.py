@@ -39,6 +39,7 @@ from aggregame.solvers.certify.scan import certify, threads
 from aggregame.solvers.equilibrium.dynamics import feasible_profile
 from aggregame.solvers.equilibrium.replies import (
     PlayerReplies,
+    QuadraticSingles,
     Replies,
     falls_with_total,
 )
@@ -111,33 +112,48 @@ def _entry(eq: Equilibrium) -> dict:
 @dataclass
 class _Search:
     """The players' repliers (local, in threads, or ``remote`` on a Dask cluster)
-    and the totals evaluated so far."""
+    and the totals evaluated so far. One-member quadratic players reply together
+    (``singles``); ``replies`` holds the others' repliers, by player."""
 
     game: Game
-    replies: list[PlayerReplies]
+    replies: dict[int, PlayerReplies]
     falling: list[bool]
     pool: ThreadPoolExecutor | None
     remote: Any = None
+    singles: QuadraticSingles | None = None
     cache: dict[float, list[Replies]] = field(default_factory=dict)
 
     def at(self, total: float) -> list[Replies]:
         if total not in self.cache:
-            if self.remote is not None:
-                self.cache[total] = self.remote.at(total)
-                return self.cache[total]
-
-            def one(j: int) -> Replies:
-                return self.replies[j].at(total, self.falling[j])
-
-            js = range(len(self.replies))
-            self.cache[total] = list(self.pool.map(one, js)) if self.pool \
-                else [one(j) for j in js]
+            self.cache[total] = self.remote.at(total) if self.remote is not None \
+                else self._local(total)
         return self.cache[total]
+
+    def _local(self, total: float) -> list[Replies]:
+        def one(j: int) -> Replies:
+            return self.replies[j].at(total, self.falling[j])
+
+        out: list[Replies | None] = [None] * len(self.game.players)
+        if self.singles is not None:
+            for j, r in zip(self.singles.players, self.singles.at(total)):
+                out[j] = r
+        js = list(self.replies)
+        found = list(self.pool.map(one, js)) if self.pool and len(js) > 1 \
+            else [one(j) for j in js]
+        for j, r in zip(js, found):
+            out[j] = r
+        return out
 
     def z(self, total: float) -> np.ndarray:
         """Every value of Z at ``total`` (one per combination of candidates)."""
+        replies = self.at(total)
+        if all(r.candidates.size == 1 for r in replies):
+            # One combination: the same sum, added in the same order, without a
+            # numpy call per player.
+            return np.array([sum((float(r.candidates[0]) for r in replies), 0.0)
+                             - total])
         sums = np.zeros(1)
-        for r in self.at(total):
+        for r in replies:
             sums = np.unique((sums[:, None] + r.candidates[None, :]).ravel())
             if sums.size > MAX_COMBINATIONS:
                 sums = np.array([sums.min(), sums.max()])
@@ -162,9 +178,9 @@ def find_equilibria(game: Game, certificate_rtol: float = CERTIFICATE_RTOL, *,
         if count > 1 else None
     try:
         falling = [falls_with_total(game, j) for j in range(len(game.players))]
-        local = [] if remote is not None else [PlayerReplies(game, j) for j in
-                                               range(len(game.players))]
-        search = _Search(game, local, falling, pool, remote)
+        search = _Search(game, {}, falling, pool, remote)
+        if remote is None:
+            _local_repliers(search)
         top = total_bound(game)
         roots = _roots(search, top)
         found, rejected = _certified(game, search, top, roots, rtol)
@@ -177,6 +193,16 @@ def find_equilibria(game: Game, certificate_rtol: float = CERTIFICATE_RTOL, *,
         eq.seconds = seconds
     return EquilibriumSet(game, tuple(found), tuple(rejected), complete, why,
                           len(search.cache))
+
+
+def _local_repliers(search: _Search) -> None:
+    """One replier per player, the one-member quadratic players' shared."""
+    game = search.game
+    everyone = range(len(game.players))
+    singles = [j for j in everyone if QuadraticSingles.eligible(game, j)]
+    search.singles = QuadraticSingles(game, singles) if singles else None
+    others = set(everyone) - set(singles)
+    search.replies = {j: PlayerReplies(game, j) for j in everyone if j in others}
 
 
 def solve_aggregate(game: Game, certificate_rtol: float = CERTIFICATE_RTOL, *,
@@ -196,12 +222,13 @@ def solve_aggregate(game: Game, certificate_rtol: float = CERTIFICATE_RTOL, *,
 def total_bound(game: Game) -> float:
     """Y_bar: the largest total any profile can reach, where the players'
     capacities at the price it makes add up to it (they fall as it rises)."""
+    capacity = _capacity_of_everyone(game)
+
     def slack(total: float) -> float:
         price = float(game.price.value(total))
         if not math.isfinite(price):
             return -total
-        return sum(float(p.zero_surplus_consumption(price).sum())
-                   for p in game.players) - total
+        return capacity(price) - total
 
     if slack(0.0) <= 0:
         return 0.0
@@ -217,6 +244,26 @@ def total_bound(game: Game) -> float:
         if hi - lo <= 1e-15 * hi:
             break
     return hi
+
+
+def _capacity_of_everyone(game: Game):
+    """price -> sum over every member of every player of its zero-surplus
+    consumption: the members of one utility family gathered across players, so a
+    price costs one call per family, not one per player."""
+    gathered: dict[type, list[dict[str, np.ndarray]]] = {}
+    for player in game.players:
+        for fam in player.families:
+            gathered.setdefault(fam.family, []).append(fam.params)
+    columns = [(family, {name: np.concatenate([p[name] for p in params])
+                         for name in params[0]})
+               for family, params in gathered.items()]
+
+    def capacity(price: float) -> float:
+        return float(sum(family.zero_surplus_consumption(
+            np.full(len(next(iter(params.values()))), price), params).sum()
+            for family, params in columns))
+
+    return capacity
 
 
 def _sample_totals(game: Game, top: float) -> np.ndarray:
