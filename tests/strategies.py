@@ -88,3 +88,30 @@ def social_welfare_games(draw, max_players: int = 3) -> Game:
                                          rule=p.fairness.rule, eps=p.fairness.eps
                                          or 1e-2 * p.members[0].utility.b))
     return Game(tuple(players), game.price)
+
+
+@st.composite
+def threshold_rows(draw) -> tuple[Game, int, float, np.ndarray]:
+    """(game, j, others, purchases): a random game, player j, and the others' total
+    at which the price reaches one of j's members' U'(0) exactly (up to the price's
+    own inverse) or falls short of it by 1e-15 .. 1e-9 relative, so that member sits
+    on its price-out threshold; purchases from 0
+    through 1e-12 .. 1e-6 of the player's scale, where its surplus is below the
+    rounding of U and p x, to the ends of its feasible interval."""
+    game = draw(games())
+    j = draw(st.integers(0, len(game.players) - 1))
+    player = game.players[j]
+    # The member with the largest U'(0) half the time: barely priced in, it is the
+    # only member left in the market.
+    i = int(np.argmax(player.marginal_at_zero)) if draw(st.booleans()) else \
+        draw(st.integers(0, player.size - 1))
+    # On the threshold, or barely below it (the member priced in with a surplus
+    # below rounding at every small purchase).
+    below = draw(st.sampled_from((0.0, 1e-15, 1e-12, 1e-9)))
+    threshold = float(player.marginal_at_zero[i]) * (1.0 - below)
+    others = float(game.price.inverse(threshold))
+    others = others if math.isfinite(others) and others >= 0 else 0.0
+    scale = float(np.max(player.marginal_at_zero)) / float(
+        np.max(player.evaluate("d2U", np.zeros(player.size))) * -1.0)
+    tiny = np.array([0.0, 1e-12, 8.7e-11, 1e-10, 1e-8, 1e-6]) * scale
+    return game, j, others, np.concatenate([tiny, purchases(game, j, others)])

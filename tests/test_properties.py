@@ -16,7 +16,7 @@ import pytest
 from conftest import needs_ipopt
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
-from strategies import games, purchases, social_welfare_games
+from strategies import games, purchases, social_welfare_games, threshold_rows
 
 from aggregame.allocation import RESIDUAL_TOL, inner_setup
 from aggregame.errors import InnerSolveError
@@ -379,3 +379,22 @@ def test_pinned_max_min_ranks_by_the_social_welfare_payoff(game, fraction, data)
     welfare = NativeInner(social, j).solve(ys, others).welfare - floor
     scale = float(np.max(np.abs(welfare))) + floor + 1e-300
     np.testing.assert_allclose(total, welfare, rtol=0, atol=1e-9 * scale)
+
+
+@pytest.mark.unit
+@settings(max_examples=40)
+@given(row=threshold_rows())
+def test_a_member_exactly_at_its_threshold_is_solved_not_refused(row):
+    """Degenerate rows (a member on its price-out threshold, purchases down to 1e-12
+    of the player's scale) are the user's input, not a solver's excuse: every row is
+    solved to the residual contract, and the batch gives what the rows give one at a
+    time and what numpy alone gives."""
+    game, j, others, ys = row
+    batch = NativeInner(game, j).solve(ys, others)
+    assert np.all(batch.residual <= RESIDUAL_TOL)
+    player, setup = game.players[j], inner_setup(game, j, ys, others)
+    singles = [NativeInner(game, j).solve(np.array([y]), others) for y in ys]
+    _assert_rows_equal(batch, singles, f"player {j}, others {others!r}",
+                       player.alpha, player, setup)
+    numpy_only = NativeInner(game, j, compiled=False).solve(ys, others)
+    assert np.all(numpy_only.residual <= RESIDUAL_TOL)
