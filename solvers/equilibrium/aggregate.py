@@ -58,6 +58,8 @@ MAX_COMBINATIONS = 256
 #: JUMP_BISECTIONS times) to put samples on both sides of the jump.
 REPLY_JUMP = 0.05
 JUMP_BISECTIONS = 48
+#: Purchases of the grid a jump's profile must not lose to before it is certified.
+JUMP_GRID = 33
 #: A root this close to a jump total (relative to Y_bar) sits at it: the root
 #: search converges to a jump of Z to its own accuracy, TOTAL_RTOL.
 JUMP_SNAP = 1e-10
@@ -268,22 +270,13 @@ def _capacity_of_everyone(game: Game):
 
 def _sample_totals(game: Game, top: float) -> np.ndarray:
     """Totals to evaluate Z at: an even grid of [0, Y_bar], log-spaced points below,
-    and both sides of every total where a reply may jump (``_jump_totals``)."""
+    and both sides of every total where a reply may jump (``_jump_owners``; the
+    other jumps, where a payoff with two maxima switches, ``_refine_jumps`` finds)."""
     grid = [np.linspace(0.0, top, TOTAL_SAMPLES),
             np.geomspace(top * 1e-9, top, LOG_TOTAL_SAMPLES)]
-    for point in _jump_totals(game, top):
+    for point in _jump_owners(game, top):
         grid.append(np.array([point * (1 - 1e-12), point * (1 + 1e-12)]))
     return np.unique(np.clip(np.concatenate(grid), 0.0, top))
-
-
-def _jump_totals(game: Game, top: float) -> np.ndarray:
-    """The totals inside (0, Y_bar) where a player's reply may jump: the price's
-    kinks, and every member's price-out total p^-1(U_i'(0))."""
-    kinks = np.asarray(game.price.breakpoints(0.0, top), dtype=float)
-    thresholds = np.unique(np.concatenate([p.marginal_at_zero for p in game.players]))
-    outs = np.array([game.price.inverse(float(b)) for b in thresholds])
-    points = np.concatenate([kinks, outs[np.isfinite(outs)]])
-    return np.unique(points[(points > 0) & (points < top)])
 
 
 def _roots(search: _Search, top: float) -> list[float]:
@@ -367,10 +360,13 @@ def _bisect_sets(search: _Search, lo: float, hi: float, top: float,
 
 def _certified(game: Game, search: _Search, top: float, roots: list[float],
                rtol: float) -> tuple[list[Equilibrium], list[Equilibrium]]:
-    """Each root's profiles (one per combination of candidates), and the profiles
-    the jump totals add (``_jump_profiles``), certified."""
+    """Each root's profiles (one per combination of candidates), certified; and the
+    profiles the jump totals add (``_jump_profiles``) that no purchase on a coarse
+    grid beats for the player taking the rest (the others reply by their
+    first-order conditions there), certified too."""
     profiles = [p for total in roots for p in _profiles(search.at(total), total)]
-    profiles += _jump_profiles(game, search, top, roots)
+    profiles += [p for p, j in _jump_profiles(game, search, top, roots)
+                 if _unbeaten_on_a_grid(search, p, j, rtol)]
     found, rejected = [], []
     for profile in profiles:
         profile = feasible_profile(game, profile)
@@ -380,22 +376,44 @@ def _certified(game: Game, search: _Search, top: float, roots: list[float],
     return _distinct(found), _distinct(rejected)
 
 
+def _unbeaten_on_a_grid(search: _Search, profile: np.ndarray, j: int,
+                        rtol: float) -> bool:
+    """A necessary condition, cheap beside the certificate: player j's payoff at
+    its purchase in ``profile`` is not beaten (beyond ``rtol`` of the payoff's range
+    over the grid) at JUMP_GRID purchases spread over its feasible interval."""
+    replier = search.replies.get(j)
+    if replier is None or replier.inner is None:
+        return True  # one member: the certificate is as cheap as this
+    game = search.game
+    others = float(profile.sum() - profile[j])
+    top = game.feasible_max(j, others)
+    ys = np.append(np.linspace(0.0, top, JUMP_GRID), min(max(profile[j], 0.0), top))
+    welfare = replier.inner.solve(ys, np.full(ys.size, others)).welfare
+    here, grid = welfare[-1], welfare[:-1]
+    finite = grid[np.isfinite(grid)]
+    if not math.isfinite(here) or finite.size == 0:
+        return math.isfinite(here) or finite.size == 0
+    span = max(float(np.ptp(np.append(finite, here))), 1e-300)
+    return bool(finite.max() - here <= rtol * span)
+
+
 def _jump_profiles(game: Game, search: _Search, top: float, roots: list[float]
-                   ) -> list[np.ndarray]:
+                   ) -> list[tuple[np.ndarray, int]]:
     """Where a reply jumps (a price kink, or a member priced out under a rule whose
     payoff jumps there), a player's best reply can be the purchase that puts the
     total exactly at the jump: no first-order condition holds there, so Z, built
     from the candidates, steps over the root instead of crossing it. Checked at the
     jumps a root converged to, and, where not every reply falls (so the search
-    sampled both sides of each), at every jump."""
+    sampled both sides of each), at every jump. Each profile comes with the player
+    that takes the rest."""
     if top <= 0:
         return []
     owners = _jump_owners(game, top)
     if all(search.falling):
         owners = {total: js for total, js in owners.items()
                   if any(abs(total - r) <= JUMP_SNAP * top for r in roots)}
-    return [p for total, js in sorted(owners.items())
-            for p in _at_jump(search, total, js)]
+    return [pj for total, js in sorted(owners.items())
+            for pj in _at_jump(search, total, js)]
 
 
 def _jump_owners(game: Game, top: float) -> dict[float, list[int]]:
@@ -418,7 +436,8 @@ def _jump_owners(game: Game, top: float) -> dict[float, list[int]]:
     return owners
 
 
-def _at_jump(search: _Search, total: float, players: list[int]) -> list[np.ndarray]:
+def _at_jump(search: _Search, total: float, players: list[int]
+             ) -> list[tuple[np.ndarray, int]]:
     """Each of ``players`` takes the rest of the total, the others one candidate
     each, where the rest lies between the player's candidates on either side of the
     jump and its capacity. The total is the jump's, and the sampled one just above
@@ -432,7 +451,7 @@ def _at_jump(search: _Search, total: float, players: list[int]) -> list[np.ndarr
             for at in (total, total * (1 + 1e-12)):
                 own = at - float(rest.sum())
                 if least <= own <= sides[1][j].capacity:
-                    profiles.append(np.insert(rest, j, own))
+                    profiles.append((np.insert(rest, j, own), j))
     return profiles
 
 
