@@ -122,12 +122,15 @@ ROUND_FLAGS = {"dynamics": "--dynamics", "best_response": "--best-response",
 
 
 def _load(args: argparse.Namespace):
-    """The command's scenario (``--allow-outside`` honoured), its max-min reading
-    overridden by ``--maxmin``."""
+    """The command's scenario (``--allow-outside`` and ``--allow-code`` honoured),
+    its max-min reading overridden by ``--maxmin``."""
     from aggregame.scenario import load_scenario
+    from aggregame.solvers.market.scenario_code import read_scenario_market
 
     return _with_maxmin(args, load_scenario(
-        args.scenario, allow_outside=getattr(args, "allow_outside", False)))
+        args.scenario, allow_outside=getattr(args, "allow_outside", False),
+        allow_code=getattr(args, "allow_code", False),
+        market_reader=read_scenario_market))
 
 
 @contextlib.contextmanager

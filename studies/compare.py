@@ -59,6 +59,7 @@ class CompareSettings:
     seed: int = 0
     options: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
     allow_outside: bool = False  # scenarios may read files outside their folder
+    allow_code: bool = False  # a scenario's [market] model may run its module
 
     def __post_init__(self) -> None:
         if not self.scenarios:
@@ -82,7 +83,8 @@ class CompareSettings:
         return asdict(self)
 
 
-def load_game(name: str, seed: int, allow_outside: bool = False) -> Game:
+def load_game(name: str, seed: int, allow_outside: bool = False,
+              allow_code: bool = False) -> Game:
     """A shipped scenario, a TOML path, or ``random-N`` (module docstring)."""
     match = _RANDOM.match(name)
     if match:
@@ -91,8 +93,10 @@ def load_game(name: str, seed: int, allow_outside: bool = False) -> Game:
         n = int(match.group(1))
         return aggregated(small_users(2 * n, seed), alphas=(0.0, 0.0))
     from aggregame.scenario import load_scenario
+    from aggregame.solvers.market.scenario_code import read_scenario_market
 
-    return load_scenario(name, allow_outside=allow_outside).game
+    return load_scenario(name, allow_outside=allow_outside, allow_code=allow_code,
+                         market_reader=read_scenario_market).game
 
 
 def _key(*parts: Any) -> str:
@@ -132,6 +136,8 @@ def plan(settings: CompareSettings) -> tuple[list, list[dict[str, Any]]]:
                                   "seed": settings.seed, "repeat": rep}
                         if settings.allow_outside:
                             params["allow_outside"] = True
+                        if settings.allow_code:
+                            params["allow_code"] = True
                         tasks.append(Task("compare", _key(scenario, method, backend,
                                                           solver, settings.seed, rep),
                                           params))
@@ -141,7 +147,8 @@ def plan(settings: CompareSettings) -> tuple[list, list[dict[str, Any]]]:
 def run(params: dict[str, Any]) -> list[dict[str, Any]]:
     """One run (the runner's entry point): the record of run_one as a row."""
     game = load_game(params["scenario"], params["seed"],
-                     params.get("allow_outside", False))
+                     params.get("allow_outside", False),
+                     params.get("allow_code", False))
     solver = None if params["solver"] == NO_SOLVER else SolverSpec(
         params["solver"], params.get("options") or {})
     record = run_one(game, params["method"], params["backend"], solver, params["seed"])
@@ -353,4 +360,5 @@ def settings_from_args(args: argparse.Namespace) -> CompareSettings:
                            for k, v in per_solver.items()))
     return CompareSettings(tuple(args.scenarios), _csv(args.methods),
                            _csv(args.backends), solvers, args.repeats, args.seed,
-                           options, getattr(args, "allow_outside", False))
+                           options, getattr(args, "allow_outside", False),
+                           getattr(args, "allow_code", False))
