@@ -461,7 +461,13 @@ def _check_kernels() -> tuple[str, float]:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from aggregame.studies.compare import RunStatus, run_compare, settings_from_args
+    from aggregame.studies.compare import (
+        MEDIAN_RULE,
+        WARM_UP_RULE,
+        RunStatus,
+        run_compare,
+        settings_from_args,
+    )
 
     result = run_compare(settings_from_args(args), args.out, workers=args.workers,
                          progress=not _quiet(args))
@@ -471,9 +477,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.json:
         emit(args, {"folder": str(result.folder), "runs": len(result.table),
                     "computed_now": result.ran, "skipped": result.skipped,
-                    "any_solved": solved,
+                    "any_solved": solved, "median": MEDIAN_RULE,
+                    "warm_up": WARM_UP_RULE,
                     "summary": summary.to_dict(orient="records")})
     else:
+        print(f"times in seconds (wall, and CPU in solve_cpu_s); {MEDIAN_RULE}; "
+              f"{WARM_UP_RULE}")
         print(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
         print(f"{len(result.table)} runs ({result.ran} computed now), "
               f"{len(result.skipped)} solver(s) skipped; files in {result.folder}")

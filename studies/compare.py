@@ -9,7 +9,9 @@ certificate for every entry). The study writes into its folder:
 * ``failures.md``: every run that did not end solved, and every solver skipped as
   unavailable here;
 * ``profile.png``, ``profile.svg``: Dolan-More performance profile over solve time
-  (a failed run counts as infinitely slow);
+  (a failed run counts as infinitely slow) of the runs that call a solver (native
+  best response calls none: it is left out), and ``profile.csv``, its data
+  (configuration, tau, share);
 * ``settings.json``: the settings and versions.
 
 Runs execute one at a time by default (``workers=1``): timings from processes that
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import re
 import time
 from dataclasses import asdict, dataclass
@@ -43,7 +46,12 @@ LOG = logging.getLogger(__name__)
 DEFAULT_SOLVERS = ("cyipopt", "scip", "highs")
 #: Columns that change from run to run on the same machine (left out of "same table").
 TIME_COLUMNS = ("build_seconds", "solve_seconds", "certificate_seconds",
-                "total_seconds")
+                "total_seconds", "solve_cpu_seconds", "warmup_seconds")
+#: How the summary's medians read an even count of runs (stated in its output).
+MEDIAN_RULE = "median: the middle run; of an even count, the lower of the two middle"
+#: The warm-up (solvers/compare/timed_run.py), stated in the output.
+WARM_UP_RULE = ("one untimed warm-up run per (method, backend, solver) in each "
+                "process, not counted")
 _RANDOM = re.compile(r"^random-(\d+)$")
 
 
@@ -163,7 +171,9 @@ def performance_profile(table: pd.DataFrame, column: str = "solve_seconds"
                         ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Dolan-More profile: for each configuration, tau -> share of problems it solved
     within tau times the best configuration's time. A problem is a (scenario,
-    repeat); an unsolved run counts as infinitely slow."""
+    repeat); an unsolved run counts as infinitely slow. Runs without a solver call
+    (native best response) are left out: the profile compares solvers."""
+    table = table[table["solver"] != NO_SOLVER]
     df = table.assign(config=table["method"] + "/" + table["backend"] + "/"
                       + table["solver"])
     times = df.assign(t=np.where(df["status"] == RunStatus.SOLVED.value, df[column],
@@ -186,6 +196,7 @@ def draw_profile(table: pd.DataFrame, out: Path) -> list[str]:
     from matplotlib.figure import Figure
 
     profile = performance_profile(table)
+    write_profile_csv(profile, out / "profile.csv")
     finite = [r[np.isfinite(r)] for r, _ in profile.values()]
     top = max([float(f.max()) for f in finite if f.size] + [1.0]) * 2
     fig = Figure(figsize=(7, 4.2))
@@ -208,6 +219,27 @@ def draw_profile(table: pd.DataFrame, out: Path) -> list[str]:
     from aggregame.studies.plots import save
 
     return save(fig, out, "profile")  # atomically, like every study's figures
+
+
+def write_profile_csv(profile: dict[str, tuple[np.ndarray, np.ndarray]],
+                      path: Path) -> None:
+    """The profile's data: one row per (configuration, problem), its ratio tau to
+    the best time (inf: not solved) and the share solved within tau."""
+    from aggregame.studies.files import atomic_write
+
+    rows = pd.DataFrame([{"config": config, "tau": tau, "share": share}
+                         for config, (ratios, shares) in sorted(profile.items())
+                         for tau, share in zip(ratios, shares)],
+                        columns=["config", "tau", "share"])
+    atomic_write(path, lambda p: rows.to_csv(p, index=False))
+
+
+def lower_median(values: pd.Series) -> float:
+    """The middle value of the finite ones; of an even count the lower middle one
+    (MEDIAN_RULE): always a time some run took, never a mean of two."""
+    v = np.sort(values.to_numpy(dtype=float))
+    v = v[np.isfinite(v)]
+    return float(v[(v.size - 1) // 2]) if v.size else math.nan
 
 
 def failures_markdown(table: pd.DataFrame, skipped: Sequence[dict[str, Any]]) -> str:
@@ -241,21 +273,30 @@ class CompareResult:
 
 
 SUMMARY_COLUMNS = ("scenario", "method", "backend", "solver", "runs", "solved",
-                   "build_s", "solve_s", "certificate_s", "iterations", "rounds",
-                   "max_regret")
+                   "build_s", "solve_s", "solve_cpu_s", "certificate_s",
+                   "failed_after_s", "iterations", "rounds", "max_regret")
 
 
 def summary_table(table: pd.DataFrame) -> pd.DataFrame:
     if table.empty:  # every (method, backend) pair was refused: nothing ran
         return pd.DataFrame(columns=list(SUMMARY_COLUMNS))
+    failed = table["status"] == RunStatus.FAILED.value
+    # A failed run's time is its time to failure, apart from the others'.
+    table = table.assign(
+        solved_s=table["solve_seconds"].where(~failed),
+        solved_cpu_s=table.get("solve_cpu_seconds",
+                               pd.Series(math.nan, index=table.index)).where(~failed),
+        failed_s=table["solve_seconds"].where(failed))
     group = table.groupby(["scenario", "method", "backend", "solver"], sort=False)
     return group.agg(runs=("status", "size"),
                      solved=("status", lambda s: int((s == "solved").sum())),
-                     build_s=("build_seconds", "median"),
-                     solve_s=("solve_seconds", "median"),
-                     certificate_s=("certificate_seconds", "median"),
-                     iterations=("solver_iterations", "median"),
-                     rounds=("rounds", "median"),
+                     build_s=("build_seconds", lower_median),
+                     solve_s=("solved_s", lower_median),
+                     solve_cpu_s=("solved_cpu_s", lower_median),
+                     certificate_s=("certificate_seconds", lower_median),
+                     failed_after_s=("failed_s", lower_median),
+                     iterations=("solver_iterations", lower_median),
+                     rounds=("rounds", lower_median),
                      max_regret=("max_regret", "max")).reset_index()
 
 
