@@ -10,7 +10,8 @@ are both recorded; a failed run keeps its time to failure. Runs without a solver
 call (native best response) are listed apart and left out of the profile.
 
 Tolerances are each solver's own defaults (solvers/solver_choice.py), listed in the
-output: they are not one common relative tolerance.
+output: not one common relative tolerance (``aggregame compare --solver-rtol`` sets
+one; this benchmark has not been run with it yet).
 
 Writes benchmarks/results/compare.md, compare_profile.png/.svg and
 compare_profile.csv (the profile's data). Run: python benchmarks/bench_compare.py

@@ -469,7 +469,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         settings_from_args,
     )
 
-    result = run_compare(settings_from_args(args), args.out, workers=args.workers,
+    from aggregame.solvers.compare.timed_run import tolerance_rule
+
+    settings = settings_from_args(args)
+    tolerance = tolerance_rule(settings.solver_rtol)
+    result = run_compare(settings, args.out, workers=args.workers,
                          progress=not _quiet(args))
     solved = bool(len(result.table)) and bool(
         (result.table["status"] == RunStatus.SOLVED.value).any())
@@ -478,11 +482,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         emit(args, {"folder": str(result.folder), "runs": len(result.table),
                     "computed_now": result.ran, "skipped": result.skipped,
                     "any_solved": solved, "median": MEDIAN_RULE,
-                    "warm_up": WARM_UP_RULE,
+                    "warm_up": WARM_UP_RULE, "tolerance": tolerance,
                     "summary": summary.to_dict(orient="records")})
     else:
         print(f"times in seconds (wall, and CPU in solve_cpu_s); {MEDIAN_RULE}; "
-              f"{WARM_UP_RULE}")
+              f"{WARM_UP_RULE}; {tolerance}")
         print(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
         print(f"{len(result.table)} runs ({result.ran} computed now), "
               f"{len(result.skipped)} solver(s) skipped; files in {result.folder}")

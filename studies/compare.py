@@ -37,8 +37,15 @@ import pandas as pd
 
 from aggregame.errors import AggregameError, ScenarioError
 from aggregame.players import Game
-from aggregame.solvers.compare.timed_run import (BACKENDS, METHODS, NO_SOLVER, RunStatus,
-                                          combination_ok, run_one)
+from aggregame.solvers.compare.timed_run import (
+    BACKENDS,
+    METHODS,
+    NO_SOLVER,
+    RunStatus,
+    combination_ok,
+    rtol_options,
+    run_one,
+)
 from aggregame.solvers.solver_choice import SolverName, SolverSpec
 
 LOG = logging.getLogger(__name__)
@@ -68,6 +75,7 @@ class CompareSettings:
     options: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
     allow_outside: bool = False  # scenarios may read files outside their folder
     allow_code: bool = False  # a scenario's [market] model may run its module
+    solver_rtol: float | None = None  # one relative tolerance (in options already)
 
     def __post_init__(self) -> None:
         if not self.scenarios:
@@ -362,6 +370,11 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
                         default=[], metavar="[SOLVER:]KEY=VALUE",
                         help="an option of one solver, e.g. cyipopt:tol=1e-8; "
                              "without SOLVER: of every solver run (repeatable)")
+    parser.add_argument("--solver-rtol", dest="solver_rtol", type=float,
+                        metavar="RTOL",
+                        help="one relative tolerance for every solver, set as each "
+                             "solver's own option (Ipopt tol, SCIP limits/gap, HiGHS "
+                             "feasibility tolerances); default: each solver's own")
     parser.add_argument("--workers", type=int, default=1,
                         help="parallel runs (default 1: timings stay like for like)")
     parser.add_argument("--out", default="results/compare",
@@ -395,6 +408,12 @@ def settings_from_args(args: argparse.Namespace) -> CompareSettings:
             raise SolverOptionError(f"--solver-option {item!r}: solver {name!r} is "
                                     f"not among the solvers run ({list(solvers)})")
         per_solver.setdefault(name, {}).update(parse_solver_options([rest]))
+    rtol = getattr(args, "solver_rtol", None)
+    if rtol is not None:
+        if not (math.isfinite(rtol) and 0 < rtol < 1):
+            raise SolverOptionError(f"--solver-rtol: must be in (0, 1), got {rtol!r}")
+        for name in solvers:  # an option given by name stays the user's
+            per_solver[name] = {**rtol_options(name, rtol), **per_solver.get(name, {})}
     for name, opts in per_solver.items():
         SolverSpec(name, opts)  # an invalid option fails here, naming it
     options = tuple(sorted((k, tuple(sorted(v.items())))
@@ -402,4 +421,4 @@ def settings_from_args(args: argparse.Namespace) -> CompareSettings:
     return CompareSettings(tuple(args.scenarios), _csv(args.methods),
                            _csv(args.backends), solvers, args.repeats, args.seed,
                            options, getattr(args, "allow_outside", False),
-                           getattr(args, "allow_code", False))
+                           getattr(args, "allow_code", False), rtol)

@@ -82,3 +82,24 @@ def test_first_run_is_warmed_up_and_failures_keep_their_time(small_users):
                      SolverSpec("cyipopt", {"max_iter": 0}), warm_up=False)
     assert failed.status is RunStatus.FAILED
     assert math.isfinite(failed.solve_seconds) and failed.solve_seconds > 0
+
+
+@pytest.mark.unit
+def test_one_relative_tolerance_reaches_every_solver_as_its_own_option():
+    from aggregame.cli.parser import build_parser
+    from aggregame.solvers.compare.timed_run import tolerance_rule
+    from aggregame.studies.compare import settings_from_args
+
+    args = build_parser().parse_args(
+        ["compare", "fig4", "--solvers", "cyipopt,scip,highs", "--solver-rtol", "1e-7",
+         "--solver-option", "scip:limits/gap=1e-3"])
+    settings = settings_from_args(args)
+    options = {name: dict(opts) for name, opts in settings.options}
+    assert options["cyipopt"] == {"tol": 1e-7}
+    assert options["highs"] == {"primal_feasibility_tolerance": 1e-7,
+                                "dual_feasibility_tolerance": 1e-7}
+    assert options["scip"] == {"limits/gap": 1e-3}  # named by the user: kept
+    assert settings.solver_rtol == 1e-7
+    assert "relative 1e-07 for every solver" in tolerance_rule(settings.solver_rtol)
+    plain = settings_from_args(build_parser().parse_args(["compare", "fig4"]))
+    assert plain.options == () and "own defaults" in tolerance_rule(None)

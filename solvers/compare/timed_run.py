@@ -47,7 +47,7 @@ from aggregame.players import Game
 from aggregame.solvers.certify.scan import CERTIFICATE_RTOL, Certificate, certify
 from aggregame.solvers.compare.crosscheck import BACKENDS, METHODS, Method, solve_by
 from aggregame.solvers.equilibrium.dynamics import DynamicsSettings, make_inners
-from aggregame.solvers.solver_choice import SolverSpec, Termination
+from aggregame.solvers.solver_choice import SolverName, SolverSpec, Termination
 
 LOG = logging.getLogger(__name__)
 
@@ -55,6 +55,29 @@ __all__ = ["BACKENDS", "METHODS", "NO_SOLVER", "RunRecord", "RunStatus",
            "combination_ok", "run_one"]
 #: The solver column of native runs (no solver involved).
 NO_SOLVER = "none"
+#: Where one relative tolerance goes in each solver's own options (compare
+#: --solver-rtol): Ipopt's (scaled) optimality tolerance, SCIP's relative gap,
+#: HiGHS's primal and dual feasibility tolerances (its QP solver has no gap).
+RTOL_OPTIONS: dict[SolverName, tuple[str, ...]] = {
+    SolverName.CYIPOPT: ("tol",), SolverName.IPOPT: ("tol",),
+    SolverName.SCIP: ("limits/gap",),
+    SolverName.HIGHS: ("primal_feasibility_tolerance", "dual_feasibility_tolerance")}
+
+
+def rtol_options(solver: str, rtol: float) -> dict[str, float]:
+    """The options of ``solver`` that set the common relative tolerance ``rtol``."""
+    return {key: float(rtol) for key in RTOL_OPTIONS[SolverName.parse(solver)]}
+
+
+def tolerance_rule(rtol: float | None) -> str:
+    """The tolerance of a comparison, in words (stated in compare's output)."""
+    if rtol is None:
+        return "tolerances: each solver's own defaults (--solver-rtol sets one)"
+    mapped = "; ".join(f"{name.value}: {', '.join(keys)}"
+                       for name, keys in RTOL_OPTIONS.items())
+    return f"tolerance: relative {rtol:g} for every solver ({mapped})"
+
+
 #: (method, backend, solver) already run in this process: its warm-up is done.
 _WARMED: set[tuple[str, str, str]] = set()
 
