@@ -223,7 +223,8 @@ def draw_profile(table: pd.DataFrame, out: Path) -> list[str]:
     ax.set_xlabel("tau: solve time / best solve time on the problem")
     ax.set_ylabel("share of problems solved within tau")
     ax.set_title("Performance profile (failures count as never solved)")
-    ax.legend(fontsize=7, loc="lower right")
+    if profile:  # only native runs: no solver to profile, an empty figure
+        ax.legend(fontsize=7, loc="lower right")
     from aggregame.studies.plots import save
 
     return save(fig, out, "profile")  # atomically, like every study's figures
