@@ -1,16 +1,21 @@
-"""Benchmark: the solver comparison study on shipped scenarios and random games.
+"""Benchmark: the solver comparison study, like for like, on Fig. 4 and a random game.
 
 studies/compare.py into benchmarks/results/compare_runs/ (resumable) on the shipped
-scenarios fig4, fig4_proportional (201 members; alpha 0, 1) and two_equilibria, and
-on random games of three sizes (random-5, random-20, random-50: two social-welfare
-aggregators of 2N paper users + the large user): every method, backend and solver
-(cyipopt, scip, highs; ipopt where on PATH), one run each (REPEATS = 1 keeps the
-whole benchmark near ten minutes). fig4_maxmin (max-min) runs without SCIP, into
-compare_runs_maxmin/: SCIP's best response there had not finished after 5 minutes
-(derivative-free golden-section search, two SCIP solves per evaluation).
+scenario fig4 (two aggregators and the large user, the paper's Fig. 4) and random-5
+(two social-welfare aggregators of 10 paper users + the large user): every method,
+backend and solver (cyipopt, scip, highs; ipopt where on PATH), REPEATS = 3 runs
+each, so the median is the middle run. Each (method, backend, solver) has one untimed
+warm-up run in the process first (solvers/compare/timed_run.py); wall and CPU time
+are both recorded; a failed run keeps its time to failure. Runs without a solver
+call (native best response) are listed apart and left out of the profile.
 
-Writes benchmarks/results/compare.md (medians, failures) and compare_profile.png/.svg
-(the Dolan-More profile over both runs). Run: python benchmarks/bench_compare.py
+Tolerances are each solver's own defaults (solvers/solver_choice.py), listed in the
+output: not one common relative tolerance (``aggregame compare --solver-rtol`` sets
+one; this benchmark has not been run with it yet).
+
+Writes benchmarks/results/compare.md, compare_profile.png/.svg and
+compare_profile.csv (the profile's data). Run: python benchmarks/bench_compare.py
+(delete compare_runs/ first to time everything again).
 """
 
 from __future__ import annotations
@@ -22,7 +27,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from aggregame.solvers.compare.timed_run import NO_SOLVER
+from aggregame.solvers.solver_choice import DEFAULTS, SolverName
 from aggregame.studies.compare import (
+    MEDIAN_RULE,
+    WARM_UP_RULE,
     CompareSettings,
     draw_profile,
     failures_markdown,
@@ -32,18 +41,17 @@ from aggregame.studies.compare import (
 
 RESULTS = Path(__file__).parent / "results"
 RUNS = RESULTS / "compare_runs"
-REPEATS = 1
+REPEATS = 3
 SOLVERS = ("cyipopt", "scip", "highs") + (("ipopt",) if shutil.which("ipopt") else ())
-SETTINGS = CompareSettings(("fig4", "fig4_proportional", "two_equilibria", "random-5",
-                            "random-20", "random-50"),
-                           solvers=SOLVERS, repeats=REPEATS, seed=0)
-MAXMIN = CompareSettings(("fig4_maxmin",), solvers=("cyipopt", "highs"),
-                         repeats=REPEATS, seed=0)
+SETTINGS = CompareSettings(("fig4", "random-5"), solvers=SOLVERS, repeats=REPEATS,
+                           seed=0)
 
 
 def markdown(df: pd.DataFrame) -> str:
     """A pipe table (no tabulate dependency)."""
-    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    def fmt(v: object) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
     rows = ["| " + " | ".join(map(str, df.columns)) + " |",
             "|" + "---|" * len(df.columns)]
     rows += ["| " + " | ".join(fmt(v) for v in r) + " |"
@@ -51,31 +59,48 @@ def markdown(df: pd.DataFrame) -> str:
     return "\n".join(rows)
 
 
+def tolerances() -> str:
+    return "; ".join(
+        f"{name}: " + ", ".join(f"{k} = {v}" for k, v in DEFAULTS[SolverName(name)]
+                                .items() if "tol" in k or "gap" in k)
+        for name in SOLVERS)
+
+
 def main() -> None:
     start = time.perf_counter()
-    parts = [run_compare(SETTINGS, RUNS),
-             run_compare(MAXMIN, RESULTS / "compare_runs_maxmin")]
-    table = pd.concat([p.table for p in parts], ignore_index=True)
-    skipped = parts[0].skipped
-    draw_profile(table, RUNS)  # over both parts, then next to the table
-    for ext in ("png", "svg"):
+    result = run_compare(SETTINGS, RUNS)
+    table = result.table
+    draw_profile(table, RUNS)
+    for ext in ("png", "svg", "csv"):
         shutil.copyfile(RUNS / f"profile.{ext}", RESULTS / f"compare_profile.{ext}")
     summary = summary_table(table)
+    with_solver = summary[summary["solver"] != NO_SOLVER]
+    native = summary[summary["solver"] == NO_SOLVER]
     lines = [
         "# Solver comparison (benchmarks/bench_compare.py)", "",
-        f"{platform.machine()}, Python {platform.python_version()}; {REPEATS} run per "
-        f"combination, one at a time; this invocation "
-        f"{time.perf_counter() - start:.0f} s (runs already in compare_runs/ are "
-        "resumed, not re-timed; a fresh run took about 8 minutes). Times in seconds, medians. 'solved' = "
-        "converged and certified by the one native regret certificate. build: inner "
-        "models (KKT builds inside its solve); iterations: Ipopt/HiGHS iterations "
-        "summed, SCIP nodes (0 for native).", "",
-        "fig4_maxmin ran without SCIP (see the script's docstring). HiGHS takes only alpha = 0 with quadratic members and never the KKT system; "
-        "SCIP takes the stacked KKT system only up to 4 members.", "",
-        markdown(summary), "",
+        (f"{platform.machine()}, Python {platform.python_version()}, a shared 2-core "
+         f"machine; {REPEATS} runs per combination, one at a time; this invocation "
+         f"{time.perf_counter() - start:.0f} s (runs already in compare_runs/ are "
+         "resumed, not re-timed)."), "",
+        (f"Like for like: {WARM_UP_RULE}. Times in seconds: solve_s is wall time, "
+         f"solve_cpu_s CPU time (this process and its children; below wall time "
+         f"when the machine is shared); {MEDIAN_RULE} (here 3 runs: the middle "
+         "one). A failed run's time to failure is failed_after_s, apart. 'solved' = "
+         "converged and certified by the one native regret certificate. build: "
+         "inner models (KKT builds inside its solve); iterations: Ipopt/HiGHS "
+         "iterations summed, SCIP nodes."), "",
+        (f"Tolerances: each solver's own defaults, not one common relative "
+         f"tolerance ({tolerances()})."), "",
+        ("HiGHS takes only alpha = 0 with quadratic members and never the KKT "
+         "system; SCIP takes the stacked KKT system only up to 4 members."), "",
+        "## Runs that call a solver", "",
+        markdown(with_solver), "",
         "![performance profile](compare_profile.png)", "",
+        "Profile data: compare_profile.csv (configuration, tau, share).", "",
+        "## Native best response (no solver called; not in the profile)", "",
+        markdown(native), "",
         "## Runs that did not end solved, and skipped solvers", "",
-        failures_markdown(table, skipped),
+        failures_markdown(table, result.skipped),
     ]
     (RESULTS / "compare.md").write_text("\n".join(lines))
     print(summary.to_string(index=False))

@@ -122,12 +122,15 @@ ROUND_FLAGS = {"dynamics": "--dynamics", "best_response": "--best-response",
 
 
 def _load(args: argparse.Namespace):
-    """The command's scenario (``--allow-outside`` honoured), its max-min reading
-    overridden by ``--maxmin``."""
+    """The command's scenario (``--allow-outside`` and ``--allow-code`` honoured),
+    its max-min reading overridden by ``--maxmin``."""
     from aggregame.scenario import load_scenario
+    from aggregame.solvers.market.scenario_code import read_scenario_market
 
     return _with_maxmin(args, load_scenario(
-        args.scenario, allow_outside=getattr(args, "allow_outside", False)))
+        args.scenario, allow_outside=getattr(args, "allow_outside", False),
+        allow_code=getattr(args, "allow_code", False),
+        market_reader=read_scenario_market))
 
 
 @contextlib.contextmanager
@@ -458,9 +461,19 @@ def _check_kernels() -> tuple[str, float]:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from aggregame.studies.compare import RunStatus, run_compare, settings_from_args
+    from aggregame.studies.compare import (
+        MEDIAN_RULE,
+        WARM_UP_RULE,
+        RunStatus,
+        run_compare,
+        settings_from_args,
+    )
 
-    result = run_compare(settings_from_args(args), args.out, workers=args.workers,
+    from aggregame.solvers.compare.timed_run import tolerance_rule
+
+    settings = settings_from_args(args)
+    tolerance = tolerance_rule(settings.solver_rtol)
+    result = run_compare(settings, args.out, workers=args.workers,
                          progress=not _quiet(args))
     solved = bool(len(result.table)) and bool(
         (result.table["status"] == RunStatus.SOLVED.value).any())
@@ -468,9 +481,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.json:
         emit(args, {"folder": str(result.folder), "runs": len(result.table),
                     "computed_now": result.ran, "skipped": result.skipped,
-                    "any_solved": solved,
+                    "any_solved": solved, "median": MEDIAN_RULE,
+                    "warm_up": WARM_UP_RULE, "tolerance": tolerance,
                     "summary": summary.to_dict(orient="records")})
     else:
+        print(f"times in seconds (wall, and CPU in solve_cpu_s); {MEDIAN_RULE}; "
+              f"{WARM_UP_RULE}; {tolerance}")
         print(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
         print(f"{len(result.table)} runs ({result.ran} computed now), "
               f"{len(result.skipped)} solver(s) skipped; files in {result.folder}")

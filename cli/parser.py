@@ -234,13 +234,22 @@ def build_parser() -> Parser:
     add_compare_arguments(compare)
     compare.add_argument("--allow-outside", dest="allow_outside", action="store_true",
                          help="let scenarios read data files outside their own folder")
+    compare.add_argument("--allow-code", dest="allow_code", action="store_true",
+                         help=ALLOW_CODE_HELP)
     sub.add_parser("schema", parents=common,
                    help="print the JSON Schema of scenario files (for editors)")
     return parser
 
 
+#: --allow-code: a scenario's [market] model runs Python code (docs/cli.md).
+ALLOW_CODE_HELP = ("let the scenario's [market] model = 'module:function' run that "
+                   "module (a .py file beside the scenario); only for files you "
+                   "trust")
+
+
 def scenario_arguments(p: argparse.ArgumentParser, nargs: str | None = None) -> None:
-    """The scenario argument(s) and --allow-outside (every command that loads one)."""
+    """The scenario argument(s), --allow-outside and --allow-code (every command
+    that loads one)."""
     p.add_argument("scenario" if nargs is None else "scenarios", nargs=nargs,
                    metavar="SCENARIO",
                    help="path to a TOML file, or the name of a shipped one (see "
@@ -249,6 +258,8 @@ def scenario_arguments(p: argparse.ArgumentParser, nargs: str | None = None) -> 
                    help="let the scenario read data files outside its own folder "
                         "(by default a path elsewhere, '..' or a link leading out "
                         "is refused)")
+    p.add_argument("--allow-code", dest="allow_code", action="store_true",
+                   help=ALLOW_CODE_HELP)
 
 
 def _solve(p: argparse.ArgumentParser) -> None:

@@ -24,6 +24,7 @@ from aggregame import paths, schema
 from aggregame.checks import Invalid, printable, shown
 from aggregame.errors import GameDefinitionError, ScenarioError, ScenarioTypeError
 from aggregame.fairness import DEFAULT_FLOOR_EPS, MaxMinRule, parse_alpha
+from aggregame.market_model import MarketReader, read_market_model
 from aggregame.member_files import (
     MemberColumns,
     MemberFile,
@@ -120,15 +121,20 @@ def _document(path: Path) -> dict[str, Any]:
         raise ScenarioError(f"{path}: not valid TOML: {err}").at(path) from None
 
 
-def load_scenario(name_or_path: str | os.PathLike, *, allow_outside: bool = False
+def load_scenario(name_or_path: str | os.PathLike, *, allow_outside: bool = False,
+                  allow_code: bool = False, market_reader: MarketReader | None = None
                   ) -> Scenario:
     """Read and validate a scenario file; raises ScenarioError naming file and field.
 
     ``allow_outside``: let the scenario read data files outside its own folder
     (and aggregame's data/); by default such a path is refused (OutsideFolderError).
+    ``allow_code``: let ``[market] model = "module:function"`` run that module of
+    the scenario's folder (game/market_model.py; ``market_reader`` reads it, by
+    default aggregame.solvers.market's); by default such a scenario is refused.
     """
     path = resolve_scenario_path(name_or_path)
-    return scenario_from_dict(_document(path), path, allow_outside=allow_outside)
+    return scenario_from_dict(_document(path), path, allow_outside=allow_outside,
+                              allow_code=allow_code, market_reader=market_reader)
 
 
 def load_players(name_or_path: str | os.PathLike, *, allow_outside: bool = False
@@ -143,7 +149,8 @@ def load_players(name_or_path: str | os.PathLike, *, allow_outside: bool = False
 
 
 def scenario_from_dict(doc: dict[str, Any], path: Path | None = None, *,
-                       allow_outside: bool = False) -> Scenario:
+                       allow_outside: bool = False, allow_code: bool = False,
+                       market_reader: MarketReader | None = None) -> Scenario:
     """A scenario from a parsed document: types and keys checked by the schema, then
     the game built by its definition classes (which check the values' ranges).
     Data files are read relative to ``path``'s folder (else the working folder)."""
@@ -151,8 +158,14 @@ def scenario_from_dict(doc: dict[str, Any], path: Path | None = None, *,
     _check_schema(doc, where)
     solver = SolverSettings.from_table(doc.get("solver", {}), where)
     entries = _Reader(path, allow_outside).entries(doc)
+    market = doc["market"]
     try:
-        price = _defined("market", lambda: _price(doc["market"]))
+        if "model" in market:  # the user's supply model: code, if allowed
+            price = read_market_model(market, path.parent if path else Path.cwd(),
+                                      where, allow_code=allow_code,
+                                      reader=market_reader)
+        else:
+            price = _defined("market", lambda: _price(market))
         players = [p for entry in entries
                    for p in _defined(entry.where, entry.players)]
         game = _defined("players", lambda: Game(tuple(players), price))

@@ -26,6 +26,7 @@ from typing import Any
 from aggregame import checks, member_files, settings
 from aggregame.checks import Invalid
 from aggregame.fairness import MaxMinRule, PricedOutRule
+from aggregame.market_model import MARKET_MODEL_KEYS
 from aggregame.price import PRICE_KINDS
 from aggregame.utilities import UTILITY_FAMILIES
 
@@ -83,6 +84,13 @@ def check_document(doc: dict[str, Any]) -> None:
 
 def check_market(market: Any) -> None:
     market = checks.table(market, "market")
+    if "model" in market:  # the user's supply model (game/market_model.py)
+        checks.no_unknown_keys(market, ("model",) + MARKET_MODEL_KEYS, "market",
+                               "market-model key")
+        for name in ("model",) + MARKET_MODEL_KEYS:
+            if name in market:
+                checks.string(market[name], f"market.{name}")
+        return
     kind = checks.choice(market.get("price", "linear"), "market.price", PRICE_KINDS)
     checks.no_unknown_keys(market, ("price",) + PRICE_FIELDS[kind], "market",
                            f"{kind}-price key")
@@ -213,12 +221,19 @@ def _user_schema(extra: dict[str, Any] | None = None,
 
 
 def _market_schema() -> dict[str, Any]:
-    return {"oneOf": [{"type": "object", "additionalProperties": False,
-                       "properties": {"price": {"const": kind},
-                                      **{f: _NUMBER for f in fields}},
-                       "required": ["price", *fields] if kind != "linear"
-                       else list(fields)}
-                      for kind, fields in PRICE_FIELDS.items()]}
+    model = {"type": "object", "additionalProperties": False, "required": ["model"],
+             "properties": {"model": {
+                 "type": "string", "pattern": r"^[A-Za-z_]\w*:[A-Za-z_]\w*$",
+                 "description": "module:function, the module a .py file beside the "
+                                "scenario (runs code: --allow-code)"},
+                 **{k: {"type": "string", "minLength": 1}
+                    for k in MARKET_MODEL_KEYS}}}
+    return {"oneOf": [*({"type": "object", "additionalProperties": False,
+                         "properties": {"price": {"const": kind},
+                                        **{f: _NUMBER for f in fields}},
+                         "required": ["price", *fields] if kind != "linear"
+                         else list(fields)}
+                        for kind, fields in PRICE_FIELDS.items()), model]}
 
 
 def _player_schema(aggregator: bool) -> dict[str, Any]:

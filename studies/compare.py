@@ -9,7 +9,9 @@ certificate for every entry). The study writes into its folder:
 * ``failures.md``: every run that did not end solved, and every solver skipped as
   unavailable here;
 * ``profile.png``, ``profile.svg``: Dolan-More performance profile over solve time
-  (a failed run counts as infinitely slow);
+  (a failed run counts as infinitely slow) of the runs that call a solver (native
+  best response calls none: it is left out), and ``profile.csv``, its data
+  (configuration, tau, share);
 * ``settings.json``: the settings and versions.
 
 Runs execute one at a time by default (``workers=1``): timings from processes that
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import re
 import time
 from dataclasses import asdict, dataclass
@@ -34,8 +37,15 @@ import pandas as pd
 
 from aggregame.errors import AggregameError, ScenarioError
 from aggregame.players import Game
-from aggregame.solvers.compare.timed_run import (BACKENDS, METHODS, NO_SOLVER, RunStatus,
-                                          combination_ok, run_one)
+from aggregame.solvers.compare.timed_run import (
+    BACKENDS,
+    METHODS,
+    NO_SOLVER,
+    RunStatus,
+    combination_ok,
+    rtol_options,
+    run_one,
+)
 from aggregame.solvers.solver_choice import SolverName, SolverSpec
 
 LOG = logging.getLogger(__name__)
@@ -43,7 +53,12 @@ LOG = logging.getLogger(__name__)
 DEFAULT_SOLVERS = ("cyipopt", "scip", "highs")
 #: Columns that change from run to run on the same machine (left out of "same table").
 TIME_COLUMNS = ("build_seconds", "solve_seconds", "certificate_seconds",
-                "total_seconds")
+                "total_seconds", "solve_cpu_seconds", "warmup_seconds")
+#: How the summary's medians read an even count of runs (stated in its output).
+MEDIAN_RULE = "median: the middle run; of an even count, the lower of the two middle"
+#: The warm-up (solvers/compare/timed_run.py), stated in the output.
+WARM_UP_RULE = ("one untimed warm-up run per (method, backend, solver) in each "
+                "process, not counted")
 _RANDOM = re.compile(r"^random-(\d+)$")
 
 
@@ -59,6 +74,8 @@ class CompareSettings:
     seed: int = 0
     options: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
     allow_outside: bool = False  # scenarios may read files outside their folder
+    allow_code: bool = False  # a scenario's [market] model may run its module
+    solver_rtol: float | None = None  # one relative tolerance (in options already)
 
     def __post_init__(self) -> None:
         if not self.scenarios:
@@ -82,7 +99,8 @@ class CompareSettings:
         return asdict(self)
 
 
-def load_game(name: str, seed: int, allow_outside: bool = False) -> Game:
+def load_game(name: str, seed: int, allow_outside: bool = False,
+              allow_code: bool = False) -> Game:
     """A shipped scenario, a TOML path, or ``random-N`` (module docstring)."""
     match = _RANDOM.match(name)
     if match:
@@ -91,8 +109,10 @@ def load_game(name: str, seed: int, allow_outside: bool = False) -> Game:
         n = int(match.group(1))
         return aggregated(small_users(2 * n, seed), alphas=(0.0, 0.0))
     from aggregame.scenario import load_scenario
+    from aggregame.solvers.market.scenario_code import read_scenario_market
 
-    return load_scenario(name, allow_outside=allow_outside).game
+    return load_scenario(name, allow_outside=allow_outside, allow_code=allow_code,
+                         market_reader=read_scenario_market).game
 
 
 def _key(*parts: Any) -> str:
@@ -132,6 +152,8 @@ def plan(settings: CompareSettings) -> tuple[list, list[dict[str, Any]]]:
                                   "seed": settings.seed, "repeat": rep}
                         if settings.allow_outside:
                             params["allow_outside"] = True
+                        if settings.allow_code:
+                            params["allow_code"] = True
                         tasks.append(Task("compare", _key(scenario, method, backend,
                                                           solver, settings.seed, rep),
                                           params))
@@ -141,7 +163,8 @@ def plan(settings: CompareSettings) -> tuple[list, list[dict[str, Any]]]:
 def run(params: dict[str, Any]) -> list[dict[str, Any]]:
     """One run (the runner's entry point): the record of run_one as a row."""
     game = load_game(params["scenario"], params["seed"],
-                     params.get("allow_outside", False))
+                     params.get("allow_outside", False),
+                     params.get("allow_code", False))
     solver = None if params["solver"] == NO_SOLVER else SolverSpec(
         params["solver"], params.get("options") or {})
     record = run_one(game, params["method"], params["backend"], solver, params["seed"])
@@ -156,7 +179,9 @@ def performance_profile(table: pd.DataFrame, column: str = "solve_seconds"
                         ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Dolan-More profile: for each configuration, tau -> share of problems it solved
     within tau times the best configuration's time. A problem is a (scenario,
-    repeat); an unsolved run counts as infinitely slow."""
+    repeat); an unsolved run counts as infinitely slow. Runs without a solver call
+    (native best response) are left out: the profile compares solvers."""
+    table = table[table["solver"] != NO_SOLVER]
     df = table.assign(config=table["method"] + "/" + table["backend"] + "/"
                       + table["solver"])
     times = df.assign(t=np.where(df["status"] == RunStatus.SOLVED.value, df[column],
@@ -179,6 +204,7 @@ def draw_profile(table: pd.DataFrame, out: Path) -> list[str]:
     from matplotlib.figure import Figure
 
     profile = performance_profile(table)
+    write_profile_csv(profile, out / "profile.csv")
     finite = [r[np.isfinite(r)] for r, _ in profile.values()]
     top = max([float(f.max()) for f in finite if f.size] + [1.0]) * 2
     fig = Figure(figsize=(7, 4.2))
@@ -197,10 +223,32 @@ def draw_profile(table: pd.DataFrame, out: Path) -> list[str]:
     ax.set_xlabel("tau: solve time / best solve time on the problem")
     ax.set_ylabel("share of problems solved within tau")
     ax.set_title("Performance profile (failures count as never solved)")
-    ax.legend(fontsize=7, loc="lower right")
+    if profile:  # only native runs: no solver to profile, an empty figure
+        ax.legend(fontsize=7, loc="lower right")
     from aggregame.studies.plots import save
 
     return save(fig, out, "profile")  # atomically, like every study's figures
+
+
+def write_profile_csv(profile: dict[str, tuple[np.ndarray, np.ndarray]],
+                      path: Path) -> None:
+    """The profile's data: one row per (configuration, problem), its ratio tau to
+    the best time (inf: not solved) and the share solved within tau."""
+    from aggregame.studies.files import atomic_write
+
+    rows = pd.DataFrame([{"config": config, "tau": tau, "share": share}
+                         for config, (ratios, shares) in sorted(profile.items())
+                         for tau, share in zip(ratios, shares)],
+                        columns=["config", "tau", "share"])
+    atomic_write(path, lambda p: rows.to_csv(p, index=False))
+
+
+def lower_median(values: pd.Series) -> float:
+    """The middle value of the finite ones; of an even count the lower middle one
+    (MEDIAN_RULE): always a time some run took, never a mean of two."""
+    v = np.sort(values.to_numpy(dtype=float))
+    v = v[np.isfinite(v)]
+    return float(v[(v.size - 1) // 2]) if v.size else math.nan
 
 
 def failures_markdown(table: pd.DataFrame, skipped: Sequence[dict[str, Any]]) -> str:
@@ -234,21 +282,30 @@ class CompareResult:
 
 
 SUMMARY_COLUMNS = ("scenario", "method", "backend", "solver", "runs", "solved",
-                   "build_s", "solve_s", "certificate_s", "iterations", "rounds",
-                   "max_regret")
+                   "build_s", "solve_s", "solve_cpu_s", "certificate_s",
+                   "failed_after_s", "iterations", "rounds", "max_regret")
 
 
 def summary_table(table: pd.DataFrame) -> pd.DataFrame:
     if table.empty:  # every (method, backend) pair was refused: nothing ran
         return pd.DataFrame(columns=list(SUMMARY_COLUMNS))
+    failed = table["status"] == RunStatus.FAILED.value
+    # A failed run's time is its time to failure, apart from the others'.
+    table = table.assign(
+        solved_s=table["solve_seconds"].where(~failed),
+        solved_cpu_s=table.get("solve_cpu_seconds",
+                               pd.Series(math.nan, index=table.index)).where(~failed),
+        failed_s=table["solve_seconds"].where(failed))
     group = table.groupby(["scenario", "method", "backend", "solver"], sort=False)
     return group.agg(runs=("status", "size"),
                      solved=("status", lambda s: int((s == "solved").sum())),
-                     build_s=("build_seconds", "median"),
-                     solve_s=("solve_seconds", "median"),
-                     certificate_s=("certificate_seconds", "median"),
-                     iterations=("solver_iterations", "median"),
-                     rounds=("rounds", "median"),
+                     build_s=("build_seconds", lower_median),
+                     solve_s=("solved_s", lower_median),
+                     solve_cpu_s=("solved_cpu_s", lower_median),
+                     certificate_s=("certificate_seconds", lower_median),
+                     failed_after_s=("failed_s", lower_median),
+                     iterations=("solver_iterations", lower_median),
+                     rounds=("rounds", lower_median),
                      max_regret=("max_regret", "max")).reset_index()
 
 
@@ -314,6 +371,11 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
                         default=[], metavar="[SOLVER:]KEY=VALUE",
                         help="an option of one solver, e.g. cyipopt:tol=1e-8; "
                              "without SOLVER: of every solver run (repeatable)")
+    parser.add_argument("--solver-rtol", dest="solver_rtol", type=float,
+                        metavar="RTOL",
+                        help="one relative tolerance for every solver, set as each "
+                             "solver's own option (Ipopt tol, SCIP limits/gap, HiGHS "
+                             "feasibility tolerances); default: each solver's own")
     parser.add_argument("--workers", type=int, default=1,
                         help="parallel runs (default 1: timings stay like for like)")
     parser.add_argument("--out", default="results/compare",
@@ -347,10 +409,17 @@ def settings_from_args(args: argparse.Namespace) -> CompareSettings:
             raise SolverOptionError(f"--solver-option {item!r}: solver {name!r} is "
                                     f"not among the solvers run ({list(solvers)})")
         per_solver.setdefault(name, {}).update(parse_solver_options([rest]))
+    rtol = getattr(args, "solver_rtol", None)
+    if rtol is not None:
+        if not (math.isfinite(rtol) and 0 < rtol < 1):
+            raise SolverOptionError(f"--solver-rtol: must be in (0, 1), got {rtol!r}")
+        for name in solvers:  # an option given by name stays the user's
+            per_solver[name] = {**rtol_options(name, rtol), **per_solver.get(name, {})}
     for name, opts in per_solver.items():
         SolverSpec(name, opts)  # an invalid option fails here, naming it
     options = tuple(sorted((k, tuple(sorted(v.items())))
                            for k, v in per_solver.items()))
     return CompareSettings(tuple(args.scenarios), _csv(args.methods),
                            _csv(args.backends), solvers, args.repeats, args.seed,
-                           options, getattr(args, "allow_outside", False))
+                           options, getattr(args, "allow_outside", False),
+                           getattr(args, "allow_code", False), rtol)

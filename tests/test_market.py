@@ -119,28 +119,66 @@ def test_jumps_are_found_with_both_sides_and_kept_apart():
     assert (jump.total, jump.below, jump.above) == pytest.approx((35.0, 3.6, 4.0))
 
 
-@pytest.mark.solver
-def test_an_equilibrium_at_a_jump_is_refused_in_one_line():
-    """Two users who value energy between the two sides of the jump bunch at it:
-    the dynamics stop a hair below Y = 190, where the samples of the regret scan
-    cannot see the jump. refuse_at_jump says so."""
-    from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
-    from aggregame.solvers.market import MarketPrice, refuse_at_jump
+def bunching_game():
+    """Two users who value energy between the two sides of the jump at Y = 190 of
+    a market with demand bids (12 below, 25 above)."""
+    from aggregame.solvers.market import MarketPrice
 
     m = market(0.0, bids=((25.0, 10.0), (8.0, 15.0)))
     price = MarketPrice(m, m.D, m.balance)
     users = quadratic_users([0.01, 0.01], [26.0, 26.0])
-    game = Game(tuple(Player.individual(u) for u in users), price)
+    return Game(tuple(Player.individual(u) for u in users), price)
+
+
+@pytest.mark.solver
+def test_an_equilibrium_at_a_jump_is_refused_in_one_line():
+    """The users bunch at the jump: the dynamics stop a hair below Y = 190, where
+    the samples of the regret scan cannot see the jump. refuse_at_jump says so, and
+    the certificate gives every player the verdict failed with that reason, so the
+    dynamics do not call the profile an equilibrium."""
+    from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
+    from aggregame.solvers.market import refuse_at_jump
+
+    game = bunching_game()
     eq = solve_equilibrium(game)
     assert eq.profile.sum() == pytest.approx(190.0, rel=1e-9)
     with pytest.raises(PriceJumpError, match="sits at a price jump") as err:
         refuse_at_jump(game, eq.profile)
     assert "\n" not in str(err.value)
+    assert eq.converged and not eq.certified and not eq.is_equilibrium
+    assert eq.certificate.verdicts == ("failed", "failed")
+    for player in eq.certificate.players:
+        assert player.reason.startswith("total at a price jump")
+        assert "190" in player.reason and "\n" not in player.reason
+    assert "total at a price jump" in eq.reason()
+    from aggregame.solvers.equilibrium.aggregate import solve_aggregate
+
+    assert not solve_aggregate(game).is_equilibrium  # the search over the total
     # Away from the jump, and for a continuous price, nothing is refused.
     refuse_at_jump(game, eq.profile * 0.9)
     refuse_at_jump(Game(game.players, LinearPrice(0.05)), eq.profile)
 
 
+@pytest.mark.solver
+def test_no_certificate_at_a_jump_but_on_either_side_as_before():
+    """The scan and the global certificate refuse the jump's total (every player
+    failed, never a traceback); a profile away from it is certified or refuted by
+    its regret as usual (here the bunching users gain by moving: refuted)."""
+    from aggregame.solvers.certify.global_bound import certify_global
+    from aggregame.solvers.certify.scan import certify
+
+    game = bunching_game()
+    at = np.array([100.0, 90.0])
+    for method in ("scan", "global"):
+        cert = certify(game, at, method=method)
+        assert not cert.certified and cert.verdicts == ("failed", "failed")
+        assert all(p.reason.startswith("total at a price jump") for p in cert.players)
+    bounds = certify_global(game, at)
+    assert not bounds.proved
+    assert all(p.verdict.value == "failed" and p.message.startswith(
+        "total at a price jump") for p in bounds.players)
+    below = certify(game, at * 0.9)
+    assert "failed" not in below.verdicts and not below.certified
 @pytest.mark.solver
 @pytest.mark.parametrize("change, message", [
     (lambda m: m.q[0].setlb(25.0), "infeasible at D = 0"),

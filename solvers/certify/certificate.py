@@ -20,6 +20,7 @@ A profile is certified when every player's verdict is ``proved``.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,6 +103,16 @@ class Certificate:
     players: tuple[PlayerRegret, ...]
     rtol: float
     method: CertificateMethod = CertificateMethod.SCAN
+
+    @classmethod
+    def failed(cls, profile: np.ndarray, players: int, rtol: float,
+               method: CertificateMethod, reason: str) -> Certificate:
+        """Every player ``failed`` for one reason (nothing searched, nothing found,
+        no bound): the certificate of a profile that cannot be certified at all."""
+        failed = PlayerRegret(0.0, 0.0, math.nan, math.nan, math.inf, Verdict.FAILED,
+                              0, reason)
+        return cls(np.asarray(profile, dtype=float), (failed,) * players, rtol,
+                   method)
 
     @property
     def regrets(self) -> np.ndarray:

@@ -51,7 +51,9 @@ API for callers (CLI ``--certify global``, certify(method="global"), crosscheck)
     cert.to_frame()           # one row per player (pandas)
 
 It raises SolverUnavailableError when pyscipopt is missing, GameDefinitionError for
-a malformed profile; every per-player failure is a FAILED verdict, not an exception.
+a malformed profile; every per-player failure is a FAILED verdict, not an exception,
+and so is a profile whose total sits at a jump of the price (every player FAILED,
+the reason from solvers/market/jumps.py).
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ from aggregame.solvers.certify.certificate import (
     PlayerRegret,
     Verdict,
 )
+from aggregame.solvers.market.jumps import jump_reason
 
 #: Default relative-regret tolerance of ``GlobalCertificate.proved``.
 GLOBAL_RTOL = 1e-5
@@ -255,6 +258,13 @@ def certify_global(game: Game, profile: Any, *, time_limit: float = 5.0,
     """
     settings = _check_settings(time_limit, gap, rtol, feastol)
     y = _check_profile(game, profile)
+    at_jump = jump_reason(game, y)
+    if at_jump is not None:  # no single price clears the market: nothing to bound
+        nan = math.nan
+        failed = tuple(PlayerBound(p.name, float(y[j]), nan, nan, nan, nan, math.inf,
+                                   math.inf, nan, Verdict.FAILED, 0.0, message=at_jump)
+                       for j, p in enumerate(game.players))
+        return GlobalCertificate(y, failed, float(rtol), float(time_limit), float(gap))
     opt = scip_solver()
     bounds = tuple(_bound_player(opt, game, j, y, settings)
                    for j in range(len(game.players)))

@@ -52,6 +52,7 @@ from aggregame.solvers.certify.payoffs import (
     levels_tie,
 )
 from aggregame.solvers.certify.proof import rows_proved
+from aggregame.solvers.market.jumps import jump_reason
 
 LOG = logging.getLogger(__name__)
 
@@ -80,10 +81,16 @@ def certify(game: Game, profile: np.ndarray, rtol: float = CERTIFICATE_RTOL, *,
         'global' (SCIP's proven bounds; ``global_options``, e.g. ``time_limit``, go
         to :func:`aggregame.solvers.certify.global_bound.certify_global`; SCIP's
         feasibility tolerance limits what it proves: at least GLOBAL_RTOL).
+
+    A profile whose total sits at a jump of the price (solvers/market/jumps.py)
+    gets the verdict ``failed`` for every player, with that reason.
     """
     rtol = check_rtol(rtol)
     method = CertificateMethod(method)
     profile = np.asarray(profile, dtype=float)
+    at_jump = jump_reason(game, profile)
+    if at_jump is not None:  # no single price clears the market: no payoff to bound
+        return Certificate.failed(profile, len(game.players), rtol, method, at_jump)
     if method is CertificateMethod.GLOBAL:
         from aggregame.solvers.certify.global_bound import as_certificate
 

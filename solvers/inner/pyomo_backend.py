@@ -13,6 +13,19 @@ solvers/inner/pyomo_rows.py), a closed form or one or two solves (``_welfare_row
 total derivative). Every solve is checked: a termination other than optimal raises
 ``InnerSolveError``, so a last iterate is never returned as an answer.
 
+Rows next to a price-out point. A member whose U'(0) lies within ~1e-7 of the
+price has a box [0, xbar_i] of that width, which Ipopt's tolerances cannot resolve:
+measured, Ipopt then stops at "optimal" with an allocation 10% off in marginal
+welfare, or makes no progress, warm or cold. A row that fails (its termination or
+its optimality residual) after the cold start is solved once more from the native
+backend's allocation of the same purchase (``PhaseStart.verify``: Ipopt started
+there, barely pushed off the bounds); Ipopt's answer from there must pass the same
+residual check, which is computed from Ipopt's allocation and multiplier, not the
+native one. ``SolveCounter.by_phase['native-start']`` counts such rows. A row that
+fails that too raises InnerSolveError with the exact purchase and price (repr).
+On the Pyomo-model path (``reuse_nlp=False``, other solvers) Ipopt's "very little
+progress" end is not accepted, so such rows may still fail there.
+
 Multipliers. ``model.dual[eq_balance]`` is lambda_j = dJ_j/dy_j (maximize model,
 ``sum(x) == purchase``; docs/pyomo.md, section "Dual signs with cyipopt").
 For an inequality ``body >= 0`` of the same
@@ -34,6 +47,7 @@ derivatives are NaN and the best response falls back to its derivative-free sear
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from typing import Any
 
@@ -55,6 +69,7 @@ from aggregame.allocation import (
 from aggregame.errors import InnerSolveError, UnsupportedProblemError
 from aggregame.players import Game
 from aggregame.solvers.inner.batch import InnerBatch
+from aggregame.solvers.inner.native import NativeInner
 from aggregame.solvers.inner.pyomo_rows import (
     InnerRow,
     PhaseResult,
@@ -70,6 +85,8 @@ from aggregame.solvers.inner.pyomo_rows import (
 )
 from aggregame.solvers.inner.pyomo_solves import ModelBackend, NlpBackend
 from aggregame.solvers.solver_choice import SolverName, SolverSpec
+
+LOG = logging.getLogger(__name__)
 
 
 def ipopt_solver(options: dict[str, Any] | None = None) -> Any:
@@ -134,6 +151,8 @@ class PyomoInner:
         else:
             self._backend = ModelBackend(self.player, self.solver)
         self.model = self._backend.model
+        self._start_x: np.ndarray | None = None  # an allocation to verify (_solve_one)
+        self._native_inner: NativeInner | None = None
 
     # -- one purchase -----------------------------------------------------------
     def _finish(self, d: RowData, x: np.ndarray, lam: float,
@@ -155,9 +174,12 @@ class PyomoInner:
         counted = counted_members(self.player, d.priced_out)
         return self.player.fairness.is_maxmin and bool((d.priced_out & counted).any())
 
-    def _solve_one(self, y: float, others_total: float,
-                   fixed_price: float | None) -> InnerRow:
+    def _solve_one(self, y: float, others_total: float, fixed_price: float | None,
+                   start_x: np.ndarray | None = None) -> InnerRow:
+        """The row of purchase y; ``start_x``: an allocation to start the solver at
+        (and to verify), instead of its own start."""
         d = row_data(self.game, self.index, y, others_total, fixed_price)
+        self._start_x = start_x
         if y > d.cap * (1 + 1e-12):  # infeasible: no allocation keeps s >= 0
             row = self._finish(d, d.xbar.copy(), np.nan, None)
             return dataclasses.replace(row, welfare=-np.inf)
@@ -202,15 +224,18 @@ class PyomoInner:
     def _start(self, d: RowData) -> PhaseStart:
         """x_i = y xbar_i / cap: sum x = y and every surplus positive; the max-min
         level 10% below the smallest s_i + e_i (strictly feasible). Sets Ipopt's
-        objective scaling for the start (``objective_scale``)."""
-        x0 = np.where(d.priced_out, 0.0, d.y * d.xbar / d.cap)
+        objective scaling for the start (``objective_scale``). With an allocation
+        to verify (``_solve_one``'s ``start_x``), that allocation instead."""
+        verify = self._start_x is not None
+        x0 = np.where(d.priced_out, 0.0, np.clip(self._start_x, 0.0, d.xbar)
+                      if verify else d.y * d.xbar / d.cap)
         if self.spec.name is SolverName.CYIPOPT:  # other solvers scale for themselves
             self.solver.config.options["obj_scaling_factor"] = objective_scale(
                 self.player, x0, d.price, d.weight, d.floor, d.priced_out)
         if not self.player.fairness.is_maxmin:
-            return PhaseStart(x0)
+            return PhaseStart(x0, verify=verify)
         level = float((surplus_of(self.player, x0, d.price) + d.floor).min())
-        return PhaseStart(x0, level=level - 0.1 * abs(level))
+        return PhaseStart(x0, level=level - 0.1 * abs(level), verify=verify)
 
     def _welfare_row(self, d: RowData) -> InnerRow:
         res = self._run(d, self._start(d), "welfare")
@@ -260,7 +285,9 @@ class PyomoInner:
         else:
             level, x0, lam, deriv = known, self._start(d).x0, 0.0, 0.0
         fixed = level - 1e-9 * max(1.0, abs(level))
-        second = self._run(d, PhaseStart(x0, fixed_level=fixed), "tiebreak")
+        second = self._run(d, PhaseStart(x0, fixed_level=fixed,
+                                         verify=self._start_x is not None),
+                           "tiebreak")
         x = np.clip(second.x, 0.0, d.xbar)
         tie, curv = np.nan, np.nan
         if self._flat(d):
@@ -277,7 +304,7 @@ class PyomoInner:
         termination other than optimal raises InnerSolveError."""
         begin = time.perf_counter()
         label = self.spec.name.value
-        where = f"player '{self.player.name}' (y = {d.y:g}, p = {d.price:g})"
+        where = f"player '{self.player.name}' (y = {d.y!r}, p = {d.price!r})"
         try:
             outcome, result = self._backend.run(d, start)
         except Exception as err:
@@ -297,34 +324,79 @@ class PyomoInner:
 
     def solve(self, y: np.ndarray, others_total: float,
               fixed_price: float | None = None) -> InnerBatch:
-        """Inner solutions for purchases ``y`` (see InnerSolver.solve).
-
-        Each row's optimality residual is computed from Ipopt's allocation and
-        multiplier (aggregame.allocation); a row above RESIDUAL_TOL raises
-        InnerSolveError naming the player and the purchase.
-        """
+        """Inner solutions for purchases ``y`` (see InnerSolver.solve). A row whose
+        solve fails or whose residual (from the solver's allocation and multiplier)
+        is above RESIDUAL_TOL is solved again (``_repair``); one that still fails
+        raises InnerSolveError naming the player, the purchase and the price."""
         y = np.atleast_1d(np.asarray(y, dtype=float))
-        rows = [self._solve_one(float(v), others_total, fixed_price) for v in y]
-        batch = self._batch(y, rows, others_total, fixed_price)
-        bad = np.flatnonzero(~(batch.residual <= RESIDUAL_TOL))
-        if bad.size and getattr(self._backend, "warm", False):
-            # A warm start can end less precisely than a cold one: solve those rows
-            # again from the cold start before calling them unproved.
+        rows: list[InnerRow | InnerSolveError] = []
+        for v in y:
+            try:
+                rows.append(self._solve_one(float(v), others_total, fixed_price))
+            except InnerSolveError as err:  # the backend tried the cold start
+                rows.append(err)
+        solved = [k for k, r in enumerate(rows) if isinstance(r, InnerRow)]
+        imprecise = set()
+        if solved:
+            batch = self._batch(y[solved], [rows[k] for k in solved], others_total,
+                                fixed_price)
+            for k, res in zip(solved, batch.residual):
+                if not res <= RESIDUAL_TOL:
+                    imprecise.add(k)
+                    rows[k] = residual_error(self, float(y[k]), others_total,
+                                             fixed_price, float(res))
+        warm = getattr(self._backend, "warm", False)
+        for k, row in enumerate(rows):
+            if isinstance(row, InnerSolveError):
+                rows[k] = self._repair(float(y[k]), others_total, fixed_price, row,
+                                       cold=warm and k in imprecise)
+        return self._batch(y, rows, others_total, fixed_price)
+
+    def _checked(self, y: float, others_total: float, fixed_price: float | None,
+                 start_x: np.ndarray | None = None) -> InnerRow | InnerSolveError:
+        """One row, solved and checked by its residual, or the error of either."""
+        try:
+            row = self._solve_one(y, others_total, fixed_price, start_x)
+        except InnerSolveError as err:
+            return err
+        finally:
+            self._start_x = None
+        res = float(self._batch(np.array([y]), [row], others_total,
+                                fixed_price).residual[0])
+        if res <= RESIDUAL_TOL:
+            return row
+        return residual_error(self, y, others_total, fixed_price, res)
+
+    def _repair(self, y: float, others_total: float, fixed_price: float | None,
+                first: InnerSolveError, cold: bool) -> InnerRow:
+        """A row that failed: the cold start (``cold``: the first answer came from
+        a warm one), then the native backend's allocation as the start; raises the
+        first error, with what was tried, if that fails too."""
+        if cold:
+            # A warm start can end less precisely than a cold one.
             self._backend.warm = False
             try:
-                for k in bad:
-                    rows[k] = self._solve_one(float(y[k]), others_total, fixed_price)
+                row = self._checked(y, others_total, fixed_price)
             finally:
                 self._backend.warm = True
-            batch = self._batch(y, rows, others_total, fixed_price)
-            bad = np.flatnonzero(~(batch.residual <= RESIDUAL_TOL))
-        if bad.size:
-            k = int(bad[0])
-            raise InnerSolveError(
-                f"Ipopt's solution of the inner problem of player '{self.player.name}' "
-                f"at purchase y = {y[k]:.17g} has optimality residual "
-                f"{batch.residual[k]:.3g} (tolerance {RESIDUAL_TOL:g})")
-        return batch
+            if isinstance(row, InnerRow):
+                return row
+        if self._native_inner is None:  # for starts only: its rows are not returned
+            self._native_inner = NativeInner(self.game, self.index, compiled=False)
+        try:
+            native = self._native_inner.solve(np.array([y]), others_total, fixed_price)
+        except InnerSolveError as err:
+            raise InnerSolveError(f"{first}; the native backend has no allocation to "
+                                  f"start from either: {err}") from first
+        self.counter.by_phase["native-start"] = \
+            self.counter.by_phase.get("native-start", 0) + 1
+        LOG.info("player %r, y = %r: solving from the native allocation (%s)",
+                 self.player.name, y, first)
+        row = self._checked(y, others_total, fixed_price, native.x[0])
+        if isinstance(row, InnerRow):
+            return row
+        raise InnerSolveError(f"{first}; started from the native backend's "
+                              f"allocation: {row}") from first
 
     def _batch(self, y: np.ndarray, rows: list[InnerRow], others_total: float,
                fixed_price: float | None) -> InnerBatch:
@@ -349,3 +421,14 @@ class PyomoInner:
                                 batch.welfare, batch.y, setup.cap,
                                 forced_rows(self.player, batch.y, setup.cap,
                                             setup.priced_out))
+
+
+def residual_error(inner: PyomoInner, y: float, others_total: float,
+                   fixed_price: float | None, residual: float) -> InnerSolveError:
+    """The error of ``inner``'s row at purchase ``y`` whose optimality residual is
+    above RESIDUAL_TOL, with the exact purchase and price."""
+    price = row_data(inner.game, inner.index, y, others_total, fixed_price).price
+    return InnerSolveError(
+        f"{inner.spec.name.value}'s solution of the inner problem of player "
+        f"'{inner.player.name}' at purchase y = {y!r} (price p = {price!r}) has "
+        f"optimality residual {residual:.3g} (tolerance {RESIDUAL_TOL:g})")

@@ -72,12 +72,15 @@ class PhaseStart:
     """Where one solve starts and what it holds fixed.
 
     ``level`` starts the max-min level t (None: not max-min); ``fixed_level`` fixes
-    it (the tie-break phase, which maximizes total surplus instead).
+    it (the tie-break phase, which maximizes total surplus instead). ``verify``:
+    ``x0`` is an allocation found elsewhere (the native backend's), which the solver
+    is asked to confirm from close by rather than to find from its own start.
     """
 
     x0: np.ndarray
     level: float | None = None
     fixed_level: float | None = None
+    verify: bool = False
 
     @property
     def tiebreak(self) -> bool:

@@ -10,7 +10,12 @@
 - qp.py, supply.py: the parametric QP and the solves both prices share.
 """
 
+from aggregame.market_model import register_market_reader
 from aggregame.solvers.market.jumps import refuse_at_jump
 from aggregame.solvers.market.price import MarketPrice, PriceJump, Segment
+from aggregame.solvers.market.scenario_code import read_scenario_market
+
+# load_scenario(..., allow_code=True) reads [market] model with this by default.
+register_market_reader(read_scenario_market)
 
 __all__ = ["MarketPrice", "PriceJump", "Segment", "refuse_at_jump"]

@@ -8,7 +8,10 @@ continuous price, so a profile whose total sits at a jump cannot be certified by
 regret samples: the payoff there depends on which side a sample fell.
 
 The choice made here: refuse, in one line (``refuse_at_jump``, a PriceJumpError),
-any profile whose total lies within ``AT_JUMP_RTOL`` of a jump. Deviations *across*
+any profile whose total lies within ``AT_JUMP_RTOL`` of a jump; the regret
+certificates (solvers/certify/) check ``jump_reason`` at their entry and give every
+player the verdict ``failed`` with that reason, so no method reports such a
+profile as an equilibrium. Deviations *across*
 a jump are already sampled on both sides, since every jump is also one of the
 price's ``breakpoints``, which the best response and the certificate scan at
 +-delta; ``MarketPrice`` keeps those samples on their own side of the jump (no
@@ -37,19 +40,29 @@ def jump_near(price: Price, total: float, rtol: float = AT_JUMP_RTOL) -> float |
     return float(near[0]) if near.size else None
 
 
+def jump_reason(game: Game, profile: np.ndarray, rtol: float = AT_JUMP_RTOL
+                ) -> str | None:
+    """Why no regret can be certified at ``profile``: its total sits at a jump of
+    the price (one line, starting "total at a price jump"); None elsewhere."""
+    total = float(np.sum(profile))
+    at = jump_near(game.price, total, rtol)
+    if at is None:
+        return None
+    below = getattr(game.price, "limit_below", game.price.value)(at)
+    return (f"total at a price jump: Y = {total!r} is within {rtol:g} of the jump "
+            f"at {at!r} (p from {float(below)!r} to {float(game.price.value(at))!r}); "
+            "no single price clears the market there, so no regret is certified")
+
+
 def refuse_at_jump(game: Game, profile: np.ndarray, rtol: float = AT_JUMP_RTOL
                    ) -> None:
     """Raise PriceJumpError when the profile's total sits at a jump of the price.
 
-    Call it before calling a profile an equilibrium; a certificate that finds the
-    total at a jump must report "not certified" with this message.
+    Call it before calling a profile an equilibrium; the certificates report
+    "not certified" with the same reason (``jump_reason``).
     """
-    total = float(np.sum(profile))
-    at = jump_near(game.price, total, rtol)
-    if at is None:
-        return
-    below = getattr(game.price, "limit_below", game.price.value)(at)
-    raise PriceJumpError(
-        f"market price: the total purchase {total:.10g} sits at a price jump (Y = "
-        f"{at:.10g}, p from {below:.10g} to {float(game.price.value(at)):.10g}): no "
-        "single price clears the market there, so it is not certified")
+    reason = jump_reason(game, profile, rtol)
+    if reason is not None:
+        raise PriceJumpError(f"market price: the total purchase "
+                             f"{float(np.sum(profile))!r} sits at a price jump; "
+                             f"{reason}")

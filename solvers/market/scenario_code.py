@@ -38,6 +38,7 @@ from typing import Any
 import pyomo.environ as pyo
 
 from aggregame.errors import AggregameError, ScenarioError
+from aggregame.market_model import MarketModel
 from aggregame.solvers.market.price import MarketPrice
 
 _IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -114,6 +115,14 @@ def load_market_price(spec: MarketSpec, folder: Path, *, allow_code: bool,
         return MarketPrice(model, demand, balance, solver=spec.solver)
     except AggregameError as err:
         raise ScenarioError(f"{where}: {_one_line(err)}") from None
+
+
+def read_scenario_market(ref: MarketModel) -> MarketPrice:
+    """The MarketPrice of a scenario's ``[market] model`` (the game definition's
+    reader, game/market_model.py; the caller has allowed code to run)."""
+    where = f"{ref.source}: [market] model"
+    spec = MarketSpec.parse(ref.model, where, **dict(ref.names))
+    return load_market_price(spec, ref.folder, allow_code=True, source=ref.source)
 
 
 def _import_from(folder: Path, name: str, where: str) -> Any:
