@@ -463,11 +463,19 @@ class _CyipoptSolver(PyomoSolver):
         results = self.pyomo_solver.solve(model, tee=False)
         term = results.solver.termination_condition
         return SolveOutcome(_LEGACY.get(term, Termination.OTHER), self._iterations,
-                            0, str(results.solver.message))
+                            0, _message(results.solver.message))
 
     def dual(self, model: pyo.Block, con: Any) -> float:
         # cyipopt: d objective / d bound of the maximize model (docs/pyomo.md, dual signs).
         return float(model.dual.get(con, 0.0))
+
+
+def _message(raw: Any) -> str:
+    """A solver's message as text: cyipopt reports Ipopt's as bytes, which str()
+    would print as b'...'."""
+    if isinstance(raw, bytes):
+        return raw.decode("utf-8", errors="replace")
+    return "" if raw is None else str(raw)
 
 
 class _IpoptExeSolver(PyomoSolver):
@@ -486,7 +494,7 @@ class _IpoptExeSolver(PyomoSolver):
         term = _LEGACY.get(results.solver.termination_condition, Termination.OTHER)
         if len(results.solution) > 0:
             model.solutions.load_from(results)
-        return SolveOutcome(term, 0, 0, str(results.solver.message))
+        return SolveOutcome(term, 0, 0, _message(results.solver.message))
 
 
 class _ContribSolver(PyomoSolver):

@@ -134,6 +134,7 @@ def test_options_reach_the_inner_solver_from_flag_and_toml(capsys, tmp_path):
     assert one_line(err).startswith("aggregame: solver failure: the pyomo backend "
                                     "(cyipopt(max_iter=1)): ")
     assert "did not reach an optimal solution" in err
+    assert "b'" not in err and 'b"' not in err  # Ipopt's message as text, not bytes
     toml = scenario(tmp_path, '[solver]\nbackend = "pyomo"\nname = "cyipopt"\n'
                               '[solver.options]\nmax_iter = 1\n')
     code, out, err = run(capsys, "solve", toml, "--json")

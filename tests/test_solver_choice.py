@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import one_aggregator_game
+from conftest import needs_ipopt, one_aggregator_game
 
 from aggregame import SolverOptionError, SolverUnavailableError, UnsupportedProblemError
 from aggregame.solvers.inner.native import NativeInner
@@ -196,3 +196,18 @@ def test_run_record_uses_the_native_certificate(small_users):
     assert record.solver_iterations > 0  # Ipopt iterations, not rounds
     cert = certify(game, np.array(record.profile))
     assert cert.max_regret == pytest.approx(record.max_regret, abs=1e-12)
+
+
+@needs_ipopt
+@pytest.mark.solver
+def test_a_solvers_message_is_text_not_bytes():
+    """cyipopt hands Ipopt's message over as bytes; errors quoting it read
+    "b'Maximum number ...'" unless it is decoded."""
+    import pyomo.environ as pyo
+
+    m = pyo.ConcreteModel()
+    m.x = pyo.Var(initialize=5.0)
+    m.o = pyo.Objective(expr=(m.x - 1) ** 4 + pyo.exp(m.x))
+    outcome = SolverSpec("cyipopt", {"max_iter": 1}).make_solver().solve(m)
+    assert isinstance(outcome.message, str)
+    assert outcome.message.startswith("Maximum number of iterations")
