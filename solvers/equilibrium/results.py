@@ -156,23 +156,20 @@ class Equilibrium:
     def members_table(self) -> pd.DataFrame:
         rows = []
         for j, player in enumerate(self.game.players):
-            for i, member in enumerate(player.members):
-                rows.append({"player": player.name, "member": member.name,
-                             "utility": member.utility.family, **member.utility.params(),
-                             "x": self.allocations[j][i],
-                             "surplus": self.surpluses[j][i]})
+            x, surplus = self.allocations[j], self.surpluses[j]
+            for i, member in enumerate(player.columns.describe()):
+                rows.append({"player": player.name, "member": member.pop("name"),
+                             **member, "x": x[i], "surplus": surplus[i]})
         return pd.DataFrame(rows)
 
     # -- export ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         players = []
         for j, player in enumerate(self.game.players):
-            members = []
-            for i, member in enumerate(player.members):
-                members.append({"name": member.name, "utility": member.utility.family,
-                                **member.utility.params(),
-                                "x": float(self.allocations[j][i]),
-                                "surplus": float(self.surpluses[j][i])})
+            x = np.asarray(self.allocations[j], dtype=float).tolist()
+            surplus = np.asarray(self.surpluses[j], dtype=float).tolist()
+            members = [{**member, "x": x[i], "surplus": surplus[i]}
+                       for i, member in enumerate(player.columns.describe())]
             players.append({"name": player.name, "alpha": _alpha_json(player.alpha),
                             "rule": player.fairness.rule.value,
                             "eps": player.fairness.eps,

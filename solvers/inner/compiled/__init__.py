@@ -60,7 +60,7 @@ def supports(player: Player) -> bool:
     """True when the kernels solve this player's rows: known families, and alpha <
     inf or max-min read as total surplus (leximin is solvers/inner/leximin.py's)."""
     return ENABLED and not player.fairness.is_leximin and all(
-        type(m.utility) in FAMILY_CODES for m in player.members)
+        f.family in FAMILY_CODES for f in player.families)
 
 
 def warm_up() -> None:
