@@ -156,9 +156,10 @@ class Player:
     def alpha(self) -> float:
         return self.fairness.alpha
 
-    @property
+    @cached_property
     def size(self) -> int:
-        return len(self.members)
+        """Number of members (read often: kept after the first call)."""
+        return len(self.columns)
 
     @cached_property
     def families(self) -> tuple[MemberFamily, ...]:
