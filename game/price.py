@@ -87,8 +87,15 @@ class Price:
     def slope_range(self, lo: float, hi: float) -> tuple[float, float]:
         """(least, largest) slope of p on [lo, hi]: bounds the certificate relies
         on (solvers/certify/bounds.py). A piecewise linear price (a supply curve)
-        reads the slopes of the segments [lo, hi] meets; any other price that knows
-        nothing of its slope says (0, inf): increasing is all it promises."""
+        reads the slopes of the segments [lo, hi] meets; a convex price's slope
+        rises, so its ends bound it; any other price that knows nothing of its
+        slope says (0, inf): increasing is all it promises, and the certificate's
+        bounds between samples then close only at first order (many more samples,
+        or a verdict of 'bounded')."""
+        if self.convex and not self.piecewise_linear:
+            ends = np.asarray(self.derivative(np.array([max(lo, 0.0), max(hi, 0.0)])),
+                              dtype=float)
+            return float(ends[0]), float(ends[1])
         if not self.piecewise_linear:
             return 0.0, np.inf
         ends = np.concatenate([[lo], self.breakpoints(lo, hi)])

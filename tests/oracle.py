@@ -273,5 +273,7 @@ def relative_regret(game, j: int, profile: np.ndarray, points: int = 200
     span = best[k] - float(np.median(column)) if column.size else 0.0
     if span <= 0 and column.size:
         span = best[k] - float(column.min())
-    gain = best[k] - here[k]
-    return (gain / span if span > 0 else math.inf), best_y
+    gain = float(best[k] - here[k])
+    # Plain floats: a gain of 1e300 over a span of 1e-10 is inf, without numpy's
+    # overflow warning.
+    return (gain / float(span) if span > 0 else math.inf), best_y

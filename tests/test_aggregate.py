@@ -152,6 +152,27 @@ def test_other_aggregators_are_found_not_proved(alpha):
 
 
 @pytest.mark.unit
+def test_an_equilibrium_at_a_members_price_out_total_is_found():
+    """Under the viable rule at alpha >= 1 a member's term leaves the payoff where
+    it is priced out, so the payoff jumps up there: aggregator B's best reply is the
+    purchase that puts the price exactly at its member's threshold b = 2.522, where
+    no first-order condition holds. Z steps over that total without crossing 0; the
+    engine still finds the equilibrium the dynamics reach (and the scan certifies)."""
+    users = quadratic_users(np.array([0.783, 0.637, 0.926, 0.721, 0.55]),
+                            np.array([1.232, 5.14, 2.522, 1.761, 5.308]), "u")
+    game = Game((Player.aggregator("A", users[:2], alpha=4.0, rule="viable"),
+                 Player.aggregator("B", users[2:], alpha=4.0, rule="viable")),
+                LinearPrice(0.625))
+    gs = solve_equilibrium(game)
+    assert gs.is_equilibrium
+    np.testing.assert_allclose(gs.price, 2.522, rtol=1e-9)  # at the threshold
+    found = find_equilibria(game)
+    assert any(np.allclose(eq.profile, gs.profile, rtol=1e-7, atol=1e-9)
+               for eq in found.equilibria)
+    assert all(eq.certified for eq in found.equilibria)
+
+
+@pytest.mark.unit
 def test_solve_aggregate_returns_a_certified_equilibrium_or_says_why():
     eq = solve_aggregate(load_scenario("fig4").game)
     assert eq.is_equilibrium and eq.method == "aggregate"

@@ -24,7 +24,7 @@ from aggregame.allocation import (
 from aggregame.solvers.inner import compiled
 from aggregame.solvers.inner.compiled.jit import jit
 from aggregame.solvers.inner.native import NativeInner
-from aggregame.solvers.inner.safe import lambda_allocation
+from aggregame.solvers.inner.safe import lambda_allocation, lambda_allocations
 
 
 def _aggregator(alpha, rule="floor", n=12, seed=3, b_low=0.0):
@@ -199,6 +199,24 @@ def test_member_newton_matches_safe_bisection(alpha):
         # The bisection in log space is the less accurate of the two (measured:
         # 1.4e-9 of y_max at alpha = 5, where Newton's residual is 1e-16).
         np.testing.assert_allclose(sol.x[0], x, rtol=0, atol=1e-7 * y_max)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("alpha", [0.0, 1.0, 3.0])
+def test_safe_bisection_of_many_rows_is_that_of_each_row(alpha):
+    """The safe path solves the failed rows of a batch together; each row halves
+    until its own brackets close, so the batch changes no bit of any row."""
+    player = _aggregator(alpha, rule="viable", n=9)
+    game = Game((player,), LinearPrice(0.01))
+    ys = np.linspace(0.0, 1.0, 13)[1:-1] ** 3 * game.feasible_max(0, 50.0)
+    setup = inner_setup(game, 0, ys, 50.0)
+    x, lam = lambda_allocations(player, setup.y, setup.price, setup.xbar,
+                                setup.weight, setup.floor)
+    for k, y in enumerate(ys):
+        one_x, one_lam = lambda_allocation(player, float(y), float(setup.price[k]),
+                                           setup.xbar[k], setup.weight[k],
+                                           setup.floor[k])
+        assert np.array_equal(x[k], one_x) and lam[k] == one_lam
 
 
 @pytest.mark.unit

@@ -264,3 +264,25 @@ def test_pyomo_tiebreak_derivative_matches_native(small_users):
     np.testing.assert_allclose(b["pyomo"].solve(ys, others).tiebreak_derivative,
                                b["native"].solve(ys, others).tiebreak_derivative,
                                rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.unit
+def test_a_lone_member_barely_priced_in_takes_the_whole_purchase():
+    """Three of four members priced out, the fourth 5.7e-12 below its threshold:
+    its surplus U(x) - p x at x ~ 1e-12 is below the rounding of either term, and
+    a stationarity test read that rounding as failure (InnerSolveError at a
+    purchase the aggregate search asks about). Its allocation is forced: all of y
+    to the lone member, the others nothing (the bounds)."""
+    from aggregame import quadratic_users
+
+    users = quadratic_users(
+        np.array([0.8197927065695021, 0.976262446210192, 0.23559771646767214,
+                  0.326759477435163]),
+        np.array([3.105570399024543, 4.791745713422057, 4.474256893482721,
+                  5.655972329160261]), "u")
+    game = Game((Player.aggregator("A", users, alpha=1.0, rule="viable"),),
+                LinearPrice(1.0))
+    price, y = 5.655972329154604, 1.5738037930618655e-12
+    batch = NativeInner(game, 0).solve(np.array([y]), np.array([price - y]))
+    np.testing.assert_allclose(batch.x[0], [0.0, 0.0, 0.0, y], rtol=1e-12, atol=0)
+    assert batch.residual[0] <= 1e-6

@@ -329,3 +329,39 @@ def test_relaxation_reformulation_gives_the_same_point():
     eq = solve_kkt(game, KKTSettings(reformulation="relaxation"))
     assert eq.is_equilibrium and eq.status == KKTStatus.CONVERGED
     np.testing.assert_allclose(eq.profile, cournot_closed_form(a, b, 0.01), rtol=1e-6)
+
+
+def zero_surplus_start_game(alpha, rule, a, b, split, c):
+    """Two aggregators without a floor (viable or strict rule) whose neutral start
+    puts a member at zero surplus: s^-alpha is undefined there (alpha > 0)."""
+    users = quadratic_users(np.array(a), np.array(b), "u")
+    return Game((Player.aggregator("A", users[:split], alpha=alpha, rule=rule),
+                 Player.aggregator("B", users[split:], alpha=alpha, rule=rule)),
+                LinearPrice(c))
+
+
+@pytest.mark.solver
+@pytest.mark.parametrize("alpha, rule, a, b, split, c, at_a_jump", [
+    (4.0, "viable", [0.783, 0.637, 0.926, 0.721, 0.55],
+     [1.232, 5.14, 2.522, 1.761, 5.308], 2, 0.625, True),
+    (2.0, "strict", [0.746, 0.349, 0.221, 0.141], [2.161, 2.322, 5.601, 4.785],
+     1, 1.917, False),
+])
+def test_an_undefined_derivative_at_the_start_is_a_status_not_a_crash(
+        alpha, rule, a, b, split, c, at_a_jump, capfd):
+    """Such a start used to end the solve with ZeroDivisionError (exit 3 on the
+    command line) and Pyomo's evaluation error on stderr. Now the solve goes on.
+    The strict game ends at an equilibrium that survives the independent
+    best-response check. The viable game's only equilibrium found sits where a
+    member is priced out and B's payoff jumps (price = its b, 2.522): no KKT point
+    is there, so the KKT solve must not call what it ends at an equilibrium."""
+    game = zero_surplus_start_game(alpha, rule, a, b, split, c)
+    eq = solve_kkt(game)
+    KKTStatus(eq.status)  # one of the documented endings
+    if at_a_jump:
+        assert not eq.is_equilibrium and eq.max_regret > 1e-3
+        native = solve_equilibrium(game)
+        assert native.is_equilibrium and native.price == pytest.approx(2.522)
+    else:
+        assert eq.is_equilibrium and certify_independently(game, eq.profile)
+    assert "ZeroDivisionError" not in capfd.readouterr().err

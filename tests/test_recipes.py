@@ -152,6 +152,10 @@ class RootPrice(Price):
     c: float
     w: float
     kind = "toy-root"
+    # What the price knows of itself: convex, so its slope's range on an interval
+    # is its slopes at the ends (Price.slope_range), which the certificate needs
+    # to close its bounds between samples at second order.
+    convex = True
 
     def value(self, total, lib=np):
         return self.c * total * lib.sqrt(1 + total / self.w)

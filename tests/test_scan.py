@@ -77,3 +77,27 @@ def test_secant_stop_never_ends_a_search_away_from_a_root(monkeypatch):
         found[flag] = br.best_response(NativeInner(game, 0), others)
     assert found[True].welfare == pytest.approx(found[False].welfare, rel=1e-9)
     assert found[True].y == pytest.approx(found[False].y, rel=1e-8)
+
+
+@pytest.mark.unit
+def test_a_player_void_at_every_purchase_has_regret_zero_proved():
+    """Strict rule, alpha = 2: J = -inf once a member is priced out. With the others
+    buying enough that a member is priced out already at y = 0, J is -inf at every
+    purchase (the price only rises with y): no deviation gains, and the scan proves
+    it instead of sampling a payoff that is -inf everywhere. Checked against the
+    payoff itself on a grid."""
+    from aggregame import Game, LinearPrice, Player, quadratic_users
+    from aggregame.solvers.certify.certificate import Verdict
+    from aggregame.solvers.certify.scan import certify
+
+    users = quadratic_users(np.array([0.5, 0.5]), np.array([1.0, 8.0]), "m")
+    solo = quadratic_users(np.array([0.1]), np.array([9.0]), "s")
+    game = Game((Player.aggregator("A", users, alpha=2.0, rule="strict"),
+                 Player.individual(solo[0])), LinearPrice(0.5))
+    profile = np.array([1.0, 4.0])  # price 2.5 at y_A = 0: member m0 (b = 1) out
+    inner = NativeInner(game, 0)
+    grid = np.linspace(0.0, 10.0, 41)
+    assert np.all(np.isneginf(inner.solve(grid, np.full(grid.size, 4.0)).welfare))
+    cert = certify(game, profile)
+    assert cert.players[0].verdict is Verdict.PROVED
+    assert cert.players[0].regret == 0.0

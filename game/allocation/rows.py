@@ -64,12 +64,17 @@ def allocation_error(x: np.ndarray, y: np.ndarray, xbar: np.ndarray) -> np.ndarr
 def forced_rows(player: Player, y: np.ndarray, cap: np.ndarray,
                 priced_out: np.ndarray) -> np.ndarray:
     """Rows whose allocation leaves nothing to optimize: one allocation only (y <= 0;
-    y at the capacity, every member at xbar_i; the solvers' own thresholds), or a
-    payoff no allocation changes (J = -inf once a member is priced out, where the
-    rule says so: strict, alpha >= 1). Their residual is the allocation's error
-    alone."""
+    y at the capacity, every member at xbar_i; the solvers' own thresholds; at most
+    one member priced in, who takes all of y), or a payoff no allocation changes
+    (J = -inf once a member is priced out, where the rule says so: strict,
+    alpha >= 1). Their residual is the allocation's error alone.
+
+    The lone member matters where it is barely priced in: its surplus
+    U(x) - p x is then below the rounding of either term, and a stationarity test
+    of its only possible allocation would read rounding as failure."""
     f = player.fairness
-    out = (y <= 0) | (y >= cap * (1 - 1e-14))
+    alone = (~np.asarray(priced_out, dtype=bool)).sum(axis=-1) <= 1
+    out = (y <= 0) | (y >= cap * (1 - 1e-14)) | alone
     if f.rule.void_when_priced_out(f):
         out = out | priced_out.any(axis=-1)
     return out

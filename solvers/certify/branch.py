@@ -101,11 +101,14 @@ def _interval_gains(pay: Payoffs, ref: _Reference, left: np.ndarray,
     a = np.array([r.y[k] for k in left])
     b = np.array([r.y[k] for k in right])
     window = PriceWindow.of(pay.game, pay.others, a, b)
-    if pay.kind is PayoffKind.SCALAR:
-        return _scalar_gains(pay, ref, left, a, b, window, target)
-    if pay.kind is PayoffKind.MAXMIN:
-        return _maxmin_gains(pay, ref, left, a, b, window)
-    return _leximin_gains(pay, ref, left, a, b, window)
+    # Payoffs of -inf (log of a zero surplus) and bounds of +inf are expected: the
+    # gains read a NaN as no bound (``_relative``), so numpy's warnings are off.
+    with np.errstate(invalid="ignore", over="ignore"):
+        if pay.kind is PayoffKind.SCALAR:
+            return _scalar_gains(pay, ref, left, a, b, window, target)
+        if pay.kind is PayoffKind.MAXMIN:
+            return _maxmin_gains(pay, ref, left, a, b, window)
+        return _leximin_gains(pay, ref, left, a, b, window)
 
 
 def _relative(gain: np.ndarray, span: float) -> np.ndarray:

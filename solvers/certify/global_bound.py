@@ -56,7 +56,6 @@ a malformed profile; every per-player failure is a FAILED verdict, not an except
 
 from __future__ import annotations
 
-import enum
 import math
 import time
 from dataclasses import dataclass, fields
@@ -74,8 +73,8 @@ from aggregame.solvers.certify.certificate import (
     Certificate,
     CertificateMethod,
     PlayerRegret,
+    Verdict,
 )
-from aggregame.solvers.certify.certificate import Verdict as Common
 
 #: Default relative-regret tolerance of ``GlobalCertificate.proved``.
 GLOBAL_RTOL = 1e-5
@@ -94,14 +93,6 @@ TIGHT_FEASTOL = 1e-9
 REFINE_BELOW = 1e-3
 
 
-class Verdict(str, enum.Enum):
-    """What SCIP established for one player."""
-
-    PROVED = "proved"     # SCIP closed the gap (status optimal / gap limit)
-    BOUNDED = "bounded"   # stopped at a limit: a finite bound, a gap left open
-    FAILED = "failed"     # SCIP error, no finite bound, or an unsupported model
-
-
 @dataclass(frozen=True)
 class PlayerBound:
     """Bound on one player's regret at the profile.
@@ -117,7 +108,9 @@ class PlayerBound:
     regret_bound : max(UB_j - J_j, 0), or the tie-break gain (see ``tiebreak``).
     relative_regret : regret_bound / range of the payoff (module docstring).
     gap : (UB - incumbent) / range: what SCIP left open.
-    verdict : Verdict.
+    verdict : Verdict: proved (SCIP closed the gap), bounded (stopped at a limit
+        with a finite bound, the gap open) or failed (a SCIP error, no finite
+        bound, an unsupported model).
     seconds : wall time of this player's SCIP solves and checks.
     tiebreak : True when regret_bound is a max-min player's total-surplus gain.
     tiebreak_payoff, tiebreak_upper_bound : total surplus at the profile and SCIP's
@@ -516,13 +509,13 @@ def as_certificate(game: Game, profile: np.ndarray, rtol: float, **options
             p.best_payoff) and math.isfinite(p.payoff) else 0.0
         found_rel = found / span if span > 0 else 0.0
         if p.verdict is Verdict.FAILED or not math.isfinite(p.relative_regret):
-            verdict, reason = Common.FAILED, p.message or "SCIP gave no bound"
+            verdict, reason = Verdict.FAILED, p.message or "SCIP gave no bound"
         elif p.relative_regret <= rtol:
-            verdict, reason = Common.PROVED, ""
+            verdict, reason = Verdict.PROVED, ""
         elif found_rel > rtol:
-            verdict, reason = Common.REFUTED, "SCIP found a purchase that gains more"
+            verdict, reason = Verdict.REFUTED, "SCIP found a purchase that gains more"
         else:
-            verdict = Common.BOUNDED
+            verdict = Verdict.BOUNDED
             reason = p.message or "SCIP's bound is above the tolerance"
         players.append(PlayerRegret(
             found, found_rel, p.best_y if math.isfinite(p.best_y) else p.y,

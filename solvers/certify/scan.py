@@ -116,6 +116,8 @@ def _player_regret(game: Game, j: int, profile: np.ndarray, rtol: float,
     y_max = game.feasible_max(j, others)
     if y_max <= 0:
         return _only_zero(pay, rtol), pay
+    if _void_everywhere(game, j, others):
+        return _only_zero(pay, rtol), pay
     if pay.one_member is not None and game.price.convex:
         return _concave_one_member(pay, y_max, rtol), pay
     plan = samples.plan(game, j, others, y_max, y)
@@ -155,8 +157,19 @@ def _player_regret(game: Game, j: int, profile: np.ndarray, rtol: float,
     return result, pay
 
 
+def _void_everywhere(game: Game, j: int, others: float) -> bool:
+    """J_j = -inf at every purchase: the rule voids the payoff of a player with a
+    priced-out member (strict, alpha >= 1), and a member is priced out already at
+    y_j = 0, so at every purchase (the price only rises with it)."""
+    player = game.players[j]
+    if not player.fairness.rule.void_when_priced_out(player.fairness):
+        return False
+    return bool(np.any(player.marginal_at_zero <= game.price.value(others)))
+
+
 def _only_zero(pay: Payoffs, rtol: float) -> PlayerRegret:
-    """No purchase but 0 is feasible: the regret is J(0) - J(y), exactly."""
+    """No purchase but 0 is feasible, or every purchase gives the same payoff as 0
+    (``_void_everywhere``): the regret is J(0) - J(y), exactly."""
     pay.evaluate([0.0], spread=True)
     raw, rel, best = found_gain(pay)
     proved = rel <= rtol

@@ -39,6 +39,7 @@ from aggregame.solvers.certify.scan import certify, threads
 from aggregame.solvers.equilibrium.dynamics import feasible_profile
 from aggregame.solvers.equilibrium.replies import (
     PlayerReplies,
+    QuadraticSingles,
     Replies,
     falls_with_total,
 )
@@ -52,6 +53,14 @@ LOG_TOTAL_SAMPLES = 24
 TOTAL_RTOL = 1e-13
 #: Candidate combinations per total at most, where replies are sets.
 MAX_COMBINATIONS = 256
+#: A reply that moves by more than this fraction of its capacity between two
+#: sampled totals may jump there: the interval is bisected (at most
+#: JUMP_BISECTIONS times) to put samples on both sides of the jump.
+REPLY_JUMP = 0.05
+JUMP_BISECTIONS = 48
+#: A root this close to a jump total (relative to Y_bar) sits at it: the root
+#: search converges to a jump of Z to its own accuracy, TOTAL_RTOL.
+JUMP_SNAP = 1e-10
 
 
 @dataclass(frozen=True)
@@ -103,33 +112,48 @@ def _entry(eq: Equilibrium) -> dict:
 @dataclass
 class _Search:
     """The players' repliers (local, in threads, or ``remote`` on a Dask cluster)
-    and the totals evaluated so far."""
+    and the totals evaluated so far. One-member quadratic players reply together
+    (``singles``); ``replies`` holds the others' repliers, by player."""
 
     game: Game
-    replies: list[PlayerReplies]
+    replies: dict[int, PlayerReplies]
     falling: list[bool]
     pool: ThreadPoolExecutor | None
     remote: Any = None
+    singles: QuadraticSingles | None = None
     cache: dict[float, list[Replies]] = field(default_factory=dict)
 
     def at(self, total: float) -> list[Replies]:
         if total not in self.cache:
-            if self.remote is not None:
-                self.cache[total] = self.remote.at(total)
-                return self.cache[total]
-
-            def one(j: int) -> Replies:
-                return self.replies[j].at(total, self.falling[j])
-
-            js = range(len(self.replies))
-            self.cache[total] = list(self.pool.map(one, js)) if self.pool \
-                else [one(j) for j in js]
+            self.cache[total] = self.remote.at(total) if self.remote is not None \
+                else self._local(total)
         return self.cache[total]
+
+    def _local(self, total: float) -> list[Replies]:
+        def one(j: int) -> Replies:
+            return self.replies[j].at(total, self.falling[j])
+
+        out: list[Replies | None] = [None] * len(self.game.players)
+        if self.singles is not None:
+            for j, r in zip(self.singles.players, self.singles.at(total)):
+                out[j] = r
+        js = list(self.replies)
+        found = list(self.pool.map(one, js)) if self.pool and len(js) > 1 \
+            else [one(j) for j in js]
+        for j, r in zip(js, found):
+            out[j] = r
+        return out
 
     def z(self, total: float) -> np.ndarray:
         """Every value of Z at ``total`` (one per combination of candidates)."""
+        replies = self.at(total)
+        if all(r.candidates.size == 1 for r in replies):
+            # One combination: the same sum, added in the same order, without a
+            # numpy call per player.
+            return np.array([sum((float(r.candidates[0]) for r in replies), 0.0)
+                             - total])
         sums = np.zeros(1)
-        for r in self.at(total):
+        for r in replies:
             sums = np.unique((sums[:, None] + r.candidates[None, :]).ravel())
             if sums.size > MAX_COMBINATIONS:
                 sums = np.array([sums.min(), sums.max()])
@@ -154,12 +178,12 @@ def find_equilibria(game: Game, certificate_rtol: float = CERTIFICATE_RTOL, *,
         if count > 1 else None
     try:
         falling = [falls_with_total(game, j) for j in range(len(game.players))]
-        local = [] if remote is not None else [PlayerReplies(game, j) for j in
-                                               range(len(game.players))]
-        search = _Search(game, local, falling, pool, remote)
+        search = _Search(game, {}, falling, pool, remote)
+        if remote is None:
+            _local_repliers(search)
         top = total_bound(game)
         roots = _roots(search, top)
-        found, rejected = _certified(game, search, roots, rtol)
+        found, rejected = _certified(game, search, top, roots, rtol)
         complete, why = _completeness(game, search, top, roots)
     finally:
         if pool is not None:
@@ -169,6 +193,16 @@ def find_equilibria(game: Game, certificate_rtol: float = CERTIFICATE_RTOL, *,
         eq.seconds = seconds
     return EquilibriumSet(game, tuple(found), tuple(rejected), complete, why,
                           len(search.cache))
+
+
+def _local_repliers(search: _Search) -> None:
+    """One replier per player, the one-member quadratic players' shared."""
+    game = search.game
+    everyone = range(len(game.players))
+    singles = [j for j in everyone if QuadraticSingles.eligible(game, j)]
+    search.singles = QuadraticSingles(game, singles) if singles else None
+    others = set(everyone) - set(singles)
+    search.replies = {j: PlayerReplies(game, j) for j in everyone if j in others}
 
 
 def solve_aggregate(game: Game, certificate_rtol: float = CERTIFICATE_RTOL, *,
@@ -188,12 +222,13 @@ def solve_aggregate(game: Game, certificate_rtol: float = CERTIFICATE_RTOL, *,
 def total_bound(game: Game) -> float:
     """Y_bar: the largest total any profile can reach, where the players'
     capacities at the price it makes add up to it (they fall as it rises)."""
+    capacity = _capacity_of_everyone(game)
+
     def slack(total: float) -> float:
         price = float(game.price.value(total))
         if not math.isfinite(price):
             return -total
-        return sum(float(p.zero_surplus_consumption(price).sum())
-                   for p in game.players) - total
+        return capacity(price) - total
 
     if slack(0.0) <= 0:
         return 0.0
@@ -211,19 +246,44 @@ def total_bound(game: Game) -> float:
     return hi
 
 
+def _capacity_of_everyone(game: Game):
+    """price -> sum over every member of every player of its zero-surplus
+    consumption: the members of one utility family gathered across players, so a
+    price costs one call per family, not one per player."""
+    gathered: dict[type, list[dict[str, np.ndarray]]] = {}
+    for player in game.players:
+        for fam in player.families:
+            gathered.setdefault(fam.family, []).append(fam.params)
+    columns = [(family, {name: np.concatenate([p[name] for p in params])
+                         for name in params[0]})
+               for family, params in gathered.items()]
+
+    def capacity(price: float) -> float:
+        return float(sum(family.zero_surplus_consumption(
+            np.full(len(next(iter(params.values()))), price), params).sum()
+            for family, params in columns))
+
+    return capacity
+
+
 def _sample_totals(game: Game, top: float) -> np.ndarray:
     """Totals to evaluate Z at: an even grid of [0, Y_bar], log-spaced points below,
-    both sides of every price kink, and of every member's price-out total (where
-    its player's reply may jump)."""
+    and both sides of every total where a reply may jump (``_jump_totals``)."""
     grid = [np.linspace(0.0, top, TOTAL_SAMPLES),
             np.geomspace(top * 1e-9, top, LOG_TOTAL_SAMPLES)]
+    for point in _jump_totals(game, top):
+        grid.append(np.array([point * (1 - 1e-12), point * (1 + 1e-12)]))
+    return np.unique(np.clip(np.concatenate(grid), 0.0, top))
+
+
+def _jump_totals(game: Game, top: float) -> np.ndarray:
+    """The totals inside (0, Y_bar) where a player's reply may jump: the price's
+    kinks, and every member's price-out total p^-1(U_i'(0))."""
     kinks = np.asarray(game.price.breakpoints(0.0, top), dtype=float)
     thresholds = np.unique(np.concatenate([p.marginal_at_zero for p in game.players]))
     outs = np.array([game.price.inverse(float(b)) for b in thresholds])
-    for point in np.concatenate([kinks, outs[np.isfinite(outs)]]):
-        if 0 < point < top:
-            grid.append(np.array([point * (1 - 1e-12), point * (1 + 1e-12)]))
-    return np.unique(np.clip(np.concatenate(grid), 0.0, top))
+    points = np.concatenate([kinks, outs[np.isfinite(outs)]])
+    return np.unique(points[(points > 0) & (points < top)])
 
 
 def _roots(search: _Search, top: float) -> list[float]:
@@ -234,7 +294,7 @@ def _roots(search: _Search, top: float) -> list[float]:
     if all(search.falling):
         totals = np.array([0.0, top])
     else:
-        totals = _sample_totals(search.game, top)
+        totals = _refine_jumps(search, _sample_totals(search.game, top), top)
     values = [search.z(float(y)) for y in totals]
     roots = []
     for k, (y, z) in enumerate(zip(totals, values)):
@@ -254,6 +314,43 @@ def _roots(search: _Search, top: float) -> list[float]:
     return sorted(set(roots))
 
 
+def _refine_jumps(search: _Search, totals: np.ndarray, top: float) -> np.ndarray:
+    """The sampled totals, with both sides of every jump of a reply located between
+    two samples. Where a player's payoff has two local maxima its reply jumps from
+    one to the other at a total no formula gives; Z can cross 0 and jump back over
+    it within one sampling interval, and the sign test alone would see no root."""
+    extra: list[float] = []
+
+    def refine(lo: float, hi: float, depth: int) -> None:
+        if depth == 0 or hi - lo <= TOTAL_RTOL * top:
+            extra.extend((lo, hi))
+            return
+        mid = 0.5 * (lo + hi)
+        extra.append(mid)  # evaluated anyway; Z's sign there counts too
+        for a, b in ((lo, mid), (mid, hi)):
+            if _reply_jumps(search.at(a), search.at(b)):
+                refine(a, b, depth - 1)
+
+    for lo, hi in zip(totals[:-1], totals[1:]):
+        if _reply_jumps(search.at(float(lo)), search.at(float(hi))):
+            refine(float(lo), float(hi), JUMP_BISECTIONS)
+    return np.unique(np.concatenate([totals, np.array(extra, dtype=float)]))
+
+
+def _reply_jumps(left: list[Replies], right: list[Replies]) -> bool:
+    """Whether some player's candidates differ between two totals by more than
+    REPLY_JUMP of its capacity (or in number): a jump, or a steep stretch that
+    bisection shrinks below the threshold."""
+    for a, b in zip(left, right):
+        if a.candidates.size != b.candidates.size:
+            return True
+        scale = max(a.capacity, b.capacity, 1e-300)
+        if a.candidates.size and np.max(np.abs(a.candidates - b.candidates)) > \
+                REPLY_JUMP * scale:
+            return True
+    return False
+
+
 def _bisect_sets(search: _Search, lo: float, hi: float, top: float,
                  down: bool) -> float:
     """A total in [lo, hi] where set-valued Z crosses 0: bisection on the sign of
@@ -268,31 +365,91 @@ def _bisect_sets(search: _Search, lo: float, hi: float, top: float,
     return hi
 
 
-def _certified(game: Game, search: _Search, roots: list[float], rtol: float
-               ) -> tuple[list[Equilibrium], list[Equilibrium]]:
-    """Each root's profiles (one per combination of candidates), certified."""
+def _certified(game: Game, search: _Search, top: float, roots: list[float],
+               rtol: float) -> tuple[list[Equilibrium], list[Equilibrium]]:
+    """Each root's profiles (one per combination of candidates), and the profiles
+    the jump totals add (``_jump_profiles``), certified."""
+    profiles = [p for total in roots for p in _profiles(search.at(total), total)]
+    profiles += _jump_profiles(game, search, top, roots)
     found, rejected = [], []
-    for total in roots:
-        replies = search.at(total)
-        for profile in _profiles(replies, total):
-            profile = feasible_profile(game, profile)
-            cert = certify(game, profile, rtol)
-            eq = _equilibrium(game, profile, cert, Status.CONVERGED,
-                              len(search.cache), 0)
-            (found if cert.certified else rejected).append(eq)
+    for profile in profiles:
+        profile = feasible_profile(game, profile)
+        cert = certify(game, profile, rtol)
+        eq = _equilibrium(game, profile, cert, Status.CONVERGED, len(search.cache), 0)
+        (found if cert.certified else rejected).append(eq)
     return _distinct(found), _distinct(rejected)
+
+
+def _jump_profiles(game: Game, search: _Search, top: float, roots: list[float]
+                   ) -> list[np.ndarray]:
+    """Where a reply jumps (a price kink, or a member priced out under a rule whose
+    payoff jumps there), a player's best reply can be the purchase that puts the
+    total exactly at the jump: no first-order condition holds there, so Z, built
+    from the candidates, steps over the root instead of crossing it. Checked at the
+    jumps a root converged to, and, where not every reply falls (so the search
+    sampled both sides of each), at every jump."""
+    if top <= 0:
+        return []
+    owners = _jump_owners(game, top)
+    if all(search.falling):
+        owners = {total: js for total, js in owners.items()
+                  if any(abs(total - r) <= JUMP_SNAP * top for r in roots)}
+    return [p for total, js in sorted(owners.items())
+            for p in _at_jump(search, total, js)]
+
+
+def _jump_owners(game: Game, top: float) -> dict[float, list[int]]:
+    """Each jump total in (0, Y_bar) and the players whose reply may jump there:
+    every player at a price kink; at a member's price-out total, its player, when
+    it has other members and its rule's payoff jumps at a price-out."""
+    everyone = list(range(len(game.players)))
+    owners = {float(k): everyone for k in game.price.breakpoints(0.0, top)
+              if 0 < k < top}
+    for j, player in enumerate(game.players):
+        if player.size == 1 or not player.fairness.rule.jumps_at_price_out(
+                player.fairness):
+            continue
+        for b in np.unique(player.marginal_at_zero):
+            total = float(game.price.inverse(float(b)))
+            if 0 < total < top and math.isfinite(total):
+                owners.setdefault(total, [])
+                if j not in owners[total]:
+                    owners[total] = owners[total] + [j]
+    return owners
+
+
+def _at_jump(search: _Search, total: float, players: list[int]) -> list[np.ndarray]:
+    """Each of ``players`` takes the rest of the total, the others one candidate
+    each, where the rest lies between the player's candidates on either side of the
+    jump and its capacity. The total is the jump's, and the sampled one just above
+    it: the price computed at the jump may round below the member's threshold,
+    keeping it priced in at a zero surplus."""
+    sides = [search.at(total * (1 - 1e-12)), search.at(total * (1 + 1e-12))]
+    profiles = []
+    for j in players:
+        least = min(float(side[j].candidates.min(initial=np.inf)) for side in sides)
+        for rest in _profiles_of(sides[1][:j] + sides[1][j + 1:]):
+            for at in (total, total * (1 + 1e-12)):
+                own = at - float(rest.sum())
+                if least <= own <= sides[1][j].capacity:
+                    profiles.append(np.insert(rest, j, own))
+    return profiles
 
 
 def _profiles(replies: list[Replies], total: float) -> list[np.ndarray]:
     """The profiles at this total: one candidate per player adding up to it."""
+    scale = max(total, 1.0)
+    return [c for c in _profiles_of(replies) if abs(c.sum() - total) <= 1e-9 * scale]
+
+
+def _profiles_of(replies: list[Replies]) -> list[np.ndarray]:
+    """Every choice of one candidate per player (at most MAX_COMBINATIONS)."""
     combos = [np.zeros(0)]
     for r in replies:
         combos = [np.append(c, y) for c in combos for y in r.candidates]
         if len(combos) > MAX_COMBINATIONS:
-            break
-    scale = max(total, 1.0)
-    return [c for c in combos if c.size == len(replies)
-            and abs(c.sum() - total) <= 1e-9 * scale]
+            return []
+    return combos
 
 
 def _distinct(eqs: list[Equilibrium]) -> list[Equilibrium]:

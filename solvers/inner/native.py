@@ -26,7 +26,7 @@ from aggregame.solvers.inner.batch import InnerBatch
 from aggregame.solvers.inner.level_filling import LevelFilling
 from aggregame.solvers.inner.leximin import solve_leximin
 from aggregame.solvers.inner.member_arrays import MemberArrays
-from aggregame.solvers.inner.safe import lambda_allocation, maxmin_allocation
+from aggregame.solvers.inner.safe import lambda_allocations, maxmin_allocation
 from aggregame.solvers.inner.water_filling import LambdaFilling, WarmPath
 
 LOG = logging.getLogger(__name__)
@@ -148,24 +148,30 @@ class NativeInner:
 
     def _resolve_safely(self, batch: InnerBatch, setup: InnerSetup,
                         rows: np.ndarray) -> None:
-        """Replace the given rows of ``batch`` by the safe method's solutions."""
-        for k in rows:
-            one = setup.take(np.array([k]))
-            y, price = float(one.y[0]), float(one.price[0])
-            LOG.info("player %r: fast inner solve at y = %.17g has residual %.3g; "
-                     "re-solving by bisection", self.player.name, y, batch.residual[k])
-            if self.fairness.is_maxmin:
-                x, nu = maxmin_allocation(self.player, y, price, one.xbar[0],
-                                          one.floor[0], one.priced_out[0])
-                fixed = self._levels.finish(one, x[None], np.array([nu]))
-            else:
-                x, lam = lambda_allocation(self.player, y, price, one.xbar[0],
-                                           one.weight[0], one.floor[0])
-                fixed = self._lambda.finish(one, x[None], np.array([lam]))
-            if not fixed.residual[0] <= RESIDUAL_TOL:
-                raise InnerSolveError(
-                    f"inner problem of player '{self.player.name}' at purchase "
-                    f"y = {y:.17g} (price {price:.6g}): no allocation with optimality "
-                    f"residual below {RESIDUAL_TOL:g} (fast path "
-                    f"{batch.residual[k]:.3g}, bisection {fixed.residual[0]:.3g})")
-            batch.put(np.array([k]), fixed)
+        """Replace the given rows of ``batch`` by the safe method's solutions (the
+        rows of alpha < inf solved together: the bisection is row by row, its
+        arithmetic batched)."""
+        LOG.info("player %r: fast inner solve has residual above %g at %d purchase(s) "
+                 "(y = %s); re-solving by bisection", self.player.name, RESIDUAL_TOL,
+                 rows.size, ", ".join(f"{v:.17g}" for v in setup.y[rows[:5]]))
+        some = setup.take(rows)
+        if self.fairness.is_maxmin:
+            solved = [maxmin_allocation(self.player, float(some.y[k]),
+                                        float(some.price[k]), some.xbar[k],
+                                        some.floor[k], some.priced_out[k])
+                      for k in range(rows.size)]
+            x = np.array([s[0] for s in solved])
+            fixed = self._levels.finish(some, x, np.array([s[1] for s in solved]))
+        else:
+            x, lam = lambda_allocations(self.player, some.y, some.price, some.xbar,
+                                        some.weight, some.floor)
+            fixed = self._lambda.finish(some, x, lam)
+        failed = np.flatnonzero(~(fixed.residual <= RESIDUAL_TOL))
+        if failed.size:
+            k = int(failed[0])
+            raise InnerSolveError(
+                f"inner problem of player '{self.player.name}' at purchase "
+                f"y = {float(some.y[k])!r} (price {float(some.price[k])!r}): no "
+                f"allocation with optimality residual below {RESIDUAL_TOL:g} "
+                f"(fast path {batch.residual[rows[k]]:.3g}, bisection {fixed.residual[k]:.3g})")
+        batch.put(rows, fixed)

@@ -1,4 +1,4 @@
-"""The safe inner solve: plain bisection, in log space, one purchase at a time.
+"""The safe inner solve: plain bisection, in log space, each purchase on its own.
 
 The native backend's fast path (closed forms, Newton, batches) is checked row by row by
 its optimality residual (aggregame.allocation). A row that fails is solved again here,
@@ -37,63 +37,79 @@ Z_MAX = 6000.0
 _ITER = 200
 
 
-def _log_abs_lambda(z: float) -> float:
-    """log |T(z)| = |z| - Z (T(0) = 0)."""
-    return abs(z) - Z_MAX if z != 0 else -np.inf
-
-
-def _above(player: Player, x, price, weight, floor, z: float) -> np.ndarray:
-    """g_i(x) > T(z), member by member, on signs and logarithms."""
+def _above(player: Player, x, price, weight, floor, z) -> np.ndarray:
+    """g_i(x) > T(z), member by member, on signs and logarithms (rows of x, one z
+    and one price per row, as columns)."""
     alpha = player.fairness.alpha
     slope = player.evaluate("dU", x) - price
     with np.errstate(divide="ignore", invalid="ignore"):
         level = np.log(np.maximum(player.evaluate("U", x) - price * x + floor, 1e-300))
         log_g = np.log(weight) - alpha * level + np.log(np.abs(slope))
-    log_lam = _log_abs_lambda(z)
-    if z > 0:
-        return (slope > 0) & (log_g > log_lam)
-    if z < 0:
-        return (slope >= 0) | (log_g < log_lam)
-    return slope > 0
+        log_lam = np.where(z != 0, np.abs(z) - Z_MAX, -np.inf)  # log |T(z)|
+    rising = (slope > 0) & (log_g > log_lam)  # lambda > 0: g above it
+    falling = (slope >= 0) | (log_g < log_lam)  # lambda < 0
+    return np.where(z > 0, rising, np.where(z < 0, falling, slope > 0))
 
 
-def _members_at(player: Player, z: float, price, xbar, weight, floor) -> np.ndarray:
-    """x_i(T(z)) for every member by bisection (g_i decreases on [0, xbar_i])."""
+def _members_at(player: Player, z, price, xbar, weight, floor) -> np.ndarray:
+    """x_i(T(z)) for every member of every row by bisection (g_i decreases on
+    [0, xbar_i]). A row stops halving once all its brackets are at rounding, as it
+    would alone: batching rows changes no bit of any row."""
     lo, hi = np.zeros_like(xbar), xbar.copy()
     start = _above(player, lo, price, weight, floor, z)
     full = _above(player, hi, price, weight, floor, z)
+    live = np.ones(xbar.shape[0], dtype=bool)
     for _ in range(_ITER):
         mid = 0.5 * (lo + hi)
-        up = _above(player, mid, price, weight, floor, z)
-        lo, hi = np.where(up, mid, lo), np.where(up, hi, mid)
-        if np.all(hi - lo <= 4e-16 * np.maximum(hi, 1e-300)):
+        up = _above(player, mid, price, weight, floor, z) & live[:, None]
+        down = ~up & live[:, None]
+        lo, hi = np.where(up, mid, lo), np.where(down, mid, hi)
+        live &= ~np.all(hi - lo <= 4e-16 * np.maximum(hi, 1e-300), axis=1)
+        if not live.any():
             break
     x = 0.5 * (lo + hi)
     x = np.where(start, x, 0.0)
     return np.where(full, xbar, x)
 
 
+def lambda_allocations(player: Player, y: np.ndarray, price: np.ndarray,
+                       xbar: np.ndarray, weight: np.ndarray, floor: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """(x, lambda) for purchases 0 < y_k < sum_i xbar_ki (one row each; price of
+    shape (rows,), the rest (rows, members)), alpha < inf. lambda may be +-inf where
+    it overflows float64 (the allocation is still right)."""
+    price = np.asarray(price, dtype=float)[:, None]
+    usable = (weight > 0) & (xbar > 0)
+    w = np.where(usable, weight, 1.0)
+    z_lo = np.full(len(y), -2 * Z_MAX)
+    z_hi = np.full(len(y), 2 * Z_MAX)
+    live = np.ones(len(y), dtype=bool)
+    for _ in range(_ITER):
+        z = 0.5 * (z_lo + z_hi)
+        total = np.where(usable, _members_at(player, z[:, None], price, xbar, w,
+                                             floor), 0.0).sum(axis=1)
+        more = total > y
+        z_lo = np.where(live & more, z, z_lo)
+        z_hi = np.where(live & ~more, z, z_hi)
+        live &= ~(z_hi - z_lo <= 1e-15 * np.maximum(np.abs(z), 1.0))
+        if not live.any():
+            break
+    z = 0.5 * (z_lo + z_hi)
+    x = np.where(usable, _members_at(player, z[:, None], price, xbar, w, floor), 0.0)
+    x = np.array([_exact_sum(row, yk, np.zeros_like(row), cap)
+                  for row, yk, cap in zip(x, y, xbar)])
+    with np.errstate(over="ignore"):
+        lam = np.sign(z) * np.exp(np.abs(z) - Z_MAX)
+    return x, lam
+
+
 def lambda_allocation(player: Player, y: float, price: float, xbar: np.ndarray,
                       weight: np.ndarray, floor: np.ndarray
                       ) -> tuple[np.ndarray, float]:
-    """(x, lambda) for one purchase 0 < y < sum xbar, alpha < inf. lambda may be
-    +-inf where it overflows float64 (the allocation is still right)."""
-    usable = (weight > 0) & (xbar > 0)
-    w = np.where(usable, weight, 1.0)
-    z_lo, z_hi = -2 * Z_MAX, 2 * Z_MAX
-    for _ in range(_ITER):
-        z = 0.5 * (z_lo + z_hi)
-        total = np.where(usable, _members_at(player, z, price, xbar, w, floor),
-                         0.0).sum()
-        z_lo, z_hi = (z, z_hi) if total > y else (z_lo, z)
-        if z_hi - z_lo <= 1e-15 * max(abs(z), 1.0):
-            break
-    z = 0.5 * (z_lo + z_hi)
-    x = np.where(usable, _members_at(player, z, price, xbar, w, floor), 0.0)
-    x = _exact_sum(x, y, np.zeros_like(x), xbar)
-    with np.errstate(over="ignore"):
-        lam = float(np.sign(z) * np.exp(abs(z) - Z_MAX))
-    return x, lam
+    """``lambda_allocations`` of one purchase."""
+    x, lam = lambda_allocations(player, np.array([y]), np.array([price]), xbar[None],
+                                weight[None], floor[None])
+    return x[0], float(lam[0])
 
 
 def _exact_sum(x: np.ndarray, y: float, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

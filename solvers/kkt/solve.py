@@ -23,13 +23,16 @@ the smoothed system were made.
 from __future__ import annotations
 
 import enum
+import io
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import numpy as np
 import pyomo.environ as pyo
+from pyomo.common.log import LoggingIntercept
 
 from aggregame.errors import (
     SettingsError,
@@ -274,7 +277,20 @@ def _load_start(m: pyo.ConcreteModel, game: Game, alloc: list[np.ndarray]) -> No
             s = np.array([pyo.value(blk.surplus[i] + blk.surplus_floor[i])
                           for i in blk.MEMBERS])
             blk.min_surplus.set_value(float(s.min()))
-        blk.kkt.price_gradient.set_value(pyo.value(blk.kkt.price_partial))
+        # A guess for the solver, not a claim: 0 where the partial is undefined.
+        blk.kkt.price_gradient.set_value(_value_or(blk.kkt.price_partial, 0.0))
+
+
+def _value_or(expr: Any, undefined: float) -> float:
+    """``expr`` at the model's point, or ``undefined`` where it has no finite value:
+    without a floor a member at zero surplus makes s^-alpha undefined (alpha > 0).
+    Pyomo logs such an evaluation as an error before raising; the log is dropped."""
+    try:
+        with LoggingIntercept(io.StringIO(), "pyomo"):
+            value = pyo.value(expr)
+    except (ZeroDivisionError, ValueError, OverflowError):
+        return undefined
+    return float(value) if math.isfinite(value) else undefined
 
 
 def _residual(m: pyo.ConcreteModel) -> float:
@@ -283,8 +299,9 @@ def _residual(m: pyo.ConcreteModel) -> float:
     for blk in m.player.values():
         kkt = blk.kkt
         for i in kkt.FREE:
-            worst = max(worst,
-                        abs(min(blk.x[i].value, -pyo.value(kkt.stationarity[i]))),
+            # Undefined stationarity (zero surplus, alpha > 0): not a KKT point.
+            stationarity = _value_or(kkt.stationarity[i], math.inf)
+            worst = max(worst, abs(min(blk.x[i].value, -stationarity)),
                         abs(min(kkt.sigma[i].value, pyo.value(blk.surplus[i]))))
         if hasattr(kkt, "mu"):
             for i in kkt.COUNTED:
