@@ -1,14 +1,29 @@
-"""Benchmark of scale (native backend): 100 aggregators, 10^3 to 10^6 members in total.
+"""Benchmark of scale from scenario files, end to end: load, solve, certificate.
 
-Each size runs in its own process so its peak resident memory (ru_maxrss) is its own.
-Members are the paper's small users (a ~ U(0.1, 0.9), b ~ U(0, 10)), split evenly;
-the price p = c Y has c = 0.001 * 200 / members, so the market clears at a similar
-price whatever the size (the paper's c for 200 users). Floor rule, alpha 0 and 1
-(``--alphas``; inf is max-min read as total surplus). The time is one run per size (the certificate included; its time and
-solves are reported apart). Writes benchmarks/results/scale.md (a table per alpha)
-and benchmarks/results/scale.png (time and peak memory against members, log-log,
-with the slope fitted from 10^4 up).
-Run: python benchmarks/bench_scale.py [--max 1e6] [--alphas 0 1]
+For each case and size a scenario is written to a temporary folder (its members'
+file written by pyarrow, not timed), then run in a fresh process so that its peak
+resident memory (VmHWM) is its own:
+
+* ``import``: the package imported and the compiled kernels loaded from their cache
+  (one tiny game solved), what any run pays once; its RSS is the baseline;
+* ``load``: ``load_scenario`` (pyarrow reads the file once, every rule checked over
+  whole columns, players hold their members as columns);
+* ``solve``: ``solve_equilibrium`` (Gauss-Seidel) or, with the ``aggregate``
+  method, ``solve_aggregate`` (the search over the total), each ending with the
+  certificate of every player's regret.
+
+Cases: one aggregator of every member, from a CSV and from Parquet (a single
+player: its equilibrium is its best response against the price); 100 aggregators
+selecting groups of one CSV (a ``group`` column) solved by ``--method aggregate``.
+Members are the paper's small users (a ~ U(0.1, 0.9), b ~ U(0, 10), seed 1) under
+p = c Y with c = 0.001 * 200 / members (the paper's c for 200 users), so the price
+is alike at every size; the scenario's default alpha (0, social welfare) and rule.
+
+Memory per member is (peak RSS - baseline RSS) / members. Writes
+benchmarks/results/scale.md and scale.png (time and memory against members,
+log-log), keeping every measured row in scale.json (a later run replaces the sizes
+it measures). Run: python benchmarks/bench_scale.py [--max 1e7] [--min 1e7]
+[--cases one-parquet]
 """
 
 from __future__ import annotations
@@ -20,144 +35,216 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 RESULTS = Path(__file__).parent / "results"
-PLAYERS = 100
+SAVED = RESULTS / "scale.json"
+GROUPS = 100
+#: (case, label, file suffix, groups, method)
+CASES = (("one-csv", "1 aggregator, CSV", "csv", 0, "gauss-seidel"),
+         ("one-parquet", "1 aggregator, Parquet", "parquet", 0, "gauss-seidel"),
+         ("hundred-csv", "100 aggregators (groups of one CSV), --method aggregate",
+          "csv", GROUPS, "aggregate"))
+#: The issue's goals: (members, case) -> (seconds, MB).
+GOALS = {(10**6, "one-csv"): (10.0, 1024.0), (10**6, "one-parquet"): (10.0, 1024.0),
+         (10**6, "hundred-csv"): (15.0, None), (10**7, "one-csv"): (120.0, 8192.0),
+         (10**7, "one-parquet"): (120.0, 8192.0),
+         (10**7, "hundred-csv"): (120.0, 8192.0)}
 
 
-def run_one(members: int, alpha: float, seed: int) -> dict:
+def write_scenario(folder: Path, members: int, suffix: str, groups: int) -> Path:
+    """The members' file (pyarrow) and a scenario selecting it."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(1)
+    a, b = rng.uniform(0.1, 0.9, members), rng.uniform(0, 10, members)
+    columns = {"name": pa.array(np.char.add("u", np.arange(members).astype(str)))}
+    if groups:
+        group = (np.arange(members) * groups // members).astype(str)
+        columns["group"] = pa.array(np.char.add("g", group))
+    columns |= {"a": pa.array(a), "b": pa.array(b)}
+    table = pa.table(columns)
+    data = folder / f"users.{suffix}"
+    if suffix == "parquet":
+        pq.write_table(table, data)
+    else:
+        pacsv.write_csv(table, data, pacsv.WriteOptions(quoting_style="none"))
+    lines = ["[market]", 'price = "linear"', f"c = {0.001 * 200 / members!r}", ""]
+    if groups:
+        for g in range(groups):
+            lines += ["[[players]]", f'name = "agg{g}"', f'users = "{data.name}"',
+                      f'group = "g{g}"', ""]
+    else:
+        lines += ["[[players]]", 'name = "A"', f'users = "{data.name}"', ""]
+    path = folder / "scale.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def rss_mb() -> float:
+    """This process's peak resident memory: VmHWM, whose high-water mark starts at
+    exec (ru_maxrss keeps the parent's peak at fork, the benchmark's own)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_one(path: str, method: str) -> dict:
+    """In this fresh process: import and kernels, load, solve with certificate."""
+    start = time.perf_counter()
     from aggregame import Game, LinearPrice, Player, quadratic_users
-    from aggregame.solvers.certify.scan import certify, threads
+    from aggregame.scenario import load_scenario
+    from aggregame.solvers.equilibrium.aggregate import solve_aggregate
     from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
 
-    # Load (or compile) the kernels first: the timed solve is the steady state.
-    warm = Game((Player.aggregator("w", quadratic_users([0.5, 0.4], [3.0, 2.0], "w"),
-                                   alpha=alpha, **({"maxmin": "total-surplus"}
-                                                   if np.isinf(alpha) else {})),),
-                LinearPrice(0.01))
-    solve_equilibrium(warm)
+    solve_equilibrium(Game((Player.aggregator(
+        "w", quadratic_users([0.5, 0.4], [3.0, 2.0], "w")),), LinearPrice(0.01)))
+    imported, base = time.perf_counter() - start, rss_mb()
     start = time.perf_counter()
-    rng = np.random.default_rng(seed)
-    a, b = rng.uniform(0.1, 0.9, members), rng.uniform(0, 10, members)
-    users = quadratic_users(a, b, "s")
-    per = members // PLAYERS
-    # Max-min in its total-surplus reading, as the Fig. 4 tables time it (leximin,
-    # the default, is the progressive filling of solvers/inner/leximin.py).
-    extra = {"maxmin": "total-surplus"} if np.isinf(alpha) else {}
-    players = tuple(Player.aggregator(f"agg{k}", users[k * per:(k + 1) * per],
-                                      alpha=alpha, **extra) for k in range(PLAYERS))
-    game = Game(players, LinearPrice(0.001 * 200 / members))
-    build = time.perf_counter() - start
-    start, cpu0 = time.perf_counter(), time.process_time()
-    eq = solve_equilibrium(game)
-    solve, cpu = time.perf_counter() - start, time.process_time() - cpu0
-    start, cpu0 = time.perf_counter(), time.process_time()
-    cert = certify(game, eq.profile)
-    return {"members": members, "alpha": alpha, "build_s": build, "solve_s": solve,
-            "dynamics_solves": eq.evaluations,
-            "solve_cpu_s": cpu, "cert_cpu_s": time.process_time() - cpu0,
-            "cert_s": time.perf_counter() - start, "cert_solves": cert.evaluations,
-            "rounds": eq.iterations, "certified": eq.is_equilibrium,
-            "max_regret": eq.max_regret, "price": eq.price,
-            "certificate_threads": threads(game),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    game = load_scenario(path).game
+    loaded = time.perf_counter() - start
+    start, cpu = time.perf_counter(), time.process_time()
+    eq = solve_aggregate(game) if method == "aggregate" else solve_equilibrium(game)
+    solved, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {"members": sum(p.size for p in game.players), "import_s": imported,
+            "load_s": loaded, "solve_s": solved, "solve_cpu_s": cpu,
+            "total_s": loaded + solved, "certified": bool(eq.is_equilibrium),
+            "max_regret": float(eq.max_regret), "base_mb": base, "peak_mb": rss_mb()}
 
 
 def slope(rows: list[dict], key: str) -> float:
-    """Fitted exponent of ``key`` against members, from 10^4 members up."""
-    pts = [(r["members"], r[key]) for r in rows if r["members"] >= 10_000]
+    """Fitted exponent of ``key`` against members, from 10^5 members up."""
+    pts = [(r["members"], r[key]) for r in rows if r["members"] >= 10**5]
     if len(pts) < 2:
         return float("nan")
     x, y = np.log10(np.array(pts)).T
     return float(np.polyfit(x, y, 1)[0])
 
 
-def table(alpha: float, rows: list[dict]) -> list[str]:
-    lines = [
-        f"## alpha = {alpha:g}", "",
-        "| members | build game [s] | equilibrium wall [s] | equilibrium CPU [s] | "
-        "certificate alone wall / CPU [s] | certificate threads | solves (dynamics / "
-        "certificate) | rounds | certified | peak RSS [MB] | wall ratio to previous "
-        "size |",
-        "|---|---|---|---|---|---|---|---|---|---|---|"]
-    prev = None
+def goal(row: dict, case: str) -> str:
+    target = GOALS.get((row["members"], case))
+    if target is None:
+        return ""
+    seconds, mb = target
+    met = row["total_s"] <= seconds and (mb is None or row["peak_mb"] <= mb)
+    limit = f"<= {seconds:g} s" + ("" if mb is None else f", <= {mb / 1024:g} GB")
+    return f"{limit}: {'met' if met else 'missed'}"
+
+
+def table(case: str, label: str, rows: list[dict]) -> list[str]:
+    lines = [f"## {label}", "",
+             "| members | import + kernels [s] | load [s] | solve + certificate "
+             "wall / CPU [s] | load + solve [s] | certified (max regret) | peak RSS "
+             "[MB] | baseline RSS [MB] | bytes per member | goal |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        ratio = "" if prev is None else f"{r['solve_s'] / prev:.1f}"
-        lines.append(f"| {r['members']:,} | {r['build_s']:.2f} | "
-                     f"{r['solve_s']:.2f} | {r['solve_cpu_s']:.2f} | "
-                     f"{r['cert_s']:.2f} / {r['cert_cpu_s']:.2f} | "
-                     f"{r.get('certificate_threads', 1)} | {r['dynamics_solves']} / "
-                     f"{r['cert_solves']} | {r['rounds']} | "
-                     f"{r['certified']} | {r['peak_rss_mb']:.0f} | {ratio} |")
-        prev = r["solve_s"]
-    lines += ["", f"Fitted slope from 10^4 members: wall time "
-              f"{slope(rows, 'solve_s'):.2f}, peak RSS "
-              f"{slope(rows, 'peak_rss_mb'):.2f}. Goal at 10^6: <= 10 s, <= 1 GB, "
-              "<= 11x from 10^5.", ""]
+        per = (r["peak_mb"] - r["base_mb"]) * 2**20 / r["members"]
+        lines.append(
+            f"| {r['members']:,} | {r['import_s']:.2f} | {r['load_s']:.2f} | "
+            f"{r['solve_s']:.2f} / {r['solve_cpu_s']:.2f} | {r['total_s']:.2f} | "
+            f"{r['certified']} ({r['max_regret']:.1e}) | {r['peak_mb']:.0f} | "
+            f"{r['base_mb']:.0f} | {per:.0f} | {goal(r, case)} |")
+    lines += ["", f"Fitted slope from 10^5 members: load + solve "
+              f"{slope(rows, 'total_s'):.2f}, peak RSS {slope(rows, 'peak_mb'):.2f}.",
+              ""]
     return lines
 
 
-def plot(results: dict[float, list[dict]]) -> None:
+def plot(results: dict[str, list[dict]]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for alpha, rows in results.items():
+    labels = {case: label for case, label, *_ in CASES}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for case, rows in results.items():
         n = [r["members"] for r in rows]
-        for ax, key in zip(axes, ("solve_s", "peak_rss_mb")):
+        for ax, key in zip(axes, ("total_s", "peak_mb")):
             ax.loglog(n, [r[key] for r in rows], "o-",
-                      label=f"alpha = {alpha:g} (slope {slope(rows, key):.2f})")
-    axes[0].set_ylabel("equilibrium with certificate, wall [s]")
+                      label=f"{labels[case]} (slope {slope(rows, key):.2f})")
+    axes[0].set_ylabel("load + solve + certificate, wall [s]")
     axes[1].set_ylabel("peak resident memory [MB]")
     for ax in axes:
-        ax.set_xlabel("members (100 aggregators)")
-        ax.legend()
+        ax.set_xlabel("members (from a scenario file)")
+        ax.legend(fontsize=7)
         ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(RESULTS / "scale.png", dpi=120)
 
 
 def main() -> None:
-    """Run each size in a subprocess; write the tables and the figure."""
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    """Write each case and size, run it in a subprocess; tables and the figure."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max", type=float, default=1e6, help="largest member count")
-    parser.add_argument("--alphas", type=float, nargs="+",
-                        default=[0.0, 1.0, float("inf"), 0.5, 2.0])
-    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--max-aggregate", type=float, default=1e6,
+                        help="largest member count of the 100-aggregator case")
+    parser.add_argument("--min", type=float, default=1e3, help="smallest member count")
+    parser.add_argument("--cases", nargs="+", default=[c[0] for c in CASES],
+                        choices=[c[0] for c in CASES])
+    parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one, args.alphas[0], seed=1)))
+        print(json.dumps(run_one(*args.one)))
         return
-    results: dict[float, list[dict]] = {}
+    # Rows of earlier runs are kept (scale.json): a run may add one size (10^7).
+    results: dict[str, list[dict]] = json.loads(SAVED.read_text()) if \
+        SAVED.exists() else {}
     load = os.getloadavg()[0]
-    for alpha in args.alphas:
-        results[alpha] = []
-        size = 1000
-        while size <= args.max:
-            out = subprocess.run([sys.executable, __file__, "--one", str(size),
-                                  "--alphas", str(alpha)], capture_output=True,
-                                 text=True, check=True)
-            results[alpha].append(json.loads(out.stdout.strip().splitlines()[-1]))
-            print(results[alpha][-1], flush=True)
-            size *= 10
-    lines = [f"# Scale: {PLAYERS} aggregators, native backend", "",
-             f"Machine: {platform.machine()}, Python {platform.python_version()}; one "
-             f"run per size, {time.strftime('%Y-%m-%d')}. Peak RSS includes Python, "
-             "numpy, numba and the game's User objects. Times are wall clock (load "
-             f"average {load:.1f} on {os.cpu_count()} cores at the start; CPU time, "
-             "all threads, beside it). The compiled kernels (solvers/inner/compiled.py) "
-             "solve every row; their cache was warm. From 20,000 members the "
-             "certificate checks players in threads (certificate.threads). "
-             "Figure: scale.png.", ""]
-    for alpha, rows in results.items():
-        lines += table(alpha, rows)
+    with tempfile.TemporaryDirectory() as tmp:
+        for case, _, suffix, groups, method in CASES:
+            if case not in args.cases:
+                continue
+            size = int(args.min)
+            largest = args.max_aggregate if groups else args.max
+            while size <= largest:
+                folder = Path(tmp) / f"{case}-{size}"
+                folder.mkdir()
+                path = write_scenario(folder, size, suffix, groups)
+                out = subprocess.run([sys.executable, __file__, "--one", str(path),
+                                      method], capture_output=True, text=True,
+                                     check=False)
+                if out.returncode:
+                    print(out.stderr, file=sys.stderr)
+                    raise SystemExit(f"{case} at {size:,} members failed")
+                row = json.loads(out.stdout.strip().splitlines()[-1])
+                row["file_mb"] = sum(f.stat().st_size for f in folder.iterdir()) / 2**20
+                row["load_average"] = load
+                results[case] = sorted([r for r in results.get(case, [])
+                                        if r["members"] != size] + [row],
+                                       key=lambda r: r["members"])
+                SAVED.write_text(json.dumps(results, indent=1))
+                print(case, row, flush=True)
+                for f in folder.iterdir():
+                    f.unlink()
+                size *= 10
+    write(results)
+
+
+def write(results: dict[str, list[dict]]) -> None:
+    loads = [r["load_average"] for rows in results.values() for r in rows
+             if "load_average" in r]
+    load = f"{min(loads):.1f}-{max(loads):.1f}" if loads else "unknown"
+    lines = ["# Scale from scenario files: load, solve, certificate", "",
+             f"Machine: {platform.machine()}, Python {platform.python_version()}, "
+             f"{os.cpu_count()} cores (load average {load} at the runs' starts); one "
+             f"run per size, {time.strftime('%Y-%m-%d')}, each in a fresh process. "
+             "Times are wall clock. `import + kernels` is paid once by any run (the "
+             "package imported, the compiled kernels loaded from their warm cache) "
+             "and is not in `load + solve`; its RSS is the baseline. Bytes per member "
+             "= (peak RSS - baseline RSS) / members. Members are held as columns "
+             "(no object per member). Figure: scale.png. "
+             "`python benchmarks/bench_scale.py [--max 1e7]` regenerates both.", ""]
+    for case, label, *_ in CASES:
+        if results.get(case):
+            lines += table(case, label, results[case])
     (RESULTS / "scale.md").write_text("\n".join(lines))
     plot(results)
     print((RESULTS / "scale.md").read_text())

@@ -17,6 +17,7 @@ checks the allocation's own levels and owes nothing to how it was computed.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
@@ -75,6 +76,24 @@ def first_difference(a: np.ndarray, b: np.ndarray, rtol: float) -> int:
     Each comparison is relative to its own levels, never to the player's largest
     level: a household's level 0.01 against 2.26 does not tie because another
     member's level is 2e8."""
+    # Most comparisons end at the first components: those in plain floats (the
+    # same tests as below), the rest of the vectors at once.
+    head = min(len(a), len(b), _HEAD)
+    for k, (u, v) in enumerate(zip(a[:head].tolist(), b[:head].tolist())):
+        same_inf = math.isinf(u) and u == v
+        if not same_inf and not abs(u - v) <= rtol * max(abs(u), abs(v)):
+            return k
+    if head == len(a):
+        return -1
+    k = _first_difference(a[head:], b[head:], rtol)
+    return k if k < 0 else k + head
+
+
+#: Components compared one by one before the rest are compared as arrays.
+_HEAD = 4
+
+
+def _first_difference(a: np.ndarray, b: np.ndarray, rtol: float) -> int:
     both_inf = np.isinf(a) & np.isinf(b) & (np.sign(a) == np.sign(b))
     with np.errstate(invalid="ignore"):
         differ = ~both_inf & ~(np.abs(a - b) <= rtol * np.maximum(np.abs(a),

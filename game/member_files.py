@@ -1,10 +1,11 @@
 """Members as columns: read from CSV and Parquet files (pyarrow), or from a
 scenario's inline users, and checked strictly, whole columns at a time.
 
-:class:`MemberColumns` holds the members of one player (or of one file) as arrays:
-names, a family code per member (an index into :data:`FAMILIES`) and one float array
-per utility parameter (NaN where a member's family has no such parameter). The
-rules are those of data/README.md:
+:class:`~aggregame.members.MemberColumns` holds the members of one player (or of
+one file) as arrays: names, a family code per member (an index into
+:data:`~aggregame.members.FAMILIES`) and one float array per utility parameter (NaN
+where a member's family has no such parameter). The rules are those of
+data/README.md:
 
 * a header with a ``name`` column, each column once, no unknown column;
 * every row as many fields as the header (a blank line is skipped), quotes closed
@@ -36,16 +37,12 @@ import numpy as np
 
 from aggregame import checks
 from aggregame.checks import Invalid, shown
-from aggregame.utilities import UTILITY_FAMILIES, User
+from aggregame.members import FAMILIES, PARAMS, MemberColumns
+from aggregame.utilities import UTILITY_FAMILIES
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-#: The utility families in code order: a member's family code indexes this tuple.
-FAMILIES: tuple[str, ...] = tuple(UTILITY_FAMILIES)
-#: Every utility parameter, each a column of MemberColumns.params.
-PARAMS: tuple[str, ...] = tuple(sorted({p for cls in UTILITY_FAMILIES.values()
-                                        for p in cls.param_names}))
 #: Columns a member file may have.
 COLUMNS: tuple[str, ...] = ("name", "group", "utility") + PARAMS
 #: A plain decimal number: optional sign, ASCII digits with an optional point, an
@@ -55,43 +52,6 @@ NUMBER = r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
 ASCII_NAME = r"^[\x20-\x7e]+$"
 _BOM = b"\xef\xbb\xbf"
 _NEWLINE = re.compile(r"\r\n|\r|\n")
-
-
-@dataclass(frozen=True, eq=False)
-class MemberColumns:
-    """Members as columns: ``names`` (an object array of str), ``family`` (codes
-    into FAMILIES) and ``params`` (every name of PARAMS -> a float64 array, NaN
-    where a member's family has no such parameter)."""
-
-    names: np.ndarray
-    family: np.ndarray
-    params: dict[str, np.ndarray]
-
-    def __len__(self) -> int:
-        return len(self.family)
-
-    def __repr__(self) -> str:
-        counts = ", ".join(f"{int(np.sum(self.family == k))} {name}"
-                           for k, name in enumerate(FAMILIES)
-                           if np.any(self.family == k))
-        return f"MemberColumns({len(self)} members: {counts})"
-
-    def take(self, index: np.ndarray) -> "MemberColumns":
-        """The members at ``index`` (in that order)."""
-        return MemberColumns(self.names[index], self.family[index],
-                             {k: v[index] for k, v in self.params.items()})
-
-    def users(self) -> list[User]:
-        """The members as User objects (checked again by their classes)."""
-        out: list[Any] = [None] * len(self)
-        names = self.names.tolist()
-        for code, family in enumerate(FAMILIES):
-            cls = UTILITY_FAMILIES[family]
-            rows = np.flatnonzero(self.family == code)
-            cols = [self.params[p][rows].tolist() for p in cls.param_names]
-            for i, values in zip(rows.tolist(), zip(*cols)):
-                out[i] = User(names[i], cls(*values))
-        return out
 
 
 def columns_from_specs(specs: Sequence[dict[str, Any]], where: Callable[[int], str]
@@ -116,20 +76,15 @@ def columns_from_specs(specs: Sequence[dict[str, Any]], where: Callable[[int], s
 def _check_ranges(columns: MemberColumns, where: Callable[[int, str], str],
                   cell: Callable[[int, str], Any]) -> None:
     """Each family's parameters in its range (Utility.param_signs): the first
-    member out of range, as Invalid at ``where(i, param)``."""
-    for code, family in enumerate(FAMILIES):
-        cls = UTILITY_FAMILIES[family]
-        mine = columns.family == code
-        for p in cls.param_names:
-            values = columns.params[p]
-            positive = cls.param_signs[p] == "positive"
-            with np.errstate(invalid="ignore"):
-                bad = mine & ~((values > 0) if positive else (values >= 0))
-            if bad.any():
-                i = int(np.argmax(bad))
-                sign = "> 0" if positive else ">= 0"
-                raise Invalid(where(i, p), f"must be {sign} for a {family} utility, "
-                                           f"got {shown(cell(i, p))}")
+    member out of range, as Invalid at ``where(i, param)`` showing ``cell(i,
+    param)`` as written."""
+    found = columns.range_problem()
+    if found is not None:
+        i, p = found.index, found.field
+        cls = columns.family_class(i)
+        sign = "> 0" if cls.param_signs[p] == "positive" else ">= 0"
+        raise Invalid(where(i, p), f"must be {sign} for a {cls.family} utility, "
+                                   f"got {shown(cell(i, p))}")
 
 
 # -- files ---------------------------------------------------------------------

@@ -58,6 +58,10 @@ class OneMemberPayoff:
 
     player: Player
     price: Price
+    #: Several one-member players of ``player``'s family and fairness evaluated at
+    #: once (``batch`` then takes one purchase per player, and arrays of the
+    #: others' totals); None: ``player`` alone.
+    together: tuple[Player, ...] | None = None
     _family: Any = field(init=False, repr=False)
     _params: dict = field(init=False, repr=False)
     _threshold: float = field(init=False, repr=False)
@@ -69,12 +73,25 @@ class OneMemberPayoff:
             raise GameDefinitionError(
                 f"player '{self.player.name}': field 'members' must hold one member "
                 f"for a one-member payoff, got {self.player.size}")
-        util = self.player.members[0].utility
         fairness = self.player.fairness
-        object.__setattr__(self, "_family", type(util))
-        object.__setattr__(self, "_params", util.params())
-        # U'(0): the member is priced out once the price reaches it.
-        object.__setattr__(self, "_threshold", float(self.player.marginal_at_zero[0]))
+        family = self.player.families[0].family
+        if self.together is None:
+            params = self.player.columns.member_params(0)
+            # U'(0): the member is priced out once the price reaches it.
+            threshold: Any = float(self.player.marginal_at_zero[0])
+        else:
+            for other in self.together:
+                if other.size != 1 or other.families[0].family is not family or \
+                        other.fairness != fairness:
+                    raise GameDefinitionError(
+                        f"player '{other.name}': a one-member payoff evaluates "
+                        f"players of one family and one fairness together")
+            params = {k: np.array([q.columns.params[k][0] for q in self.together])
+                      for k in family.param_names}
+            threshold = np.array([q.marginal_at_zero[0] for q in self.together])
+        object.__setattr__(self, "_family", family)
+        object.__setattr__(self, "_params", params)
+        object.__setattr__(self, "_threshold", threshold)
         object.__setattr__(self, "_terms", (fairness.member_terms(False),
                                             fairness.member_terms(True)))
 
@@ -89,8 +106,10 @@ class OneMemberPayoff:
         return OneMemberPoint(float(y), float(rows.x[0]), float(rows.surplus[0]),
                               float(rows.welfare[0]))
 
-    def batch(self, y: np.ndarray, others_total: float) -> "OneMemberRows":
-        """The payoff at every purchase in ``y``, with its slope at the price held."""
+    def batch(self, y: np.ndarray, others_total: float | np.ndarray
+              ) -> "OneMemberRows":
+        """The payoff at every purchase in ``y``, with its slope at the price held
+        (with ``together``: one purchase per player, the others' totals likewise)."""
         y = np.asarray(y, dtype=float)
         price = np.asarray(self.price.value(others_total + y), dtype=float) + 0 * y
         with np.errstate(all="ignore"):

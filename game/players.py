@@ -15,9 +15,10 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from aggregame.checks import name_problem, shown
+from aggregame.checks import Invalid, name_problem, shown
 from aggregame.errors import GameDefinitionError, UnknownPlayerError
 from aggregame.fairness import DEFAULT_FLOOR_EPS, Fairness, MaxMinRule, PricedOutRule
+from aggregame.members import FAMILY_CLASSES, MemberColumns, Members, first_repeat
 from aggregame.price import Price
 from aggregame.representable import check_representable
 from aggregame.utilities import QuadraticUtility, User, Utility
@@ -44,46 +45,86 @@ class Player:
     ----------
     name : str
         Unique among the game's players.
-    members : sequence of User
-        At least one; names unique within the game.
+    members : sequence of User, or MemberColumns
+        At least one; names unique within the game. Held as columns
+        (``player.columns``); ``player.members`` is a read-only sequence of User
+        objects over them, built when asked for.
     fairness : Fairness
         alpha, priced-out rule and floor eps used by this player.
     """
 
     name: str
-    members: tuple[User, ...]
+    members: Members
     fairness: Fairness = field(default_factory=Fairness)
 
     def __post_init__(self) -> None:
         problem = name_problem(self.name)
         if problem:
             raise GameDefinitionError(f"player: field 'name' {problem}")
-        members = tuple(self.members)
-        if not members:
+        columns = self._columns_of(self.members)
+        if not len(columns):
             raise GameDefinitionError(
                 f"player '{self.name}': field 'members' must not be empty (an "
                 "aggregator needs at least one user)"
             )
+        self._check(columns)
+        if not isinstance(self.fairness, Fairness):
+            raise GameDefinitionError(
+                f"player '{self.name}': field 'fairness' must be a Fairness, got "
+                f"{type(self.fairness).__name__}"
+            )
+        if not isinstance(self.members, Members) or self.members.columns is not \
+                columns:
+            object.__setattr__(self, "members", Members(columns))
+
+    def _columns_of(self, members: Any) -> MemberColumns:
+        """The columns of ``members`` (a view, columns, or Users: converted once)."""
+        if isinstance(members, Members):
+            return members.columns
+        if isinstance(members, MemberColumns):
+            return members
+        if isinstance(members, (str, bytes)) or not isinstance(members, Iterable):
+            raise GameDefinitionError(
+                f"player '{self.name}': field 'members' must be a sequence of User "
+                f"or MemberColumns, got {type(members).__name__}")
+        members = tuple(members)
         for member in members:
             if not isinstance(member, User):
                 raise GameDefinitionError(
                     f"player '{self.name}': every member must be a User, got "
                     f"{type(member).__name__}"
                 )
-        dupes = [n for n, k in Counter(m.name for m in members).items() if k > 1]
-        if dupes:
+        try:
+            return MemberColumns.from_users(members)
+        except Invalid as err:
+            raise GameDefinitionError(f"player '{self.name}': {err}") from None
+
+    def _check(self, columns: MemberColumns) -> None:
+        """What User and Utility check member by member, over whole arrays; the
+        error names the player and the member."""
+        found = columns.problem()
+        if found is not None:
+            i = found.index
+            who = f"user {shown(columns.names[i], 40)} (member {i})" \
+                if found.field != "name" else f"member {i}"
             raise GameDefinitionError(
-                f"player '{self.name}': duplicate user name(s) {sorted(dupes)}"
-            )
-        if not isinstance(self.fairness, Fairness):
+                f"player '{self.name}', {who}: field '{found.field}' "
+                f"{found.problem}").at(field=found.field)
+        repeat = columns.first_repeat()
+        if repeat is not None:
+            first, later = repeat
             raise GameDefinitionError(
-                f"player '{self.name}': field 'fairness' must be a Fairness, got "
-                f"{type(self.fairness).__name__}"
-            )
-        object.__setattr__(self, "members", members)
+                f"player '{self.name}': duplicate user name(s) "
+                f"[{shown(columns.names[later], 40)}] (members {first} and {later})")
+
+    @property
+    def columns(self) -> MemberColumns:
+        """The members as arrays: names, family codes, parameters."""
+        return self.members.columns
 
     @classmethod
-    def aggregator(cls, name: str, members: Iterable[User], alpha: float | str = 0.0,
+    def aggregator(cls, name: str, members: Iterable[User] | MemberColumns,
+                   alpha: float | str = 0.0,
                    rule: PricedOutRule | str = PricedOutRule.FLOOR,
                    eps: float = DEFAULT_FLOOR_EPS,
                    maxmin: MaxMinRule | str = MaxMinRule.LEXIMIN) -> "Player":
@@ -94,7 +135,9 @@ class Player:
         except GameDefinitionError as err:
             raise GameDefinitionError(f"player '{name}': {err}").at(
                 field=err.field) from None
-        return cls(name=name, members=tuple(members), fairness=fairness)
+        if not isinstance(members, (Members, MemberColumns)):
+            members = tuple(members)
+        return cls(name=name, members=members, fairness=fairness)
 
     @classmethod
     def individual(cls, user: User, rule: PricedOutRule | str = PricedOutRule.FLOOR,
@@ -113,23 +156,28 @@ class Player:
     def alpha(self) -> float:
         return self.fairness.alpha
 
-    @property
+    @cached_property
     def size(self) -> int:
-        return len(self.members)
+        """Number of members (read often: kept after the first call)."""
+        return len(self.columns)
 
     @cached_property
     def families(self) -> tuple[MemberFamily, ...]:
-        """Members grouped by utility family, as arrays (built once, then cached)."""
-        groups: dict[type[Utility], list[int]] = {}
-        for i, member in enumerate(self.members):
-            groups.setdefault(type(member.utility), []).append(i)
+        """Members grouped by utility family, as arrays read from the columns (in
+        the order each family first appears; built once, then cached). A player of
+        one family shares the columns themselves."""
+        codes = self.columns.family
+        first = np.unique(codes, return_index=True)[1]
         out = []
-        for family, idx in groups.items():
-            params = {
-                name: np.array([getattr(self.members[i].utility, name) for i in idx])
-                for name in family.param_names
-            }
-            out.append(MemberFamily(family, np.array(idx, dtype=int), params))
+        for code in codes[np.sort(first)].tolist():
+            family = FAMILY_CLASSES[code]
+            if len(first) == 1:
+                idx = np.arange(self.size)
+                params = {p: self.columns.params[p] for p in family.param_names}
+            else:
+                idx = np.flatnonzero(codes == code)
+                params = {p: self.columns.params[p][idx] for p in family.param_names}
+            out.append(MemberFamily(family, idx, params))
         return tuple(out)
 
     def evaluate(self, formula: str, x: np.ndarray) -> np.ndarray:
@@ -174,10 +222,7 @@ class Player:
             "eps": self.fairness.eps,
             **({"maxmin": self.fairness.maxmin.value} if self.fairness.is_maxmin
                else {}),
-            "members": [
-                {"name": m.name, "utility": m.utility.family, **m.utility.params()}
-                for m in self.members
-            ],
+            "members": self.columns.describe(),
         }
 
 
@@ -200,13 +245,18 @@ class Game:
         dupes = [n for n, k in Counter(p.name for p in players).items() if k > 1]
         if dupes:
             raise GameDefinitionError(f"game: duplicate player name(s) {sorted(dupes)}")
-        users = Counter(m.name for p in players for m in p.members)
-        dupes = [n for n, k in users.items() if k > 1]
-        if dupes:
-            raise GameDefinitionError(
-                f"game: user name(s) {sorted(dupes)[:5]} appear in more than one place; "
-                "a user belongs to one player"
-            )
+        if len(players) > 1:
+            names = [n for p in players for n in p.columns.names.tolist()]
+            repeat = first_repeat(names)
+            if repeat is not None:
+                owner = np.cumsum([p.size for p in players])
+                first, later = (int(np.searchsorted(owner, k, side="right"))
+                                for k in repeat)
+                raise GameDefinitionError(
+                    f"game: user name(s) [{shown(names[later], 40)}] appear in more "
+                    f"than one place (players {shown(players[first].name, 40)} and "
+                    f"{shown(players[later].name, 40)}); a user belongs to one "
+                    f"player")
         if not isinstance(self.price, Price):
             raise GameDefinitionError(
                 f"game: field 'price' must be a Price, got {type(self.price).__name__}"

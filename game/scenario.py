@@ -6,9 +6,9 @@ carries them (``err.file``, ``err.field``) for the command line's JSON errors.
 Loading runs in two steps: :func:`load_players` reads the document and every data
 file it names (each file once, however many players select groups from it, checked
 whole: game/member_files.py) into :class:`PlayerColumns`, each player's members as
-arrays; :func:`load_scenario` then builds the game's Player and User objects from
-them. A scenario reads files of its own folder only (game/paths.py) unless
-``allow_outside`` is given.
+arrays; :func:`load_scenario` then builds the game's players on those columns (no
+object per member). A scenario reads files of its own folder only (game/paths.py)
+unless ``allow_outside`` is given.
 """
 
 from __future__ import annotations
@@ -68,12 +68,15 @@ class PlayerColumns:
     where: str  # players[0], individuals[2]
 
     def players(self) -> list[Player]:
-        """The game's Player objects of this entry (Users built from the columns)."""
-        users = self.members.users()
+        """The game's Player objects of this entry, holding the columns (no User
+        is built)."""
         if self.individual:
-            return [Player.individual(u, rule=self.rule, eps=self.eps) for u in users]
-        return [Player.aggregator(self.name, users, alpha=self.alpha, rule=self.rule,
-                                  eps=self.eps, maxmin=self.maxmin)]
+            return [Player.aggregator(self.members.names[i],
+                                      self.members.take(slice(i, i + 1)),
+                                      rule=self.rule, eps=self.eps)
+                    for i in range(len(self.members))]
+        return [Player.aggregator(self.name, self.members, alpha=self.alpha,
+                                  rule=self.rule, eps=self.eps, maxmin=self.maxmin)]
 
 
 def resolve_scenario_path(name_or_path: str | os.PathLike) -> Path:

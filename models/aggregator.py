@@ -126,7 +126,8 @@ class _Spec:
     purchase: Any
     price: Any
     units: AggregatorUnits | None
-    utilities: dict[str, Utility]
+    #: Each member's utility family (its formulas; parameters are block Params).
+    utilities: dict[str, type[Utility]]
     surplus_var: bool
     surplus_form: SurplusForm = SurplusForm.CONSTRAINT
 
@@ -181,12 +182,13 @@ def check_bound_form(player: Player, price: Any) -> None:
             f"player '{player.name}': option 'surplus_form' = 'bound' needs a price "
             "without variables (a number or a Param); with a variable price use "
             "surplus_form='constraint'")
-    for member in player.members:
-        if not isinstance(member.utility, QuadraticUtility):
+    columns = player.columns
+    for i in range(len(columns)):
+        if columns.family_class(i) is not QuadraticUtility:
             raise EmbeddingError(
                 f"player '{player.name}': option 'surplus_form' = 'bound' needs "
-                f"quadratic members, member {member.name!r} is "
-                f"{member.utility.family!r}; use surplus_form='constraint'")
+                f"quadratic members, member {columns.names[i]!r} is "
+                f"{columns.family_class(i).family!r}; use surplus_form='constraint'")
 
 
 # -- rule functions (module level so that models pickle) ----------------------------
@@ -240,18 +242,20 @@ def _phi_term(b: Any, i: str, fairness: Fairness) -> Any:
 def _declare_params(block: pyo.Block, player: Player, purchase: Any, price: Any,
                     units: AggregatorUnits | None, surplus_var: bool,
                     surplus_form: SurplusForm) -> None:
-    members = [m.name for m in player.members]
+    columns = player.columns
+    members = columns.names.tolist()
+    params = [columns.member_params(i) for i in range(len(members))]
     block.MEMBERS = pyo.Set(initialize=members, ordered=True,
                             doc="members i of the aggregator")
     block.UTILITY_PARAMS = pyo.Set(
         dimen=2, ordered=True,
-        initialize=[(m.name, k) for m in player.members for k in m.utility.param_names],
+        initialize=[(m, k) for m, ps in zip(members, params) for k in ps],
         doc="(member, utility parameter name) pairs",
     )
     block.utility_param = pyo.Param(
         block.UTILITY_PARAMS, mutable=True,
-        initialize={(m.name, k): v for m in player.members
-                    for k, v in m.utility.params().items()},
+        initialize={(m, k): v for m, ps in zip(members, params)
+                    for k, v in ps.items()},
         doc="parameters of each member's utility, numbers in the block's units "
             "(e.g. a [$/unit^2], b [$/unit])",
     )
@@ -277,7 +281,8 @@ def _declare_params(block: pyo.Block, player: Player, purchase: Any, price: Any,
                                     units=money, doc="e_i added to s_i inside Phi [$]")
     # A plain object, not components: the caller's Var/Expression stays on its block.
     block._aggregame = _Spec(player, purchase, price, units,
-                             {m.name: m.utility for m in player.members}, surplus_var,
+                             {m: columns.family_class(i)
+                              for i, m in enumerate(members)}, surplus_var,
                              surplus_form)
 
 

@@ -105,7 +105,7 @@ def _ineq_maxmin_rule(b: Any, i: str) -> Any:
 
 
 def _declare_vars(block: pyo.Block, player: Player, bounds: dict[str, Any]) -> None:
-    names = [m.name for m in player.members]
+    names = player.columns.names.tolist()
     block.MEMBERS = pyo.Set(initialize=names, ordered=True,
                             doc="members i of the aggregator")
     block.y = pyo.Var(bounds=(0.0, bounds["y_max"]), initialize=0.0,
@@ -123,7 +123,9 @@ def _declare_vars(block: pyo.Block, player: Player, bounds: dict[str, Any]) -> N
 
 def _declare_constraints(block: pyo.Block, game: Game, player: Player,
                          others_total: float) -> None:
-    block._joint = _JointSpec({m.name: m.utility for m in player.members},
+    columns = player.columns
+    block._joint = _JointSpec({name: columns.utility(i) for i, name in
+                               enumerate(columns.names.tolist())},
                               player.fairness.floor)
     block.eq_price = pyo.Constraint(
         expr=block.price == game.price.value(others_total + block.y, lib=pyo),

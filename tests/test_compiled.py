@@ -32,6 +32,7 @@ from aggregame.allocation import (
     welfare_of,
 )
 from aggregame.errors import InnerSolveError, SettingsError
+from aggregame.leximin import leximin_residual
 from aggregame.scenario import load_scenario
 from aggregame.solvers.certify import proof
 from aggregame.solvers.certify import scan as cert_module
@@ -40,6 +41,7 @@ from aggregame.solvers.certify.proof import rows_proved
 from aggregame.solvers.certify.scan import certify
 from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
 from aggregame.solvers.inner import compiled
+from aggregame.solvers.inner.leximin import batch_levels
 from aggregame.solvers.inner.native import NativeInner
 from aggregame.utilities import UTILITY_FAMILIES, LogUtility
 
@@ -50,12 +52,12 @@ needs_numba = pytest.mark.skipif(not compiled.ENABLED,
 SAME_RTOL = 1e-10
 
 
-def _mixed_player(alpha, rule, seed=0, n=9):
+def _mixed_player(alpha, rule, seed=0, n=9, maxmin="total-surplus"):
     rng = np.random.default_rng(seed)
     users = quadratic_users(rng.uniform(0.1, 0.9, n), rng.uniform(0.0, 10.0, n), "q")
     users += [User(f"l{i}", LogUtility(w)) for i, w in enumerate(rng.uniform(1, 8, 4))]
     return Player.aggregator("mixed", users, alpha=alpha, rule=rule, eps=0.05,
-                             maxmin="total-surplus")
+                             maxmin=maxmin)
 
 
 @pytest.mark.unit
@@ -122,6 +124,39 @@ def test_kernel_rows_equal_numpy_rows_with_log_members(alpha, rule):
                                        err_msg=name)
 
 
+@needs_numba
+@pytest.mark.unit
+@pytest.mark.parametrize("rule", ["floor", "viable", "strict"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_leximin_kernel_rows_equal_numpy_rows(rule, seed):
+    """The kernels' progressive filling by breakpoints against numpy's bisection on
+    the level (another algorithm): the same allocations, the same sorted levels,
+    and both residuals small, below and above the members' total peak."""
+    player = _mixed_player("inf", rule, seed=seed, maxmin="leximin")
+    game = Game((player,), LinearPrice(0.02))
+    y_max = game.feasible_max(0, 20.0)
+    ys = np.concatenate([np.linspace(0.0, y_max, 41), [y_max * 1.01]])
+    fast, slow = NativeInner(game, 0), NativeInner(game, 0, compiled=False)
+    assert fast.compiled and not slow.compiled
+    batch, ref = fast.solve(ys, 20.0), slow.solve(ys, 20.0)
+    assert np.all(batch.residual <= RESIDUAL_TOL)
+    finite = np.isfinite(ref.welfare)
+    np.testing.assert_array_equal(np.isfinite(batch.welfare), finite)
+    np.testing.assert_allclose(batch.x[finite], ref.x[finite], rtol=0,
+                               atol=1e-8 * y_max)
+    ours, theirs = batch_levels(player, batch), batch_levels(player, ref)
+    scale = np.abs(theirs[np.isfinite(theirs)]).max()
+    np.testing.assert_allclose(ours[finite], theirs[finite], rtol=0,
+                               atol=1e-9 * scale)
+    # The kernel's residual is the definition's (aggregame.leximin), recomputed by
+    # numpy from the kernel's allocations.
+    setup = inner_setup(game, 0, ys, 20.0)
+    again = leximin_residual(player, setup.y, setup.price, batch.x, setup.xbar,
+                             setup.floor, setup.weight > 0)
+    np.testing.assert_allclose(batch.residual[finite], again[finite], rtol=1e-6,
+                               atol=1e-15)
+
+
 def _alone(scenario):
     """Aggregator A of a Fig. 4 scenario alone against the price (others = 0)."""
     game = load_scenario(scenario).game
@@ -146,6 +181,13 @@ def _uneven_maxmin_game():
     users = quadratic_users([1.0, 0.01], [4.0, 20.0], "u")
     return Game((Player.aggregator("M", users, alpha="inf", eps=0.01,
                                    maxmin="total-surplus"),), AffinePrice(1.0, 0.05))
+
+
+def _leximin_game():
+    rng = np.random.default_rng(3)
+    users = quadratic_users(rng.uniform(0.1, 0.9, 7), rng.uniform(2, 10, 7), "q")
+    return Game((Player.aggregator("L", users, alpha="inf", eps=0.01,
+                                   maxmin="leximin"),), LinearPrice(0.05))
 
 
 def _claims(game, y, x):
@@ -245,6 +287,8 @@ LIES = {
     "short": ("fig4_proportional", 0.999),
     # max-min: the right level, the worst total surplus
     "worst tie-break": ("maxmin", 0.6),
+    # leximin: the members of least U'(0) filled first, claimed the leximin fill
+    "leximin worst first": ("leximin", 0.6),
     # a member past its bound by less than the residual's tolerance (found by
     # the second review: the drift counted the balance, not the bounds)
     "past a bound": ("fig4_proportional", 0.999),
@@ -274,7 +318,8 @@ def _lie(kind, game, here):
                     "level short": lambda: _level_short(game, y, x),
                     "short": lambda: x * (1 - 0.9e-6 * inner_setup(
                         game, 0, y, 0.0).cap[:, None] / np.maximum(y, 1e-300)[:, None]),
-                    "worst tie-break": lambda: _worst_first(game, y)}[kind]()
+                    "worst tie-break": lambda: _worst_first(game, y),
+                    "leximin worst first": lambda: _worst_first(game, y)}[kind]()
             claimed = _claims(game, y, np.where(away[:, None], fake, x))
             x, surplus, welfare, tiebreak = claimed
             residual = np.where(away, 0.0, residual)
@@ -301,7 +346,7 @@ def _fill_nu(game, y, x, nu):
 def test_certificate_is_not_fooled_by_a_lying_kernel(monkeypatch, kind):
     where, fraction = LIES[kind]
     game = {"viable": _viable_game, "maxmin": _maxmin_game,
-            "uneven maxmin": _uneven_maxmin_game}.get(where, lambda: _alone(where))()
+            "uneven maxmin": _uneven_maxmin_game, "leximin": _leximin_game}.get(where, lambda: _alone(where))()
     best = float(solve_equilibrium(game).profile[0])
     profile = np.array([fraction * best])
     honest = certify(game, profile)

@@ -247,10 +247,13 @@ def level_bound(player, y: float, x: np.ndarray, surplus: np.ndarray,
         return math.inf
     formulas = MemberFormulas(player)
     rise = formulas.dU(x[None, :])[0] - window[0]
+    with np.errstate(all="ignore"):  # the bounds at both ends of the price window
+        xbars = (player.zero_surplus_consumption(np.array([window[0]]))[0],
+                 player.zero_surplus_consumption(np.array([window[1]]))[0])
     best = math.inf
     for mu, nu in _level_multipliers(level, rise, members, y):
-        best = min(best, _dual_level_bound(player, formulas, mu, nu, y, window,
-                                           width, floor))
+        best = min(best, _dual_level_bound(formulas, mu, nu, y, window, width,
+                                           floor, xbars))
     return best
 
 
@@ -280,12 +283,12 @@ def _level_multipliers(level, rise, members, y):
     return out
 
 
-def _dual_level_bound(player, formulas, mu, nu, y, window, width, floor) -> float:
-    """H(p_a) + nu y + max(0, nu - p'_lo D_lo) width for one (mu, nu)."""
+def _dual_level_bound(formulas, mu, nu, y, window, width, floor, xbars) -> float:
+    """H(p_a) + nu y + max(0, nu - p'_lo D_lo) width for one (mu, nu); ``xbars``:
+    the members' zero-surplus consumptions at p_a and p_b."""
     p_a, p_b, slope_lo = window
+    xbar_a, xbar_b = xbars
     with np.errstate(all="ignore"):
-        xbar_a = player.zero_surplus_consumption(np.array([p_a]))[0]
-        xbar_b = player.zero_surplus_consumption(np.array([p_b]))[0]
         share = np.where(mu > 0, nu / np.where(mu > 0, mu, 1.0), 0.0)
         x_a = formulas.at_marginal((p_a + share)[None, :], xbar_a[None, :])[0]
         x_b = formulas.at_marginal((p_b + share)[None, :], xbar_b[None, :])[0]

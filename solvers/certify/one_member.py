@@ -17,6 +17,7 @@ which a test holds them to.
 from __future__ import annotations
 
 import math
+import statistics
 
 import numpy as np
 
@@ -36,7 +37,7 @@ def eligible(game: Game) -> list[int]:
     if not game.price.convex:
         return []
     return [j for j, p in enumerate(game.players)
-            if p.size == 1 and isinstance(p.members[0].utility, QuadraticUtility)]
+            if p.size == 1 and p.families[0].family is QuadraticUtility]
 
 
 def certify_one_members(game: Game, profile: np.ndarray, rtol: float,
@@ -45,8 +46,8 @@ def certify_one_members(game: Game, profile: np.ndarray, rtol: float,
     if not players:
         return {}
     idx = np.array(players)
-    a = np.array([game.players[j].members[0].utility.a for j in players])
-    b = np.array([game.players[j].members[0].utility.b for j in players])
+    a = np.array([game.players[j].families[0].params["a"][0] for j in players])
+    b = np.array([game.players[j].families[0].params["b"][0] for j in players])
     y = profile[idx]
     others = float(profile.sum()) - y
     y_max = np.array([game.feasible_max(j, float(o)) for j, o in zip(players, others)])
@@ -83,8 +84,8 @@ def certify_one_members(game: Game, profile: np.ndarray, rtol: float,
             u0[rows] <= at_price[rows, 1:2])
         bound[rows] = value[:, 0]
     welfare = np.where(infeasible, -np.inf, welfare)
-    return {j: _verdict(welfare[n], float(bound[n]), points[n], y_max[n], rtol)
-            for n, j in enumerate(players)}
+    return {j: _verdict(w, b, p, m, rtol) for j, w, b, p, m in zip(
+        players, welfare.tolist(), bound.tolist(), points.tolist(), y_max.tolist())}
 
 
 def _root(slope, y_max: np.ndarray) -> np.ndarray:
@@ -119,27 +120,31 @@ def _by_fairness(game: Game, players: list[int]):
         yield np.array(rows), OneMemberPayoff(first, game.price)
 
 
-def _verdict(welfare: np.ndarray, bound: float, points: np.ndarray, y_max: float,
+def _verdict(welfare: list[float], bound: float, points: list[float], y_max: float,
              rtol: float) -> PlayerRegret:
     """Regret of the best of (profile, root, grid) over the profile (welfare[0]),
-    relative to the grid's best minus median; the tangent bound proves the rest."""
+    relative to the grid's best minus median; the tangent bound proves the rest.
+    Plain floats: a dozen values per player, where numpy's calls cost more than
+    the arithmetic."""
     here = welfare[0]
-    best = int(np.argmax(welfare))
-    grid = welfare[2:]
-    finite = welfare[np.isfinite(welfare)]
+    # np.argmax's choice: the first NaN if any, else the first maximum.
+    best = next((k for k, w in enumerate(welfare) if w != w), None)
+    if best is None:
+        best = max(range(len(welfare)), key=welfare.__getitem__)
+    finite = [w for w in welfare if math.isfinite(w)]
     if not math.isfinite(here):
-        gain = math.inf if finite.size else 0.0
-        return PlayerRegret(gain, gain, float(points[best]), here,
-                            math.inf if finite.size else 0.0,
-                            Verdict.REFUTED if finite.size else Verdict.PROVED,
-                            welfare.size, "the profile's purchase is infeasible"
-                            if finite.size else "")
-    top = float(finite.max())
-    spread = grid[np.isfinite(grid)]
-    span = top - float(np.median(spread)) if spread.size else 0.0
+        gain = math.inf if finite else 0.0
+        return PlayerRegret(gain, gain, points[best], here,
+                            math.inf if finite else 0.0,
+                            Verdict.REFUTED if finite else Verdict.PROVED,
+                            len(welfare), "the profile's purchase is infeasible"
+                            if finite else "")
+    top = max(finite)
+    spread = [w for w in welfare[2:] if math.isfinite(w)]
+    span = top - statistics.median(spread) if spread else 0.0
     if span <= 0:
-        span = top - float(finite.min())
-    raw = max(float(welfare[best]) - here, 0.0)
+        span = top - min(finite)
+    raw = max(welfare[best] - here, 0.0)
     rel = raw / span if raw > 0 and span > 0 else (math.inf if raw > 0 else 0.0)
     gain = bound - here
     proved = max(rel, 0.0 if gain <= 0 else (gain / span if span > 0 else math.inf))
@@ -151,6 +156,6 @@ def _verdict(welfare: np.ndarray, bound: float, points: np.ndarray, y_max: float
         verdict, reason = Verdict.PROVED, ""
     else:
         verdict, reason = Verdict.BOUNDED, "the concave payoff's tangent bound is loose"
-    return PlayerRegret(raw, rel, float(points[best]), here,
+    return PlayerRegret(raw, rel, points[best], here,
                         proved if verdict is not Verdict.REFUTED else math.inf,
-                        verdict, welfare.size, reason)
+                        verdict, len(welfare), reason)

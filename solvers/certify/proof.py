@@ -16,9 +16,11 @@ certificate whose rows came from them re-proves them with aggregame.allocation's
   balance gap), where that could change the verdict;
 * every row stays inside its bounds (to PROOF_BOUNDS_RTOL);
 * the rows' residuals are below RESIDUAL_TOL, with a finite multiplier wherever one is
-  needed (max-min: no level higher by PROOF_RTOL of the level's scale is feasible):
-  every row up to PROOF_ELEMENTS (rows x members), beyond that the profile's row, the
-  best row and rows spread evenly over the rest.
+  needed (max-min: no level higher by PROOF_RTOL of the level's scale is feasible;
+  leximin: aggregame.leximin's residual, with the levels' largest speed
+  max_i |U_i' - p| for a multiplier): every row up to PROOF_ELEMENTS (rows x
+  members), beyond that the profile's row, the best row and rows spread evenly over
+  the rest.
 
 A player whose rows fail is certified again on numpy alone (solvers/certify/scan.py).
 """
@@ -29,8 +31,16 @@ from dataclasses import fields
 
 import numpy as np
 
-from aggregame.allocation import RESIDUAL_TOL, Evidence, allocation_evidence
+from aggregame.allocation import (
+    RESIDUAL_TOL,
+    Evidence,
+    allocation_evidence,
+    evaluate,
+    inner_setup,
+    purchase_prices,
+)
 from aggregame.errors import InnerSolveError
+from aggregame.leximin import leximin_residual
 from aggregame.solvers.certify.payoffs import PayoffKind, Payoffs
 from aggregame.solvers.inner.native import NativeInner
 
@@ -52,11 +62,13 @@ def rows_proved(payoffs: Payoffs) -> bool:
     if not batches or not getattr(payoffs.inner, "compiled", False):
         return True
     maxmin = payoffs.kind is PayoffKind.MAXMIN
+    leximin = payoffs.kind is PayoffKind.LEXIMIN
     field = "tiebreak_multiplier" if maxmin else "multiplier"
     y = np.concatenate([b.y for b in batches])
     x = np.concatenate([b.x for b in batches])
-    mult = np.concatenate([np.full(b.y.size, np.nan) if getattr(b, field) is None
-                           else getattr(b, field) for b in batches])
+    mult = _level_speed(payoffs, y, x) if leximin else np.concatenate(
+        [np.full(b.y.size, np.nan) if getattr(b, field) is None
+         else getattr(b, field) for b in batches])
     claimed = np.concatenate([b.welfare for b in batches])
     claimed_tb = np.concatenate([b.tiebreak for b in batches])
     span = payoffs.span("welfare")
@@ -64,8 +76,9 @@ def rows_proved(payoffs: Payoffs) -> bool:
     ev = _evidence(payoffs, y, x, mult, residual=False)
     checked = _checked_rows(payoffs, y.size, x.shape[1])
     step = PROOF_RTOL * span if maxmin else None
-    residual = _evidence(payoffs, y[checked], x[checked], mult[checked],
-                         residual=True, level_step=step).residual
+    residual = _leximin_residual(payoffs, y[checked], x[checked]) if leximin else \
+        _evidence(payoffs, y[checked], x[checked], mult[checked], residual=True,
+                  level_step=step).residual
     if not np.all(residual <= RESIDUAL_TOL):
         return False
     if not np.all(ev.bounds <= PROOF_BOUNDS_RTOL):
@@ -80,7 +93,18 @@ def rows_proved(payoffs: Payoffs) -> bool:
         return False
     with np.errstate(invalid="ignore"):  # NaN multiplier: unproved (NaN > tol)
         drift = np.where(ev.forced, 0.0, np.abs(mult) * ev.balance)
+    if leximin:
+        # Every sorted level moves by at most the drift: the scale it must stay
+        # under is the levels' own (the smallest level may be flat, span 0).
+        span = _level_scale(payoffs)
     return _drift_harmless(drift, claimed, claimed_tb, span, span_tb, maxmin)
+
+
+def _level_scale(payoffs: Payoffs) -> float:
+    """The largest finite |level| of any leximin row."""
+    tops = [float(np.max(np.abs(v[np.isfinite(v)]))) for v in payoffs.rows.vectors
+            if v is not None and np.isfinite(v).any()]
+    return max(tops, default=0.0)
 
 
 def _drift_harmless(drift, claimed, claimed_tb, span, span_tb, maxmin) -> bool:
@@ -141,6 +165,27 @@ def _evidence(payoffs: Payoffs, y, x, mult, residual, level_step=None) -> Eviden
     return Evidence(*(None if getattr(parts[0], f.name) is None else
                       np.concatenate([getattr(ev, f.name) for ev in parts])
                       for f in fields(Evidence)))
+
+
+def _level_speed(payoffs: Payoffs, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """A leximin row's stand-in for a multiplier: max_i |U_i'(x_i) - p|, which
+    bounds how fast any member's level moves with the purchase (a leximin
+    allocation moves every x_i the same way, by at most the purchase's change), so
+    it times the balance gap bounds the drift of every sorted level."""
+    price, _ = purchase_prices(payoffs.game, y, payoffs.others)
+    with np.errstate(all="ignore"):
+        slope = evaluate(payoffs.player, "dU", x) - price[:, None]
+    return np.abs(slope).max(axis=1, initial=0.0)
+
+
+def _leximin_residual(payoffs: Payoffs, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """aggregame.leximin's residual of leximin rows (0 where y is infeasible), by
+    numpy from the allocations alone."""
+    setup = inner_setup(payoffs.game, payoffs.j, y, payoffs.others)
+    with np.errstate(all="ignore"):
+        res = leximin_residual(payoffs.player, setup.y, setup.price, x, setup.xbar,
+                               setup.floor, setup.weight > 0)
+    return np.where(setup.y > setup.cap * (1 + 1e-12) + 1e-300, 0.0, res)
 
 
 def _minus_inf_confirmed(payoffs: Payoffs, y: np.ndarray) -> bool:

@@ -38,12 +38,12 @@ def single_quadratic_users(game) -> tuple[np.ndarray, np.ndarray, float, float] 
     the price is p0 + c Y: the games whose best responses and equilibrium have the
     closed forms below. None otherwise."""
     affine = game.price.affine_coefficients()
-    if affine is None or any(p.size != 1 or not isinstance(
-            p.members[0].utility, QuadraticUtility) for p in game.players):
+    if affine is None or any(p.size != 1 or p.families[0].family is not
+                             QuadraticUtility for p in game.players):
         return None
-    utils = [p.members[0].utility for p in game.players]
-    return (np.array([u.a for u in utils]), np.array([u.b for u in utils]),
-            *affine)
+    params = [p.families[0].params for p in game.players]
+    return (np.array([q["a"][0] for q in params]),
+            np.array([q["b"][0] for q in params]), *affine)
 
 
 def single_user_equilibrium(game) -> np.ndarray | None:

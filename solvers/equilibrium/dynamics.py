@@ -335,10 +335,16 @@ def _repeats(path: list[np.ndarray], tol: float) -> bool:
     rounds go on to converge (measured: such runs were called "cycling" at regret 0).
     """
     last = path[-1]
+    if len(path) < 3:
+        return False
     scale = tol * max(1.0, float(np.max(np.abs(last))))
+    # Profiles the newest one revisits, found at once (most rounds revisit none).
+    near = np.all(np.abs(np.asarray(path[:-2]) - last) <= scale, axis=1)
+    if not near.any():
+        return False
     steps = [float(np.max(np.abs(b - a))) for a, b in zip(path, path[1:])]
     for k in range(len(path) - 3, -1, -1):
-        if not np.all(np.abs(last - path[k]) <= scale):
+        if not near[k]:
             continue
         length = len(path) - 1 - k  # rounds in the cycle
         if k >= length and max(steps[k:]) >= CYCLE_PERSISTENCE * max(

@@ -28,6 +28,18 @@ def _num(v: float) -> float | None:
     return v if math.isfinite(v) else None
 
 
+def _one_member_groups(game: Game, players: list[int]):
+    """(player indices, their OneMemberPayoff) per utility family and fairness
+    among the one-member ``players``: each group's outcomes are one batch."""
+    groups: dict[tuple, list[int]] = {}
+    for j in players:
+        p = game.players[j]
+        groups.setdefault((p.families[0].family, p.fairness), []).append(j)
+    for js in groups.values():
+        members = tuple(game.players[j] for j in js)
+        yield np.array(js), OneMemberPayoff(members[0], game.price, together=members)
+
+
 class Status(enum.StrEnum):
     """How an equilibrium search ended; only ``CONVERGED`` passed its stopping test.
 
@@ -91,21 +103,25 @@ class Equilibrium:
         """The equilibrium at ``profile``; an inner of None marks a one-member
         player, whose allocation (x = y) and payoff are formulas (one_member)."""
         total = float(profile.sum())
-        allocations, surpluses, welfare = [], [], []
+        count = len(inners)
+        allocations: list = [None] * count
+        surpluses: list = [None] * count
+        welfare = np.empty(count)
         for j, inner in enumerate(inners):
-            if inner is None:
-                point = OneMemberPayoff(game.players[j], game.price)(
-                    float(profile[j]), total - float(profile[j]))
-                allocations.append(np.array([point.x]))
-                surpluses.append(np.array([point.surplus]))
-                welfare.append(point.welfare)
-                continue
-            sol = inner.solve(np.array([profile[j]]), total - profile[j])
-            allocations.append(sol.x[0])
-            surpluses.append(sol.surplus[0])
-            welfare.append(float(sol.welfare[0]))
+            if inner is not None:
+                sol = inner.solve(np.array([profile[j]]), total - profile[j])
+                allocations[j], surpluses[j] = sol.x[0], sol.surplus[0]
+                welfare[j] = float(sol.welfare[0])
+        for js, payoff in _one_member_groups(game, [j for j, inner in enumerate(inners)
+                                                    if inner is None]):
+            y = np.asarray(profile, dtype=float)[js]
+            rows = payoff.batch(y, total - y)
+            for k, j in enumerate(js.tolist()):
+                allocations[j] = rows.x[k:k + 1].copy()
+                surpluses[j] = rows.surplus[k:k + 1].copy()
+            welfare[js] = rows.welfare
         return cls(game=game, profile=np.asarray(profile, dtype=float),
-                   price=float(game.price.value(total)), welfare=np.array(welfare),
+                   price=float(game.price.value(total)), welfare=welfare,
                    allocations=allocations, surpluses=surpluses, **kw)
 
     @property
@@ -156,23 +172,20 @@ class Equilibrium:
     def members_table(self) -> pd.DataFrame:
         rows = []
         for j, player in enumerate(self.game.players):
-            for i, member in enumerate(player.members):
-                rows.append({"player": player.name, "member": member.name,
-                             "utility": member.utility.family, **member.utility.params(),
-                             "x": self.allocations[j][i],
-                             "surplus": self.surpluses[j][i]})
+            x, surplus = self.allocations[j], self.surpluses[j]
+            for i, member in enumerate(player.columns.describe()):
+                rows.append({"player": player.name, "member": member.pop("name"),
+                             **member, "x": x[i], "surplus": surplus[i]})
         return pd.DataFrame(rows)
 
     # -- export ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         players = []
         for j, player in enumerate(self.game.players):
-            members = []
-            for i, member in enumerate(player.members):
-                members.append({"name": member.name, "utility": member.utility.family,
-                                **member.utility.params(),
-                                "x": float(self.allocations[j][i]),
-                                "surplus": float(self.surpluses[j][i])})
+            x = np.asarray(self.allocations[j], dtype=float).tolist()
+            surplus = np.asarray(self.surpluses[j], dtype=float).tolist()
+            members = [{**member, "x": x[i], "surplus": surplus[i]}
+                       for i, member in enumerate(player.columns.describe())]
             players.append({"name": player.name, "alpha": _alpha_json(player.alpha),
                             "rule": player.fairness.rule.value,
                             "eps": player.fairness.eps,

@@ -61,7 +61,7 @@ class NativeInner:
         self._lambda = LambdaFilling(members, self._warm)
         self._levels = LevelFilling(members)
         #: The compiled kernels' form of the player, where they solve it (None:
-        #: numpy alone, e.g. leximin, or numba not installed).
+        #: numpy alone: numba not installed, or a family the kernels do not know).
         self._compiled = kernels.CompiledPlayer(self.player) if (
             compiled and kernels.supports(self.player)) else None
 

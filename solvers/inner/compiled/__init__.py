@@ -29,9 +29,9 @@ False and NativeInner runs numpy alone. Compiled functions are cached on disk
 
 Modules: ``jit`` (numba, the cache, ``jit`` and ``share``), ``members`` (the family
 dispatch and what one member does), ``rows`` (alpha < inf), ``maxmin`` (max-min
-read as total surplus). Rows the kernels take: alpha < inf with any number of
-members (one-member players included), and max-min read as total surplus, for the
-families in ``FAMILY_CODES``. Leximin stays numpy (solvers/inner/leximin.py).
+read as total surplus), ``leximin`` (progressive filling by breakpoints). Rows the
+kernels take: every alpha and both readings of max-min, with any number of members
+(one-member players included), for the families in ``FAMILY_CODES``.
 """
 
 from __future__ import annotations
@@ -46,21 +46,22 @@ import numpy as np
 from aggregame.allocation import CLOSED_FORM_ALPHAS
 from aggregame.players import Player
 from aggregame.solvers.inner.compiled.jit import CACHE_DIR, ENABLED, numba
+from aggregame.solvers.inner.compiled.leximin import solve_leximin_rows
 from aggregame.solvers.inner.compiled.maxmin import solve_maxmin_rows
 from aggregame.solvers.inner.compiled.members import FAMILY_CODES, MIXED, PARAM_DTYPE
 from aggregame.solvers.inner.compiled.rows import solve_rows
 
 __all__ = ["ENABLED", "FAMILY_CODES", "MIXED", "CompiledPlayer", "numba",
-           "solve_maxmin_rows", "solve_rows", "supports", "warm_up"]
+           "solve_leximin_rows", "solve_maxmin_rows", "solve_rows", "supports",
+           "warm_up"]
 
 LOG = logging.getLogger(__name__)
 
 
 def supports(player: Player) -> bool:
-    """True when the kernels solve this player's rows: known families, and alpha <
-    inf or max-min read as total surplus (leximin is solvers/inner/leximin.py's)."""
-    return ENABLED and not player.fairness.is_leximin and all(
-        type(m.utility) in FAMILY_CODES for m in player.members)
+    """True when the kernels solve this player's rows: members of known families
+    (any alpha, either reading of max-min)."""
+    return ENABLED and all(f.family in FAMILY_CODES for f in player.families)
 
 
 def warm_up() -> None:
@@ -73,7 +74,8 @@ def warm_up() -> None:
 
     members = (User("w0", QuadraticUtility(0.5, 3.0)), User("w1", LogUtility(2.0)))
     y, price, slope = np.array([0.0, 1.0]), np.array([0.5, 0.5]), np.zeros(2)
-    for fairness in (Fairness(1.0), Fairness("inf", maxmin="total-surplus")):
+    for fairness in (Fairness(1.0), Fairness("inf", maxmin="total-surplus"),
+                     Fairness("inf", maxmin="leximin")):
         CompiledPlayer(Player("w", members, fairness)).solve(y, price, slope)
 
 
@@ -117,6 +119,10 @@ class CompiledPlayer:
         self.u0 = np.ascontiguousarray(player.marginal_at_zero, dtype=float)
         self.alpha = float(f.alpha)
         self.maxmin = f.is_maxmin
+        self.leximin = f.is_leximin
+        #: Whether a member in the minimum, priced in and priced out (the rule's).
+        self.counts = (bool(f.rule.counted(np.array(False))),
+                       bool(f.rule.counted(np.array(True))))
         (self.w_in, self.e_in), (self.w_out, self.e_out) = (
             f.member_terms(False), f.member_terms(True))
         # J = -inf once a member is priced out, where the rule says so.
@@ -126,7 +132,8 @@ class CompiledPlayer:
         self.family = int(self.codes[0]) if player.size and np.all(
             self.codes == self.codes[0]) else MIXED
         self.size = player.size
-        _announce_compile("solve_maxmin_rows" if self.maxmin else "solve_rows")
+        _announce_compile("solve_leximin_rows" if self.leximin else
+                          "solve_maxmin_rows" if self.maxmin else "solve_rows")
 
     def solve(self, y: np.ndarray, price: np.ndarray, slope: np.ndarray,
               guess: float = math.nan, x_start: np.ndarray | None = None):
@@ -138,6 +145,12 @@ class CompiledPlayer:
         # slice of purchases) or a read-only array is a new signature for numba,
         # compiled again for seconds.
         y, price, slope = _plain(y), _plain(price), _plain(slope)
+        if self.leximin:
+            x, surplus, welfare, tiebreak, residual = solve_leximin_rows(
+                self.codes, self.params, self.u0, self.w_in, self.e_in, self.w_out,
+                self.e_out, *self.counts, y, price, self.family)
+            nan = np.full(y.size, np.nan)
+            return x, surplus, welfare, tiebreak, nan, nan.copy(), None, residual, None
         if self.maxmin:
             x, surplus, welfare, tiebreak, tie, residual, nu = solve_maxmin_rows(
                 self.codes, self.params, self.u0, self.w_in, self.e_in, self.w_out,
