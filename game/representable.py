@@ -36,7 +36,17 @@ SMALLEST_SURPLUS_FRACTION = 1e-6
 
 
 def _peak_surplus(player: Player, price: float, xbar: np.ndarray) -> np.ndarray:
-    """Each member's largest surplus at ``price`` (bisection on U' = p)."""
+    """Each member's largest surplus at ``price``: (b - p)^2 / 4a for quadratic
+    members, else by bisection on U' = p."""
+    from aggregame.allocation import quadratic_parameters
+
+    quad = quadratic_parameters(player)
+    if quad is not None:
+        # The bisection costs ~60 numpy steps a player: 0.55 s to build a game of
+        # 200 users trading alone, which the studies build hundreds of times.
+        a, b = quad
+        q = np.maximum(b - price, 0.0)
+        return q * q / (4 * a)
     lo, hi = np.zeros_like(xbar), xbar.copy()
     for _ in range(200):
         mid = 0.5 * (lo + hi)
