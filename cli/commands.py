@@ -324,11 +324,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         studies.append(_study_doc(result))
         if not args.json:
             print(f"{name}: {result.folder} ({result.seconds:.1f} s)")
-    path = write_report(args.out, time.perf_counter() - start)
+    path = write_report(args.out, markdown=args.markdown)
+    seconds = time.perf_counter() - start
     if args.json:
-        emit(args, {"report": str(path), "studies": studies})
+        emit(args, {"report": str(path), "studies": studies, "seconds": seconds})
     else:
-        print(f"report: {path}")
+        print(f"report: {path} ({seconds:.1f} s in all)")
     return 0
 
 

@@ -85,10 +85,12 @@ def load_game(name: str, seed: int) -> Game:
     """A shipped scenario, a TOML path, or ``random-N`` (module docstring)."""
     match = _RANDOM.match(name)
     if match:
-        from aggregame.studies.common import aggregated, small_users
+        from aggregame.studies.common import Domain, aggregated, small_users
 
         n = int(match.group(1))
-        return aggregated(small_users(2 * n, seed), alphas=(0.0, 0.0))
+        # K = 400, as when benchmarks/results/compare.md was measured.
+        return aggregated(small_users(2 * n, seed), alphas=(0.0, 0.0),
+                          domain=Domain(large="K=400"))
     from aggregame.scenario import load_scenario
 
     return load_scenario(name).game

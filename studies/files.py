@@ -107,8 +107,7 @@ class FolderLock:
                     f"{self.path.parent}: another aggregame run is writing this "
                     f"folder; wait for it to finish or use another --out") from None
             raise
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        # The lock file stays empty: a folder's files depend on its results only.
         self._fd = fd
         return self
 

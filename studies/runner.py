@@ -67,10 +67,14 @@ def _track(tmp: Path | None) -> None:
     _WRITING[0] = tmp
 
 
-def execute(task: Task, runs_dir: str) -> str:
-    """Run one task and store its rows atomically (top-level: picklable for workers)."""
+def execute(task: Task, runs_dir: str, cache: str | None = None) -> str:
+    """Run one task and store its rows atomically (top-level: picklable for workers);
+    its solves are cached in ``cache`` (studies/outcome.py) if given."""
+    from aggregame.studies.outcome import cache_folder
+
     module = importlib.import_module(f"aggregame.studies.{task.study}")
-    rows = module.run(task.params)
+    with cache_folder(cache):
+        rows = module.run(task.params)
     doc = {"key": task.key, "params": task.params, "rows": rows}
     with _WRITE_LOCK, _termination_deferred():
         atomic_write(Path(runs_dir) / f"{task.key}.json",
@@ -141,9 +145,11 @@ def is_complete(path: Path, key: str) -> bool:
 
 
 def run_tasks(tasks: Iterable[Task], runs_dir: Path, workers: int | None = None,
-              dask_address: str | None = None, progress: bool = True) -> list[str]:
+              dask_address: str | None = None, progress: bool = True,
+              cache: Path | None = None) -> list[str]:
     """Run every task whose result file is missing or broken; returns the keys it
-    ran. Workers get absolute paths, so they may run in any directory."""
+    ran. Workers get absolute paths, so they may run in any directory; ``cache`` is
+    the folder of cached solves (None: none)."""
     from tqdm import tqdm
 
     runs_dir = runs_dir.resolve()
@@ -161,22 +167,23 @@ def run_tasks(tasks: Iterable[Task], runs_dir: Path, workers: int | None = None,
             ran.append(key)
             bar.update(1)
 
+        where = (str(runs_dir), None if cache is None else str(cache.resolve()))
         if client is not None:
-            _run_dask(todo, runs_dir, client, done)
+            _run_dask(todo, where, client, done)
         elif workers == 1:
             for task in todo:
-                done(execute(task, str(runs_dir)))
+                done(execute(task, *where))
         else:
-            _run_local(todo, runs_dir, workers, done)
+            _run_local(todo, where, workers, done)
     return ran
 
 
-def _run_local(todo: list[Task], runs_dir: Path, workers: int | None,
+def _run_local(todo: list[Task], where: tuple[str, str | None], workers: int | None,
                done: Callable[[str], None]) -> None:
     before = set(multiprocessing.active_children())
     pool = ProcessPoolExecutor(max_workers=workers, initializer=worker_init)
     try:
-        futures = [pool.submit(execute, t, str(runs_dir)) for t in todo]
+        futures = [pool.submit(execute, t, *where) for t in todo]
         for fut in as_completed(futures):
             done(fut.result())
     except BaseException:
@@ -209,12 +216,13 @@ def _dask_client(address: str) -> Any:
                              f"{' '.join(str(err).split())}") from None
 
 
-def _run_dask(todo: list[Task], runs_dir: Path, client: Any,
+def _run_dask(todo: list[Task], where: tuple[str, str | None], client: Any,
               done: Callable[[str], None]) -> None:
     from distributed import as_completed as dask_completed
 
     with client:
-        futures = client.map(execute, todo, runs_dir=str(runs_dir), pure=False)
+        futures = client.map(execute, todo, runs_dir=where[0], cache=where[1],
+                             pure=False)
         try:
             for fut in dask_completed(futures):
                 done(fut.result())

@@ -1,0 +1,111 @@
+"""Conjecture 1 (uniqueness) and Sec. IV-B's claim that best response reaches the same
+equilibrium from any start, judged on the conj1 study's table."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+
+from aggregame.studies.claims import Row
+from aggregame.studies.conj1 import COUNTER_FAMILY
+from aggregame.studies.stats import Finding, Stat, Verdict
+from aggregame.studies.uniqueness import Uniqueness
+
+CONJECTURE = ("the Nash equilibrium is unique under the setup of Theorem 2 "
+              "(Assumption 1: concave utilities with U(0) = 0, a continuous increasing "
+              "price)")
+
+
+def counterexample_text(row: pd.Series) -> str:
+    """The two equilibria of the counterexample, with their evidence, in one line."""
+    profiles = json.loads(row["profiles"])
+    prices = json.loads(row["prices"])
+    proofs = json.loads(row["global"])
+    bounds = json.loads(row["global_bound"])
+    return "; ".join(f"y = ({', '.join(f'{v:.6g}' for v in y)}), price {p:.6g}, "
+                     f"global certificate {g} (relative regret <= {b:.2g})"
+                     for y, p, g, b in zip(profiles, prices, proofs, bounds))
+
+
+def _as_stated(df: pd.DataFrame) -> Row:
+    counter = df[df["family"] == COUNTER_FAMILY]
+    if counter.empty:
+        finding = Finding(Verdict.UNTESTED, "the counterexample was not run")
+        detail = ""
+    else:
+        row = counter.iloc[0]
+        proved = [g == "proved" for g in json.loads(row["global"])]
+        detail = counterexample_text(row)
+        if row["decision"] == Uniqueness.NOT_UNIQUE.value and len(proved) >= 2 and \
+                all(proved):
+            finding = Finding(Verdict.REFUTED, "two equilibria, each proved by SCIP's "
+                                               "global certificate")
+        else:
+            finding = Finding(Verdict.UNTESTED, f"the counterexample did not "
+                                                f"reproduce: {row['evidence']}")
+    return Row("conj1-as-stated", "Conjecture 1", CONJECTURE, "distinct equilibria of "
+               "data/two_equilibria.toml (two users, concave saturating price)",
+               Stat(float(len(json.loads(counter.iloc[0]["profiles"]))) if len(counter)
+                    else math.nan, math.nan, 1 if len(counter) else 0), None,
+               "one game satisfying the hypotheses with two certified equilibria "
+               "refutes it", finding, "conj1", detail=detail,
+               paper="text: 'supported by extensive simulation evidence'")
+
+
+def _linear_class(df: pd.DataFrame) -> Row:
+    inst = df[df["family"] != COUNTER_FAMILY]
+    counts = inst["decision"].value_counts()
+    n = len(inst)
+    proved, multi = (int(counts.get(u.value, 0)) for u in (Uniqueness.PROVED_UNIQUE,
+                                                          Uniqueness.NOT_UNIQUE))
+    undecided = n - proved - multi
+    method = ", ".join(sorted(set(inst["method"]))) or "none"
+    if multi:
+        finding = Finding(Verdict.REFUTED, f"{multi} instance(s) with two or more "
+                                           f"certified equilibria")
+    elif n and proved == n:
+        finding = Finding(Verdict.SUPPORTED, f"proved unique on all {n} instances")
+    else:
+        finding = Finding(Verdict.UNTESTED, f"{undecided} of {n} instances undecided: "
+                                            f"{method}")
+    return Row("conj1-linear", "Conjecture 1", "restricted to the paper's linear price "
+               "p = 0.001 Y (small instances of every study's games): the equilibrium "
+               "is unique", "instances proved unique / not unique / undecided",
+               Stat(float(proved), math.nan, n), None,
+               "refuted by one instance with two certified equilibria; supported only "
+               "if every instance is proved unique (a probe never proves it)", finding,
+               "conj1", detail=f"{proved} proved unique, {multi} not unique, "
+                               f"{undecided} undecided ({method})")
+
+
+def _same_end(df: pd.DataFrame) -> Row:
+    inst = df[df["family"] != COUNTER_FAMILY]
+    good = (inst["br_certified"] == inst["br_runs"]) & (inst["br_clusters"] == 1)
+    n, k = len(inst), int(good.sum())
+    counter = df[df["family"] == COUNTER_FAMILY]
+    note = ""
+    if len(counter):
+        c = counter.iloc[0]
+        note = (f"; on the counterexample best response from {int(c['br_runs'])} "
+                f"random starts ends at {int(c['br_clusters'])} different equilibria")
+    finding = (Finding(Verdict.SUPPORTED, f"all {n} instances") if n and k == n else
+               Finding(Verdict.NOT_SUPPORTED, f"{n - k} of {n} instances end in no "
+                                              f"certified equilibrium or in several")
+               if n else Finding(Verdict.NOT_SUPPORTED, "no instance"))
+    failed = inst.loc[~good, "family"].tolist()
+    return Row("sec4b-same-equilibrium", "Sec. IV-B", "best response always converges "
+               "to the same equilibrium, regardless of how it is initiated",
+               "instances whose best-response runs from random starts all end in one "
+               "certified equilibrium", Stat(float(k), math.nan, n), None,
+               "every instance", finding, "conj1",
+               detail=f"{k} of {n}" + (f" (not: {', '.join(failed)})" if failed else "")
+               + note, paper="text: 'always converges to the same Nash equilibrium'",
+               missing=int((inst["br_certified"] < inst["br_runs"]).sum()))
+
+
+def claims_conj1(df: pd.DataFrame) -> list[Row]:
+    if df.empty:
+        return []
+    return [_as_stated(df), _linear_class(df), _same_end(df)]
