@@ -58,11 +58,6 @@ class Row:
 Check = Callable[[pd.DataFrame], list[Row]]
 
 
-def ok_only(df: pd.DataFrame) -> pd.DataFrame:
-    """The rows of runs that reached a certified equilibrium."""
-    return df[df["equilibrium"].astype(bool)]
-
-
 def by_run(df: pd.DataFrame, column: str) -> pd.Series:
     """``column`` per run (NaN where the run has no equilibrium)."""
     values = df[column].where(df["equilibrium"].astype(bool))

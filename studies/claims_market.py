@@ -12,7 +12,7 @@ from aggregame.studies.claims import (Row, by_run, compare, convergence,
                                       group_row, paired)
 from aggregame.studies.common import MAXMIN_LABEL
 from aggregame.studies.stats import (LOCATION, MUCH, NOTICEABLE, SLIGHT, VERY_SMALL,
-                                     Size, Stat, all_of, judge)
+                                     Finding, Size, Stat, all_of, judge)
 
 ALONE, LARGE, SW, PF = ("small users alone", "with large user", "social welfare",
                         "proportional fairness")
@@ -129,7 +129,9 @@ def _mitigates(s: dict[str, pd.Series]) -> Row:
 def _slightly_lower(s: dict[str, pd.Series]) -> Row:
     values, missing = paired((s[PF] - s[SW]) / s[SW])
     stat = Stat.of(values)
-    finding = all_of([judge(stat, -1), judge(stat, +1, threshold=-SLIGHT)])
+    lower, slight = judge(stat, -1), judge(stat, +1, threshold=-SLIGHT)
+    finding = all_of([Finding(lower.verdict, f"lower: {lower.reason}"),
+                      Finding(slight.verdict, f"above -{SLIGHT:.0%}: {slight.reason}")])
     return Row("fig6-pf-slightly-lower", "Fig. 6", "proportional fairness gives "
                "slightly lower surplus than social welfare", "(proportional - social "
                "welfare) / social welfare", stat,

@@ -150,11 +150,11 @@ def _read(path: Path, key: str) -> Outcome | None:
 
 
 def _write(path: Path, key: str, outcome: Outcome) -> None:
-    from aggregame.studies.files import atomic_write_text
+    from aggregame.studies.runner import write_whole
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps({"key": key, "outcome": outcome.to_json()}))
+        write_whole(path, json.dumps({"key": key, "outcome": outcome.to_json()}))
     except OSError as err:  # a cache that cannot be written is no cache
         LOG.warning("%s: cannot cache this solve (%s)", path, err)
 

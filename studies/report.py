@@ -112,7 +112,10 @@ def judged_cells(j: Judged, domain: str) -> list[str | list[str]]:
     if j.flips:
         verdict += f" (changed by: {', '.join(j.flips)})"
     default = f"default: {r.finding}"
-    effect = f"{r.measure}: {r.stat}"
+    if r.stat.n and math.isnan(r.stat.mean):  # a claim measured several ways
+        effect = f"{r.measure} (rows below)"
+    else:
+        effect = f"{r.measure}: {r.stat}"
     if math.isfinite(r.stat.z):
         effect += f", z = {r.stat.z:.3g}"
     if r.missing:
@@ -121,7 +124,12 @@ def judged_cells(j: Judged, domain: str) -> list[str | list[str]]:
     if j.on_robust is not None:
         notes.append(f"default on the first {j.robust_runs} runs: "
                      f"{j.on_robust.finding}")
-    notes += [j.variant_note(name, other) for name, other in j.variants]
+    notes += [j.variant_note(name, other) for name, other in j.variants
+              if other is not None]
+    idle = [name for name, other in j.variants if other is None]
+    if idle:
+        notes.append(f"{', '.join(idle)}: do not enter these games (same games as "
+                     f"the default)")
     if not j.variants:
         notes.append("no robustness variant: no choice of the domain enters these "
                      "games")

@@ -14,9 +14,10 @@ import pandas as pd
 from aggregame.studies.claims import UNTESTED
 from aggregame.studies.common import DEFAULT, MAX_ROUNDS
 from aggregame.studies.robustness import Judged, judge_study
-from aggregame.studies.stats import RULES, THRESHOLDS, Stat, Verdict
+from aggregame.studies.stats import (LOCATION, RULES, SPREAD, THRESHOLDS, Stat,
+                                     Verdict)
 from aggregame.studies.variants import (DEFAULT_NAME, ROBUST_RUNS, VARIANTS,
-                                        variant_table)
+                                        default_table, variant_table)
 
 #: Study folders of the report, in the paper's order.
 ORDER = ("fig3", "fig4", "fig5", "fig6", "fig8", "fig10", "fig12", "conj1")
@@ -77,7 +78,8 @@ def study_section(out: Path, study: str) -> Section:
     section = Section(study, TITLES[study], domain=DOMAINS.get(study, DEFAULT.label()))
     loaded = _load(out, study)
     if loaded is None:
-        section.text.append(f"Not run. Run: aggregame study {study} --out {out}")
+        section.text.append(f"Not run. Run: aggregame study {study} --out DIR, DIR "
+                            f"being this page's folder")
         return section
     df, meta = loaded
     folder = out / study
@@ -115,11 +117,47 @@ def domain_table(df: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
 
 
 def _fig6_tables(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    return [("Average small-user surplus [$] per configuration and domain (robustness "
+    return [_fig6_distribution(df), ("Average small-user surplus [$] per configuration and domain (robustness "
              "runs): K = 400 against the default K = sum of b/a, and the other "
              "choices", domain_table(df, ["config"], "avg_surplus")),
             ("Average small-user consumption [energy units], likewise",
              domain_table(df, ["config"], "avg_consumption"))]
+
+
+def _distribution(per_config: dict[tuple[str, str], pd.DataFrame]) -> pd.DataFrame:
+    """Each measure's mean over runs (runs without equilibrium left out), per
+    (configuration, variable)."""
+    rows = []
+    for (config, variable), per in per_config.items():
+        row = {"configuration": config, "variable": variable}
+        row.update({m: f"{per[m].mean():.4g}" for m in (*LOCATION, *SPREAD)})
+        row["runs"] = int(per["mean"].notna().sum())
+        rows.append(row)
+    return pd.DataFrame(rows).set_index(["configuration", "variable"])
+
+
+def _fig8_tables(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    from aggregame.studies.claims_spread import per_run
+    from aggregame.studies.fig8 import CONFIGS
+
+    base = default_table(df)
+    table = _distribution({(c, v): per_run(base, c, v) for c in CONFIGS
+                           for v in ("consumption", "surplus")})
+    return [("Distributions of small users' consumption and surplus, default domain: "
+             "each measure computed per run over the small users, then averaged over "
+             "runs", table)]
+
+
+def _fig6_distribution(df: pd.DataFrame) -> tuple[str, pd.DataFrame]:
+    from aggregame.studies.fig6 import CONFIGS
+
+    base = default_table(df)
+    base = base[base["equilibrium"].astype(bool)]
+    per = {(c, "surplus"): base[base["config"] == c].rename(
+        columns=lambda k: k[2:] if k.startswith("s_") else f"_{k}")
+        for c in CONFIGS}
+    return ("Distribution of small users' surplus per configuration, default domain "
+            "(per run, then averaged over runs)", _distribution(per))
 
 
 def _fig10_tables(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
@@ -151,7 +189,7 @@ def _conj1_tables(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
              f"{', '.join(sorted(set(inst['method'])))})", counts)]
 
 
-EXTRA_TABLES = {"fig6": _fig6_tables, "fig10": _fig10_tables,
+EXTRA_TABLES = {"fig6": _fig6_tables, "fig8": _fig8_tables, "fig10": _fig10_tables,
                 "fig12": _fig12_tables, "conj1": _conj1_tables}
 
 

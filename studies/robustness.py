@@ -4,6 +4,7 @@ and the final verdict (studies/stats.py, RULES) that combines them."""
 from __future__ import annotations
 
 import importlib
+import math
 from dataclasses import dataclass
 
 import pandas as pd
@@ -31,6 +32,8 @@ class Judged:
         """One line on the claim in variant ``name``."""
         if other is None:
             return f"{name}: does not enter these games (same games as the default)"
+        if other.stat.n and math.isnan(other.stat.mean):  # measured several ways
+            return f"{name}: {other.finding}"
         size = f", {other.size}" if other.size is not None else ""
         missing = f", {other.missing} run(s) without equilibrium" if other.missing \
             else ""

@@ -76,10 +76,17 @@ def execute(task: Task, runs_dir: str, cache: str | None = None) -> str:
     with cache_folder(cache):
         rows = module.run(task.params)
     doc = {"key": task.key, "params": task.params, "rows": rows}
-    with _WRITE_LOCK, _termination_deferred():
-        atomic_write(Path(runs_dir) / f"{task.key}.json",
-                     lambda p: p.write_text(json.dumps(doc)), on_temp=_track)
+    write_whole(Path(runs_dir) / f"{task.key}.json", json.dumps(doc))
     return task.key
+
+
+def write_whole(path: Path, text: str) -> None:
+    """Write ``path`` atomically, with SIGTERM deferred and the temporary file known to
+    the watchdog: a worker ended by Ctrl-C or by its parent's death leaves the file
+    whole or absent, never a '.tmp' (results and cached solves alike)."""
+    with _WRITE_LOCK, _termination_deferred():
+        atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"),
+                     on_temp=_track)
 
 
 @contextlib.contextmanager

@@ -139,6 +139,8 @@ class Size:
             return f"n/a ({self.reference})"
         if not self.relative:
             return f"{self.reference} {self.value:.3g}"
+        if abs(self.value) < 1e-3:  # two significant digits, not "-0.0%"
+            return f"{100 * self.value:+.2g}% of {self.reference}"
         return f"{self.value:+.1%} of {self.reference}"
 
 
