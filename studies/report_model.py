@@ -117,7 +117,8 @@ def domain_table(df: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
 
 
 def _fig6_tables(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    return [_fig6_distribution(df), ("Average small-user surplus [$] per configuration and domain (robustness "
+    return [_fig6_distribution(df),
+            ("Average small-user surplus [$] per configuration and domain (robustness "
              "runs): K = 400 against the default K = sum of b/a, and the other "
              "choices", domain_table(df, ["config"], "avg_surplus")),
             ("Average small-user consumption [energy units], likewise",
