@@ -20,9 +20,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from aggregame.studies.report_model import (Section, header_text, rules,
+from aggregame.studies.report_model import (ORDER, Section, header_text, rules,
                                             sections, untested)
 from aggregame.studies.robustness import Judged
+
+__all__ = ["ORDER", "write_report", "report_versions", "judged_cells", "HEADS"]
 
 CSS = """body{font-family:sans-serif;max-width:1400px;margin:auto;padding:0 1em}
 table{border-collapse:collapse;margin-bottom:1em;width:100%;table-layout:fixed}

@@ -144,3 +144,21 @@ def test_bad_study_input_is_a_clear_error(tmp_path):
         run_study("fig99", out=tmp_path)
     with pytest.raises(AggregameError, match="--runs must be >= 1"):
         run_study("fig5", out=tmp_path, runs=0)
+
+
+def test_report_command_writes_the_page_and_its_markdown(tmp_path, monkeypatch, capsys):
+    import functools
+
+    import aggregame.studies as studies
+    from aggregame.cli import main
+
+    monkeypatch.setattr(studies, "run_study", functools.partial(studies.run_study,
+                                                                users=2))
+    md = tmp_path / "copy.md"
+    code = main(["report", "--out", str(tmp_path / "out"), "--runs", "1", "-q",
+                 "--workers", "2", "--markdown", str(md)])
+    assert code == 0
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "Not run." not in page and page.count("<section") == 9
+    assert md.read_bytes() == (tmp_path / "out" / "studies.md").read_bytes()
+    assert "report:" in capsys.readouterr().out
