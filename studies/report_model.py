@@ -205,7 +205,9 @@ def conj1_text(df: pd.DataFrame) -> list[str]:
             "(continuous, increasing, the derivative of a convex cost) - and has two "
             "equilibria."]
     if len(counter):
-        text.append(f"Found and certified: {counterexample_text(counter.iloc[0])}.")
+        text.append(f"Found and certified: {counterexample_text(counter.iloc[0])}. "
+                    f"Conjecture 1 is therefore refuted as stated; whether it holds "
+                    f"for the paper's linear price is the question below.")
     text.append("The linear-price class (the paper's own games, small instances): each "
                 "instance is decided by studies/uniqueness.decide_uniqueness, the hook "
                 "for the aggregate-space engine. Until it is plugged in, decisions "

@@ -159,9 +159,13 @@ def run_tasks(tasks: Iterable[Task], runs_dir: Path, workers: int | None = None,
     the folder of cached solves (None: none)."""
     from tqdm import tqdm
 
+    from aggregame.studies.variants import schedule_rank
+
     runs_dir = runs_dir.resolve()
     runs_dir.mkdir(parents=True, exist_ok=True)
     todo = [t for t in tasks if not is_complete(runs_dir / f"{t.key}.json", t.key)]
+    # The order of submission only (the table keeps the tasks' order).
+    todo.sort(key=lambda t: schedule_rank(t.params))
     ran: list[str] = []
     if not todo:
         return ran
