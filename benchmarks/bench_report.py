@@ -7,11 +7,11 @@ benchmarks/results/report_time.md: wall time per study and in all, the CPU time 
 every process (the CLI and its workers; a loaded machine inflates wall time, not
 this), and the load average around the run (the machine is shared).
 
-``--breakdown`` then times every task of every study once more, in this process and
-one at a time, with a fresh solve cache, and tabulates CPU seconds by study and
-domain: where the time goes.
+``--breakdown`` instead times every task of every study, in this process and one at a
+time, with a fresh solve cache, and writes benchmarks/results/report_breakdown.md:
+CPU seconds by study and domain, where the time goes.
 
-Run: python benchmarks/bench_report.py [--workers 2] [--breakdown]
+Run: python benchmarks/bench_report.py [--workers 2] | --breakdown
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def breakdown() -> dict[tuple[str, str], float]:
     return cpu
 
 
-def write(result: dict, workers: int, cpu_by: dict | None) -> None:
+def write(result: dict, workers: int) -> None:
     doc = result["doc"]
     lines = ["# The full report at the paper's sizes", "",
              f"`aggregame report --workers {workers}` on this machine "
@@ -76,18 +76,32 @@ def write(result: dict, workers: int, cpu_by: dict | None) -> None:
              f"{', '.join(f'{v:.1f}' for v in result['load_after'])}.", "",
              f"Wall time in all: **{result['wall']:.0f} s**; CPU time of the command "
              f"and its workers: {result['cpu']:.0f} s (on {workers} workers a quiet "
-             f"machine needs about {result['cpu'] / workers:.0f} s of wall time).", "",
+             f"machine needs about {result['cpu'] / workers:.0f} s of wall time). "
+             f"Where the time goes: report_breakdown.md.", "",
              "| study | wall s | runs computed |", "|---|---|---|"]
     lines += [f"| {s['name']} | {s['seconds']:.1f} | {s['ran']} |"
               for s in doc["studies"]]
-    if cpu_by:
-        lines += ["", "## Where the time goes (CPU s, every task once, one at a time, "
-                      "shared solve cache)", "", "| study | domain | CPU s |",
-                  "|---|---|---|"]
-        lines += [f"| {s} | {d} | {v:.1f} |" for (s, d), v in
-                  sorted(cpu_by.items(), key=lambda kv: -kv[1])]
-        lines += ["", f"Total: {sum(cpu_by.values()):.0f} s."]
     (RESULTS / "report_time.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def write_breakdown(cpu_by: dict[tuple[str, str], float]) -> None:
+    by_study: dict[str, float] = {}
+    by_domain: dict[str, float] = {}
+    for (study, domain), v in cpu_by.items():
+        by_study[study] = by_study.get(study, 0.0) + v
+        by_domain[domain] = by_domain.get(domain, 0.0) + v
+    lines = ["# Where the full report's time goes", "",
+             "CPU seconds of every task of every study at the paper's sizes, run once, "
+             "one at a time in one process, with a solve cache shared by the studies "
+             "(as in `aggregame report`).", "",
+             f"Total: {sum(cpu_by.values()):.0f} s. By study: "
+             + ", ".join(f"{k} {v:.0f}" for k, v in by_study.items()) + ". By domain: "
+             + ", ".join(f"{k} {v:.0f}" for k, v in by_domain.items()) + ".", "",
+             "| study | domain | CPU s |", "|---|---|---|"]
+    lines += [f"| {s} | {d} | {v:.1f} |" for (s, d), v in
+              sorted(cpu_by.items(), key=lambda kv: -kv[1])]
+    (RESULTS / "report_breakdown.md").write_text("\n".join(lines) + "\n",
+                                                 encoding="utf-8")
 
 
 def main() -> None:
@@ -95,13 +109,17 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", help="report folder (default: a fresh temporary one)")
     parser.add_argument("--breakdown", action="store_true",
-                        help="also time every task by study and domain")
+                        help="time every task by study and domain instead")
     args = parser.parse_args()
+    if args.breakdown:
+        cpu_by = breakdown()
+        write_breakdown(cpu_by)
+        print(f"CPU {sum(cpu_by.values()):.0f} s; {RESULTS / 'report_breakdown.md'}")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out) if args.out else Path(tmp) / "report"
         result = run_report(out, args.workers)
-    cpu_by = breakdown() if args.breakdown else None
-    write(result, args.workers, cpu_by)
+    write(result, args.workers)
     print(f"wall {result['wall']:.0f} s, CPU {result['cpu']:.0f} s; "
           f"{RESULTS / 'report_time.md'}")
 

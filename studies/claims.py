@@ -49,6 +49,8 @@ class Row:
     paper: str = FIGURE_NA
     missing: int = 0
     group: str = ""
+    #: The row's own domain, where it is not its study's (e.g. a shipped scenario).
+    domain: str = ""
 
     @property
     def verdict(self) -> Verdict:

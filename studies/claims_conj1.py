@@ -51,7 +51,9 @@ def _as_stated(df: pd.DataFrame) -> Row:
                     else math.nan, math.nan, 1 if len(counter) else 0), None,
                "one game satisfying the hypotheses with two certified equilibria "
                "refutes it", finding, "conj1", detail=detail,
-               paper="text: 'supported by extensive simulation evidence'")
+               paper="text: 'supported by extensive simulation evidence'",
+               domain="data/two_equilibria.toml as shipped: two users alone (no large "
+                      "user, no aggregator: no choice of the domain enters)")
 
 
 def _linear_class(df: pd.DataFrame) -> Row:

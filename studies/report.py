@@ -137,8 +137,8 @@ def judged_cells(j: Judged, domain: str) -> list[str | list[str]]:
                      "games")
     paper = [r.paper] + ([r.detail] if r.detail else [])
     return [r.claim, [verdict, default], effect,
-            str(r.size) if r.size is not None else "-", r.criterion, domain, notes,
-            paper]
+            str(r.size) if r.size is not None else "-", r.criterion,
+            r.domain or domain, notes, paper]
 
 
 def _td(cell: str | list[str]) -> str:

@@ -182,12 +182,18 @@ def _conj1_tables(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     from aggregame.studies.conj1 import COUNTER_FAMILY
 
     inst = df[df["family"] != COUNTER_FAMILY]
-    counts = inst.pivot_table(index=["family", "figures"], columns=["domain",
-                                                                     "decision"],
-                              values="run", aggfunc="count", fill_value=0)
-    counts.columns = [f"{d}: {k}" for d, k in counts.columns]
-    return [("Decisions per family of small instances and domain (method: "
-             f"{', '.join(sorted(set(inst['method'])))})", counts)]
+    counts = {}
+    for name in [DEFAULT_NAME, *[v.name for v in VARIANTS]]:
+        if name != DEFAULT_NAME and name not in set(inst["domain"]):
+            continue
+        table = variant_table(inst, name, ["family"])
+        counts[name] = table.groupby("family", sort=False)["decision"].apply(
+            lambda d: ", ".join(f"{n} {k}" for k, n in d.value_counts().items()))
+    frame = pd.DataFrame(counts)
+    frame.index.name = "family"
+    return [("Decisions per family of small instances, in every domain (robustness "
+             "runs; a variant that does not enter a family's games shares the "
+             f"default's; method: {', '.join(sorted(set(inst['method'])))})", frame)]
 
 
 EXTRA_TABLES = {"fig6": _fig6_tables, "fig8": _fig8_tables, "fig10": _fig10_tables,
