@@ -16,13 +16,15 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
-
 from aggregame import Game, Player
 from aggregame.scenario import load_scenario
-from aggregame.solvers.dynamics import solve_equilibrium
-from aggregame.solvers.global_certificate import (GLOBAL_RTOL, GlobalCertificate,
-                                                  Verdict, certify_global)
+from aggregame.solvers.certify.global_bound import (
+    GLOBAL_RTOL,
+    GlobalCertificate,
+    Verdict,
+    certify_global,
+)
+from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
 
 OUT = Path(__file__).parent / "results" / "certificate.md"
 SCENARIOS = ("fig3", "fig4", "fig4_maxmin", "fig4_proportional", "fig5",

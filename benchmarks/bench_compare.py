@@ -22,8 +22,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from aggregame.studies.compare import (CompareSettings, draw_profile,
-                                       failures_markdown, run_compare, summary_table)
+from aggregame.studies.compare import (
+    CompareSettings,
+    draw_profile,
+    failures_markdown,
+    run_compare,
+    summary_table,
+)
 
 RESULTS = Path(__file__).parent / "results"
 RUNS = RESULTS / "compare_runs"

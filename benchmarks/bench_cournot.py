@@ -18,8 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from games import cournot  # noqa: E402
 
-from aggregame.solvers.certificate import certify  # noqa: E402
-from aggregame.solvers.dynamics import solve_equilibrium  # noqa: E402
+from aggregame.solvers.certify.scan import certify  # noqa: E402
+from aggregame.solvers.equilibrium.dynamics import solve_equilibrium  # noqa: E402
 
 OUT = Path(__file__).parent / "results" / "cournot.md"
 

@@ -28,8 +28,8 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 from games import ALPHAS, fig4, label  # noqa: E402
 
-from aggregame.solvers.certificate import certify  # noqa: E402
-from aggregame.solvers.dynamics import solve_equilibrium  # noqa: E402
+from aggregame.solvers.certify.scan import certify  # noqa: E402
+from aggregame.solvers.equilibrium.dynamics import solve_equilibrium  # noqa: E402
 
 OUT = Path(__file__).parent / "results" / "fig4.md"
 
@@ -73,7 +73,7 @@ def numpy_only(alpha, priced_out, repeats):
     in a subprocess: the switch is read at import), and its profile."""
     code = (f"import sys, time, statistics, json; sys.path.insert(0, {str(HERE)!r}); "
             "from games import fig4; "
-            "from aggregame.solvers.dynamics import solve_equilibrium; "
+            "from aggregame.solvers.equilibrium.dynamics import solve_equilibrium; "
             f"g = fig4(float({str(alpha)!r}), {priced_out!r}); cpu = []\n"
             f"for _ in range({repeats}):\n"
             "    c0 = time.process_time(); e = solve_equilibrium(g); "

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from aggregame import Game, LinearPrice, Player, User, QuadraticUtility, quadratic_users
-from aggregame.solvers.dynamics import solve_equilibrium
-from aggregame.solvers.kkt import solve_kkt
+from aggregame import Game, LinearPrice, Player, QuadraticUtility, User, quadratic_users
+from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
+from aggregame.solvers.kkt.solve import solve_kkt
 
 OUT = Path(__file__).parent / "results" / "kkt.md"
 SIZES = (25, 50, 100, 200)

@@ -2,13 +2,13 @@
 
 For every Fig. 4 scenario (data/fig4*.toml, their own [solver] settings) the
 equilibrium is solved by best response with the pyomo backend (cyipopt) twice:
-``reuse`` (the default: solvers/nlp_reuse.py writes the NL file once per player
+``reuse`` (the default: solvers/inner/nlp_reuse.py writes the NL file once per player
 and objective, each solve changes variable bounds, s_i >= 0 is the bound
 x_i <= xbar_i, rows known without a solve skip Ipopt, each solve warm-starts from
 the nearest earlier one, and the best response uses its sequential refinements)
 and ``rebuild`` (Pyomo's cyipopt solver, which writes and loads the NL file at
 every solve and starts cold, with the best-response search of before:
-``best_response.SEQUENTIAL_SEARCH = False``; the old path, whose solves and
+``search.SEQUENTIAL_SEARCH = False``; the old path, whose solves and
 iterations this reproduces exactly). Each time
 is the median of ``--repeats`` runs in this process, as process CPU time (robust
 to other jobs on the machine) and wall time. The table gives the ratio, the number
@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from aggregame.scenario import load_scenario
-from aggregame.solvers import best_response
-from aggregame.solvers.dynamics import DynamicsSettings, solve_equilibrium
-from aggregame.solvers.pyomo_inner import PyomoInner
+from aggregame.solvers.equilibrium import search
+from aggregame.solvers.equilibrium.dynamics import DynamicsSettings, solve_equilibrium
+from aggregame.solvers.inner.pyomo_backend import PyomoInner
 
 OUT = Path(__file__).parent / "results" / "pyomo.md"
 SCENARIOS = ("fig4", "fig4_proportional", "fig4_maxmin")
@@ -67,7 +67,7 @@ NOTES = [
 def run_once(scenario, reuse: bool):
     """(cpu s, wall s, equilibrium, inners) of one pyomo equilibrium."""
     settings = DynamicsSettings(**scenario.solver.dynamics_kwargs())
-    best_response.SEQUENTIAL_SEARCH = reuse
+    search.SEQUENTIAL_SEARCH = reuse
     try:
         cpu, wall = time.process_time(), time.perf_counter()
         inners = [PyomoInner(scenario.game, j, reuse_nlp=reuse)
@@ -75,7 +75,7 @@ def run_once(scenario, reuse: bool):
         eq = solve_equilibrium(scenario.game, "pyomo", settings, inners=inners)
         return time.process_time() - cpu, time.perf_counter() - wall, eq, inners
     finally:
-        best_response.SEQUENTIAL_SEARCH = True
+        search.SEQUENTIAL_SEARCH = True
 
 
 def nl_share(scenario) -> float:

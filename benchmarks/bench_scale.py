@@ -31,8 +31,8 @@ PLAYERS = 100
 
 def run_one(members: int, alpha: float, seed: int) -> dict:
     from aggregame import Game, LinearPrice, Player, quadratic_users
-    from aggregame.solvers.certificate import certify, threads
-    from aggregame.solvers.dynamics import solve_equilibrium
+    from aggregame.solvers.certify.scan import certify, threads
+    from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
 
     # Load (or compile) the kernels first: the timed solve is the steady state.
     warm = Game((Player.aggregator("w", quadratic_users([0.5, 0.4], [3.0, 2.0], "w"),
@@ -46,7 +46,7 @@ def run_one(members: int, alpha: float, seed: int) -> dict:
     users = quadratic_users(a, b, "s")
     per = members // PLAYERS
     # Max-min in its total-surplus reading, as the Fig. 4 tables time it (leximin,
-    # the default, is the progressive filling of solvers/leximin.py).
+    # the default, is the progressive filling of solvers/inner/leximin.py).
     extra = {"maxmin": "total-surplus"} if np.isinf(alpha) else {}
     players = tuple(Player.aggregator(f"agg{k}", users[k * per:(k + 1) * per],
                                       alpha=alpha, **extra) for k in range(PLAYERS))
@@ -152,7 +152,7 @@ def main() -> None:
              f"run per size, {time.strftime('%Y-%m-%d')}. Peak RSS includes Python, "
              "numpy, numba and the game's User objects. Times are wall clock (load "
              f"average {load:.1f} on {os.cpu_count()} cores at the start; CPU time, "
-             "all threads, beside it). The compiled kernels (solvers/compiled.py) "
+             "all threads, beside it). The compiled kernels (solvers/inner/compiled.py) "
              "solve every row; their cache was warm. From 20,000 members the "
              "certificate checks players in threads (certificate.threads). "
              "Figure: scale.png.", ""]

@@ -19,7 +19,7 @@ import numpy as np
 
 from aggregame import data
 from aggregame.scenario import load_scenario
-from aggregame.solvers.dynamics import DynamicsSettings, solve_equilibrium
+from aggregame.solvers.equilibrium.dynamics import DynamicsSettings, solve_equilibrium
 
 sys.path.insert(0, str(Path(__file__).parent))
 from games import extra_games  # noqa: E402

@@ -9,6 +9,7 @@ With ``--json`` each prints one JSON document on stdout whose ``schema_version``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -17,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from aggregame.errors import AggregameError
+from aggregame.checks import printable
+from aggregame.cli.parser import UsageError
+from aggregame.errors import AggregameError, SettingsError
 from aggregame.settings import BACKENDS
 
 LOG = logging.getLogger(__name__)
@@ -52,40 +55,49 @@ def _settings(args: argparse.Namespace, scenario) -> tuple[str, object]:
                  ("best_response", "tol", "max_rounds", "seed", "start")}
     overrides["method"] = getattr(args, "dynamics", None)
     overrides["backend"] = getattr(args, "backend", None)
-    from aggregame.solvers.dynamics import DynamicsSettings
+    from aggregame.solvers.equilibrium.dynamics import DynamicsSettings
 
     settings = scenario.solver.replace(
         **{k: v for k, v in overrides.items() if v is not None})
-    if getattr(args, "start", None) is not None and not isinstance(args.start, str) \
-            and len(args.start) != len(scenario.game.players):
-        raise AggregameError(f"argument --start: needs one purchase per player "
-                             f"({len(scenario.game.players)}), got {len(args.start)}")
+    if getattr(args, "start", None) is not None and not isinstance(args.start, str):
+        problem = scenario.game.start_problem(args.start)
+        if problem:
+            raise UsageError(f"argument --start: {problem}")
     settings.check_players(len(scenario.game.players))
+    if not isinstance(settings.start, str):
+        problem = scenario.game.start_problem(settings.start)
+        if problem:
+            raise SettingsError(f"{settings.source}: [solver] start: {problem}").at(
+                settings.source, "solver.start")
     return settings.backend, DynamicsSettings(**settings.dynamics_kwargs())
 
 
 def _solver_spec(args: argparse.Namespace, scenario, backend: str, kkt: bool):
     """The SolverSpec of the pyomo backend and the KKT system: the scenario's [solver]
     name and options, overridden by --solver and --solver-option. An unknown or
-    invalid option, or a solver that is not installed, fails here in one line."""
+    invalid option, or a solver that is not installed, fails here in one line; an
+    option that touches files needs --allow-file-options (a scenario file may never
+    set one: SolverSettings refuses it)."""
     from aggregame.errors import SolverOptionError
     from aggregame.solvers.solver_choice import SolverSpec, parse_solver_options
+
+    allow_files = bool(getattr(args, "allow_file_options", False))
 
     given = getattr(args, "solver", None) is not None or \
         bool(getattr(args, "solver_option", None))
     if given and backend == "native" and not kkt:
-        raise AggregameError("--solver and --solver-option apply to --backend pyomo "
-                             "and the KKT system; the native backend calls no solver")
+        raise UsageError("--solver and --solver-option apply to --backend pyomo "
+                         "and the KKT system; the native backend calls no solver")
     name = getattr(args, "solver", None) or scenario.solver.name
     options = dict(scenario.solver.options) if name == scenario.solver.name else {}
     if options:  # the file's own options, named by the file and its [solver] table
         try:
             SolverSpec(name, options)
         except SolverOptionError as err:
-            raise SolverOptionError(f"{scenario.solver.source}: [solver] options: "
-                                    f"{err}") from None
+            raise type(err)(f"{scenario.solver.source}: [solver] options: {err}").at(
+                scenario.solver.source, "solver.options") from None
     options.update(parse_solver_options(getattr(args, "solver_option", None) or []))
-    spec = SolverSpec(name, options)
+    spec = SolverSpec(name, options, allow_files=allow_files)
     if backend == "pyomo" or kkt:
         spec.check_available()
     return spec
@@ -99,42 +111,126 @@ def _with_maxmin(args: argparse.Namespace, scenario):
 
     from aggregame.leximin import with_maxmin_rule
     if not any(p.fairness.is_maxmin for p in scenario.game.players):
-        raise AggregameError(f"--maxmin {args.maxmin}: scenario {scenario.name!r} has "
-                             "no max-min player (alpha = 'inf') to apply it to")
+        raise UsageError(f"--maxmin {args.maxmin}: scenario {scenario.name!r} has "
+                         "no max-min player (alpha = 'inf') to apply it to")
     return replace(scenario, game=with_maxmin_rule(scenario.game, args.maxmin))
 
 
-def cmd_solve(args: argparse.Namespace) -> int:
-    from aggregame.scenario import load_scenario
-    from aggregame.solvers.dynamics import solve_equilibrium
+#: Flags of the best-response rounds, which the stacked KKT solve does not read.
+ROUND_FLAGS = {"dynamics": "--dynamics", "best_response": "--best-response",
+               "tol": "--tol", "max_rounds": "--max-rounds", "progress": "--progress"}
 
-    scenario = _with_maxmin(args, load_scenario(args.scenario))
+
+def _load(args: argparse.Namespace):
+    """The command's scenario (``--allow-outside`` honoured), its max-min reading
+    overridden by ``--maxmin``."""
+    from aggregame.scenario import load_scenario
+
+    return _with_maxmin(args, load_scenario(
+        args.scenario, allow_outside=getattr(args, "allow_outside", False)))
+
+
+@contextlib.contextmanager
+def _solver_named(label: str):
+    """A solver failure inside names the solver that ran (``label``) first."""
+    try:
+        yield
+    except AggregameError as err:
+        if not err.solver_failure or str(err).startswith(label):
+            raise
+        raise type(err)(f"{label}: {err}").at(err.file, err.field) from err
+
+
+def cmd_solve(args: argparse.Namespace) -> int:
+    from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
+
+    if args.method in ("kkt", "aggregate"):
+        given = [flag for key, flag in ROUND_FLAGS.items() if getattr(args, key, None)]
+        wrong = "native" if args.method == "kkt" else "pyomo"
+        if args.backend == wrong:
+            given.append(f"--backend {wrong}")
+        if given:
+            what = ("the stacked KKT system (--method kkt: no best-response rounds, "
+                    "solved through Pyomo)" if args.method == "kkt" else
+                    "the search over the total (--method aggregate: no rounds, "
+                    "native backend)")
+            raise UsageError(
+                f"{', '.join(given)}: not read by {what}; drop "
+                f"{'it' if len(given) == 1 else 'them'} or use --method "
+                f"best-response")
+    if getattr(args, "dask", None) and args.method != "aggregate":
+        raise UsageError("--dask: only the search over the total runs on a cluster; "
+                         "add --method aggregate, or drop --dask")
+    scenario = _load(args)
     backend, settings = _settings(args, scenario)
     spec = _solver_spec(args, scenario, backend, args.method == "kkt")
     LOG.info("%s: %d players, %s by %s (%s)", scenario.name,
              len(scenario.game.players), args.method, backend, spec.describe())
-    if args.method == "kkt":
-        from aggregame.solvers.kkt import solve_kkt
+    if args.method == "aggregate":
+        from aggregame.solvers.equilibrium.aggregate import solve_aggregate
 
-        eq = solve_kkt(scenario.game, start=_kkt_start(scenario.game, settings),
-                       certificate_rtol=settings.certificate_rtol, seed=settings.seed,
-                       solver=spec)
+        with _solver_named("the native backend"):
+            eq = solve_aggregate(scenario.game, _rtol(settings),
+                                 dask=getattr(args, "dask", None))
+    elif args.method == "kkt":
+        from aggregame.solvers.kkt.solve import KKTSettings, solve_kkt
+
+        with _solver_named(f"the stacked KKT system ({spec.describe()})"):
+            eq = solve_kkt(scenario.game, KKTSettings(
+                solver=spec, certificate_rtol=settings.certificate_rtol,
+                seed=settings.seed), start=_kkt_start(scenario.game, settings))
     else:
-        eq = solve_equilibrium(scenario.game, backend=backend, settings=settings,
-                               progress=args.progress and not _quiet(args),
-                               solver=spec if backend == "pyomo" else None)
+        label = (f"the pyomo backend ({spec.describe()})" if backend == "pyomo"
+                 else "the native backend")
+        with _solver_named(label):
+            eq = solve_equilibrium(scenario.game, backend=backend, settings=settings,
+                                   progress=args.progress and not _quiet(args),
+                                   solver=spec if backend == "pyomo" else None)
     _certify_globally(args, scenario.game, eq)
     if args.json:
         emit(args, {"scenario": scenario.name, "equilibrium": eq.is_equilibrium,
                     "solver": spec.describe() if backend == "pyomo" or
                     args.method == "kkt" else None, **eq.to_dict()})
     else:
-        print(f"scenario {scenario.name}: {scenario.description}")
+        print(printable(f"scenario {scenario.name}: {scenario.description}"))
         print(eq.summary())
     if not eq.is_equilibrium:
         print(eq.reason(), file=sys.stderr)
         return 1
     return 0
+
+
+def _rtol(settings) -> float:
+    """The certificate tolerance the settings give (the dynamics' default else)."""
+    from aggregame.solvers.certify.certificate import CERTIFICATE_RTOL
+
+    return getattr(settings, "certificate_rtol", None) or CERTIFICATE_RTOL
+
+
+def cmd_equilibria(args: argparse.Namespace) -> int:
+    from aggregame.solvers.equilibrium.aggregate import find_equilibria
+
+    scenario = _load(args)
+    _, settings = _settings(args, scenario)
+    with _solver_named("the native backend"):
+        found = find_equilibria(scenario.game, _rtol(settings), dask=args.dask)
+    if args.json:
+        emit(args, {"scenario": scenario.name, **found.to_dict()})
+    else:
+        print(printable(f"scenario {scenario.name}: {scenario.description}"))
+        print(f"{found.verdict()}: {found.why}")
+        names = scenario.game.names
+        for title, group, why in (
+                ("equilibrium", found.equilibria, False),
+                ("rejected (every first-order condition holds, not certified)",
+                 found.rejected, True)):
+            for eq in group:
+                purchases = ", ".join(f"{n} {v:.6g}" for n, v in zip(names,
+                                                                     eq.profile))
+                print(printable(f"  {title}: price {eq.price:.6g}; {purchases}"))
+                if why:
+                    print(printable(f"    {eq.certificate.summary(names)}"))
+    return 0 if found.complete else 1
 
 
 def _kkt_start(game, settings) -> np.ndarray | None:
@@ -143,7 +239,7 @@ def _kkt_start(game, settings) -> np.ndarray | None:
     if settings.start == "zero":
         return None
     if settings.start == "random":
-        from aggregame.solvers.compare import random_starts
+        from aggregame.solvers.equilibrium.starts import random_starts
 
         return random_starts(game, 1, settings.seed)[0]
     return np.asarray(settings.start, dtype=float)
@@ -153,72 +249,31 @@ def _certify_globally(args: argparse.Namespace, game, eq) -> None:
     """Replace ``eq``'s certificate by SCIP's proof when --certify global is asked."""
     if getattr(args, "certify", "scan") != "global":
         return
-    from aggregame.solvers.certificate import certify
+    from aggregame.solvers.certify.scan import certify
 
     LOG.info("global certificate: SCIP on every player's joint best response")
-    eq.certificate = certify(game, eq.profile, eq.certificate.rtol, method="global",
-                             time_limit=args.certify_time_limit)
-
-
-def _run_methods(scenario, backends: list[str], settings, spec,
-                 repeats: int = 1) -> tuple[dict, dict]:
-    """Every method's result (its time the median of ``repeats`` runs), or the
-    one-line reason it failed."""
-    from aggregame.solvers.dynamics import solve_equilibrium
-    from aggregame.solvers.kkt import solve_kkt
-
-    results, failed = {}, {}
-    runs = [(f"best-response/{b}", lambda b=b: solve_equilibrium(
-        scenario.game, b, settings, solver=spec if b == "pyomo" else None))
-        for b in backends]
-    runs.append(("kkt/pyomo", lambda: solve_kkt(
-        scenario.game, certificate_rtol=settings.certificate_rtol, seed=settings.seed,
-        solver=spec)))
-    for label, run in runs:
-        LOG.info("crosscheck: %s (%s)", label, spec.describe())
-        try:
-            done = [run() for _ in range(repeats)]
-        except AggregameError as err:  # a solver failure is a verdict, not a crash
-            failed[label] = str(err)
-            continue
-        results[label] = done[-1]
-        results[label].seconds = float(np.median([eq.seconds for eq in done]))
-    return results, failed
-
-
-def _distinct(results: dict, rtol: float) -> list[list[str]]:
-    """Methods grouped by profile: two profiles are one when they differ by at most
-    rtol * max(1, largest purchase)."""
-    groups: list[tuple[np.ndarray, list[str]]] = []
-    for label, eq in results.items():
-        for profile, members in groups:
-            scale = rtol * max(1.0, float(np.max(np.abs(profile))))
-            if float(np.max(np.abs(profile - eq.profile))) <= scale:
-                members.append(label)
-                break
-        else:
-            groups.append((eq.profile, [label]))
-    return [members for _, members in groups]
+    with _solver_named("SCIP (the global certificate)"):
+        eq.certificate = certify(game, eq.profile, eq.certificate.rtol,
+                                 method="global", time_limit=args.certify_time_limit)
 
 
 def cmd_crosscheck(args: argparse.Namespace) -> int:
-    from aggregame.scenario import load_scenario
-    from aggregame.solvers.compare import Crosscheck
+    from aggregame.solvers.compare.crosscheck import crosscheck
 
-    scenario = _with_maxmin(args, load_scenario(args.scenario))
+    scenario = _load(args)
     _, settings = _settings(args, scenario)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     bad = [b for b in backends if b not in BACKENDS]
     if bad or not backends:
-        raise AggregameError(f"--backends: unknown backend(s) {bad or backends}; use "
-                             f"{', '.join(BACKENDS)}")
+        raise UsageError(f"--backends: unknown backend(s) {bad or backends}; use "
+                         f"{', '.join(BACKENDS)}")
     spec = _solver_spec(args, scenario, "pyomo", True)
-    results, failed = _run_methods(scenario, backends, settings, spec, args.repeats)
-    for eq in results.values():
+    check = crosscheck(scenario.game, settings, backends, solver=spec,
+                       repeats=args.repeats, rtol=args.rtol)
+    for eq in check.results.values():
         _certify_globally(args, scenario.game, eq)
-    uncertified = [k for k, eq in results.items() if not eq.is_equilibrium]
-    groups = _distinct(results, args.rtol)
-    ok = not failed and not uncertified
+    results, failed = check.results, check.failed
+    uncertified, groups, ok = check.not_certified, check.groups(), check.ok
     if args.json:
         emit(args, {"scenario": scenario.name, "rtol": args.rtol, "ok": ok,
                     "solver": spec.describe(), "repeats": args.repeats,
@@ -226,11 +281,11 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
                     "equilibria": [{"methods": g,
                                     "profile": results[g[0]].profile.tolist()}
                                    for g in groups],
-                    "methods": Crosscheck(results).table().to_dict(orient="records")})
+                    "methods": check.table().to_dict(orient="records")})
         return 0 if ok else 1
-    print(f"scenario {scenario.name}: {scenario.description}")
+    print(printable(f"scenario {scenario.name}: {scenario.description}"))
     if results:
-        print(Crosscheck(results).table().to_string(
+        print(check.table().to_string(
             index=False, float_format=lambda v: f"{v:.6g}"))
     for label, reason in failed.items():
         print(f"{label} failed: {reason}", file=sys.stderr)
@@ -252,15 +307,14 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
 def cmd_uniqueness(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from aggregame.scenario import load_scenario
-    from aggregame.solvers.compare import probe_uniqueness
+    from aggregame.solvers.compare.uniqueness import probe_uniqueness
 
-    scenario = _with_maxmin(args, load_scenario(args.scenario))
+    scenario = _load(args)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     bad = [m for m in methods if m not in ("best-response", "kkt")]
     if bad or not methods:
-        raise AggregameError(f"--methods: unknown method(s) {bad or methods}; use "
-                             f"best-response, kkt")
+        raise UsageError(f"--methods: unknown method(s) {bad or methods}; use "
+                         f"best-response, kkt")
     if "kkt" in methods:  # before any start runs, not after the first ones
         from aggregame.leximin import refuse
         refuse(scenario.game, "--methods kkt (the stacked KKT system)")
@@ -273,13 +327,16 @@ def cmd_uniqueness(args: argparse.Namespace) -> int:
     if args.json:
         emit(args, {"scenario": scenario.name, "starts": args.starts,
                     "seed": args.seed, "methods": methods, "equilibria": found,
+                    "proof": False,
                     "clusters": report.table().to_dict(orient="records")})
     else:
-        print(f"scenario {scenario.name}: {args.starts} random starts per method "
-              f"(seed {args.seed})")
+        print(printable(f"scenario {scenario.name}: {args.starts} random starts per "
+                        f"method (seed {args.seed})"))
         print(report.table().to_string(index=False, float_format=lambda v: f"{v:.3g}"))
-        print(f"{found} distinct equilibri{'um' if found == 1 else 'a'} found; "
-              f"{len(report.not_equilibria)} end point(s) that are not equilibria")
+        print(f"probe (random starts, not a proof): {found} distinct "
+              f"equilibri{'um' if found == 1 else 'a'} found; "
+              f"{len(report.not_equilibria)} end point(s) that are not equilibria; "
+              f"`aggregame equilibria` proves the set where it can")
     return 0 if found >= 1 else 1
 
 
@@ -305,9 +362,8 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    import importlib
-
     from aggregame.studies import STUDIES, run_study
+    from aggregame.studies.registry import STUDY_MODULES
     from aggregame.studies.report import ORDER, write_report
 
     start = time.perf_counter()
@@ -315,7 +371,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     for name in ORDER:
         runs = args.runs
         if args.quick:
-            module = importlib.import_module(f"aggregame.studies.{STUDIES[name]}")
+            module = STUDY_MODULES[STUDIES[name]]
             # The Conjecture 1 probe is the slowest per run: one seed keeps it < 1 min.
             runs = min(runs or module.DEFAULT_RUNS, 1 if name == "conj1" else 3)
         result = run_study(name, out=args.out, runs=runs, seed=args.seed,
@@ -346,15 +402,15 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
         emit(args, {"scenarios": rows})
         return 0
     for row in rows:
-        print(f"{row['name']:20s} {row['description']}")
+        print(printable(f"{row['name']:20s} {row['description']}"))
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     import aggregame
-    from aggregame import Game, Player, LinearPrice, quadratic_users
-    from aggregame.solvers.native import NativeInner
-    from aggregame.solvers.pyomo_inner import PyomoInner
+    from aggregame import Game, LinearPrice, Player, quadratic_users
+    from aggregame.solvers.inner.native import NativeInner
+    from aggregame.solvers.inner.pyomo_backend import PyomoInner
 
     game = Game((Player.aggregator("check", quadratic_users([0.5, 0.3], [4.0, 6.0]),
                                    alpha=1),), LinearPrice(0.01))
@@ -383,8 +439,8 @@ def _check_kernels() -> tuple[str, float]:
     problems). Compiles them on a machine that has not yet (bootstrap.sh's set-up
     runs this check, so the first real solve does not wait)."""
     from aggregame import Game, LinearPrice, Player, quadratic_users
-    from aggregame.solvers import compiled
-    from aggregame.solvers.native import NativeInner
+    from aggregame.solvers.inner import compiled
+    from aggregame.solvers.inner.native import NativeInner
 
     if not compiled.ENABLED:
         return ("numpy alone (numba not installed)" if compiled.numba is None else
@@ -430,6 +486,6 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"solve": cmd_solve, "crosscheck": cmd_crosscheck,
-            "uniqueness": cmd_uniqueness, "study": cmd_study, "report": cmd_report,
+            "equilibria": cmd_equilibria, "uniqueness": cmd_uniqueness, "study": cmd_study, "report": cmd_report,
             "scenarios": cmd_scenarios, "check": cmd_check, "schema": cmd_schema,
             "compare": cmd_compare}

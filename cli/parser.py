@@ -13,7 +13,7 @@ from typing import Callable, NoReturn
 
 from aggregame import __version__
 from aggregame.errors import AggregameError
-from aggregame.settings import BACKENDS, METHODS, STRATEGIES, Backend
+from aggregame.settings import BACKENDS, METHODS, MIN_TOL, STRATEGIES, Backend
 
 EPILOG = """\
 examples:
@@ -22,6 +22,9 @@ examples:
   aggregame solve fig4 --backend pyomo      the same through Pyomo + Ipopt
   aggregame solve my.toml --json > eq.json  machine-readable result
   aggregame solve fig4 --method kkt         the stacked KKT system instead
+  aggregame solve fig4 --method aggregate   the search over the total purchase
+  aggregame equilibria two_equilibria       every equilibrium, and whether that is
+                                            proved to be all of them
   aggregame crosscheck fig4_proportional    every method side by side
   aggregame uniqueness fig4 --starts 5      look for more than one equilibrium
   aggregame study fig6 --runs 50            the paper's Figs. 6-7 (results/fig6/)
@@ -40,6 +43,8 @@ line and its JSON output in docs/cli.md.
 
 class UsageError(ValueError, AggregameError):
     """A command-line argument is missing or invalid."""
+
+    kind = "usage"
 
 
 class Parser(argparse.ArgumentParser):
@@ -77,11 +82,43 @@ def _integer(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def _integer_upto(minimum: int, maximum: int, why: str) -> Callable[[str], int]:
+    """Whole numbers in [minimum, maximum]; ``why`` says why the maximum."""
+    parse_min = _integer(minimum)
+
+    def parse(text: str) -> int:
+        value = parse_min(text)
+        if value > maximum:
+            raise argparse.ArgumentTypeError(
+                f"must be an integer from {minimum} to {maximum} ({why}), got {text!r}")
+        return value
+
+    parse.__name__ = f"integer in [{minimum}, {maximum}]"
+    return parse
+
+
 def _open_unit(text: str) -> float:
     value = _number(text, "tolerance")
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text!r}")
     return value
+
+
+def _stopping_tolerance(text: str) -> float:
+    value = _number(text, "tolerance")
+    if not MIN_TOL <= value < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be in [{MIN_TOL:g}, 1) (below {MIN_TOL:g} the rounds would see the "
+            f"best response's rounding), got {text!r}")
+    return value
+
+
+def _address(text: str) -> str:
+    """A Dask scheduler address: not empty (an empty one would run locally)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            "must be a scheduler address such as tcp://host:8786, got an empty one")
+    return text.strip()
 
 
 def _start(text: str) -> str | tuple[float, ...]:
@@ -141,13 +178,27 @@ def build_parser() -> Parser:
                     "method ends at a certified equilibrium (if their profiles differ, "
                     "the game has multiple equilibria and they are listed); exit 1 "
                     "when a method failed or its end point is not certified."))
+    _equilibria(sub.add_parser(
+        "equilibria", parents=common,
+        help="every equilibrium, and whether they are proved to be all",
+        description="Find every equilibrium of SCENARIO by a search over the total "
+                    "purchase Y: each equilibrium total is a root of Z(Y) = sum_j "
+                    "b_j(Y) - Y (b_j: player j's backward reply at the price Y "
+                    "makes); each root's profile is certified. 'complete' is claimed "
+                    "only with a proof (every reply falls with Y, or interval bounds "
+                    "for one-member games); otherwise the equilibria were found, not "
+                    "proved to be all. Exit 0 when complete (zero equilibria, "
+                    "complete, is a valid answer), 1 when not, 2 for bad input."))
     _uniqueness(sub.add_parser(
         "uniqueness", parents=common,
-        help="probe for several equilibria (the paper's Conjecture 1)",
+        help="probe for several equilibria from random starts (a probe, not a "
+             "proof: see `equilibria`)",
         description="Run best response (scan strategy) and the KKT solve from N random "
                     "starting profiles, cluster the end points, certify each cluster by "
                     "regret and report how many distinct equilibria were found. A KKT "
-                    "point with positive regret is listed, not counted."))
+                    "point with positive regret is listed, not counted. Starts find "
+                    "equilibria; they never show there are no others: `aggregame "
+                    "equilibria` proves that where it can."))
     study = sub.add_parser(
         "study", parents=common,
         help="run one of the paper's Section IV studies (fig3 ... fig13)",
@@ -183,26 +234,44 @@ def build_parser() -> Parser:
     from aggregame.studies.compare import add_compare_arguments
 
     add_compare_arguments(compare)
+    compare.add_argument("--allow-outside", dest="allow_outside", action="store_true",
+                         help="let scenarios read data files outside their own folder")
     sub.add_parser("schema", parents=common,
                    help="print the JSON Schema of scenario files (for editors)")
     return parser
 
 
+def scenario_arguments(p: argparse.ArgumentParser, nargs: str | None = None) -> None:
+    """The scenario argument(s) and --allow-outside (every command that loads one)."""
+    p.add_argument("scenario" if nargs is None else "scenarios", nargs=nargs,
+                   metavar="SCENARIO",
+                   help="path to a TOML file, or the name of a shipped one (see "
+                        "`aggregame scenarios`)")
+    p.add_argument("--allow-outside", dest="allow_outside", action="store_true",
+                   help="let the scenario read data files outside its own folder "
+                        "(by default a path elsewhere, '..' or a link leading out "
+                        "is refused)")
+
+
 def _solve(p: argparse.ArgumentParser) -> None:
-    p.add_argument("scenario", help="path to a TOML file, or the name of a shipped "
-                                    "one (see `aggregame scenarios`)")
+    scenario_arguments(p)
     p.add_argument("--backend", choices=BACKENDS,
                    help="inner solver: native numpy (fast) or pyomo (Ipopt, the "
                         "reference); default: the scenario's, else native")
-    p.add_argument("--method", choices=["best-response", "kkt"], default="best-response",
-                   help="best-response dynamics (default), or the stacked KKT system "
-                        "solved by Ipopt (its point is then certified by regret)")
+    p.add_argument("--method", choices=["best-response", "kkt", "aggregate"],
+                   default="best-response",
+                   help="best-response dynamics (default); the stacked KKT system "
+                        "solved by Ipopt; or aggregate: a root search over the total "
+                        "purchase Y of sum_j b_j(Y) = Y (each player's backward reply "
+                        "at the price Y makes), no rounds, native backend. Every "
+                        "method's point is certified by regret")
     _maxmin_option(p)
     _dynamics_options(p)
     _certificate_options(p)
     solver_arguments(p)
     p.add_argument("--progress", action="store_true",
                    help="show a progress bar (round, largest step, final regret)")
+    _dask_option(p)
 
 
 def _maxmin_option(p: argparse.ArgumentParser) -> None:
@@ -226,10 +295,12 @@ def _positive(text: str) -> float:
 
 def _certificate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--certify", choices=["scan", "global"], default="scan",
-                   help="scan: sample every player's feasible interval and refine "
-                        "(fast, a search); global: SCIP bounds every player's best "
-                        "response, a proof ('proved' where it closed the gap, "
-                        "'bounded' at the time limit)")
+                   help="scan: sample every player's feasible interval on points "
+                        "of its own and bound the payoff between them ('proved' "
+                        "where the bounds close, 'bounded by X' where they do not, "
+                        "'refuted' where a deviation gains); global: SCIP bounds "
+                        "every player's best response ('proved', 'bounded by X', "
+                        "or 'failed' with the reason)")
     p.add_argument("--certify-time-limit", dest="certify_time_limit", type=_positive,
                    default=5.0, metavar="SECONDS",
                    help="SCIP time limit per player for --certify global (default 5)")
@@ -242,7 +313,8 @@ def _dynamics_options(p: argparse.ArgumentParser) -> None:
                    choices=STRATEGIES,
                    help="bisection trusts quasiconcavity; scan does not; auto starts "
                         "with bisection and switches if the certificate fails")
-    p.add_argument("--tol", type=_open_unit, help="stopping tolerance on purchases")
+    p.add_argument("--tol", type=_stopping_tolerance,
+                   help=f"stopping tolerance on purchases, in [{MIN_TOL:g}, 1)")
     p.add_argument("--max-rounds", type=_integer(1), help="round limit")
     p.add_argument("--start", type=_start,
                    help="'zero', 'random', or comma-separated purchases")
@@ -259,10 +331,15 @@ def solver_arguments(p: argparse.ArgumentParser) -> None:
                    default=[], metavar="KEY=VALUE",
                    help="a solver option, e.g. tol=1e-8 (repeatable; the value is "
                         "read as an integer, a number or a string)")
+    p.add_argument("--allow-file-options", dest="allow_file_options",
+                   action="store_true",
+                   help="accept --solver-option options that read or write files or "
+                        "load libraries (output_file, option_file_name, log_file...; "
+                        "docs/cli.md); a scenario file may never set them")
 
 
 def _crosscheck(p: argparse.ArgumentParser) -> None:
-    p.add_argument("scenario")
+    scenario_arguments(p)
     p.add_argument("--rtol", type=_open_unit, default=1e-6,
                    help="two profiles differ when their purchases differ by more than "
                         "this (relative, default 1e-6)")
@@ -277,8 +354,21 @@ def _crosscheck(p: argparse.ArgumentParser) -> None:
     solver_arguments(p)
 
 
+def _equilibria(p: argparse.ArgumentParser) -> None:
+    scenario_arguments(p)
+    _maxmin_option(p)
+    _dask_option(p)
+
+
+def _dask_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dask", metavar="ADDRESS", type=_address,
+                   help="compute the players' backward replies on the Dask cluster "
+                        "whose scheduler is at ADDRESS (e.g. tcp://host:8786), one "
+                        "shard of players per worker")
+
+
 def _uniqueness(p: argparse.ArgumentParser) -> None:
-    p.add_argument("scenario")
+    scenario_arguments(p)
     p.add_argument("--starts", type=_integer(1), default=10,
                    help="random starts per method")
     p.add_argument("--seed", type=_integer(0), default=0,
@@ -289,7 +379,10 @@ def _uniqueness(p: argparse.ArgumentParser) -> None:
 
 
 def _study_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--runs", type=_integer(1),
+    from aggregame.studies import MAX_RUNS
+
+    p.add_argument("--runs", type=_integer_upto(1, MAX_RUNS, "a study keeps a file "
+                                                        "per run"),
                    help="runs per configuration (default: the study's, 50 where the "
                         "paper used 50)")
     p.add_argument("--seed", type=_integer(0), default=0,
@@ -298,6 +391,6 @@ def _study_options(p: argparse.ArgumentParser) -> None:
                    help="local processes (default: all cores)")
     p.add_argument("--out", default="results", help="output folder (default results/)")
     p.add_argument("--backend", choices=BACKENDS, default=Backend.NATIVE.value)
-    p.add_argument("--dask", metavar="ADDRESS",
+    p.add_argument("--dask", metavar="ADDRESS", type=_address,
                    help="run on a Dask cluster (scheduler address, e.g. "
                         "tcp://host:8786) instead")

@@ -9,8 +9,8 @@ knowing that buying more raises p. Run: python examples/embed_dispatch.py
 import pyomo.environ as pyo
 
 from aggregame import Player, quadratic_users
-from aggregame.models.aggregator import AggregatorBlock
-from aggregame.solvers.pyomo_inner import ipopt_solver
+from aggregame.models import AggregatorBlock
+from aggregame.solvers.inner.pyomo_backend import ipopt_solver
 
 GENERATORS = {"g1": (1.0, 0.05), "g2": (2.0, 0.02), "g3": (3.0, 0.1)}  # c1, c2
 

@@ -24,9 +24,9 @@ import pyomo.environ as pyo
 
 from aggregame import Game, Player, quadratic_users
 from aggregame.price import AffinePrice, MeritOrderPrice
-from aggregame.solvers.dynamics import solve_equilibrium
-from aggregame.solvers.kkt import solve_kkt
-from aggregame.solvers.market_price import MarketPrice
+from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
+from aggregame.solvers.kkt.solve import solve_kkt
+from aggregame.solvers.market import MarketPrice
 
 C1 = (1.0, 2.0, 3.0, 4.0, 6.0)  # $/MWh
 C2 = (0.05, 0.02, 0.1, 0.03, 0.05)  # $/MWh^2
@@ -85,7 +85,7 @@ def show(label: str, eq) -> None:
 
 def main() -> int:
     m = dispatch_model()
-    market = MarketPrice(m, m.demand, m.balance, dispatch=m.q)
+    market = MarketPrice(m, m.demand, m.balance)
     merit = MeritOrderPrice(C1, C2, CAP)
     ok = check_price(market, merit)
     eq = solve_equilibrium(Game(players(), market))

@@ -25,10 +25,54 @@ class Invalid(ValueError, AggregameError):
         self.problem = problem
 
 
+#: Longest name of a player or user (characters): names are printed in tables and
+#: messages; a longer one is a mistake (a whole line pasted into a cell).
+MAX_NAME_LENGTH = 200
+
+
 def shown(value: Any, limit: int = 60) -> str:
-    """``repr(value)`` cut to ``limit`` characters, on one line."""
+    """``repr(value)`` cut to ``limit`` characters, on one line (``repr`` escapes
+    control characters, so nothing raw from a file reaches the terminal)."""
     text = repr(value).replace("\n", " ")
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def printable(text: str) -> str:
+    """``text`` with every character that is not printable (control characters such
+    as ANSI escapes, NUL or a newline; format characters such as a right-to-left
+    override) written as its escape (``\\x1b``), for messages on a terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def name_problem(value: Any) -> str | None:
+    """What is wrong with ``value`` as a player's or user's name, or None.
+
+    A name is a string of printable Unicode characters (``str.isprintable``: no
+    control, format or separator character other than the space), not blank, of
+    at most MAX_NAME_LENGTH characters.
+    """
+    if not isinstance(value, str):
+        return f"must be a string, got {type_name(value)} {shown(value)}"
+    if not value.strip():
+        return "must not be empty"
+    if len(value) > MAX_NAME_LENGTH:
+        return (f"must have at most {MAX_NAME_LENGTH} characters, got "
+                f"{len(value)} ({shown(value, 40)})")
+    if not value.isprintable():
+        bad = next(c for c in value if not c.isprintable())
+        return (f"must hold printable characters only, got {bad!r} at position "
+                f"{value.index(bad)} of {shown(value, 40)}")
+    return None
+
+
+def name(value: Any, where: str) -> str:
+    """A valid name (see :func:`name_problem`), or Invalid naming ``where``."""
+    problem = name_problem(value)
+    if problem:
+        raise Invalid(where, problem)
+    return value
 
 
 def type_name(value: Any) -> str:

@@ -1,14 +1,14 @@
-"""Alpha-fair welfare (paper eq. 3) and the rule for members priced out of the market.
+"""Alpha-fair welfare (paper eq. 3), with its priced-out rule and max-min reading.
 
 phi_alpha(s) = s^(1-alpha)/(1-alpha) (alpha != 1), log s (alpha = 1); alpha = inf is
-max-min, handled by an epigraph variable, not by phi. See docs/model.md, section
-"Priced-out members", for why the rule exists and why ``floor`` is the default, and
-section "Leximin" for the two readings of max-min (:class:`MaxMinRule`).
+max-min, handled by an epigraph variable, not by phi. The rule for members priced out
+of the market and the reading of max-min are rule objects (aggregame.rules): see
+docs/model.md, section "Priced-out members", for why the rule exists and why
+``floor`` is the default, and section "Leximin" for the two readings of max-min.
 """
 
 from __future__ import annotations
 
-import enum
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +17,7 @@ import numpy as np
 
 from aggregame.elementwise import power
 from aggregame.errors import GameDefinitionError
+from aggregame.rules import MaxMinRule, PricedOutRule
 
 #: Default surplus floor of the ``floor`` rule, in the units of surplus (utility).
 #: Measured on the paper's Fig. 6 setting (docs/model.md, section "Priced-out
@@ -27,34 +28,9 @@ from aggregame.errors import GameDefinitionError
 DEFAULT_FLOOR_EPS = 0.01
 
 
-class PricedOutRule(str, enum.Enum):
-    """How Phi treats members with U'(0) <= p, who can only get x = 0 and s = 0.
-
-    strict: every member counts (the paper, literally); J = -inf for alpha >= 1 and
-        J = 0 for max-min once any member is priced out.
-    viable: Phi runs over members with U'(0) > p only; J jumps when one drops out.
-    floor:  Phi uses s + eps for every member; J stays continuous (the default).
-    """
-
-    STRICT = "strict"
-    VIABLE = "viable"
-    FLOOR = "floor"
-
-
-class MaxMinRule(str, enum.Enum):
-    """How a max-min (alpha = inf) player ranks allocations and purchases.
-
-    leximin: the sorted vector of s + e, compared lexicographically (the limit of
-        alpha-fairness as alpha -> inf; the default).
-    total-surplus: the smallest s + e, ties broken by the total surplus.
-    """
-
-    LEXIMIN = "leximin"
-    TOTAL_SURPLUS = "total-surplus"
-
-
 def parse_alpha(value: Any, *, where: str = "player") -> float:
-    """Alpha from a number or the strings 'inf'/'infinity'/'maxmin'; refuses < 0, NaN."""
+    """Alpha from a number or the strings 'inf'/'infinity'/'maxmin'; refuses < 0 and
+    NaN."""
     if isinstance(value, str):
         text = value.strip().lower()
         if text in {"inf", "infinity", "maxmin", "max-min"}:
@@ -94,26 +70,26 @@ class Fairness:
             object.__setattr__(self, "maxmin", MaxMinRule(self.maxmin))
         except ValueError:
             raise GameDefinitionError(
-                f"fairness: field 'maxmin' must be one of "
-                f"{[r.value for r in MaxMinRule]}, got {self.maxmin!r}"
+                f"fairness: field 'maxmin' must be one of {MaxMinRule.names()}, "
+                f"got {self.maxmin!r}"
             ) from None
         try:
             rule = PricedOutRule(self.rule)
         except ValueError:
             raise GameDefinitionError(
-                f"fairness: field 'rule' must be one of "
-                f"{[r.value for r in PricedOutRule]}, got {self.rule!r}"
+                f"fairness: field 'rule' must be one of {PricedOutRule.names()}, "
+                f"got {self.rule!r}"
             ) from None
         object.__setattr__(self, "rule", rule)
         try:
             eps = float(self.eps)
         except (TypeError, ValueError):
             eps = math.nan
-        if not math.isfinite(eps) or eps < 0 or (rule is PricedOutRule.FLOOR and eps == 0):
+        if not math.isfinite(eps) or eps < 0 or (rule.floor_required and eps == 0):
             raise GameDefinitionError(
-                f"fairness: field 'eps' must be finite and > 0 for the floor rule "
-                f"(>= 0 otherwise), got {self.eps!r}"
-            )
+                f"fairness: field 'eps' must be finite and > 0 for the {rule.value} "
+                f"rule (>= 0 for a rule without a floor), got {self.eps!r}"
+            ).at(field="eps")
         object.__setattr__(self, "eps", eps)
 
     @property
@@ -123,12 +99,12 @@ class Fairness:
     @property
     def is_leximin(self) -> bool:
         """Max-min read as leximin (sorted vectors compared lexicographically)."""
-        return self.is_maxmin and self.maxmin is MaxMinRule.LEXIMIN
+        return self.is_maxmin and self.maxmin.sorted_levels
 
     @property
     def floor(self) -> float:
-        """The constant added to each surplus inside phi (0 unless rule is floor)."""
-        return self.eps if self.rule is PricedOutRule.FLOOR else 0.0
+        """The constant added to each counted surplus inside phi (the rule's)."""
+        return self.rule.floor(self.eps)
 
     # phi and its derivatives, shared by numpy and Pyomo (``lib``) -------------
     def phi(self, s: Any, lib: Any = np) -> Any:
@@ -141,20 +117,9 @@ class Fairness:
         return alpha_d2phi(s, self.alpha, lib)
 
     def member_terms(self, priced_out: bool) -> tuple[float, float]:
-        """(weight, floor) of a member's term in Phi, by the rule and its price status.
-
-        A priced-out member has x = 0 and s = 0. Under ``viable`` it leaves Phi
-        (weight 0; floor 1 keeps log(s + 1) = 0 finite for the solver). Under
-        ``strict`` it stays with s = 0: phi(0) = 0 for alpha < 1, -inf for alpha >= 1
-        (callers handle the -inf), and it pins max-min at 0.
-        """
-        if priced_out and self.rule is PricedOutRule.VIABLE:
-            return 0.0, 1.0
-        if priced_out and self.rule is PricedOutRule.STRICT and not self.is_maxmin:
-            # phi(0) = 0 for alpha < 1; written as weight 0 to avoid 0 ** (1 - alpha)
-            # derivatives; alpha >= 1 is -inf and never reaches the solver.
-            return 0.0, 1.0
-        return 1.0, self.floor
+        """(weight, floor) of a member's term in Phi by its price status: the
+        rule's (a priced-out member has x = 0 and s = 0)."""
+        return self.rule.member_terms(priced_out, self)
 
     def label(self) -> str:
         if self.alpha == 0:
@@ -169,7 +134,7 @@ class Fairness:
 
 
 # The formulas themselves, as plain functions of (s, alpha): numpy arrays, Pyomo
-# expressions (``lib``) and numba's compiled scalars (solvers/compiled.py) all read
+# expressions (``lib``) and numba's compiled scalars (solvers/inner/compiled/) all read
 # these lines.
 def alpha_phi(s: Any, alpha: float, lib: Any = np) -> Any:
     """phi_alpha(s): s (alpha = 0), log s (alpha = 1), s^(1-alpha)/(1-alpha)."""

@@ -20,13 +20,22 @@ import dataclasses
 
 import numpy as np
 
-from aggregame.allocation import (_bounds_violation, counted_members, evaluate,
-                                  member_terms, quadratic_parameters, surplus_peak)
+from aggregame.allocation import (
+    CHECK_HALVINGS,
+    bounds_violation,
+    counted_members,
+    evaluate,
+    marginal_of,
+    member_terms,
+    quadratic_parameters,
+    quadratic_peak,
+    surplus_peak,
+)
 from aggregame.errors import UnsupportedProblemError
 from aggregame.fairness import MaxMinRule
 from aggregame.players import Game, Player
 
-#: Levels closer than this, relative to the levels' scale, are equal when two sorted
+#: Levels closer than this, relative to the two levels, are equal when two sorted
 #: vectors are compared (the levels are computed to ~1e-15 relative).
 LEX_TIE_RTOL = 1e-10
 #: Consumption within this (relative to the member's xbar) of a bound or the peak is
@@ -44,9 +53,10 @@ def peaks(player: Player, price: np.ndarray, xbar: np.ndarray
     quad = quadratic_parameters(player)
     if quad is not None:
         a, b = quad
-        peak = np.clip((b - price) / (2 * a), 0.0, xbar)
+        peak = quadratic_peak(b - price, 2 * a, xbar)
     else:
-        peak = surplus_peak(player, price, xbar)
+        peak = surplus_peak(marginal_of, player, price, np.zeros_like(xbar), xbar,
+                            CHECK_HALVINGS)
     return peak, evaluate(player, "U", peak) - price * peak
 
 
@@ -58,26 +68,25 @@ def levels(player: Player, surplus: np.ndarray, price: np.ndarray) -> np.ndarray
     return np.sort(np.where(counted, surplus + floor, np.inf), axis=-1)
 
 
-def level_scale(rows: np.ndarray) -> float:
-    """Scale of sorted level vectors: the largest finite |level| (at least 1e-300)."""
-    finite = np.abs(rows[np.isfinite(rows)])
-    return float(max(finite.max() if finite.size else 0.0, 1e-300))
+def first_difference(a: np.ndarray, b: np.ndarray, rtol: float) -> int:
+    """Index of the first component where a and b differ by more than ``rtol`` of
+    the two levels compared (+inf equals +inf), or -1 when they tie everywhere.
 
-
-def first_difference(a: np.ndarray, b: np.ndarray, atol: float) -> int:
-    """Index of the first component where a and b differ by more than ``atol``
-    (+inf equals +inf), or -1 when they tie everywhere."""
+    Each comparison is relative to its own levels, never to the player's largest
+    level: a household's level 0.01 against 2.26 does not tie because another
+    member's level is 2e8."""
     both_inf = np.isinf(a) & np.isinf(b) & (np.sign(a) == np.sign(b))
     with np.errstate(invalid="ignore"):
-        differ = ~both_inf & ~(np.abs(a - b) <= atol)
+        differ = ~both_inf & ~(np.abs(a - b) <= rtol * np.maximum(np.abs(a),
+                                                                   np.abs(b)))
     hits = np.flatnonzero(differ)
     return int(hits[0]) if hits.size else -1
 
 
-def compare(a: np.ndarray, b: np.ndarray, atol: float) -> int:
+def compare(a: np.ndarray, b: np.ndarray, rtol: float) -> int:
     """+1 if sorted levels ``a`` beat ``b`` lexicographically, -1 if they lose, 0 on a
-    tie (every component within ``atol``)."""
-    k = first_difference(a, b, atol)
+    tie (every component within ``rtol`` of the levels compared)."""
+    k = first_difference(a, b, rtol)
     if k < 0:
         return 0
     return 1 if a[k] > b[k] else -1
@@ -102,7 +111,7 @@ def leximin_residual(player: Player, y: np.ndarray, price: np.ndarray, x: np.nda
     """
     p2 = np.asarray(price, dtype=float)[:, None]
     cap = np.maximum(xbar.sum(axis=-1), 1e-300)
-    alloc = np.maximum(np.abs(x.sum(axis=-1) - y), _bounds_violation(x, xbar)) / cap
+    alloc = np.maximum(np.abs(x.sum(axis=-1) - y), bounds_violation(x, xbar)) / cap
     peak, top = peaks(player, p2, xbar)
     level = evaluate(player, "U", x) - p2 * x + floor
     scale = np.maximum(np.where(counted, np.abs(top + floor), 0.0).max(axis=-1),
@@ -160,4 +169,5 @@ def refuse(game: Game, what: str) -> None:
 def needs_leximin(player: Player) -> bool:
     """True when ``player``'s max-min reading is leximin and it matters (two or more
     members)."""
-    return player.fairness.is_leximin and player.size > 1
+    fairness = player.fairness
+    return fairness.is_maxmin and not fairness.maxmin.modelled_by_epigraph(player.size)

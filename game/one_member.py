@@ -14,12 +14,12 @@ microseconds where a batched inner solve costs tens.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from aggregame.errors import GameDefinitionError
-from aggregame.fairness import PricedOutRule
 from aggregame.players import Game, Player
 from aggregame.price import Price
 
@@ -85,44 +85,84 @@ class OneMemberPayoff:
         return cls(player, game.price) if player.size == 1 else None
 
     def __call__(self, y: float, others_total: float) -> OneMemberPoint:
-        y = float(y)
-        price = float(self.price.value(others_total + y))
-        # s >= 0 holds on [0, xbar]; xbar = 0 once U'(0) <= p (priced out).
-        xbar = float(self._family.zero_surplus_consumption(price, self._params))
-        x = min(max(y, 0.0), xbar)
-        # x = 0 is written out: an unbounded price (a supply curve's end) times 0
-        # is not a number, but buying nothing costs nothing.
-        surplus = float(self._family.U(x, self._params)) - price * x if x > 0 else 0.0
-        if y > xbar * (1 + FEASIBILITY_RTOL) + 1e-300:
-            welfare = -math.inf
-        else:
-            welfare = self.welfare(surplus, self._threshold <= price)
-        return OneMemberPoint(y, x, surplus, welfare)
+        rows = self.batch(np.array([float(y)]), others_total)
+        return OneMemberPoint(float(y), float(rows.x[0]), float(rows.surplus[0]),
+                              float(rows.welfare[0]))
+
+    def batch(self, y: np.ndarray, others_total: float) -> "OneMemberRows":
+        """The payoff at every purchase in ``y``, with its slope at the price held."""
+        y = np.asarray(y, dtype=float)
+        price = np.asarray(self.price.value(others_total + y), dtype=float) + 0 * y
+        with np.errstate(all="ignore"):
+            # s >= 0 holds on [0, xbar]; xbar = 0 once U'(0) <= p (priced out).
+            xbar = np.asarray(self._family.zero_surplus_consumption(
+                price, self._params), dtype=float) + 0 * y
+            x = np.minimum(np.maximum(y, 0.0), xbar)
+            # x = 0 is written out: an unbounded price (a supply curve's end) times
+            # 0 is not a number, but buying nothing costs nothing.
+            surplus = np.where(x > 0, self._family.U(x, self._params) - price * x,
+                               0.0)
+            marginal = self._family.dU(x, self._params) - price
+            priced_out = self._threshold <= price
+            welfare, slope = self.welfare_and_slope(surplus, marginal, priced_out)
+        infeasible = y > xbar * (1 + FEASIBILITY_RTOL) + 1e-300
+        welfare = np.where(infeasible, -np.inf, welfare)
+        slope = np.where(np.isfinite(welfare), slope, np.nan)
+        return OneMemberRows(y, price, x, surplus, welfare, slope)
 
     def welfare(self, surplus: float, priced_out: bool) -> float:
         """w phi(s + e) of the member (max-min: its level), by the priced-out rule
         (Fairness.member_terms)."""
+        value, _ = self.welfare_and_slope(np.array([surplus]), np.array([0.0]),
+                                 np.array([priced_out]))
+        return float(value[0])
+
+    def welfare_and_slope(self, surplus: np.ndarray, marginal: np.ndarray,
+                 priced_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(J, dJ/dy at the price held) from the surplus s, U'(x) - p and the price
+        status: w phi(s + e) and w phi'(s + e)(U' - p); max-min's level s + e and
+        U' - p."""
         fairness = self.player.fairness
-        weight, floor = self._terms[priced_out]
+        (w_in, e_in), (w_out, e_out) = self._terms
+        weight = np.where(priced_out, w_out, w_in)
+        floor = np.where(priced_out, e_out, e_in)
         if fairness.is_maxmin:
             # A priced-out member under the viable rule does not count; nobody
             # counting leaves the minimum flat at 0.
-            counted = not (priced_out and fairness.rule is PricedOutRule.VIABLE)
-            return surplus + floor if counted else 0.0
-        if priced_out and fairness.rule is PricedOutRule.STRICT and fairness.alpha >= 1:
-            return -math.inf  # phi(0) = -inf: the strict rule's verdict
-        if weight <= 0:
-            return 0.0
-        return weight * _phi(fairness, max(surplus + floor, 0.0))
+            gone = ~np.asarray(fairness.rule.counted(priced_out), dtype=bool)
+            return (np.where(gone, 0.0, surplus + floor),
+                    np.where(gone, 0.0, marginal))
+        level = np.maximum(surplus + floor, 0.0)
+        with np.errstate(all="ignore"):  # phi(0), phi'(0): limits taken below
+            value = np.where(weight > 0, weight * _phi(fairness, level), 0.0)
+            slope = np.where(weight > 0, weight * fairness.dphi(level) * marginal,
+                             0.0)
+        if fairness.rule.void_when_priced_out(fairness):
+            value = np.where(priced_out, -np.inf, value)  # phi(0) = -inf
+        return value, slope
 
 
-def _phi(fairness: Any, level: float) -> float:
-    """phi_alpha(level) for level >= 0 in floats, with its limits where floats stop:
-    phi(0) = 0 for alpha < 1 and -inf for alpha >= 1, and -inf where level^(1-alpha)
+@dataclass(frozen=True)
+class OneMemberRows:
+    """A one-member player at purchases ``y`` (arrays): the price, its allocation
+    (x = y up to what it can take), surplus, payoff and the payoff's slope at the
+    price held (its lambda)."""
+
+    y: np.ndarray
+    price: np.ndarray
+    x: np.ndarray
+    surplus: np.ndarray
+    welfare: np.ndarray
+    slope: np.ndarray
+
+
+def _phi(fairness: Any, level: np.ndarray) -> np.ndarray:
+    """phi_alpha(level) for levels >= 0, with its limits where floats stop: phi(0)
+    = 0 for alpha < 1 and -inf for alpha >= 1, and -inf where level^(1-alpha)
     overflows (alpha > 1, a tiny level)."""
-    if level <= 0:
-        return 0.0 if fairness.alpha < 1 else -math.inf
-    try:
-        return float(fairness.phi(level, lib=math))
-    except OverflowError:
-        return -math.inf
+    with np.errstate(all="ignore"):
+        value = np.asarray(fairness.phi(level), dtype=float)
+    zero = 0.0 if fairness.alpha < 1 else -np.inf
+    value = np.where(level <= 0, zero, value)
+    return np.where(np.isnan(value) | np.isposinf(value) & (fairness.alpha > 1),
+                    -np.inf, value)

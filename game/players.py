@@ -15,9 +15,11 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from aggregame.errors import GameDefinitionError
+from aggregame.checks import name_problem, shown
+from aggregame.errors import GameDefinitionError, UnknownPlayerError
 from aggregame.fairness import DEFAULT_FLOOR_EPS, Fairness, MaxMinRule, PricedOutRule
 from aggregame.price import Price
+from aggregame.representable import check_representable
 from aggregame.utilities import QuadraticUtility, User, Utility
 
 
@@ -53,10 +55,9 @@ class Player:
     fairness: Fairness = field(default_factory=Fairness)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name.strip():
-            raise GameDefinitionError(
-                f"player: field 'name' must be a non-empty string, got {self.name!r}"
-            )
+        problem = name_problem(self.name)
+        if problem:
+            raise GameDefinitionError(f"player: field 'name' {problem}")
         members = tuple(self.members)
         if not members:
             raise GameDefinitionError(
@@ -91,7 +92,8 @@ class Player:
         try:
             fairness = Fairness(alpha=alpha, rule=rule, eps=eps, maxmin=maxmin)
         except GameDefinitionError as err:
-            raise GameDefinitionError(f"player '{name}': {err}") from None
+            raise GameDefinitionError(f"player '{name}': {err}").at(
+                field=err.field) from None
         return cls(name=name, members=tuple(members), fairness=fairness)
 
     @classmethod
@@ -100,6 +102,12 @@ class Player:
         """A user trading alone. With one member every Phi_alpha is increasing in its
         surplus, so alpha does not change its best response; alpha = 0 is used."""
         return cls.aggregator(user.name, [user], alpha=0.0, rule=rule, eps=eps)
+
+    def __repr__(self) -> str:
+        alpha = "inf" if math.isinf(self.alpha) else f"{self.alpha:g}"
+        return (f"Player({shown(self.name, 40)}, {self.size} member"
+                f"{'' if self.size == 1 else 's'}, alpha={alpha}, "
+                f"rule={self.fairness.rule.value})")
 
     @property
     def alpha(self) -> float:
@@ -144,7 +152,7 @@ class Player:
     @cached_property
     def marginal_at_zero(self) -> np.ndarray:
         """U_i'(0) of every member: member i is priced out once p >= this."""
-        return np.array([m.utility.marginal_at_zero() for m in self.members])
+        return self.evaluate("dU", np.zeros(self.size))
 
     def zero_surplus_consumption(self, price: float | np.ndarray) -> np.ndarray:
         """x_i at which member i's surplus returns to zero at this price (0 if priced
@@ -204,19 +212,48 @@ class Game:
                 f"game: field 'price' must be a Price, got {type(self.price).__name__}"
             )
         object.__setattr__(self, "players", players)
-        from aggregame.representable import check_representable
-
         check_representable(self)
+
+    def __repr__(self) -> str:
+        count, members = len(self.players), sum(p.size for p in self.players)
+        return (f"Game({count} player{'' if count == 1 else 's'}, {members} member"
+                f"{'' if members == 1 else 's'}, {shown(self.price, 80)})")
 
     @property
     def names(self) -> list[str]:
         return [p.name for p in self.players]
 
     def player(self, name: str) -> Player:
+        """The player called ``name``; an UnknownPlayerError (a KeyError) if none."""
         for p in self.players:
             if p.name == name:
                 return p
-        raise KeyError(f"no player named {name!r}; players are {self.names}")
+        names = self.names
+        listed = f"{names[:10]}{' and more' if len(names) > 10 else ''}"
+        raise UnknownPlayerError(f"no player named {shown(name)}; players are {listed}")
+
+    @cached_property
+    def reach(self) -> float:
+        """The largest total purchase the game can see: every member's consumption
+        at the lowest price p(0), summed. No player's feasible purchase exceeds it,
+        and the game's numbers are checked to fit in float64 up to it."""
+        p0 = float(self.price.value(0.0))
+        return float(sum(p.zero_surplus_consumption(p0).sum() for p in self.players))
+
+    def start_problem(self, profile: Sequence[float]) -> str | None:
+        """What is wrong with ``profile`` as a starting profile (one purchase per
+        player, each finite, >= 0 and at most ``reach``), or None."""
+        values = np.asarray(profile, dtype=float)
+        if values.shape != (len(self.players),):
+            return (f"needs one purchase per player ({len(self.players)}), got "
+                    f"{values.size}")
+        bad = ~np.isfinite(values) | (values < 0) | (values > self.reach)
+        if bad.any():
+            j = int(np.argmax(bad))
+            return (f"purchase {values[j]:g} of player {shown(self.players[j].name)} "
+                    f"is not in [0, {self.reach:g}], the largest total any purchase "
+                    f"can reach")
+        return None
 
     def feasible_max(self, j: int, others_total: float) -> float:
         """Largest y_j at which player j can still give every member s >= 0.

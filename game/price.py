@@ -7,6 +7,7 @@ a Pyomo Y, from one formula written with ``lib`` (numpy or pyomo.environ).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -20,9 +21,24 @@ class Price:
     """Base class: an increasing differentiable price p(Y) for Y >= 0."""
 
     kind: str = ""
+    #: p is convex (p'' >= 0): p(Y) y is then convex in y, and a one-member
+    #: player's payoff concave (docs/model.md, section "One-member players").
+    convex: bool = False
+    #: p is linear between its ``breakpoints`` and ``derivative`` is the slope of
+    #: the segment starting at Y (a merit order, a supply model's curve).
+    piecewise_linear: bool = False
+    #: Whether p = +inf is a price here (a supply curve beyond its capacity) rather
+    #: than an overflow: so for any price but the closed forms below, which are
+    #: finite everywhere and whose inf is an overflow.
+    may_be_infinite: bool = True
 
     def value(self, total: Any, lib: Any = np) -> Any:
         raise NotImplementedError
+
+    def overflow_field(self, total: float, log_limit: float) -> tuple[str, str]:
+        """The field to name when the price overflows at ``total`` (where p(Y) Y
+        must stay below exp(log_limit)), and what would fit: ``('c', '')``."""
+        return ("c", "") if hasattr(self, "c") else ("", "")
 
     def derivative(self, total: Any, lib: Any = np) -> Any:
         raise NotImplementedError
@@ -68,6 +84,40 @@ class Price:
         """
         return np.empty(0)
 
+    def slope_range(self, lo: float, hi: float) -> tuple[float, float]:
+        """(least, largest) slope of p on [lo, hi]: bounds the certificate relies
+        on (solvers/certify/bounds.py). A piecewise linear price (a supply curve)
+        reads the slopes of the segments [lo, hi] meets; a convex price's slope
+        rises, so its ends bound it; any other price that knows nothing of its
+        slope says (0, inf): increasing is all it promises, and the certificate's
+        bounds between samples then close only at first order (many more samples,
+        or a verdict of 'bounded')."""
+        if self.convex and not self.piecewise_linear:
+            ends = np.asarray(self.derivative(np.array([max(lo, 0.0), max(hi, 0.0)])),
+                              dtype=float)
+            return float(ends[0]), float(ends[1])
+        if not self.piecewise_linear:
+            return 0.0, np.inf
+        ends = np.concatenate([[lo], self.breakpoints(lo, hi)])
+        slopes = np.asarray(self.derivative(ends), dtype=float)
+        return float(slopes.min()), float(slopes.max())
+
+    def curvature_range(self, lo: float, hi: float) -> tuple[float, float] | None:
+        """(least, largest) p'' on [lo, hi], or None where p is not twice
+        differentiable there or does not say (the search over totals bounds the
+        backward replies' slopes with it: solvers/equilibrium/intervals.py)."""
+        return None
+
+    def jumps(self, lo: float, hi: float) -> np.ndarray:
+        """Totals Y in (lo, hi) where p jumps (a subset of ``breakpoints``).
+
+        The game assumes a continuous price (paper Assumption 1b); every closed form
+        here is continuous. A price read from a market model can jump
+        (aggregame.solvers.market), and a profile whose total sits at a jump is
+        refused rather than certified.
+        """
+        return np.empty(0)
+
 
 @dataclass(frozen=True)
 class LinearPrice(Price):
@@ -75,6 +125,8 @@ class LinearPrice(Price):
 
     c: float
     kind = "linear"
+    convex = True
+    may_be_infinite = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "c", check_finite("linear price", "c", self.c,
@@ -92,6 +144,12 @@ class LinearPrice(Price):
     def affine_coefficients(self) -> tuple[float, float]:
         return 0.0, self.c
 
+    def slope_range(self, lo: float, hi: float) -> tuple[float, float]:
+        return self.c, self.c
+
+    def curvature_range(self, lo: float, hi: float) -> tuple[float, float]:
+        return 0.0, 0.0
+
     def describe(self):
         return {"price": self.kind, "c": self.c}
 
@@ -103,6 +161,8 @@ class AffinePrice(Price):
     p0: float
     c: float
     kind = "affine"
+    convex = True
+    may_be_infinite = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "p0", check_finite("affine price", "p0", self.p0,
@@ -125,6 +185,12 @@ class AffinePrice(Price):
     def affine_coefficients(self) -> tuple[float, float]:
         return self.p0, self.c
 
+    def slope_range(self, lo: float, hi: float) -> tuple[float, float]:
+        return self.c, self.c
+
+    def curvature_range(self, lo: float, hi: float) -> tuple[float, float]:
+        return 0.0, 0.0
+
 
 @dataclass(frozen=True)
 class PowerPrice(Price):
@@ -133,13 +199,16 @@ class PowerPrice(Price):
     c: float
     k: float
     kind = "power"
+    convex = True  # k >= 1
+    may_be_infinite = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "c", check_finite("power price", "c", self.c,
                                                    positive=True))
         k = check_finite("power price", "k", self.k)
         if k < 1:
-            raise GameDefinitionError(f"power price: field 'k' must be >= 1, got {k!r}")
+            raise GameDefinitionError(f"power price: field 'k' must be >= 1, got {k!r}"
+                                      ).at(field="k")
         object.__setattr__(self, "k", k)
 
     def value(self, total, lib=np):
@@ -147,6 +216,31 @@ class PowerPrice(Price):
 
     def derivative(self, total, lib=np):
         return self.c * self.k * total ** (self.k - 1)
+
+    def slope_range(self, lo: float, hi: float) -> tuple[float, float]:
+        # k >= 1: p' = c k Y^(k-1) is non-decreasing.
+        return (float(self.derivative(max(lo, 0.0))),
+                float(self.derivative(max(hi, 0.0))))
+
+    def curvature_range(self, lo: float, hi: float) -> tuple[float, float] | None:
+        # p'' = c k (k - 1) Y^(k-2): monotone in Y (rising for k >= 2, falling
+        # below), unbounded at Y = 0 for 1 < k < 2.
+        if self.k == 1:
+            return 0.0, 0.0
+        if lo <= 0 and self.k < 2:
+            return None
+        ends = [self.c * self.k * (self.k - 1) * max(v, 0.0) ** (self.k - 2)
+                for v in (lo, hi)]
+        return min(ends), max(ends)
+
+    def overflow_field(self, total: float, log_limit: float) -> tuple[str, str]:
+        # c Y^k Y <= exp(log_limit): k <= (log_limit - log c) / log Y - 1.
+        if total <= 1.0:
+            return "k", ""
+        k_max = (log_limit - math.log(self.c)) / math.log(total) - 1.0
+        if k_max >= 1.0:
+            return "k", f"k must be at most {k_max:.4g} at this scale"
+        return "c", ""
 
     def describe(self):
         return {"price": self.kind, "c": self.c, "k": self.k}
@@ -164,6 +258,7 @@ class SaturatingPrice(Price):
     P: float
     w: float
     kind = "saturating"
+    may_be_infinite = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "P", check_finite("saturating price", "P", self.P,
@@ -182,6 +277,16 @@ class SaturatingPrice(Price):
             return 0.0
         return -self.w * float(np.log1p(-price / self.P)) if price < self.P else \
             float("inf")
+
+    def slope_range(self, lo: float, hi: float) -> tuple[float, float]:
+        # Concave: p' = (P / w) exp(-Y / w) decreases.
+        return (float(self.derivative(max(hi, 0.0))),
+                float(self.derivative(max(lo, 0.0))))
+
+    def curvature_range(self, lo: float, hi: float) -> tuple[float, float]:
+        # p'' = -(P / w^2) exp(-Y / w): negative, rising towards 0.
+        return tuple(-self.P / self.w**2 * math.exp(-max(v, 0.0) / self.w)
+                     for v in (lo, hi))
 
     def describe(self):
         return {"price": self.kind, "P": self.P, "w": self.w}
@@ -252,6 +357,7 @@ class MeritOrderPrice(Price):
     c2: tuple[float, ...]
     cap: tuple[float, ...]
     kind = "merit-order"
+    piecewise_linear = True
 
     def __post_init__(self) -> None:
         n = len(self.c1)
@@ -306,6 +412,7 @@ class MeritOrderPrice(Price):
     def breakpoints(self, lo: float, hi: float) -> np.ndarray:
         t = self._totals
         return t[(t > lo) & (t < hi)]
+
 
     def describe(self):
         return {"price": self.kind, "c1": list(self.c1), "c2": list(self.c2),

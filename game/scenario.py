@@ -1,33 +1,40 @@
 """Scenario files: a game and its solver settings in TOML (format in data/README.md).
 
-Every error names the file, the field (e.g. ``players[2].alpha``) and the value.
+Every error names the file, the field (e.g. ``players[2].alpha``) and the value, and
+carries them (``err.file``, ``err.field``) for the command line's JSON errors.
+
+Loading runs in two steps: :func:`load_players` reads the document and every data
+file it names (each file once, however many players select groups from it, checked
+whole: game/member_files.py) into :class:`PlayerColumns`, each player's members as
+arrays; :func:`load_scenario` then builds the game's Player and User objects from
+them. A scenario reads files of its own folder only (game/paths.py) unless
+``allow_outside`` is given.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import math
-import stat
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from aggregame import schema
-from aggregame.checks import Invalid
-from aggregame.errors import GameDefinitionError, ScenarioError
+from aggregame import paths, schema
+from aggregame.checks import Invalid, printable, shown
+from aggregame.errors import GameDefinitionError, ScenarioError, ScenarioTypeError
 from aggregame.fairness import DEFAULT_FLOOR_EPS, MaxMinRule, parse_alpha
+from aggregame.member_files import (
+    MemberColumns,
+    MemberFile,
+    columns_from_specs,
+    read_member_file,
+)
 from aggregame.players import Game, Player
 from aggregame.price import PRICE_KINDS, Price
 from aggregame.settings import SolverSettings
-from aggregame.utilities import UTILITY_FAMILIES, User
 
 T = TypeVar("T")
-
-#: Largest scenario or CSV file read (bytes): a larger one is a mistake (a device, a
-#: log file), refused before reading it into memory.
-MAX_FILE_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -40,174 +47,224 @@ class Scenario:
     solver: SolverSettings = field(default_factory=SolverSettings)
     path: Path | None = None
 
+    def __repr__(self) -> str:
+        return (f"Scenario({shown(self.name, 40)}, {self.game!r}, "
+                f"path={shown(str(self.path) if self.path else None, 80)})")
 
-def resolve_scenario_path(name_or_path: str | Path) -> Path:
-    """A path as given, else a file shipped in aggregame.data (``fig4`` or ``fig4.toml``)."""
+
+@dataclass(frozen=True, eq=False)
+class PlayerColumns:
+    """One ``[[players]]`` entry (an aggregator), or one ``[[individuals]]`` entry
+    (each member a player of its own), with its members as columns."""
+
+    name: str | None  # None for individuals: each takes its member's name
+    individual: bool
+    alpha: float
+    rule: str
+    eps: float
+    maxmin: str
+    members: MemberColumns
+    where: str  # players[0], individuals[2]
+
+    def players(self) -> list[Player]:
+        """The game's Player objects of this entry (Users built from the columns)."""
+        users = self.members.users()
+        if self.individual:
+            return [Player.individual(u, rule=self.rule, eps=self.eps) for u in users]
+        return [Player.aggregator(self.name, users, alpha=self.alpha, rule=self.rule,
+                                  eps=self.eps, maxmin=self.maxmin)]
+
+
+def resolve_scenario_path(name_or_path: str | os.PathLike) -> Path:
+    """A path as given, else a file shipped in aggregame.data (``fig4`` or
+    ``fig4.toml``)."""
+    if isinstance(name_or_path, bool) or not isinstance(name_or_path,
+                                                        (str, os.PathLike)):
+        raise ScenarioTypeError(
+            f"load_scenario: expected a scenario name or a path (str or "
+            f"os.PathLike), got {type(name_or_path).__name__} {shown(name_or_path)}")
     path = Path(name_or_path)
-    if path.exists():
+    if _exists(path):
         return path
     from aggregame import data
 
     for candidate in (str(name_or_path), f"{name_or_path}.toml"):
+        if os.sep in candidate or candidate.startswith("."):
+            continue  # a shipped scenario is named by its file name alone
         shipped = data.path(candidate)
-        if shipped.exists():
+        if _exists(shipped):
             return shipped
+    shipped = [s.removesuffix(".toml") for s in data.scenarios()]
     raise ScenarioError(
-        f"scenario '{name_or_path}' not found: not a file, and not one of the shipped "
-        f"scenarios {[s.removesuffix('.toml') for s in data.scenarios()]}"
-    )
+        f"scenario {shown(str(name_or_path), 300)} not found: not a file, and not one "
+        f"of the shipped scenarios {shipped}").at(str(name_or_path))
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):  # a NUL byte, a name too long
+        return False
 
 
 def read_text(path: Path) -> str:
-    """The text of a regular, UTF-8 file of at most MAX_FILE_BYTES (a byte-order mark
-    is allowed); anything else is a ScenarioError naming the file."""
-    try:
-        info = path.stat()
-        if not stat.S_ISREG(info.st_mode):
-            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "a device or pipe"
-            raise ScenarioError(f"{path}: is {kind}, not a regular file")
-        if info.st_size > MAX_FILE_BYTES:
-            raise ScenarioError(f"{path}: {info.st_size} bytes, more than the "
-                                f"{MAX_FILE_BYTES} a scenario or CSV file may have")
-        with path.open("rb") as fh:
-            raw = fh.read(MAX_FILE_BYTES + 1)
-    except OSError as err:
-        raise ScenarioError(f"{path}: cannot read: {err.strerror or err}") from None
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise ScenarioError(f"{path}: not UTF-8 text (byte {err.start}: "
-                            f"{raw[err.start:err.start + 1]!r})") from None
+    """The text of a regular, UTF-8 scenario file of at most paths.MAX_FILE_BYTES
+    (a byte-order mark is allowed); anything else is a ScenarioError naming it."""
+    return paths.read_text(path, paths.MAX_FILE_BYTES)
 
 
-def load_scenario(name_or_path: str | Path) -> Scenario:
-    """Read and validate a scenario file; raises ScenarioError naming file and field."""
-    path = resolve_scenario_path(name_or_path)
+def _document(path: Path) -> dict[str, Any]:
     try:
-        doc = tomllib.loads(read_text(path))
+        return tomllib.loads(read_text(path))
     except tomllib.TOMLDecodeError as err:
-        raise ScenarioError(f"{path}: not valid TOML: {err}") from None
-    return scenario_from_dict(doc, path)
+        raise ScenarioError(f"{path}: not valid TOML: {err}").at(path) from None
 
 
-def scenario_from_dict(doc: dict[str, Any], path: Path | None = None) -> Scenario:
+def load_scenario(name_or_path: str | os.PathLike, *, allow_outside: bool = False
+                  ) -> Scenario:
+    """Read and validate a scenario file; raises ScenarioError naming file and field.
+
+    ``allow_outside``: let the scenario read data files outside its own folder
+    (and aggregame's data/); by default such a path is refused (OutsideFolderError).
+    """
+    path = resolve_scenario_path(name_or_path)
+    return scenario_from_dict(_document(path), path, allow_outside=allow_outside)
+
+
+def load_players(name_or_path: str | os.PathLike, *, allow_outside: bool = False
+                 ) -> list[PlayerColumns]:
+    """Every player entry of a scenario with its members as columns (names, family
+    codes, parameters), checked like load_scenario checks them, without building
+    Player or User objects."""
+    path = resolve_scenario_path(name_or_path)
+    doc = _document(path)
+    _check_schema(doc, str(path))
+    return _Reader(path, allow_outside).entries(doc)
+
+
+def scenario_from_dict(doc: dict[str, Any], path: Path | None = None, *,
+                       allow_outside: bool = False) -> Scenario:
     """A scenario from a parsed document: types and keys checked by the schema, then
-    the game built by its definition classes (which check the values' ranges)."""
+    the game built by its definition classes (which check the values' ranges).
+    Data files are read relative to ``path``'s folder (else the working folder)."""
     where = str(path) if path else "<scenario>"
-    try:
-        schema.check_document(doc)
-    except Invalid as err:
-        raise ScenarioError(f"{where}: {err}") from None
+    _check_schema(doc, where)
     solver = SolverSettings.from_table(doc.get("solver", {}), where)
-    base = path.parent if path else Path.cwd()
-    players: list[Player] = []
+    entries = _Reader(path, allow_outside).entries(doc)
     try:
-        price = _price(doc["market"])
-        defaults = doc.get("defaults", {})
-        for section in ("players", "individuals"):
-            for k, spec in enumerate(doc.get(section, [])):
-                players.extend(_players(spec, f"{section}[{k}]", defaults, base,
-                                        individual=section == "individuals"))
-        if not players:
-            raise Invalid("players", "a scenario needs at least one player")
-        game = _game(players, price)
+        price = _defined("market", lambda: _price(doc["market"]))
+        players = [p for entry in entries
+                   for p in _defined(entry.where, entry.players)]
+        game = _defined("players", lambda: Game(tuple(players), price))
     except Invalid as err:
-        raise ScenarioError(f"{where}: {err}") from None
+        raise ScenarioError(f"{where}: {err}").at(path, err.field) from None
     solver.check_players(len(players))
     meta = doc.get("scenario", {})
-    return Scenario(name=meta.get("name", path.stem if path else "scenario"),
+    # A name taken from the file's name is shown as it is printable (the file's own
+    # name, if any, was checked by the schema).
+    return Scenario(name=meta.get("name", printable(path.stem) if path else "scenario"),
                     description=meta.get("description", ""), game=game,
                     solver=solver, path=path)
 
 
+def _check_schema(doc: dict[str, Any], where: str) -> None:
+    try:
+        schema.check_document(doc)
+    except Invalid as err:
+        raise ScenarioError(f"{where}: {err}").at(
+            None if where == "<scenario>" else where, err.field) from None
+
+
 def _defined(where: str, build: Callable[[], T]) -> T:
     """``build()``, its definition errors (and arithmetic trouble with extreme
-    numbers) reported as a problem of ``where``."""
+    numbers) reported as a problem of ``where``, or of the field the error names."""
     try:
         return build()
     except (GameDefinitionError, ArithmeticError) as err:
-        raise Invalid(where, str(err)) from None
-
-
-def _game(players: list[Player], price: Price) -> Game:
-    return _defined("players", lambda: Game(tuple(players), price))
+        field, text = getattr(err, "field", None), str(err)
+        if field and text.startswith(f"{field}: "):
+            text = text[len(field) + 2:]
+        if field and not any(c in field for c in ".["):  # a bare field: of `where`
+            field = f"{where}.{field}"
+        raise Invalid(field or where, text) from None
 
 
 def _price(market: dict[str, Any]) -> Price:
     kind = market.get("price", "linear")
     args = {k: v for k, v in market.items() if k != "price"}
-    return _defined("market", lambda: PRICE_KINDS[kind](**args))
+    return PRICE_KINDS[kind](**args)
 
 
-def _players(spec: dict[str, Any], where: str, defaults: dict[str, Any], base: Path,
-             individual: bool) -> list[Player]:
-    merged = {**defaults, **spec}
-    try:
-        alpha = parse_alpha(merged.get("alpha", 0.0), where=where)
-    except GameDefinitionError:
-        raise Invalid(f"{where}.alpha", f"must be a number >= 0 or 'inf', got "
-                                        f"{merged.get('alpha')!r}") from None
-    rule = merged.get("rule", "floor")
-    eps = merged.get("eps", DEFAULT_FLOOR_EPS)
-    maxmin = merged.get("maxmin", MaxMinRule.LEXIMIN)
-    if "maxmin" in spec and (individual or not math.isinf(alpha)):
-        # A default may cover every player; a player's own key must mean something.
-        raise Invalid(f"{where}.maxmin", "applies to max-min players (alpha = 'inf') "
-                                         f"only; this one has alpha = "
-                                         f"{'n/a (an individual)' if individual else alpha}")
-    users = _users(spec, where, base)
-    if individual:
-        return _defined(where, lambda: [Player.individual(u, rule=rule, eps=eps)
-                                        for u in users])
-    return [_defined(where, lambda: Player.aggregator(spec["name"], users, alpha=alpha,
-                                                      rule=rule, eps=eps,
-                                                      maxmin=maxmin))]
+class _Reader:
+    """One load: the scenario's folder, whether outside paths are allowed, and every
+    data file read so far (each read and checked once)."""
 
+    def __init__(self, path: Path | None, allow_outside: bool) -> None:
+        self.path = path
+        self.where = str(path) if path else "<scenario>"
+        self.base = path.parent if path else Path.cwd()
+        self.allow_outside = allow_outside
+        self.files: dict[Path, MemberFile] = {}
 
-def _users(spec: dict[str, Any], where: str, base: Path) -> list[User]:
-    source = spec.get("users")
-    if source is None:  # a one-member player written inline
-        return [_user(spec, where)]
-    if isinstance(source, str):
-        return _users_from_csv(source, spec.get("group"), where, base)
-    return [_user(u, f"{where}.users[{k}]") for k, u in enumerate(source)]
+    def entries(self, doc: dict[str, Any]) -> list[PlayerColumns]:
+        defaults = doc.get("defaults", {})
+        out = []
+        for section in ("players", "individuals"):
+            for k, spec in enumerate(doc.get(section, [])):
+                out.append(self._entry(spec, f"{section}[{k}]", defaults,
+                                       individual=section == "individuals"))
+        if not out:
+            raise ScenarioError(f"{self.where}: players: a scenario needs at least "
+                                f"one player").at(self.path, "players")
+        return out
 
+    def _entry(self, spec: dict[str, Any], where: str, defaults: dict[str, Any],
+               individual: bool) -> PlayerColumns:
+        merged = {**defaults, **spec}
+        try:
+            alpha = 0.0 if individual else self._alpha(spec, merged, where)
+            members = self._members(spec, where)
+        except Invalid as err:
+            raise ScenarioError(f"{self.where}: {err}").at(self.path,
+                                                           err.field) from None
+        return PlayerColumns(
+            name=None if individual else spec["name"], individual=individual,
+            alpha=alpha, rule=merged.get("rule", "floor"),
+            eps=merged.get("eps", DEFAULT_FLOOR_EPS),
+            maxmin=merged.get("maxmin", MaxMinRule.LEXIMIN), members=members,
+            where=where)
 
-def _user(spec: dict[str, Any], where: str) -> User:
-    family = spec.get("utility", "quadratic")
-    params = {p: spec[p] for p in schema.UTILITY_PARAMS[family]}
-    return _defined(where, lambda: User(spec["name"], UTILITY_FAMILIES[family](
-        **params)))
+    @staticmethod
+    def _alpha(spec: dict[str, Any], merged: dict[str, Any], where: str) -> float:
+        try:
+            alpha = parse_alpha(merged.get("alpha", 0.0), where=where)
+        except GameDefinitionError:
+            raise Invalid(f"{where}.alpha", f"must be a number >= 0 or 'inf', got "
+                                            f"{shown(merged.get('alpha'))}") from None
+        if "maxmin" in spec and not math.isinf(alpha):
+            # A default may cover every player; a player's own key must mean something.
+            raise Invalid(f"{where}.maxmin", f"applies to max-min players (alpha = "
+                                             f"'inf') only; this one has alpha = "
+                                             f"{alpha:g}")
+        return alpha
 
+    def _members(self, spec: dict[str, Any], where: str) -> MemberColumns:
+        source = spec.get("users")
+        if source is None:  # a one-member player written inline
+            return columns_from_specs([spec], lambda i: where)
+        if isinstance(source, str):
+            return self._file(source, where).select(spec.get("group"),
+                                                    f"{where}.group")
+        return columns_from_specs(source, lambda i: f"{where}.users[{i}]")
 
-def _csv_path(source: str, where: str, base: Path) -> Path:
-    path = base / source
-    if not path.exists():
-        from aggregame import data
-
-        path = data.path(source)
-    if not path.exists():
-        raise Invalid(f"{where}.users", f"CSV file {source!r} not found next to the "
-                                        f"scenario or in aggregame's data/")
-    return path
-
-
-def _users_from_csv(source: str, group: Any, where: str, base: Path) -> list[User]:
-    path = _csv_path(source, where, base)
-    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
-    users = []
-    try:
-        schema.check_csv_header(reader.fieldnames)
-        for line, row in enumerate(reader, start=2):
-            if group is not None and (row.get("group") or "").strip() != str(group):
-                continue
-            name, family, params = schema.csv_user(row, line)
-            users.append(_defined(f"line {line}", lambda: User(
-                name, UTILITY_FAMILIES[family](**params))))
-    except csv.Error as err:
-        raise ScenarioError(f"{path}: not a valid CSV file: {err}") from None
-    except Invalid as err:
-        raise ScenarioError(f"{path}: {err}") from None
-    if not users:
-        raise Invalid(f"{where}.group", f"no row of {path.name} has group {group!r}")
-    return users
+    def _file(self, source: str, where: str) -> MemberFile:
+        path = paths.data_file(source, self.base, scenario=self.where,
+                               field=f"{where}.users",
+                               allow_outside=self.allow_outside)
+        if path not in self.files:
+            raw = paths.read_bytes(path, paths.MAX_DATA_BYTES, follow=False)
+            try:
+                self.files[path] = read_member_file(path, raw)
+            except Invalid as err:
+                raise ScenarioError(f"{path}: {err}").at(path, err.field) from None
+        return self.files[path]

@@ -23,7 +23,7 @@ import json
 import math
 from typing import Any
 
-from aggregame import checks, settings
+from aggregame import checks, member_files, settings
 from aggregame.checks import Invalid
 from aggregame.fairness import MaxMinRule, PricedOutRule
 from aggregame.price import PRICE_KINDS
@@ -37,14 +37,20 @@ ALL_UTILITY_PARAMS = tuple(sorted({p for ps in UTILITY_PARAMS.values() for p in 
 #: Fields of each price kind.
 PRICE_FIELDS = {kind: tuple(f.name for f in dataclasses.fields(cls) if f.init)
                 for kind, cls in PRICE_KINDS.items()}
-RULES = tuple(r.value for r in PricedOutRule)
-MAXMIN_RULES = tuple(r.value for r in MaxMinRule)
 FAIRNESS_KEYS = ("alpha", "rule", "eps", "maxmin")
 USER_KEYS = ("name", "utility") + ALL_UTILITY_PARAMS
 PLAYER_KEYS = ("name", "users", "group") + FAIRNESS_KEYS + ("utility",) \
     + ALL_UTILITY_PARAMS
 TOP_KEYS = ("scenario", "market", "defaults", "players", "individuals", "solver")
-CSV_COLUMNS = ("name", "group", "utility") + ALL_UTILITY_PARAMS
+#: Columns of a CSV or Parquet file of users (game/member_files.py).
+CSV_COLUMNS = member_files.COLUMNS
+#: Keys that do not apply to an [[individuals]] entry, and why.
+NOT_FOR_INDIVIDUALS = {
+    "alpha": "one member: every alpha orders its purchases alike (alpha = 0 is "
+             "used); an aggregator is a [[players]] entry",
+    "maxmin": "applies to max-min aggregators; an individual has one member"}
+#: Longest scenario description (characters): it is printed on one line.
+MAX_DESCRIPTION_LENGTH = 2000
 
 
 # -- checks ---------------------------------------------------------------------
@@ -55,9 +61,15 @@ def check_document(doc: dict[str, Any]) -> None:
     checks.no_unknown_keys(doc, TOP_KEYS, "", "table")
     meta = checks.table(doc.get("scenario", {}), "scenario")
     checks.no_unknown_keys(meta, ("name", "description"), "scenario")
-    for key in ("name", "description"):
-        if key in meta:
-            checks.string(meta[key], f"scenario.{key}", nonempty=key == "name")
+    if "name" in meta:
+        checks.name(meta["name"], "scenario.name")
+    if "description" in meta:
+        text = checks.string(meta["description"], "scenario.description",
+                             nonempty=False)
+        if len(text) > MAX_DESCRIPTION_LENGTH or not text.isprintable():
+            raise Invalid("scenario.description",
+                          f"must be one line of at most {MAX_DESCRIPTION_LENGTH} "
+                          f"printable characters, got {checks.shown(text)}")
     if "market" not in doc:
         raise Invalid("market", "missing table [market] with the price, e.g. "
                                 "price = 'linear', c = 0.001")
@@ -92,22 +104,30 @@ def check_fairness(spec: dict[str, Any], where: str, only: bool = False) -> None
         elif not (isinstance(alpha, float) and math.isinf(alpha) and alpha > 0):
             checks.number(alpha, f"{where}.alpha")
     if "rule" in spec:
-        checks.choice(spec["rule"], f"{where}.rule", RULES)
+        checks.choice(spec["rule"], f"{where}.rule", PricedOutRule.names())
     if "eps" in spec:
         checks.number(spec["eps"], f"{where}.eps")
     if "maxmin" in spec:
-        checks.choice(spec["maxmin"], f"{where}.maxmin", MAXMIN_RULES)
+        checks.choice(spec["maxmin"], f"{where}.maxmin", MaxMinRule.names())
 
 
 def check_player(spec: dict[str, Any], where: str, aggregator: bool) -> None:
     checks.no_unknown_keys(spec, PLAYER_KEYS, where)
+    if not aggregator:
+        for key, why in NOT_FOR_INDIVIDUALS.items():
+            if key in spec:
+                raise Invalid(f"{where}.{key}", f"does not apply to an individual "
+                                                f"({why})")
     check_fairness(spec, where)
+    users = spec.get("users")
     if "name" in spec:
-        checks.string(spec["name"], f"{where}.name")
-    elif aggregator or "users" not in spec:
+        if not aggregator and users is not None:
+            raise Invalid(f"{where}.name", "does not apply: each user of `users` is "
+                                           "an individual named by its own name")
+        checks.name(spec["name"], f"{where}.name")
+    elif aggregator or users is None:
         raise Invalid(f"{where}.name", "missing: an aggregator or a one-member player "
                                        "written inline needs a name")
-    users = spec.get("users")
     inline = [k for k in ("utility",) + ALL_UTILITY_PARAMS if k in spec]
     if users is None:
         if not inline:
@@ -119,18 +139,20 @@ def check_player(spec: dict[str, Any], where: str, aggregator: bool) -> None:
         raise Invalid(f"{where}.{inline[0]}", "belongs to a user; this player has "
                                               "`users`")
     elif isinstance(users, str):
-        checks.string(users, f"{where}.users")
+        checks.string(users, f"{where}.users")  # a file: game/paths.py decides
     elif isinstance(users, list):
         for k, user in enumerate(checks.tables(users, f"{where}.users")):
             check_user(user, f"{where}.users[{k}]")
     else:
-        raise Invalid(f"{where}.users", f"must be a CSV file name or an array of "
-                                        f"tables, got {checks.type_name(users)} "
+        raise Invalid(f"{where}.users", f"must be a file name (CSV or Parquet) or an "
+                                        f"array of tables, got "
+                                        f"{checks.type_name(users)} "
                                         f"{checks.shown(users)}")
     if "group" in spec:
         group = spec["group"]
         if not isinstance(users, str):
-            raise Invalid(f"{where}.group", "applies only to users from a CSV file")
+            raise Invalid(f"{where}.group", "applies only to users from a file (CSV "
+                                            "or Parquet)")
         if isinstance(group, bool) or not isinstance(group, (str, int)):
             raise Invalid(f"{where}.group", f"must be a string, got "
                                             f"{checks.type_name(group)} "
@@ -146,7 +168,7 @@ def check_user(spec: dict[str, Any], where: str,
     allowed = set(extra or USER_KEYS) - set(ALL_UTILITY_PARAMS) | set(params)
     checks.no_unknown_keys(spec, allowed, where, f"{family}-utility key")
     if "name" in spec:
-        checks.string(spec["name"], f"{where}.name")
+        checks.name(spec["name"], f"{where}.name")
     elif not extra:
         raise Invalid(f"{where}.name", "missing: every user needs a name")
     for name in params:
@@ -156,63 +178,26 @@ def check_user(spec: dict[str, Any], where: str,
         checks.number(spec[name], f"{where}.{name}")
 
 
-def check_csv_header(columns: list[str] | None) -> None:
-    """A header with a name column and only known columns."""
-    if not columns or "name" not in columns:
-        raise Invalid("header", f"needs a 'name' column, got {columns}")
-    for column in columns:
-        if column not in CSV_COLUMNS:
-            hint = checks.suggestion(column, CSV_COLUMNS)
-            raise Invalid(f"column {column!r}", f"unknown column; {hint}")
-
-
-def csv_user(row: dict[str | None, Any], line: int
-             ) -> tuple[str, str, dict[str, float]]:
-    """(name, family, parameters) of one CSV row, every cell checked."""
-    where = f"line {line}"
-    if None in row:
-        raise Invalid(where, f"more fields than the header: {checks.shown(row[None])}")
-    cells = {k: (v or "").strip() for k, v in row.items()}
-    if not cells.get("name"):
-        raise Invalid(f"{where}: column 'name'", "must not be empty")
-    family = checks.choice(cells.get("utility") or "quadratic",
-                           f"{where}: column 'utility'", UTILITY_FAMILIES)
-    params = {}
-    for column in ALL_UTILITY_PARAMS:
-        text = cells.get(column, "")
-        if column not in UTILITY_PARAMS[family]:
-            if text:
-                raise Invalid(f"{where}: column {column!r}",
-                              f"does not apply to a {family} utility, got {text!r}")
-            continue
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value):
-            raise Invalid(f"{where}: column {column!r}",
-                          f"must be a finite number, got {text!r}")
-        params[column] = value
-    return cells["name"], family, params
-
-
 # -- JSON Schema ----------------------------------------------------------------
 _NUMBER = {"type": "number"}
-_NAME = {"type": "string", "minLength": 1}
+_NAME = {"type": "string", "minLength": 1, "maxLength": checks.MAX_NAME_LENGTH}
 
 
-def _fairness_props() -> dict[str, Any]:
-    return {
+def _fairness_props(individual: bool = False) -> dict[str, Any]:
+    props = {
         "alpha": {"description": "0 social welfare, 1 proportional, any >= 0, or 'inf' "
                                  "(max-min)",
                   "oneOf": [{"type": "number", "minimum": 0},
                             {"enum": list(INF_ALPHAS)}]},
-        "rule": {"enum": list(RULES), "description": "rule for priced-out members"},
+        "rule": {"enum": PricedOutRule.names(),
+                 "description": "rule for priced-out members"},
         "eps": {"type": "number", "description": "floor added to each surplus "
                                                  "(floor rule)"},
-        "maxmin": {"enum": list(MAXMIN_RULES),
+        "maxmin": {"enum": MaxMinRule.names(),
                    "description": "reading of alpha = inf: leximin (default) or "
                                   "the minimum with a total-surplus tie-break"}}
+    return {k: v for k, v in props.items()
+            if not (individual and k in NOT_FOR_INDIVIDUALS)}
 
 
 def _user_schema(extra: dict[str, Any] | None = None,
@@ -236,15 +221,18 @@ def _market_schema() -> dict[str, Any]:
                       for kind, fields in PRICE_FIELDS.items()]}
 
 
-def _player_schema(name_required: bool) -> dict[str, Any]:
+def _player_schema(aggregator: bool) -> dict[str, Any]:
     group = {"type": ["string", "integer"], "description": "rows of this group only"}
+    files = {"type": "string", "description": "a CSV or Parquet (.parquet) file in "
+                                              "the scenario's folder"}
     with_users = {"type": "object", "additionalProperties": False,
-                  "properties": {"name": _NAME, **_fairness_props(), "group": group,
+                  "properties": {**({"name": _NAME} if aggregator else {}),
+                                 **_fairness_props(not aggregator), "group": group,
                                  "users": {"oneOf": [
-                                     {"type": "string", "description": "CSV file"},
+                                     files,
                                      {"type": "array", "items": _user_schema()}]}},
-                  "required": ["name", "users"] if name_required else ["users"]}
-    inline = _user_schema(_fairness_props())
+                  "required": ["name", "users"] if aggregator else ["users"]}
+    inline = _user_schema(_fairness_props(not aggregator))
     return {"oneOf": [with_users, *inline["oneOf"]]}
 
 
@@ -258,8 +246,9 @@ def json_schema() -> dict[str, Any]:
         "type": "object", "additionalProperties": False, "required": ["market"],
         "properties": {
             "scenario": {"type": "object", "additionalProperties": False,
-                         "properties": {"name": _NAME,
-                                        "description": {"type": "string"}}},
+                         "properties": {"name": _NAME, "description": {
+                             "type": "string",
+                             "maxLength": MAX_DESCRIPTION_LENGTH}}},
             "market": _market_schema(),
             "defaults": {"type": "object", "additionalProperties": False,
                          "properties": _fairness_props()},

@@ -60,6 +60,64 @@ STARTS = tuple(s.value for s in Start)
 SOLVER_NAMES = ("cyipopt", "ipopt", "scip", "highs")
 #: Largest certificate tolerance accepted: a regret of 1% of |J| is no equilibrium.
 MAX_CERTIFICATE_RTOL = 1e-2
+#: Smallest stopping tolerance of the rounds. A best response is resolved to 1e-12
+#: of the player's feasible interval, which can be 100 times its purchase: rounds
+#: asked to settle below 1e-10 of the purchases see that resolution as movement, and
+#: stop by a "cycle" at regret 0 or by the round limit (measured: the Fig. 4 games
+#: "cycle" at tol = 1e-12; random games at 1e-11 in 7 of 56 runs; none at 1e-10).
+MIN_TOL = 1e-10
+
+#: Solver options that read or write files, or load a library, by solver (option
+#: names compared in lower case): refused in scenario files, and on the command line
+#: without --allow-file-options; never passed to a probe when options are checked.
+#: Found in each solver's own list of options (Ipopt's documentation printout,
+#: SCIP's getParams(), HiGHS's writeOptions()): every option that names a file, a
+#: file prefix or a library, and the switches that write to such a file.
+FILE_OPTIONS: dict[str, tuple[str, ...]] = {
+    "ipopt": ("output_file", "option_file_name", "hsllib", "pardisolib"),
+    "scip": ("visual/vbcfilename", "visual/bakfilename",
+             "heuristics/alns/rewardfilename", "heuristics/repair/filename",
+             "estimation/regforestfilename", "solvingphases/feassetname",
+             "solvingphases/improvesetname", "solvingphases/proofsetname",
+             "concurrent/paramsetprefix", "nlpi/ipopt/optfile", "nlpi/ipopt/hsllib",
+             "nlpi/ipopt/pardisolib"),
+    "highs": ("log_file", "solution_file", "write_model_file", "write_model_to_file",
+              "write_solution_to_file", "write_presolved_model_file",
+              "write_presolved_model_to_file", "write_basis_file", "read_basis_file",
+              "read_solution_file", "write_iis_model_file",
+              "mip_improving_solution_file", "mip_improving_solution_save"),
+}
+#: Ipopt option values that load a library at run time (HSL, Pardiso): refused
+#: alike (this build has MUMPS, and a library found on the search path would run).
+LIBRARY_VALUES: dict[str, tuple[str, ...]] = {
+    "linear_solver": ("ma27", "ma57", "ma77", "ma86", "ma97", "pardiso",
+                      "pardisomkl", "spral", "custom"),
+    "linear_system_scaling": ("mc19",),
+    "nlp_scaling_method": ("equilibration-based",),
+    "nlpi/ipopt/linear_solver": ("ma27", "ma57", "ma77", "ma86", "ma97", "pardiso",
+                                 "pardisomkl", "spral", "custom"),
+    "nlpi/ipopt/linear_system_scaling": ("mc19",),
+    "nlpi/ipopt/nlp_scaling_method": ("equilibration-based",),
+}
+#: Solver names as SOLVER_NAMES spells them -> the key of FILE_OPTIONS.
+_OPTION_FAMILY = {"cyipopt": "ipopt", "ipopt": "ipopt", "scip": "scip",
+                  "highs": "highs"}
+
+
+def file_option(solver: str, key: str, value: Any) -> str | None:
+    """Why option ``key`` = ``value`` of ``solver`` touches a file, or None.
+
+    Keys are compared in lower case with surrounding spaces removed, so that no
+    spelling slips past (the solvers' own matching is at most that loose).
+    """
+    name = str(key).strip().lower()
+    family = _OPTION_FAMILY.get(str(solver).strip().lower(), "ipopt")
+    if name in FILE_OPTIONS[family]:
+        return "reads or writes a file"
+    libraries = LIBRARY_VALUES.get(name, ())
+    if isinstance(value, str) and value.strip().lower() in libraries:
+        return f"loads a library ({value.strip().lower()}) at run time"
+    return None
 
 #: Each key of [solver], its JSON Schema and its meaning (docs and the exported schema).
 FIELDS: dict[str, dict[str, Any]] = {
@@ -68,7 +126,7 @@ FIELDS: dict[str, dict[str, Any]] = {
     "best_response": {"enum": list(STRATEGIES),
                       "description": "auto: bisection, then scan if the certificate "
                                      "fails"},
-    "tol": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1,
+    "tol": {"type": "number", "minimum": MIN_TOL, "exclusiveMaximum": 1,
             "description": "stop when no purchase moves more than tol * max(1, max y)"},
     "max_rounds": {"type": "integer", "minimum": 1, "description": "round limit"},
     "start": {"oneOf": [{"enum": list(STARTS)},
@@ -122,8 +180,7 @@ class SolverSettings(RoundSettings):
         try:
             self._check()
         except checks.Invalid as err:
-            raise SettingsError(f"{self.source}: [solver] {err.field}: {err.problem}"
-                                ) from None
+            raise _error(self.source, err) from None
 
     def _check(self) -> None:
         set_ = object.__setattr__  # frozen: the checked words become their enums
@@ -132,8 +189,10 @@ class SolverSettings(RoundSettings):
         set_(self, "best_response", Strategy(
             checks.choice(self.best_response, "best_response", STRATEGIES)))
         tol = checks.number(self.tol, "tol")
-        if not 0 < tol < 1:
-            raise checks.Invalid("tol", f"must be in (0, 1), got {self.tol!r}")
+        if not MIN_TOL <= tol < 1:
+            raise checks.Invalid("tol", f"must be in [{MIN_TOL:g}, 1), got "
+                                        f"{self.tol!r} (below {MIN_TOL:g} the rounds "
+                                        f"would see the best response's rounding)")
         checks.integer(self.max_rounds, "max_rounds", 1)
         checks.integer(self.seed, "seed", 0)
         if self.certificate_rtol is not None:
@@ -144,6 +203,13 @@ class SolverSettings(RoundSettings):
         object.__setattr__(self, "start", _start(self.start))
         checks.choice(self.name, "name", SOLVER_NAMES)
         object.__setattr__(self, "options", _options(self.options))
+        for key, value in self.options:
+            why = file_option(self.name, key, value)
+            if why:
+                raise checks.Invalid(
+                    f"options.{key}", f"{why}; a scenario file may not set it (give "
+                                      f"it on the command line with "
+                                      f"--allow-file-options)")
 
     @classmethod
     def from_table(cls, table: Any, source: str) -> "SolverSettings":
@@ -152,8 +218,7 @@ class SolverSettings(RoundSettings):
             checks.table(table, "solver")
             checks.no_unknown_keys(table, FIELDS, "", "setting")
         except checks.Invalid as err:
-            raise SettingsError(f"{source}: [solver] {err.field}: {err.problem}"
-                                ) from None
+            raise _error(source, err) from None
         return cls(**table, source=source)
 
     def replace(self, **changes: Any) -> "SolverSettings":
@@ -163,9 +228,9 @@ class SolverSettings(RoundSettings):
     def check_players(self, count: int) -> None:
         """A start given as purchases must have one per player."""
         if not isinstance(self.start, str) and len(self.start) != count:
-            raise SettingsError(
-                f"{self.source}: [solver] start: needs one purchase per player "
-                f"({count}), got {len(self.start)}")
+            raise _error(self.source, checks.Invalid(
+                "start", f"needs one purchase per player ({count}), got "
+                         f"{len(self.start)}"))
 
     def dynamics_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of the best-response dynamics' settings."""
@@ -182,6 +247,13 @@ class SolverSettings(RoundSettings):
         out["start"] = self.start if isinstance(self.start, str) else list(self.start)
         out["options"] = dict(self.options)
         return out
+
+
+def _error(source: str, err: checks.Invalid) -> SettingsError:
+    """A SettingsError of the [solver] table read from ``source`` (a file's name,
+    or a label such as ``<settings>``)."""
+    out = SettingsError(f"{source}: [solver] {err.field}: {err.problem}")
+    return out.at(None if source.startswith("<") else source, f"solver.{err.field}")
 
 
 def _options(value: Any) -> tuple[tuple[str, Any], ...]:

@@ -16,31 +16,59 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
+from aggregame.checks import name_problem
+from aggregame.elementwise import anything, select
 from aggregame.errors import GameDefinitionError
 
 
 def check_finite(owner: str, field_name: str, value: Any, *, positive: bool = False,
                  nonnegative: bool = False) -> float:
-    """Return ``value`` as a float, or raise naming ``owner.field_name`` and the value."""
+    """``value`` as a float, or a GameDefinitionError naming ``owner``, the field
+    (also as its ``field``, for a caller to place in its own path) and the value."""
     try:
         number = float(value)
     except (TypeError, ValueError):
         raise GameDefinitionError(
             f"{owner}: field '{field_name}' must be a number, got {value!r}"
-        ) from None
+        ).at(field=field_name) from None
     if not math.isfinite(number):
-        raise GameDefinitionError(
-            f"{owner}: field '{field_name}' must be finite, got {value!r}"
-        )
-    if positive and number <= 0:
-        raise GameDefinitionError(
-            f"{owner}: field '{field_name}' must be > 0, got {value!r}"
-        )
-    if nonnegative and number < 0:
-        raise GameDefinitionError(
-            f"{owner}: field '{field_name}' must be >= 0, got {value!r}"
-        )
-    return number
+        problem = "must be finite"
+    elif positive and number <= 0:
+        problem = "must be > 0"
+    elif nonnegative and number < 0:
+        problem = "must be >= 0"
+    else:
+        return number
+    raise GameDefinitionError(f"{owner}: field '{field_name}' {problem}, got "
+                              f"{value!r}").at(field=field_name)
+
+
+#: Doublings of the bracket of ``zero_surplus_search`` (from 1 up to 2^200).
+ZERO_SURPLUS_DOUBLINGS = 200
+#: Halvings of that bracket: 80 halvings of a doubling bracket reach double
+#: precision.
+ZERO_SURPLUS_HALVINGS = 80
+
+
+def zero_surplus_search(U, params, price, slope_at_zero):  # noqa: N803
+    """Largest x with s(x) = U(x, params) - price x >= 0, elementwise (numpy arrays,
+    or the compiled kernels' scalars): 0 where U'(0) - price = ``slope_at_zero`` <= 0;
+    else a bracket doubled from 1 until s < 0, then bisection. The root of the
+    concave s lies right of its peak, where s falls through zero: bisection is
+    safe there."""
+    viable = slope_at_zero > 0
+    hi = 1.0 + 0.0 * viable  # (the shape of the members, as numbers)
+    for _ in range(ZERO_SURPLUS_DOUBLINGS):
+        grow = viable & (U(hi, params) - price * hi >= 0)
+        if not anything(grow):
+            break
+        hi = select(grow, 2 * hi, hi)
+    lo = 0.0 * hi
+    for _ in range(ZERO_SURPLUS_HALVINGS):
+        mid = 0.5 * (lo + hi)
+        positive = U(mid, params) - price * mid > 0
+        lo, hi = select(positive, mid, lo), select(positive, hi, mid)
+    return select(viable, lo, 0.0)
 
 
 @dataclass(frozen=True)
@@ -54,6 +82,22 @@ class Utility:
 
     family: ClassVar[str] = ""
     param_names: ClassVar[tuple[str, ...]] = ()
+    #: Each parameter's range: "positive" (> 0) or "nonnegative" (>= 0); checked
+    #: here for one user and, over whole columns, by the scenario loader.
+    param_signs: ClassVar[dict[str, str]] = {}
+
+    def __post_init__(self) -> None:
+        for name, sign in self.param_signs.items():
+            value = getattr(self, name)
+            # A float in range passes as is (the common case, kept cheap: a game of
+            # 10^6 members builds 10^6 utilities); anything else is converted or
+            # refused by check_finite.
+            if value.__class__ is float and (0.0 < value < math.inf or (
+                    value == 0.0 and sign == "nonnegative")):
+                continue
+            object.__setattr__(self, name, check_finite(
+                f"{self.family} utility", name, value, positive=sign == "positive",
+                nonnegative=sign == "nonnegative"))
 
     def params(self) -> dict[str, float]:
         """Parameters by name, e.g. ``{'a': 0.5, 'b': 3.0}``."""
@@ -77,30 +121,12 @@ class Utility:
                                  ) -> np.ndarray:
         """Largest x with U(x) - price * x >= 0 (0 where U'(0) <= price).
 
-        The surplus is concave with value 0 at x = 0, so {x : s(x) >= 0} is the interval
-        [0, this]. Generic version: safeguarded Newton on s(x) = 0 from the right of the
-        surplus peak; families with a closed form override it.
+        The surplus is concave with value 0 at x = 0, so {x : s(x) >= 0} is the
+        interval [0, this]. Generic version: ``zero_surplus_search``; families with a
+        closed form override it.
         """
         price = np.asarray(price, dtype=float)
-        slope0 = cls.dU(0.0, p) - price
-        viable = slope0 > 0
-        # Bracket: s > 0 just right of 0; find hi with s(hi) < 0 by doubling.
-        hi = np.ones(np.broadcast(price, slope0).shape)
-        for _ in range(200):
-            s_hi = cls.U(hi, p) - price * hi
-            grow = viable & (s_hi >= 0)
-            if not grow.any():
-                break
-            hi = np.where(grow, 2 * hi, hi)
-        lo = np.zeros_like(hi)
-        # The root of the concave s lies right of its peak; bisection is safe and
-        # 80 halvings of a doubling bracket reach double precision.
-        for _ in range(80):
-            mid = 0.5 * (lo + hi)
-            pos = (cls.U(mid, p) - price * mid) > 0
-            lo = np.where(pos, mid, lo)
-            hi = np.where(pos, hi, mid)
-        return np.where(viable, lo, 0.0)
+        return zero_surplus_search(cls.U, p, price, cls.dU(0.0, p) - price)
 
     def marginal_at_zero(self) -> float:
         """U'(0): the member is priced out of the market once the price reaches it."""
@@ -115,12 +141,7 @@ class QuadraticUtility(Utility):
     b: float
     family: ClassVar[str] = "quadratic"
     param_names: ClassVar[tuple[str, ...]] = ("a", "b")
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "a", check_finite("quadratic utility", "a", self.a,
-                                                   positive=True))
-        object.__setattr__(self, "b", check_finite("quadratic utility", "b", self.b,
-                                                   nonnegative=True))
+    param_signs: ClassVar[dict[str, str]] = {"a": "positive", "b": "nonnegative"}
 
     @staticmethod
     def U(x, p, lib=np):  # noqa: N802
@@ -141,6 +162,7 @@ class QuadraticUtility(Utility):
         return np.maximum(p["b"] - price, 0.0) / p["a"]
 
 
+
 @dataclass(frozen=True)
 class LogUtility(Utility):
     """U(x) = w log(1 + x) with w > 0: a concave family with an unbounded satiation."""
@@ -148,10 +170,7 @@ class LogUtility(Utility):
     w: float
     family: ClassVar[str] = "log"
     param_names: ClassVar[tuple[str, ...]] = ("w",)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "w", check_finite("log utility", "w", self.w,
-                                                   positive=True))
+    param_signs: ClassVar[dict[str, str]] = {"w": "positive"}
 
     @staticmethod
     def U(x, p, lib=np):  # noqa: N802
@@ -171,26 +190,6 @@ UTILITY_FAMILIES: dict[str, type[Utility]] = {
 }
 
 
-def make_utility(family: str, params: Mapping[str, Any], *, where: str = "user"
-                 ) -> Utility:
-    """Build a utility of a named family, with errors that name ``where``."""
-    cls = UTILITY_FAMILIES.get(family)
-    if cls is None:
-        raise GameDefinitionError(
-            f"{where}: field 'utility' must be one of {sorted(UTILITY_FAMILIES)}, "
-            f"got {family!r}"
-        )
-    missing = [name for name in cls.param_names if name not in params]
-    if missing:
-        raise GameDefinitionError(
-            f"{where}: {family} utility needs field(s) {missing}, got {sorted(params)}"
-        )
-    try:
-        return cls(**{name: params[name] for name in cls.param_names})
-    except GameDefinitionError as err:
-        raise GameDefinitionError(f"{where}: {err}") from None
-
-
 @dataclass(frozen=True)
 class User:
     """A named consumer with a utility of one family."""
@@ -199,10 +198,9 @@ class User:
     utility: Utility = field(repr=True)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name.strip():
-            raise GameDefinitionError(
-                f"user: field 'name' must be a non-empty string, got {self.name!r}"
-            )
+        problem = name_problem(self.name)
+        if problem:
+            raise GameDefinitionError(f"user: field 'name' {problem}")
         if not isinstance(self.utility, Utility):
             raise GameDefinitionError(
                 f"user '{self.name}': field 'utility' must be a Utility, "

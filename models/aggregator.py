@@ -20,12 +20,21 @@ purchase whatever solver filled the dual Suffix (models/duals.py).
 
 Two forms build the same components: ``add_aggregator`` fills a block the caller owns
 (so the inner problem can live inside a user's market model, with y_j and p the
-user's own Vars or Expressions), and ``AggregatorBlock`` is a Pyomo block class
-configured by a ConfigDict (player, purchase, price, rule, eps, objective, units) with
-``initialize()``, a strictly feasible start for Ipopt. ``build_aggregator_model``
-wraps ``add_aggregator`` in a ConcreteModel with a dual Suffix. Anything a
+user's own Vars or Expressions), and ``AggregatorBlock`` (models/block.py) is a Pyomo
+block class configured by a ConfigDict, scalar or indexed (one aggregator problem per
+hour, per bus). Either way the block gets ``initialize()``, a strictly feasible start
+for Ipopt, and ``lambda_(solver)``, the multiplier with one sign.
+``build_aggregator_model`` wraps ``add_aggregator`` in a ConcreteModel, with a dual
+Suffix unless ``duals=False`` (SCIP refuses a model that asks for duals). Anything a
 best-response loop changes is a mutable Param, so the model is built once. Every rule
-is a module-level function, so models pickle.
+is a module-level function, so models pickle and clone.
+
+Two forms of s_i >= 0 (``SurplusForm``). ``constraint``: the rows ``ineq_surplus``,
+right for any price and utility, but quadratic (HiGHS refuses them). ``bound``: at a
+price without variables s_i >= 0 is 0 <= x_i <= xbar_i(p) (the surplus is concave and
+zero at 0), a variable bound that follows the price (an expression of its Param);
+for quadratic members xbar_i = max(b_i - p, 0) / a_i, so the alpha = 0 block is a
+concave QP that HiGHS solves.
 
 Units. With ``units=(energy, money)`` (Pyomo units, e.g. MWh and USD), x, the
 purchase and the floor carry energy and money, the price money/energy; utilities are
@@ -37,24 +46,22 @@ of an amount of money has no unit).
 
 from __future__ import annotations
 
-import dataclasses
+import enum
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 import pyomo.environ as pyo
-from pyomo.common.config import Bool, ConfigDict, ConfigValue
-from pyomo.core.base.block import BlockData, CustomBlock, declare_custom_block
-from pyomo.core.expr.calculus.derivatives import differentiate
 from pyomo.core.expr.visitor import identify_variables
 
 from aggregame.errors import EmbeddingError, UnsupportedProblemError
-from aggregame.fairness import Fairness, PricedOutRule
+from aggregame.fairness import Fairness
 from aggregame.leximin import needs_leximin
-from aggregame.models.duals import improvement_per_unit
+from aggregame.models.duals import aggregator_lambda, allocation_lambda
 from aggregame.players import Player
-from aggregame.utilities import Utility
+from aggregame.utilities import QuadraticUtility, Utility
 
 #: Where initialize() puts x_i inside (0, xbar_i) when the purchase does not fit:
 #: a fraction of xbar strictly below 1 keeps every surplus positive.
@@ -62,6 +69,15 @@ INTERIOR_SHARE = 0.5
 #: How far below the smallest s_i + e_i initialize() starts the max-min level,
 #: relative to max(1, |that minimum|): strictly feasible, not on the constraint.
 LEVEL_MARGIN = 1e-3
+
+
+class SurplusForm(str, enum.Enum):
+    """How a block states s_i >= 0 (module docstring)."""
+
+    #: The rows ineq_surplus[i]: any price (also a variable), any utility.
+    CONSTRAINT = "constraint"
+    #: The bound x_i <= xbar_i(p): a price without variables, quadratic members.
+    BOUND = "bound"
 
 
 @dataclass(frozen=True)
@@ -112,13 +128,14 @@ class _Spec:
     units: AggregatorUnits | None
     utilities: dict[str, Utility]
     surplus_var: bool
+    surplus_form: SurplusForm = SurplusForm.CONSTRAINT
 
 
-def _spec(block: Any) -> _Spec:
+def spec_of(block: Any) -> _Spec:
     return block._aggregame
 
 
-def _contains_vars(expr: Any) -> bool:
+def contains_vars(expr: Any) -> bool:
     if expr is None or isinstance(expr, (int, float, np.floating, np.integer)):
         return False
     return next(identify_variables(expr, include_fixed=True), None) is not None
@@ -134,11 +151,10 @@ def check_embeddable(player: Player, price: Any) -> None:
     for alpha = 0 (phi(s) = s) and max-min (t <= s_i with s_i = 0 when priced out), so
     those are embedded as they are.
     """
-    if not _contains_vars(price):
+    if not contains_vars(price):
         return
     f = player.fairness
-    smooth_strict = f.rule is PricedOutRule.STRICT and (f.alpha == 0 or f.is_maxmin)
-    if f.rule is PricedOutRule.FLOOR or smooth_strict:
+    if not f.rule.needs_price_status(f):
         return
     raise EmbeddingError(
         f"player '{player.name}': rule '{f.rule.value}' (alpha = {f.alpha:g}) cannot be "
@@ -146,9 +162,36 @@ def check_embeddable(player: Player, price: Any) -> None:
     )
 
 
+def as_surplus_form(value: Any) -> SurplusForm:
+    """A SurplusForm from itself or its name, or an EmbeddingError naming the option."""
+    try:
+        return SurplusForm(value)
+    except ValueError:
+        raise EmbeddingError(
+            f"aggregator: option 'surplus_form' must be one of "
+            f"{[f.value for f in SurplusForm]}, got {value!r}") from None
+
+
+def check_bound_form(player: Player, price: Any) -> None:
+    """Refuse ``surplus_form='bound'`` where the bound would not be s_i >= 0: a price
+    with variables (the bound must be a number in each solve), or a member without a
+    closed-form zero-surplus consumption."""
+    if contains_vars(price):
+        raise EmbeddingError(
+            f"player '{player.name}': option 'surplus_form' = 'bound' needs a price "
+            "without variables (a number or a Param); with a variable price use "
+            "surplus_form='constraint'")
+    for member in player.members:
+        if not isinstance(member.utility, QuadraticUtility):
+            raise EmbeddingError(
+                f"player '{player.name}': option 'surplus_form' = 'bound' needs "
+                f"quadratic members, member {member.name!r} is "
+                f"{member.utility.family!r}; use surplus_form='constraint'")
+
+
 # -- rule functions (module level so that models pickle) ----------------------------
 def _surplus_rule(b: Any, i: str) -> Any:
-    spec = _spec(b)
+    spec = spec_of(b)
     util = spec.utilities[i]
     params = {k: b.utility_param[i, k] for k in util.param_names}
     if spec.units is None:
@@ -162,6 +205,20 @@ def _ineq_surplus_rule(b: Any, i: str) -> Any:
     return b.surplus[i] >= 0
 
 
+def _x_bounds_rule(b: Any, i: str) -> tuple[Any, Any]:
+    """(0, xbar_i(p)) in the bound form, an expression of the price's Param that Pyomo
+    evaluates at each solve; (0, None) otherwise."""
+    spec = spec_of(b)
+    if spec.surplus_form is SurplusForm.CONSTRAINT:
+        return (0.0, None)
+    price = spec.price if spec.units is None else spec.price / spec.units.price
+    # QuadraticUtility.zero_surplus_consumption, max(b - p, 0) / a, written with
+    # |.| (a max is not a Pyomo expression a bound may hold).
+    gap = b.utility_param[i, "b"] - price
+    cap = (gap + abs(gap)) / (2 * b.utility_param[i, "a"])
+    return (0.0, cap if spec.units is None else cap * spec.units.energy)
+
+
 def _ineq_maxmin_rule(b: Any, i: str) -> Any:
     return b.surplus[i] + b.surplus_floor[i] >= b.min_surplus
 
@@ -173,7 +230,7 @@ def _eq_shifted_surplus_rule(b: Any, i: str) -> Any:
 def _phi_term(b: Any, i: str, fairness: Fairness) -> Any:
     shifted = b.component("shifted_surplus")
     arg = shifted[i] if shifted is not None else b.surplus[i] + b.surplus_floor[i]
-    units = _spec(b).units
+    units = spec_of(b).units
     if units is not None and fairness.alpha != 0:
         arg = arg / units.money  # log and powers of a number of money units
     return b.member_weight[i] * fairness.phi(arg, lib=pyo)
@@ -181,7 +238,8 @@ def _phi_term(b: Any, i: str, fairness: Fairness) -> Any:
 
 # -- builders -----------------------------------------------------------------------
 def _declare_params(block: pyo.Block, player: Player, purchase: Any, price: Any,
-                    units: AggregatorUnits | None, surplus_var: bool) -> None:
+                    units: AggregatorUnits | None, surplus_var: bool,
+                    surplus_form: SurplusForm) -> None:
     members = [m.name for m in player.members]
     block.MEMBERS = pyo.Set(initialize=members, ordered=True,
                             doc="members i of the aggregator")
@@ -219,34 +277,37 @@ def _declare_params(block: pyo.Block, player: Player, purchase: Any, price: Any,
                                     units=money, doc="e_i added to s_i inside Phi [$]")
     # A plain object, not components: the caller's Var/Expression stays on its block.
     block._aggregame = _Spec(player, purchase, price, units,
-                             {m.name: m.utility for m in player.members}, surplus_var)
+                             {m.name: m.utility for m in player.members}, surplus_var,
+                             surplus_form)
 
 
 def _declare_vars_and_surplus(block: pyo.Block) -> None:
-    units = _spec(block).units
+    units = spec_of(block).units
     # Bounds rather than a NonNegativeReals domain: Ipopt may return -1e-11, which is
     # a valid answer within its bound relaxation, not a domain error.
-    block.x = pyo.Var(block.MEMBERS, within=pyo.Reals, bounds=(0.0, None), initialize=0.0,
-                      units=units.energy if units else None,
-                      doc="x_i: energy allocated to member i [unit]")
+    block.x = pyo.Var(block.MEMBERS, within=pyo.Reals, bounds=_x_bounds_rule,
+                      initialize=0.0, units=units.energy if units else None,
+                      doc="x_i: energy allocated to member i [unit]; in the bound form "
+                          "at most xbar_i(p), where s_i returns to 0")
     block.surplus = pyo.Expression(block.MEMBERS, rule=_surplus_rule,
                                    doc="s_i = U_i(x_i) - p x_i [$]")
 
 
 def _declare_constraints(block: pyo.Block) -> None:
     block.eq_balance = pyo.Constraint(
-        expr=sum(block.x[i] for i in block.MEMBERS) == _spec(block).purchase,
+        expr=sum(block.x[i] for i in block.MEMBERS) == spec_of(block).purchase,
         doc="sum_i x_i = y_j; its dual is lambda_j = dJ_j/dy_j at fixed price",
     )
-    block.ineq_surplus = pyo.Constraint(
-        block.MEMBERS, rule=_ineq_surplus_rule,
-        doc="s_i >= 0 (members never pay more than their utility)",
-    )
+    if spec_of(block).surplus_form is SurplusForm.CONSTRAINT:
+        block.ineq_surplus = pyo.Constraint(
+            block.MEMBERS, rule=_ineq_surplus_rule,
+            doc="s_i >= 0 (members never pay more than their utility)",
+        )
 
 
 def _declare_welfare(block: pyo.Block, player: Player) -> None:
     fairness = player.fairness
-    units = _spec(block).units
+    units = spec_of(block).units
     if fairness.is_maxmin:
         block.min_surplus = pyo.Var(within=pyo.Reals, initialize=0.0,
                                     units=units.money if units else None,
@@ -258,7 +319,7 @@ def _declare_welfare(block: pyo.Block, player: Player) -> None:
         block.welfare = pyo.Expression(expr=block.min_surplus,
                                        doc="J_j = min_i (s_i + e_i) [$]")
     else:
-        if _spec(block).surplus_var and fairness.alpha != 0:
+        if spec_of(block).surplus_var and fairness.alpha != 0:
             # Ipopt keeps a bounded variable strictly inside its bounds, even at
             # iteration 0 (its bound push moves x_i = 0 to 0.01, where the surplus
             # of a priced-out member is negative): phi of this variable is always
@@ -291,8 +352,8 @@ def _declare_objectives(block: pyo.Block, player: Player) -> None:
 
 def add_aggregator(block: pyo.Block, player: Player, *, purchase: Any = None,
                    price: Any = None, objective: bool = True, units: Any = None,
-                   priced_out_managed: bool = False, surplus_var: bool | None = None
-                   ) -> None:
+                   priced_out_managed: bool = False, surplus_var: bool | None = None,
+                   surplus_form: SurplusForm | str = SurplusForm.CONSTRAINT) -> None:
     """Declare player's inner allocation problem on ``block``; returns nothing.
 
     Parameters
@@ -300,7 +361,10 @@ def add_aggregator(block: pyo.Block, player: Player, *, purchase: Any = None,
     block : pyomo Block (or ConcreteModel)
         Receives Sets, mutable Params, Vars, Constraints, Expressions and, if
         ``objective``, the Objective ``obj`` (and for max-min a deactivated
-        ``obj_tiebreak``).
+        ``obj_tiebreak``). A block whose class has no ``initialize`` and
+        ``lambda_`` of its own gets both as attributes (``initialize_aggregator``,
+        ``aggregator_lambda`` bound to it), so the entries of a plain
+        ``pyo.Block(m.T, rule=...)`` have them too.
     player : Player
         The aggregator (or one-member player).
     purchase, price : Pyomo Var, Expression or number, optional
@@ -319,57 +383,83 @@ def add_aggregator(block: pyo.Block, player: Player, *, purchase: Any = None,
         ``eq_shifted_surplus``), so Ipopt never evaluates log or a power of a
         negative number, whatever the start. Default: True when the price contains
         variables and the bookkeeping is not managed (the embedded case), else False.
+    surplus_form : SurplusForm or its name
+        'constraint' (default): the rows ``ineq_surplus``; 'bound': the bounds
+        x_i <= xbar_i(p), for a price without variables and quadratic members
+        (the alpha = 0 block is then a QP: HiGHS solves it).
 
     Raises
     ------
     EmbeddingError
         If the player's rule is ``viable``, or ``strict`` with 0 < alpha < inf, and
-        the price contains variables (see ``check_embeddable``).
+        the price contains variables (see ``check_embeddable``); if the bound form
+        is asked where it does not hold (``check_bound_form``); if the block already
+        has an aggregator's components.
 
     Notes
     -----
     With the price a Var of the caller, the priced-out bookkeeping of the solve helper
     cannot run before the solve; use the floor rule there (its s_i >= 0 constraint
     alone keeps priced-out members at x_i = 0). Call ``initialize_aggregator`` (or
-    ``AggregatorBlock.initialize``) before solving so Ipopt starts where every
+    the block's ``initialize()``) before solving so Ipopt starts where every
     logarithm is defined.
     """
     for name in ("x", "eq_balance", "welfare"):
         if block.component(name) is not None:
-            raise ValueError(f"block {block.name!r} already has a component {name!r}; "
-                             "add each aggregator to its own block")
+            raise EmbeddingError(f"block {block.name!r} already has a component "
+                                 f"{name!r}; add each aggregator to its own block")
     if needs_leximin(player):
         raise UnsupportedProblemError(
             f"an aggregator block does not model leximin max-min (player "
             f"{player.name!r}): set maxmin = 'total-surplus' for it, or solve it with "
             f"the native backend")
+    form = as_surplus_form(surplus_form)
+    if form is SurplusForm.BOUND:
+        check_bound_form(player, price)
     if not priced_out_managed:
         check_embeddable(player, price)
     if surplus_var is None:
-        surplus_var = not priced_out_managed and _contains_vars(price)
-    _declare_params(block, player, purchase, price, as_units(units), bool(surplus_var))
+        surplus_var = not priced_out_managed and contains_vars(price)
+    _declare_params(block, player, purchase, price, as_units(units), bool(surplus_var),
+                    form)
     _declare_vars_and_surplus(block)
     _declare_constraints(block)
     _declare_welfare(block, player)
     if objective:
         _declare_objectives(block, player)
+    _attach_methods(block)
 
 
-def build_aggregator_model(player: Player, purchase: float = 0.0, price: float = 0.0
+def _attach_methods(block: pyo.Block) -> None:
+    """``initialize()`` and ``lambda_(solver)`` on any block that holds an aggregator
+    (partials of module-level functions: they pickle and clone with the block)."""
+    for name, function in (("initialize", initialize_aggregator),
+                           ("lambda_", aggregator_lambda)):
+        if not hasattr(type(block), name):
+            setattr(block, name, partial(function, block))
+
+
+def build_aggregator_model(player: Player, purchase: float = 0.0, price: float = 0.0,
+                           *, duals: bool = True,
+                           surplus_form: SurplusForm | str = SurplusForm.CONSTRAINT
                            ) -> pyo.ConcreteModel:
     """Standalone inner model of ``player`` with mutable ``purchase`` and ``price``.
 
-    The model carries a ``dual`` Suffix (IMPORT); after a solve with cyipopt,
-    ``model.dual[model.eq_balance]`` is lambda_j = dJ_j/dy_j at fixed price
-    (``aggregator_lambda`` gives it for any solver).
+    With ``duals`` (the default) the model carries a ``dual`` Suffix (IMPORT); after
+    a solve, ``aggregator_lambda(model, solver)`` (or ``model.lambda_(solver)``) is
+    lambda_j = dJ_j/dy_j at fixed price. Give ``duals=False`` for a solver that
+    refuses a dual Suffix (SCIP: lambda then comes from the allocation).
+    ``surplus_form='bound'`` states s_i >= 0 as bounds (see ``add_aggregator``).
     """
     if not (math.isfinite(purchase) and purchase >= 0):
-        raise ValueError(f"purchase must be finite and >= 0, got {purchase!r}")
+        raise EmbeddingError(f"aggregator model: purchase must be finite and >= 0, "
+                             f"got {purchase!r}")
     model = pyo.ConcreteModel(name=f"aggregator[{player.name}]")
-    add_aggregator(model, player)
+    add_aggregator(model, player, surplus_form=surplus_form)
     model.purchase.set_value(purchase)
     model.price.set_value(price)
-    model.dual = pyo.Suffix(direction=pyo.Suffix.IMPORT)
+    if duals:
+        model.dual = pyo.Suffix(direction=pyo.Suffix.IMPORT)
     return model
 
 
@@ -399,7 +489,7 @@ def initialize_aggregator(block: pyo.Block) -> None:
     positive: Ipopt restores the balance, it cannot recover from a NaN). The max-min
     level starts LEVEL_MARGIN below the smallest s_i + e_i.
     """
-    spec = _spec(block)
+    spec = spec_of(block)
     player = spec.player
     price = _value(spec.price, "price", block)
     xbar = player.zero_surplus_consumption(price)
@@ -427,158 +517,6 @@ def initialize_aggregator(block: pyo.Block) -> None:
             block.shifted_surplus[name].set_value(float(max(shifted[k], 0.0)))
 
 
-# -- the multiplier -------------------------------------------------------------------
-def aggregator_lambda(block: pyo.Block, solver: Any, model: pyo.Block | None = None
-                      ) -> float:
-    """lambda_j: gain of the model's objective per unit of purchase (> 0 when more
-    purchase helps), read from ``model.dual[block.eq_balance]``.
-
-    The sign is the same for every solver (models/duals.py): for the standalone
-    model, or any model that maximizes ``block.welfare``, it is dJ_j/dy_j at fixed
-    price; for a model that minimizes ``cost - welfare`` it is the same number.
-
-    Parameters
-    ----------
-    block : the aggregator block (or the standalone model).
-    solver : the solver (object or name, e.g. 'cyipopt', 'highs') that filled the
-        dual Suffix, or a ``DualConvention``.
-    model : the model holding the ``dual`` Suffix and the objective (default: the
-        block's root model).
-    """
-    model = block.model() if model is None else model
-    con = block.eq_balance
-    gain = improvement_per_unit(model, con, solver)
-    # Pyomo stores eq_balance as body == bound: body sum(x), bound y for a Param
-    # purchase; body sum(x) - y (or y - sum(x)), bound 0 for a Var. lambda is the
-    # value of one more unit delivered to the members, i.e. of raising the bound
-    # when d(body)/dx_i = +1 and of lowering it otherwise.
-    first = block.x[next(iter(block.MEMBERS))]
-    slope = pyo.value(differentiate(con.body, wrt=first))
-    return gain if slope > 0 else -gain
-
-
-# -- the block class --------------------------------------------------------------------
-def _player_domain(value: Any) -> Player:
-    if not isinstance(value, Player):
-        raise EmbeddingError(
-            f"aggregator block: option 'player' must be a Player, got "
-            f"{type(value).__name__}"
-        )
-    return value
-
-
-def _rule_domain(value: Any) -> PricedOutRule | None:
-    if value is None:
-        return None
-    try:
-        return PricedOutRule(value)
-    except ValueError:
-        raise EmbeddingError(
-            f"aggregator block: option 'rule' must be one of "
-            f"{[r.value for r in PricedOutRule]}, got {value!r}"
-        ) from None
-
-
-def _eps_domain(value: Any) -> float | None:
-    if value is None:
-        return None
-    try:
-        eps = float(value)
-    except (TypeError, ValueError):
-        eps = math.nan
-    if not math.isfinite(eps) or eps < 0:
-        raise EmbeddingError(
-            f"aggregator block: option 'eps' must be a finite number >= 0, got {value!r}"
-        )
-    return eps
-
-
-_CALLER_VALUE = "a Var, Expression or number of the caller; None declares a mutable "
-
-#: The block's options: (name, default, domain that checks and converts, description).
-_BLOCK_OPTIONS: tuple[tuple[str, Any, Any, str], ...] = (
-    ("player", None, _player_domain, "the aggregator (a Player)"),
-    ("purchase", None, None, f"y_j: {_CALLER_VALUE}Param 'purchase'"),
-    ("price", None, None, f"p: {_CALLER_VALUE}Param 'price'"),
-    ("rule", None, _rule_domain, "priced-out rule; None keeps the player's"),
-    ("eps", None, _eps_domain, "floor eps of the floor rule; None keeps the player's"),
-    ("objective", True, Bool,
-     "declare 'obj' (maximize welfare); False inside a user's model"),
-    ("units", None, as_units, "(energy, money) Pyomo units, or None for plain numbers"),
-)
-
-
-def _block_config() -> ConfigDict:
-    config = ConfigDict(description="options of an AggregatorBlock")
-    for name, default, domain, description in _BLOCK_OPTIONS:
-        config.declare(name, ConfigValue(default=default, domain=domain,
-                                         description=description))
-    return config
-
-
-@declare_custom_block(name="AggregatorBlock", rule="build")
-class AggregatorBlockData(BlockData):
-    """One aggregator's inner problem as a Pyomo block, configured by ``CONFIG``.
-
-    Examples
-    --------
-    >>> m.agg = AggregatorBlock(player=player, purchase=m.y, price=m.p,
-    ...                         objective=False, units=(pyo.units.MWh, pyo.units.USD))
-    >>> m.agg.initialize()          # strictly feasible start at the current price
-    >>> m.agg.lambda_('cyipopt')    # after a solve: gain per unit of purchase
-
-    The components and their names are those of ``add_aggregator``.
-    """
-
-    CONFIG = _block_config()
-
-    def build(self, *args: Any) -> None:
-        options = getattr(self.parent_component(), "_aggregator_options", {})
-        if "player" not in options:
-            raise EmbeddingError(
-                f"aggregator block {self.name!r}: option 'player' is required"
-            )
-        try:
-            self.config = self.CONFIG(options)
-        except ValueError as err:
-            # ConfigDict wraps a domain's error in a multi-line message: keep ours.
-            cause = err.__cause__ or err.__context__
-            while cause is not None and not isinstance(cause, EmbeddingError):
-                cause = cause.__cause__ or cause.__context__
-            raise (EmbeddingError(str(cause)) if cause else err) from None
-        player = self.config.player
-        if self.config.rule is not None or self.config.eps is not None:
-            f = player.fairness
-            fairness = Fairness(
-                alpha=f.alpha,
-                rule=self.config.rule if self.config.rule is not None else f.rule,
-                eps=self.config.eps if self.config.eps is not None else f.eps)
-            player = dataclasses.replace(player, fairness=fairness)
-        add_aggregator(self, player, purchase=self.config.purchase,
-                       price=self.config.price, objective=self.config.objective,
-                       units=self.config.units)
-
-    @property
-    def player(self) -> Player:
-        """The player as built (with the block's rule and eps)."""
-        return _spec(self).player
-
-    def initialize(self) -> None:
-        """Strictly feasible start at the current price (``initialize_aggregator``)."""
-        initialize_aggregator(self)
-
-    def lambda_(self, solver: Any, model: pyo.Block | None = None) -> float:
-        """lambda_j with one sign whatever the solver (``aggregator_lambda``)."""
-        return aggregator_lambda(self, solver, model)
-
-
-def _aggregator_block_init(self: Any, *args: Any, **kwargs: Any) -> None:
-    # Block() refuses unknown keywords: keep the CONFIG options on the component,
-    # where build() (the construction rule of each BlockData) reads them.
-    self._aggregator_options = {k: kwargs.pop(k) for k in list(kwargs)
-                                if k in AggregatorBlockData.CONFIG}
-    CustomBlock.__init__(self, *args, **kwargs)
-
-
-AggregatorBlock = globals()["AggregatorBlock"]  # declared by declare_custom_block
-AggregatorBlock.__init__ = _aggregator_block_init
+__all__ = ["AggregatorUnits", "SurplusForm", "add_aggregator", "aggregator_lambda",
+           "allocation_lambda", "build_aggregator_model", "check_embeddable",
+           "contains_vars", "initialize_aggregator", "spec_of"]

@@ -115,10 +115,11 @@ def add_fischer_burmeister(model: pyo.Block, name: str = "fischer",
     model.add_component(name, blk)
     blk.mu = pyo.Param(mutable=True, initialize=mu, within=pyo.NonNegativeReals,
                        doc="smoothing: solutions of eq have a * b = mu")
+    # Built from a mapping, not a lambda over ``pairs``: the model pickles.
     blk.eq = pyo.Constraint(
         range(len(pairs)),
-        rule=lambda b, k: pairs[k][0] + pairs[k][1]
-        - pyo.sqrt(pairs[k][0] ** 2 + pairs[k][1] ** 2 + 2 * b.mu) == 0,
+        rule={k: a + b - pyo.sqrt(a ** 2 + b ** 2 + 2 * blk.mu) == 0
+              for k, (a, b) in enumerate(pairs)},
         doc="a + b - sqrt(a^2 + b^2 + 2 mu) = 0, one per complementarity")
     equation, variable, owner = ComponentMap(), ComponentMap(), ComponentMap()
     for k, comp in enumerate(comps):

@@ -11,7 +11,7 @@ Player j's best response against the others' total Y_-j is one optimization over
 with Phi the alpha-fair welfare (paper eq. 3) and e_i the floor eps of the ``floor``
 priced-out rule. It is nonconvex through the product p x_i, so a local solver may
 stop at a local maximum; a global solver (SCIP) proves an upper bound on it, which is
-what solvers/global_certificate.py uses. Max-min (alpha = inf) maximizes an epigraph
+what solvers/certify/global_bound.py uses. Max-min (alpha = inf) maximizes an epigraph
 level t <= s_i + e_i (``obj``); its total-surplus tie-break is a second objective
 ``obj_tiebreak`` (deactivated) under ``ineq_level_floor`` (t >= level_floor,
 deactivated), which the solve helper switches on with level_floor = t* - tol.
@@ -44,14 +44,15 @@ building a model whose bound would be wrong.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyomo.environ as pyo
 
 from aggregame.errors import GlobalCertificateError
-from aggregame.fairness import PricedOutRule
 from aggregame.players import Game, Player
+from aggregame.utilities import Utility
 
 
 def check_supported(game: Game, j: int) -> None:
@@ -60,8 +61,9 @@ def check_supported(game: Game, j: int) -> None:
         raise GlobalCertificateError(
             f"joint best response: player index must be in [0, {len(game.players)}), "
             f"got {j!r}")
-    rule = game.players[j].fairness.rule
-    if rule is not PricedOutRule.FLOOR:
+    fairness = game.players[j].fairness
+    rule = fairness.rule
+    if rule.jumps_at_price_out(fairness):
         raise GlobalCertificateError(
             f"player '{game.players[j].name}': the global certificate models the "
             f"'floor' priced-out rule only, got rule '{rule.value}' (its member set "
@@ -84,35 +86,49 @@ def variable_bounds(game: Game, j: int, others_total: float) -> dict[str, Any]:
             "s_max": s_max}
 
 
+@dataclass(frozen=True)
+class _JointSpec:
+    """What the rule functions of a joint model read (kept on the block, so the
+    rules are module-level functions and the model pickles)."""
+
+    utilities: dict[str, Utility]
+    floor: float
+
+
+def _eq_surplus_rule(b: Any, i: str) -> Any:
+    util = b._joint.utilities[i]
+    return b.surplus[i] == util.U(b.x[i], util.params(), lib=pyo) - b.price * b.x[i]
+
+
+def _ineq_maxmin_rule(b: Any, i: str) -> Any:
+    return b.level <= b.surplus[i] + b._joint.floor
+
+
 def _declare_vars(block: pyo.Block, player: Player, bounds: dict[str, Any]) -> None:
     names = [m.name for m in player.members]
     block.MEMBERS = pyo.Set(initialize=names, ordered=True,
                             doc="members i of the aggregator")
-    x_max = dict(zip(names, bounds["x_max"].tolist()))
-    s_max = dict(zip(names, bounds["s_max"].tolist()))
     block.y = pyo.Var(bounds=(0.0, bounds["y_max"]), initialize=0.0,
                       doc="y_j: energy bought by the aggregator [unit]")
-    block.x = pyo.Var(block.MEMBERS, bounds=lambda b, i: (0.0, x_max[i]),
-                      initialize=0.0, doc="x_i: energy allocated to member i [unit]")
+    block.x = pyo.Var(block.MEMBERS, initialize=0.0,
+                      bounds={n: (0.0, v) for n, v in zip(names, bounds["x_max"])},
+                      doc="x_i: energy allocated to member i [unit]")
     block.price = pyo.Var(bounds=bounds["price"], initialize=bounds["price"][0],
                           doc="p = p(Y_-j + y_j): wholesale price [$/unit]")
-    block.surplus = pyo.Var(block.MEMBERS, bounds=lambda b, i: (0.0, s_max[i]),
-                            initialize=0.0,
+    block.surplus = pyo.Var(block.MEMBERS, initialize=0.0,
+                            bounds={n: (0.0, v) for n, v in zip(names,
+                                                                 bounds["s_max"])},
                             doc="s_i = U_i(x_i) - p x_i >= 0: member surplus [$]")
 
 
 def _declare_constraints(block: pyo.Block, game: Game, player: Player,
                          others_total: float) -> None:
-    utilities = {m.name: m.utility for m in player.members}
+    block._joint = _JointSpec({m.name: m.utility for m in player.members},
+                              player.fairness.floor)
     block.eq_price = pyo.Constraint(
         expr=block.price == game.price.value(others_total + block.y, lib=pyo),
         doc="p = p(Y_-j + y_j): the price moves with the player's own purchase")
-
-    def surplus_rule(b, i):
-        util = utilities[i]
-        return b.surplus[i] == util.U(b.x[i], util.params(), lib=pyo) - b.price * b.x[i]
-
-    block.eq_surplus = pyo.Constraint(block.MEMBERS, rule=surplus_rule,
+    block.eq_surplus = pyo.Constraint(block.MEMBERS, rule=_eq_surplus_rule,
                                       doc="s_i = U_i(x_i) - p x_i (bilinear in p, x)")
     block.eq_balance = pyo.Constraint(
         expr=sum(block.x[i] for i in block.MEMBERS) == block.y,
@@ -137,8 +153,7 @@ def _declare_welfare(block: pyo.Block, player: Player, s_max: np.ndarray) -> Non
     block.level = pyo.Var(bounds=(floor, top), initialize=floor,
                           doc="t: epigraph of min_i (s_i + e_i) [$]")
     block.ineq_maxmin = pyo.Constraint(
-        block.MEMBERS, rule=lambda b, i: b.level <= b.surplus[i] + floor,
-        doc="t <= s_i + e_i for every member")
+        block.MEMBERS, rule=_ineq_maxmin_rule, doc="t <= s_i + e_i for every member")
     block.welfare = pyo.Expression(expr=block.level, doc="J_j = min_i (s_i + e_i) [$]")
     block.obj = pyo.Objective(expr=block.level, sense=pyo.maximize,
                               doc="first stage of max-min: the level")

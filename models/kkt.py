@@ -21,7 +21,7 @@ sub-block ``kkt``:
 
 Priced-out members depend on the price, which is endogenous here; the model is built
 for a given *status* (which members are priced out, and which max-min players have a
-flat level and play by their tie-break), and the solver (solvers/kkt.py) rebuilds it
+flat level and play by their tie-break), and the solver (solvers/kkt/solve.py) rebuilds it
 until the status agrees with the solution.
 """
 
@@ -29,14 +29,14 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyomo.environ as pyo
 from pyomo.core.expr.calculus.derivatives import Modes, differentiate
 from pyomo.mpec import Complementarity, complements
 
-from aggregame.allocation import counted_members, member_terms
-from aggregame.fairness import PricedOutRule
+from aggregame.allocation import counted_members
 from aggregame.models.aggregator import add_aggregator
 from aggregame.players import Game, Player
 
@@ -78,8 +78,8 @@ def player_status(game: Game, j: int, price: float, price_without_j: float
     priced_out = tuple(bool(v) for v in u0 <= price)
     if not player.fairness.is_maxmin:
         return PlayerStatus(priced_out, KKTMode.WELFARE)
-    counted_out = (u0 <= price_without_j).any() and \
-        player.fairness.rule is not PricedOutRule.VIABLE
+    out = u0 <= price_without_j
+    counted_out = bool((out & player.fairness.rule.counted(out)).any())
     # Under the viable rule every member can be priced out: no level to hold up.
     nobody = not counted_members(player, np.array(priced_out)).any()
     flat = counted_out or nobody
@@ -111,7 +111,7 @@ def build_kkt_model(game: Game, status: list[PlayerStatus]) -> pyo.ConcreteModel
         blk.ineq_surplus.deactivate()
         if player.fairness.is_maxmin:
             blk.ineq_maxmin.deactivate()
-        _apply_status(blk, player, status[j])
+        apply_status(blk, player, status[j])
     m.eq_total = pyo.Constraint(expr=m.total == sum(
         m.player[n].x[i] for n in m.PLAYERS for i in m.player[n].MEMBERS),
         doc="Y = sum of every allocation")
@@ -120,17 +120,31 @@ def build_kkt_model(game: Game, status: list[PlayerStatus]) -> pyo.ConcreteModel
     return m
 
 
-def _apply_status(blk: pyo.Block, player: Player, status: PlayerStatus) -> None:
-    weight, floor = member_terms(player, np.array(status.priced_out))
+def apply_status(blk: pyo.Block, player: Player, status: PlayerStatus) -> None:
+    player.fairness.rule.set_member_terms(blk, np.array(status.priced_out),
+                                         player.fairness)
     for k, name in enumerate(blk.MEMBERS):
-        blk.member_weight[name].set_value(float(weight[k]))
-        blk.surplus_floor[name].set_value(float(floor[k]))
         if status.priced_out[k]:
             blk.x[name].fix(0.0)  # only x = 0 gives s >= 0
 
 
+def _compl_level_rule(kkt: pyo.Block, i: str) -> Any:
+    blk = kkt.parent_block()
+    return complements(kkt.mu[i] >= 0,
+                       blk.surplus[i] + blk.surplus_floor[i] - blk.min_surplus >= 0)
+
+
+def _compl_stationarity_rule(kkt: pyo.Block, i: str) -> Any:
+    return complements(kkt.parent_block().x[i] >= 0, -kkt.stationarity[i] >= 0)
+
+
+def _compl_surplus_rule(kkt: pyo.Block, i: str) -> Any:
+    return complements(kkt.sigma[i] >= 0, kkt.parent_block().surplus[i] >= 0)
+
+
 def _declare_kkt(blk: pyo.Block, player: Player, status: PlayerStatus, total: pyo.Var
                  ) -> None:
+    # Rules are module-level functions reading the block (the model pickles).
     kkt = blk.kkt = pyo.Block()
     free = [i for k, i in enumerate(blk.MEMBERS) if not status.priced_out[k]]
     kkt.FREE = pyo.Set(initialize=free, ordered=True,
@@ -145,10 +159,7 @@ def _declare_kkt(blk: pyo.Block, player: Player, status: PlayerStatus, total: py
         kkt.mu = pyo.Var(kkt.COUNTED, within=pyo.NonNegativeReals,
                          initialize=1.0 / max(len(counted), 1),
                          doc="multiplier of s_i + e_i >= t")
-        kkt.compl_level = Complementarity(
-            kkt.COUNTED, rule=lambda k, i: complements(
-                k.mu[i] >= 0,
-                blk.surplus[i] + blk.surplus_floor[i] - blk.min_surplus >= 0))
+        kkt.compl_level = Complementarity(kkt.COUNTED, rule=_compl_level_rule)
         kkt.eq_level = pyo.Constraint(expr=sum(kkt.mu[i] for i in kkt.COUNTED) == 1,
                                       doc="dL/dt = 1 - sum mu = 0")
         lagrangian = lagrangian + sum(kkt.mu[i] * blk.surplus[i] for i in kkt.COUNTED)
@@ -165,10 +176,8 @@ def _declare_kkt(blk: pyo.Block, player: Player, status: PlayerStatus, total: py
     kkt.eq_price_gradient = pyo.Constraint(
         expr=kkt.price_gradient == kkt.price_partial)
     kkt.stationarity = pyo.Expression(
-        kkt.FREE, rule=lambda k, i: grads[free.index(i)] + k.price_gradient,
+        kkt.FREE, initialize={i: grads[n] + kkt.price_gradient
+                              for n, i in enumerate(free)},
         doc="dL_j/dx_ji (symbolic)")
-    kkt.compl_stationarity = Complementarity(
-        kkt.FREE, rule=lambda k, i: complements(blk.x[i] >= 0,
-                                                -k.stationarity[i] >= 0))
-    kkt.compl_surplus = Complementarity(
-        kkt.FREE, rule=lambda k, i: complements(k.sigma[i] >= 0, blk.surplus[i] >= 0))
+    kkt.compl_stationarity = Complementarity(kkt.FREE, rule=_compl_stationarity_rule)
+    kkt.compl_surplus = Complementarity(kkt.FREE, rule=_compl_surplus_rule)

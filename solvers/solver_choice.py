@@ -22,6 +22,7 @@ when the solver gives none (``has_duals`` is False).
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import logging
 import math
@@ -34,7 +35,8 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pyomo.environ as pyo
 
-from aggregame.errors import SolverOptionError, SolverUnavailableError
+from aggregame.errors import FileOptionError, SolverOptionError, SolverUnavailableError
+from aggregame.settings import file_option
 
 LOG = logging.getLogger(__name__)
 
@@ -158,23 +160,15 @@ class SolverSpec:
 
     name: SolverName = SolverName.CYIPOPT
     options: Any = field(default_factory=tuple)
+    allow_files: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", SolverName.parse(self.name))
         opts = dict(self.options.items() if isinstance(self.options, Mapping)
                     else self.options)
         for key, value in list(opts.items()):
-            opts[key] = _validate_option(self.name, str(key), value)
+            opts[key] = _validate_option(self.name, str(key), value, self.allow_files)
         object.__setattr__(self, "options", tuple(sorted(opts.items())))
-
-    @classmethod
-    def from_config(cls, table: Mapping[str, Any] | None) -> "SolverSpec":
-        """From a scenario's ``[solver]`` keys ``name`` and ``options`` (a table)."""
-        table = table or {}
-        options = table.get("options", {})
-        if not isinstance(options, Mapping):
-            raise SolverOptionError(f"solver.options must be a table, got {options!r}")
-        return cls(table.get("name", SolverName.CYIPOPT), dict(options))
 
     def option_dict(self) -> dict[str, Any]:
         """The solver's defaults updated by this spec's options."""
@@ -221,12 +215,10 @@ def _check_available(name: SolverName) -> None:
     else:
         module, pip = (("pyscipopt", "pyscipopt") if name is SolverName.SCIP
                        else ("highspy", "highspy"))
-        try:
-            __import__(module)
-        except ImportError:
+        if importlib.util.find_spec(module) is None:
             raise SolverUnavailableError(
                 f"solver '{name.value}' needs the module `{module}`: "
-                f"`pip install {pip}`") from None
+                f"`pip install {pip}`")
         contrib = _contrib_name(name)
         from pyomo.contrib.solver.common.factory import SolverFactory
 
@@ -261,9 +253,29 @@ def _contrib_name(name: SolverName) -> str:
 
 
 # -- option validation -------------------------------------------------------------
-def _validate_option(name: SolverName, key: str, value: Any) -> Any:
-    """The option's value as the solver takes it, or a SolverOptionError naming it."""
+def _validate_option(name: SolverName, key: str, value: Any, allow_files: bool
+                     ) -> Any:
+    """The option's value as the solver takes it, or a SolverOptionError naming it.
+
+    An option that reads or writes a file or loads a library (game/settings.py,
+    FILE_OPTIONS) is refused unless ``allow_files``; when allowed it is checked by
+    its type alone, never tried on a probe (which would open the file).
+    """
     value = _hashable(key, value)
+    why = file_option(name.value, key, value)
+    if why:
+        if not allow_files:
+            raise FileOptionError(
+                f"solver option {key!r} = {value!r} {why}: refused unless you pass "
+                f"--allow-file-options (aggregame solve, crosscheck); a scenario "
+                f"file may never set it")
+        if not isinstance(value, (str, bool)) or (isinstance(value, str)
+                                                   and not value.strip()):
+            raise SolverOptionError(f"solver option {key!r} = {value!r} must be a "
+                                    f"file name (or true/false for a switch)")
+        if name in (SolverName.CYIPOPT, SolverName.IPOPT):
+            _check_linear_solver(key, value)
+        return value
     if name in (SolverName.CYIPOPT, SolverName.IPOPT):
         try:
             _validate_ipopt_option(key, value)
@@ -275,6 +287,11 @@ def _validate_option(name: SolverName, key: str, value: Any) -> Any:
             value = float(value)
             _validate_ipopt_option(key, value)
     elif name is SolverName.SCIP:
+        if key == "display/verblevel" and value != 0:
+            raise SolverOptionError(
+                f"solver option 'display/verblevel' = {value!r}: SCIP must print "
+                "nothing here (its log can fill scip_direct's pipe and hang the "
+                "solve); only 0 is accepted")
         _validate_scip_option(key, value)
     else:
         _validate_highs_option(key, value)
@@ -300,15 +317,19 @@ class _Quadratic:
     def jacobian(self, x): return np.zeros(0)  # noqa: E704
 
 
+def _check_linear_solver(key: str, value: Any) -> None:
+    if key.strip().lower() == "linear_solver" and value not in IPOPT_LINEAR_SOLVERS:
+        raise SolverOptionError(
+            f"solver option 'linear_solver' = {value!r} is not in this Ipopt build; "
+            f"it has {list(IPOPT_LINEAR_SOLVERS)}")
+
+
 @lru_cache(maxsize=256)
 def _validate_ipopt_option(key: str, value: Any) -> None:
     """Try the option on a throwaway cyipopt problem: Ipopt itself says whether the
     name exists and the value fits its type; a solve catches values it accepts at
     first and refuses at run time (a linear solver this build lacks)."""
-    if key == "linear_solver" and value not in IPOPT_LINEAR_SOLVERS:
-        raise SolverOptionError(
-            f"solver option 'linear_solver' = {value!r} is not in this Ipopt build; "
-            f"it has {list(IPOPT_LINEAR_SOLVERS)}")
+    _check_linear_solver(key, value)
     try:
         import cyipopt
     except ImportError:  # nothing to check against; the solve will say
@@ -320,6 +341,8 @@ def _validate_ipopt_option(key: str, value: Any) -> None:
     ipopt_says = io.StringIO()
     with capture_output(ipopt_says, capture_fd=True):
         try:
+            # The probe reads no options file (Ipopt reads ./ipopt.opt by default).
+            problem.add_option("option_file_name", "")
             problem.add_option("print_level", 0)
             problem.add_option("sb", "yes")
             problem.add_option(key, value)
@@ -358,7 +381,6 @@ def _validate_scip_option(key: str, value: Any) -> None:
 @lru_cache(maxsize=256)
 def _validate_highs_option(key: str, value: Any) -> None:
     import highspy
-
     from pyomo.common.tee import capture_output
 
     with capture_output(io.StringIO(), capture_fd=True):  # its banner
@@ -482,6 +504,11 @@ class _ContribSolver(PyomoSolver):
         from pyomo.contrib.solver.common.results import TerminationCondition as TC
 
         opts = dict(self.options)
+        if self.spec.name is SolverName.SCIP:
+            # SCIP must print nothing: scip_direct drains its output through a pipe
+            # that a long log fills, and the solve then hangs (docs/pyomo.md,
+            # section "SCIP").
+            opts["display/verblevel"] = 0
         results = self.pyomo_solver.solve(
             model, load_solutions=False, raise_exception_on_nonoptimal_result=False,
             solver_options=opts)

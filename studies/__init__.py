@@ -13,7 +13,6 @@ code give the same files, bit for bit: no file holds a time or a date.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import logging
 import os
@@ -38,6 +37,12 @@ ROW_CODE = ("common", "outcome", "variants", "stats", "uniqueness")
 SOLVED = "solved"
 
 
+#: Most runs per configuration a study takes: it keeps a task and a result file per
+#: run and configuration (up to ~30 configurations), so 10^4 runs already make 3e5
+#: files; a larger number is a typo, refused before anything is allocated.
+MAX_RUNS = 10_000
+
+
 @dataclass
 class StudyResult:
     """Where a study wrote its files, its table, and how long it took."""
@@ -56,7 +61,7 @@ def task_key(params: dict) -> str:
     return re.sub(r"[^A-Za-z0-9=._-]+", "_", text)
 
 
-def _output_folder(out: Path | str, module_name: str = "") -> Path:
+def output_folder(out: Path | str, module_name: str = "") -> Path:
     """``out``/``module_name`` (``out`` itself without a name) as an absolute path
     (Dask workers run elsewhere), created; an ``out`` that is a file or cannot be
     written is refused."""
@@ -81,10 +86,9 @@ def code_version(module_name: str) -> str:
     (game definition, models, solvers, the studies' shared code and the study)."""
     import aggregame
 
-    files = []
-    for package in ("aggregame", "aggregame.models", "aggregame.solvers"):
-        folder = Path(importlib.import_module(package).__file__).parent
-        files += sorted(folder.rglob("*.py"))
+    from aggregame.studies.outcome import solver_code
+
+    files = [path for _, path in solver_code()]
     here = Path(__file__).parent
     files += [here / f"{name}.py" for name in (*ROW_CODE, module_name)]
     digest = hashlib.sha256()
@@ -97,16 +101,16 @@ def _bind(folder: Path, settings: dict, code: str) -> dict:
     """Bind ``folder`` to ``settings`` and ``code``: write settings.json with their
     fingerprint, or refuse a folder that holds results of anything else."""
     from aggregame.errors import AggregameError
-    from aggregame.studies.files import atomic_write_text
+    from aggregame.studies.files import atomic_write_text, read_regular
 
     fingerprint = hashlib.sha256(json.dumps({"settings": settings, "code": code},
                                             sort_keys=True, default=str).encode()
                                  ).hexdigest()
     path = folder / "settings.json"
-    if path.exists():
+    if os.path.lexists(path):
         try:
-            meta = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            meta = json.loads(read_regular(path))
+        except (OSError, ValueError):  # a link too: the folder is not ours
             meta = {}
         if isinstance(meta, dict) and meta.get("fingerprint") == fingerprint:
             return meta
@@ -143,28 +147,30 @@ def run_study(name: str, out: Path | str = "results", runs: int | None = None,
     from aggregame.settings import BACKENDS
     from aggregame.studies.common import CHOICES
     from aggregame.studies.files import FolderLock, remove_stale_temps
+    from aggregame.studies.registry import STUDY_MODULES
     from aggregame.studies.runner import Task, load_rows, run_tasks, versions, \
         write_outputs
     from aggregame.studies.variants import ROBUST_RUNS, VARIANTS
 
     if name not in STUDIES:
         raise AggregameError(f"unknown study {name!r}; studies are {list(STUDIES)}")
-    if runs is not None and runs < 1:
-        raise AggregameError(f"--runs must be >= 1, got {runs}")
+    if runs is not None and not 1 <= runs <= MAX_RUNS:
+        raise AggregameError(f"--runs must be an integer from 1 to {MAX_RUNS} (a "
+                             f"study keeps a file per run), got {runs}")
     if workers is not None and workers < 1:
         raise AggregameError(f"--workers must be >= 1, got {workers}")
     if backend not in BACKENDS:
         raise AggregameError(f"--backend must be one of {', '.join(BACKENDS)}, got "
                              f"{backend!r}")
     module_name = STUDIES[name]
-    module = importlib.import_module(f"aggregame.studies.{module_name}")
+    module = STUDY_MODULES[module_name]
     runs = runs or module.DEFAULT_RUNS
-    folder = _output_folder(out, module_name)
+    folder = output_folder(out, module_name)
     params = module.tasks(runs, seed, backend)
     if users is not None:
         params = [dict(p, users=users) for p in params]
     params = [p for p in params if getattr(module, "applies", lambda p: True)(p)]
-    tasks = [Task(module_name, task_key(p), p) for p in params]
+    tasks = [Task(module.run, task_key(p), p) for p in params]
     settings = {"study": module_name, "description": module.DESCRIPTION, "runs": runs,
                 "seed": seed, "backend": backend, "users": users or "paper",
                 "tasks": len(tasks), "choices": CHOICES.describe(),

@@ -152,21 +152,6 @@ def convergence(key: str, figure: str, claim: str, df: pd.DataFrame, study: str,
                paper=paper, missing=failed)
 
 
-def _checks() -> dict[str, Check]:
-    from aggregame.studies import claims_alpha, claims_conj1, claims_market, \
-        claims_spread
-
-    return {"fig3": claims_market.claims_fig3, "fig4": claims_market.claims_fig4,
-            "fig5": claims_market.claims_fig5, "fig6": claims_market.claims_fig6,
-            "fig8": claims_spread.claims_fig8, "fig10": claims_alpha.claims_fig10,
-            "fig12": claims_alpha.claims_fig12, "conj1": claims_conj1.claims_conj1}
-
-
-def check_of(study: str) -> Check:
-    """The check of ``study`` (a study without claims has none: no rows)."""
-    return _checks().get(study, lambda _df: [])
-
-
 #: Claims of Section IV (and its conclusions) this report does not test, and why.
 UNTESTED = (
     ("Sec. IV-A", "other differentiable concave utilities do not change the "

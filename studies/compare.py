@@ -1,6 +1,6 @@
 """Solver comparison study: every (scenario, method, backend, solver), timed alike.
 
-Each run is ``solvers.comparison.run_one`` (build, solve and certificate seconds,
+Each run is ``solvers.compare.timed_run.run_one`` (build, solve and certificate seconds,
 solver iterations, a termination enum, and "solved" judged by the one native
 certificate for every entry). The study writes into its folder:
 
@@ -34,8 +34,8 @@ import pandas as pd
 
 from aggregame.errors import AggregameError, ScenarioError
 from aggregame.players import Game
-from aggregame.solvers.comparison import (BACKENDS, METHODS, NO_SOLVER, RunStatus,
-                                          combination_ok, run_one)
+from aggregame.solvers.compare.timed_run import (BACKENDS, METHODS, NO_SOLVER,
+                                                 RunStatus, combination_ok, run_one)
 from aggregame.solvers.solver_choice import SolverName, SolverSpec
 
 LOG = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ class CompareSettings:
     repeats: int = 1
     seed: int = 0
     options: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+    allow_outside: bool = False  # scenarios may read files outside their folder
 
     def __post_init__(self) -> None:
         if not self.scenarios:
@@ -81,7 +82,7 @@ class CompareSettings:
         return asdict(self)
 
 
-def load_game(name: str, seed: int) -> Game:
+def load_game(name: str, seed: int, allow_outside: bool = False) -> Game:
     """A shipped scenario, a TOML path, or ``random-N`` (module docstring)."""
     match = _RANDOM.match(name)
     if match:
@@ -93,7 +94,7 @@ def load_game(name: str, seed: int) -> Game:
                           domain=Domain(large="K=400"))
     from aggregame.scenario import load_scenario
 
-    return load_scenario(name).game
+    return load_scenario(name, allow_outside=allow_outside).game
 
 
 def _key(*parts: Any) -> str:
@@ -131,7 +132,9 @@ def plan(settings: CompareSettings) -> tuple[list, list[dict[str, Any]]]:
                                   "backend": backend, "solver": solver,
                                   "options": dict(options.get(solver, ())),
                                   "seed": settings.seed, "repeat": rep}
-                        tasks.append(Task("compare", _key(scenario, method, backend,
+                        if settings.allow_outside:
+                            params["allow_outside"] = True
+                        tasks.append(Task(run, _key(scenario, method, backend,
                                                           solver, settings.seed, rep),
                                           params))
     return tasks, skipped
@@ -139,7 +142,8 @@ def plan(settings: CompareSettings) -> tuple[list, list[dict[str, Any]]]:
 
 def run(params: dict[str, Any]) -> list[dict[str, Any]]:
     """One run (the runner's entry point): the record of run_one as a row."""
-    game = load_game(params["scenario"], params["seed"])
+    game = load_game(params["scenario"], params["seed"],
+                     params.get("allow_outside", False))
     solver = None if params["solver"] == NO_SOLVER else SolverSpec(
         params["solver"], params.get("options") or {})
     record = run_one(game, params["method"], params["backend"], solver, params["seed"])
@@ -253,7 +257,7 @@ def summary_table(table: pd.DataFrame) -> pd.DataFrame:
 def run_compare(settings: CompareSettings, out: Path | str, workers: int = 1,
                 progress: bool = True) -> CompareResult:
     """Run (or resume) the study into ``out`` and write its files."""
-    from aggregame.studies import _output_folder
+    from aggregame.studies import output_folder
     from aggregame.studies.files import atomic_write
     from aggregame.studies.runner import load_rows, run_tasks, write_outputs
 
@@ -267,7 +271,7 @@ def run_compare(settings: CompareSettings, out: Path | str, workers: int = 1,
         # its results.csv, figures... are someone's.
         raise AggregameError(f"--out {given}: not empty and not a compare folder (no "
                              "settings.json or runs/): give a new or empty folder")
-    out = _output_folder(out)
+    out = output_folder(out)
     tasks, skipped = plan(settings)
     if not tasks:
         raise AggregameError(
@@ -351,4 +355,4 @@ def settings_from_args(args: argparse.Namespace) -> CompareSettings:
                            for k, v in per_solver.items()))
     return CompareSettings(tuple(args.scenarios), _csv(args.methods),
                            _csv(args.backends), solvers, args.repeats, args.seed,
-                           options)
+                           options, getattr(args, "allow_outside", False))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 
 from aggregame import Game
-from aggregame.solvers.certificate import certify
+from aggregame.solvers.certify.scan import certify
 from aggregame.studies.common import (DEFAULT, K_TOP, aggregated_players, alone_players,
                                       individual, large_K, large_user, paper_price,
                                       small_users)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import importlib
 import json
 import logging
 import math
@@ -108,14 +107,25 @@ def cache_folder(folder: str | Path | None) -> Iterator[None]:
         _FOLDER[0] = previous
 
 
+def solver_code() -> list[tuple[Path, Path]]:
+    """(package folder, file) of every module that computes an equilibrium: the game
+    definition, the models and the solvers."""
+    import aggregame
+    import aggregame.models
+    import aggregame.solvers
+
+    return [(folder, path)
+            for folder in (Path(package.__file__).parent for package in
+                           (aggregame, aggregame.models, aggregame.solvers))
+            for path in sorted(folder.rglob("*.py"))]
+
+
 @functools.lru_cache(maxsize=1)
 def _code_digest() -> str:
     digest = hashlib.sha256()
-    for package in ("aggregame", "aggregame.models", "aggregame.solvers"):
-        folder = Path(importlib.import_module(package).__file__).parent
-        for path in sorted(folder.rglob("*.py")):
-            digest.update(str(path.relative_to(folder)).encode() + b"\0")
-            digest.update(path.read_bytes())
+    for folder, path in solver_code():
+        digest.update(str(path.relative_to(folder)).encode() + b"\0")
+        digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
@@ -150,7 +160,7 @@ def _read(path: Path, key: str) -> Outcome | None:
 
 
 def _write(path: Path, key: str, outcome: Outcome) -> None:
-    from aggregame.studies.runner import write_whole
+    from aggregame.studies.worker import write_whole
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,7 +174,7 @@ def solve_players(players: Sequence[Player], price: Price,
     """The outcome of best-response dynamics on the game of ``players`` at ``price``
     (from the cache where this process has one and it holds the game)."""
     from aggregame.studies.common import MAX_ROUNDS
-    from aggregame.solvers.dynamics import DynamicsSettings
+    from aggregame.solvers.equilibrium.dynamics import DynamicsSettings
 
     settings = DynamicsSettings(max_rounds=MAX_ROUNDS)
     folder = _FOLDER[0]
@@ -180,7 +190,7 @@ def solve_players(players: Sequence[Player], price: Price,
 
 
 def _solve(game: Game, backend: str, settings: Any) -> Outcome:
-    from aggregame.solvers.dynamics import solve_equilibrium
+    from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
 
     eq = solve_equilibrium(game, backend=backend, settings=settings)
     players = tuple(PlayerOutcome(p.name, float(eq.profile[j]),

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import html
-import math
 import re
 import subprocess
 from pathlib import Path
@@ -22,7 +21,7 @@ import pandas as pd
 
 from aggregame.studies.report_model import (ORDER, Section, header_text, rules,
                                             sections, untested)
-from aggregame.studies.robustness import Judged
+from aggregame.studies.robustness import HEADS, judged_cells
 
 __all__ = ["ORDER", "write_report", "report_versions", "judged_cells", "HEADS"]
 
@@ -41,9 +40,6 @@ ul.robust{margin:0;padding-left:1.1em}
 QUICK = ' class="quick"'
 #: Column widths of a verdict table (percent; they add up to 100).
 WIDTHS = (17, 10, 14, 9, 12, 10, 18, 10)
-HEADS = ("sub-claim", "verdict", "effect per run: mean +- SE (n), z", "effect size",
-         "criterion", "domain", "robustness (one choice changed at a time)",
-         "paper; our numbers")
 
 
 def git_commit() -> str:
@@ -105,40 +101,6 @@ def _img(path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return (f'<figure><img src="data:image/png;base64,{data}" alt="{_e(path.stem)}: '
             f'figure of this section"></figure>')
-
-
-def judged_cells(j: Judged, domain: str) -> list[str | list[str]]:
-    """The cells of one verdict row, as text (a list: one item per line)."""
-    r = j.row
-    verdict = j.verdict.value
-    if j.flips:
-        verdict += f" (changed by: {', '.join(j.flips)})"
-    default = f"default: {r.finding}"
-    if r.stat.n and math.isnan(r.stat.mean):  # a claim measured several ways
-        effect = f"{r.measure} (rows below)"
-    else:
-        effect = f"{r.measure}: {r.stat}"
-    if math.isfinite(r.stat.z):
-        effect += f", z = {r.stat.z:.3g}"
-    if r.missing:
-        effect += f"; {r.missing} run(s) without equilibrium left out"
-    notes = []
-    if j.on_robust is not None:
-        notes.append(f"default on the first {j.robust_runs} runs: "
-                     f"{j.on_robust.finding}")
-    notes += [j.variant_note(name, other) for name, other in j.variants
-              if other is not None]
-    idle = [name for name, other in j.variants if other is None]
-    if idle:
-        notes.append(f"{', '.join(idle)}: do not enter these games (same games as "
-                     f"the default)")
-    if not j.variants:
-        notes.append("no robustness variant: no choice of the domain enters these "
-                     "games")
-    paper = [r.paper] + ([r.detail] if r.detail else [])
-    return [r.claim, [verdict, default], effect,
-            str(r.size) if r.size is not None else "-", r.criterion,
-            r.domain or domain, notes, paper]
 
 
 def _td(cell: str | list[str]) -> str:

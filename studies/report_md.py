@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from aggregame.studies.report import HEADS, judged_cells
 from aggregame.studies.report_model import Section, header_text, rules, untested
+from aggregame.studies.robustness import HEADS, judged_cells
 
 
 def _md(text: object) -> str:

@@ -63,9 +63,9 @@ def _load(out: Path, study: str) -> tuple[pd.DataFrame, dict] | None:
 
 
 def _runs_text(meta: dict, study: str) -> str:
-    import importlib
+    from aggregame.studies.registry import STUDY_MODULES
 
-    module = importlib.import_module(f"aggregame.studies.{study}")
+    module = STUDY_MODULES[study]
     have, full = int(meta["settings"]["runs"]), int(module.DEFAULT_RUNS)
     robust = min(have, ROBUST_RUNS)
     size = "full size" if have >= full else f"QUICK: {have} of the paper's {full} runs"

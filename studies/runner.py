@@ -16,16 +16,11 @@ main process), removing the temporary file it was writing.
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import json
 import logging
 import multiprocessing
-import os
 import platform
 import signal
-import threading
-import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,38 +28,19 @@ from typing import Any, Callable, Iterable
 
 import pandas as pd
 
-from aggregame.errors import AggregameError
-from aggregame.studies.files import atomic_write, atomic_write_text
+from aggregame.studies.files import atomic_write, atomic_write_text, read_regular
+from aggregame.studies.worker import worker_init, write_whole
 
 LOG = logging.getLogger(__name__)
 
-#: How often a worker checks that its parent is alive (seconds).
-WATCHDOG_PERIOD = 0.2
-#: Connect timeout to a Dask scheduler (seconds): an unreachable address fails fast.
-DASK_CONNECT_TIMEOUT = 3
-
-
 @dataclass(frozen=True)
 class Task:
-    """One unit of work: ``run(params)`` of a study module, stored under ``key``."""
+    """One unit of work: ``run(params)``, a study module's entry point (pickled by
+    reference for the workers), stored under ``key``."""
 
-    study: str
+    run: Callable[[dict[str, Any]], list[dict[str, Any]]]
     key: str
     params: dict[str, Any]
-
-
-#: The temporary file this worker is writing, removed by the watchdog if the parent
-#: dies mid-write and the write does not end within WRITE_GRACE.
-_WRITING: list[Path | None] = [None]
-#: Held while a result is written; the watchdog takes it before the worker ends, so
-#: no write starts (and creates its temporary file) behind its cleanup.
-_WRITE_LOCK = threading.Lock()
-#: Seconds the watchdog waits for a result being written to be whole.
-WRITE_GRACE = 1.0
-
-
-def _track(tmp: Path | None) -> None:
-    _WRITING[0] = tmp
 
 
 def execute(task: Task, runs_dir: str, cache: str | None = None) -> str:
@@ -72,76 +48,21 @@ def execute(task: Task, runs_dir: str, cache: str | None = None) -> str:
     its solves are cached in ``cache`` (studies/outcome.py) if given."""
     from aggregame.studies.outcome import cache_folder
 
-    module = importlib.import_module(f"aggregame.studies.{task.study}")
     with cache_folder(cache):
-        rows = module.run(task.params)
+        rows = task.run(task.params)
     doc = {"key": task.key, "params": task.params, "rows": rows}
     write_whole(Path(runs_dir) / f"{task.key}.json", json.dumps(doc))
     return task.key
 
 
-def write_whole(path: Path, text: str) -> None:
-    """Write ``path`` atomically, with SIGTERM deferred and the temporary file known to
-    the watchdog: a worker ended by Ctrl-C or by its parent's death leaves the file
-    whole or absent, never a '.tmp' (results and cached solves alike)."""
-    with _WRITE_LOCK, _termination_deferred():
-        atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"),
-                     on_temp=_track)
-
-
-@contextlib.contextmanager
-def _termination_deferred():
-    """SIGTERM waits while a result is written, then takes its default action.
-
-    On Ctrl-C the main process terminates the pool's workers; the default action
-    had killed one between its temporary file and the rename, leaving a '.tmp' (seen
-    once runs got fast enough to be writing often). Blocking the signal in this
-    thread (the watchdog thread blocks it for good) defers it to the end of the
-    write, and nowhere else: a worker inside a long C call (SCIP) still ends at
-    once, which a Python-level handler would not.
-    """
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-def _watchdog(parent: int) -> None:
-    # SIGTERM is for the main thread, which defers it while writing a result
-    # (_termination_deferred); delivered here, it would not wait.
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-    while os.getppid() == parent:
-        time.sleep(WATCHDOG_PERIOD)
-    # The parent is gone: nobody will read this worker's results. A write under way
-    # may finish (its result is whole, and kept for a resume); none starts after.
-    # Cleaning up without the lock raced with a write that began meanwhile and
-    # created its temporary file after the cleanup (a '.tmp' left, seen under load).
-    if not _WRITE_LOCK.acquire(timeout=WRITE_GRACE):
-        tmp = _WRITING[0]
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
-    os._exit(1)
-
-
-def worker_init() -> None:
-    """Initializer of each local worker: Ctrl-C is the parent's to handle, SIGTERM
-    waits for a result being written, and the worker ends when its parent dies.
-    Its certificates run in one thread unless AGGREGAME_THREADS says otherwise: the
-    workers already share the cores."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.environ.setdefault("AGGREGAME_THREADS", "1")
-    threading.Thread(target=_watchdog, args=(os.getppid(),), daemon=True,
-                     name="aggregame-watchdog").start()
-
 
 def is_complete(path: Path, key: str) -> bool:
     """Whether ``path`` holds a whole result of task ``key``."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(read_regular(path))
     except FileNotFoundError:
         return False
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError) as err:  # LinkRefusedError too: the link is replaced
         LOG.warning("%s: unreadable result (%s); computing it again", path, err)
         return False
     if not (isinstance(doc, dict) and doc.get("key") == key
@@ -159,8 +80,12 @@ def run_tasks(tasks: Iterable[Task], runs_dir: Path, workers: int | None = None,
     the folder of cached solves (None: none)."""
     from tqdm import tqdm
 
+    from aggregame.solvers.equilibrium.distributed import connect
     from aggregame.studies.variants import schedule_rank
 
+    # A bad address ("" would run locally, silently) fails before anything runs,
+    # even when every result is there already.
+    client = connect(dask_address) if dask_address is not None else None
     runs_dir = runs_dir.resolve()
     runs_dir.mkdir(parents=True, exist_ok=True)
     todo = [t for t in tasks if not is_complete(runs_dir / f"{t.key}.json", t.key)]
@@ -168,9 +93,10 @@ def run_tasks(tasks: Iterable[Task], runs_dir: Path, workers: int | None = None,
     todo.sort(key=lambda t: schedule_rank(t.params))
     ran: list[str] = []
     if not todo:
+        if client is not None:
+            client.close()
         return ran
     LOG.info("%d task(s) to run in %s", len(todo), runs_dir)
-    client = _dask_client(dask_address) if dask_address else None
     # disable=None: no bar when stderr is not a terminal (a log file, a pipe).
     with tqdm(total=len(todo), desc="runs", unit="run",
               disable=None if progress else True) as bar:
@@ -213,20 +139,6 @@ def _run_local(todo: list[Task], where: tuple[str, str | None], workers: int | N
     pool.shutdown(wait=True)
 
 
-def _dask_client(address: str) -> Any:
-    """A client of the scheduler at ``address``, or one line saying why not."""
-    import dask
-    from distributed import Client
-
-    timeout = f"{DASK_CONNECT_TIMEOUT}s"
-    try:
-        with dask.config.set({"distributed.comm.timeouts.connect": timeout}):
-            return Client(address, timeout=DASK_CONNECT_TIMEOUT)
-    except (OSError, ValueError, TypeError) as err:
-        raise AggregameError(f"--dask {address}: cannot reach a Dask scheduler: "
-                             f"{' '.join(str(err).split())}") from None
-
-
 def _run_dask(todo: list[Task], where: tuple[str, str | None], client: Any,
               done: Callable[[str], None]) -> None:
     from distributed import as_completed as dask_completed
@@ -246,8 +158,7 @@ def load_rows(runs_dir: Path, keys: Iterable[str]) -> pd.DataFrame:
     """Every row of the given tasks, in task order (so reruns give identical tables)."""
     rows = []
     for key in keys:
-        with (runs_dir / f"{key}.json").open(encoding="utf-8") as fh:
-            rows.extend(json.load(fh)["rows"])
+        rows.extend(json.loads(read_regular(runs_dir / f"{key}.json"))["rows"])
     return pd.DataFrame(rows)
 
 

@@ -50,8 +50,8 @@ class UniquenessDecision:
 
 def probe(game: Game, *, starts: int, seed: int, kkt: bool = True):
     """The multistart probe (best response, and the KKT solve if ``kkt``): an
-    aggregame.solvers.compare.UniquenessReport."""
-    from aggregame.solvers.compare import probe_uniqueness
+    aggregame.solvers.compare.uniqueness.UniquenessReport."""
+    from aggregame.solvers.compare.uniqueness import probe_uniqueness
 
     methods = ("best-response", "kkt") if kkt else ("best-response",)
     return probe_uniqueness(game, starts=starts, seed=seed, methods=methods)

@@ -39,7 +39,7 @@ def solver_available(probe: Callable[[], object]) -> bool:
 
 
 def _ipopt_solver():
-    from aggregame.solvers.pyomo_inner import ipopt_solver
+    from aggregame.solvers.inner.pyomo_backend import ipopt_solver
 
     return ipopt_solver()
 
@@ -54,7 +54,7 @@ needs_ipopt = pytest.mark.skipif(not SOLVER, reason="Ipopt/PyNumero not installe
 def compiled_kernels():
     """The native backend's compiled kernels, loaded (or compiled, once per machine
     and source version) before any test: no test's time or stderr holds a compile."""
-    from aggregame.solvers import compiled
+    from aggregame.solvers.inner import compiled
 
     compiled.warm_up()
 

@@ -13,8 +13,14 @@ import math
 import numpy as np
 from hypothesis import strategies as st
 
-from aggregame import (AffinePrice, Game, LinearPrice, Player, PowerPrice,
-                       quadratic_users)
+from aggregame import (
+    AffinePrice,
+    Game,
+    LinearPrice,
+    Player,
+    PowerPrice,
+    quadratic_users,
+)
 
 ALPHAS = (0.0, 0.5, 1.0, 2.0, 5.0, math.inf)
 RULES = ("floor", "viable", "strict")

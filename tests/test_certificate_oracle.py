@@ -17,13 +17,11 @@ import numpy as np
 import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
-
-from aggregame import (AffinePrice, Game, Player, PricedOutRule, QuadraticUtility,
-                       User)
-from aggregame.errors import InnerSolveError
-from aggregame.solvers.certificate import certify
-
 from strategies import ALPHAS, RULES, games
+
+from aggregame import AffinePrice, Game, Player, PricedOutRule, QuadraticUtility, User
+from aggregame.errors import InnerSolveError
+from aggregame.solvers.certify.scan import certify
 
 
 def cournot_equilibrium(a: np.ndarray, b: np.ndarray, d: float, c: float
@@ -147,8 +145,8 @@ def test_best_response_does_not_depend_on_the_unit_of_money(game, s, fraction, d
     priced-out members from the sum, so rescaling adds log s once per counted
     member and can reorder purchases that count different numbers of members
     (docs/model.md, "Units"). Those players are not drawn."""
-    from aggregame.solvers.best_response import best_response
-    from aggregame.solvers.native import NativeInner
+    from aggregame.solvers.equilibrium.best_response import best_response
+    from aggregame.solvers.inner.native import NativeInner
 
     j = data.draw(st.integers(0, len(game.players) - 1))
     fairness = game.players[j].fairness
@@ -184,8 +182,8 @@ def test_max_min_best_response_at_a_small_unit_of_money_stops_at_its_kink():
     1 on the payoff scale, level gains of 1e-11 were ties, the tie-break (total
     surplus, rising) decided, and the best response stopped 2.6e-4 past the kink:
     relative regret 3.8e-6. The same game at scale 1 was right."""
-    from aggregame.solvers.best_response import best_response
-    from aggregame.solvers.native import NativeInner
+    from aggregame.solvers.equilibrium.best_response import best_response
+    from aggregame.solvers.inner.native import NativeInner
 
     a = [1.0e-3, 4.74e-3, 2.85e-3, 1.0e-3, 8.23e-5, 3.49e-5, 1.0e-3, 5.41e-5]
     b = [5.99e-4, 6.36e-4, 3.13e-4, 7.25e-4, 7.09e-4, 5.0e-5, 7.48e-4, 7.10e-4]
@@ -207,11 +205,12 @@ def test_max_min_levels_equal_to_rounding_tie_in_the_certificate():
     U(x) - p x only (~1e-16). The certificate once ranked purchases by that noise:
     four 'local maxima' of the grid were refined (170 solves, not 42), and a noise
     'gain' in the level would read as a level regret relative to a span of ~1e-16.
-    Levels within rounding must tie, so the grid's local maxima are exactly those of
-    the total surplus (found here by plain numpy on the samples)."""
+    Where the level is pinned it is read as the floor itself, so purchases rank by
+    their total surplus alone (checked here by plain numpy on the rows)."""
     from aggregame.scenario import load_scenario
-    from aggregame.solvers.certificate import _Deviations, _local_maxima, _sample_points
-    from aggregame.solvers.dynamics import solve_equilibrium
+    from aggregame.solvers.certify import samples
+    from aggregame.solvers.certify.payoffs import Payoffs
+    from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
 
     base = load_scenario("fig4").game
     game = Game(tuple(
@@ -223,16 +222,17 @@ def test_max_min_levels_equal_to_rounding_tie_in_the_certificate():
     assert eq.certificate.certified
     j = 0
     others = float(eq.profile.sum() - eq.profile[j])
-    dev = _Deviations(game, j, others, maxmin=True)
-    pts = _sample_points(game, j, others, game.feasible_max(j, others), eq.profile[j])
-    samples = dev.sample(pts)
-    levels = np.array([p.welfare for p in samples])
-    # The premise: the level is flat up to rounding, and the rounding is there.
-    assert 0 < np.ptp(levels) < 1e-13
-    t = np.array([p.tiebreak for p in samples])
-    expected = [k for k in range(len(t)) if (k == 0 or t[k] >= t[k - 1])
-                and (k == len(t) - 1 or t[k] >= t[k + 1])]
-    assert sorted(_local_maxima(dev, samples)) == expected
+    pay = Payoffs(game, j, others)
+    plan = samples.plan(game, j, others, game.feasible_max(j, others), eq.profile[j])
+    rows = pay.evaluate(plan.points)
+    raw = np.concatenate([b.welfare for b in pay.batches])
+    # The premise: the computed level is flat up to rounding, and the rounding is
+    # there; the certificate reads the floor exactly.
+    assert 0 < np.ptp(raw) < 1e-13
+    assert {pay.rows.welfare[k] for k in rows} == {game.players[j].fairness.eps}
+    t = np.array([pay.rows.tiebreak[k] for k in rows])
+    for k in range(len(rows) - 1):
+        assert pay.compare(rows[k], rows[k + 1]) == np.sign(t[k] - t[k + 1])
     # A noise 'gain' of the level would read as ~1 here; the tie-break's rounding
     # leaves ~1e-15.
     assert eq.certificate.relative_regrets[j] < 1e-12
@@ -247,7 +247,7 @@ def test_max_min_level_gain_is_not_taken_for_a_tie():
     at y = 1000.5 the regret is the level difference itself (computed here on a
     grid, independently of the certificate's search)."""
     from aggregame import LinearPrice, quadratic_users
-    from aggregame.solvers.native import NativeInner
+    from aggregame.solvers.inner.native import NativeInner
 
     users = quadratic_users([1e-4, 1.0], [1e4, 1.0])
     player = Player.aggregator("A", users, alpha=math.inf, rule="floor", eps=0.01,

@@ -7,11 +7,11 @@ import shutil
 
 import numpy as np
 import pytest
-
-from aggregame.cli import ExitCode
 from conftest import needs_ipopt
 from test_cli import one_line
 from test_cli import run as run_cli
+
+from aggregame.cli import ExitCode
 
 BAD_INPUT = int(ExitCode.BAD_INPUT)
 
@@ -127,14 +127,20 @@ def test_options_reach_the_inner_solver_from_flag_and_toml(capsys, tmp_path):
     assert code == 0, err
     np.testing.assert_allclose(profile(out), native, rtol=1e-7)
     assert json.loads(out)["solver"] == "cyipopt(tol=1e-10)"
+    # A solver that stops short fails on valid input: exit 1, naming the solver.
     code, _, err = run(capsys, "solve", scenario(tmp_path), "--backend", "pyomo",
                        "--solver-option", "max_iter=1")
-    assert code == BAD_INPUT and "did not reach an optimal solution" in one_line(err)
+    assert code == ExitCode.NO_EQUILIBRIUM
+    assert one_line(err).startswith("aggregame: solver failure: the pyomo backend "
+                                    "(cyipopt(max_iter=1)): ")
+    assert "did not reach an optimal solution" in err
     toml = scenario(tmp_path, '[solver]\nbackend = "pyomo"\nname = "cyipopt"\n'
                               '[solver.options]\nmax_iter = 1\n')
-    code, _, err = run(capsys, "solve", toml)
-    assert code == BAD_INPUT and "'maximum-iterations'" not in err
-    assert "did not reach an optimal solution" in one_line(err)
+    code, out, err = run(capsys, "solve", toml, "--json")
+    assert code == ExitCode.NO_EQUILIBRIUM and err == ""
+    error = json.loads(out)["error"]
+    assert error["kind"] == "solver-failure" and "cyipopt" in error["message"]
+    assert "did not reach an optimal solution" in error["message"]
     # A flag overrides the file's option.
     code, _, err = run(capsys, "solve", toml, "--solver-option", "max_iter=3000")
     assert code == 0, err

@@ -2,19 +2,25 @@
 computations: the Cournot profile against a linear solve and a dense grid, the
 certificate's closed-form maximizer against a dense grid (and a max-min single user,
 whose payoff scale starts at 0), and the joint (x, lambda) Newton against the safe
-bisection of solvers/safe_allocation.py."""
+bisection of solvers/inner/safe.py."""
 
 import numpy as np
 import pytest
 
-from aggregame import (AffinePrice, Game, LinearPrice, Player, individuals,
-                       quadratic_users)
+from aggregame import (
+    AffinePrice,
+    Game,
+    LinearPrice,
+    Player,
+    individuals,
+    quadratic_users,
+)
 from aggregame.allocation import inner_setup
-from aggregame.solvers.best_response import single_user_equilibrium
-from aggregame.solvers.certificate import certify
-from aggregame.solvers.dynamics import DynamicsSettings, solve_equilibrium
-from aggregame.solvers.native import NativeInner
-from aggregame.solvers.safe_allocation import lambda_allocation
+from aggregame.solvers.certify.scan import certify
+from aggregame.solvers.equilibrium.closed_forms import single_user_equilibrium
+from aggregame.solvers.equilibrium.dynamics import DynamicsSettings, solve_equilibrium
+from aggregame.solvers.inner.native import NativeInner
+from aggregame.solvers.inner.safe import lambda_allocation
 
 #: Closed forms and exact solves agree to rounding.
 EXACT_RTOL = 1e-12

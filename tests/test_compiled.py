@@ -1,4 +1,4 @@
-"""The compiled kernels (solvers/compiled.py) against numpy, and the certificate
+"""The compiled kernels (solvers/inner/compiled/) against numpy, and the certificate
 against a fast path that lies.
 
 * Every utility family is known to the kernels (else its players silently stay on
@@ -21,18 +21,26 @@ import sys
 import numpy as np
 import pytest
 
-from aggregame import (AffinePrice, Game, LinearPrice, Player, User,
-                       quadratic_users)
-from aggregame.allocation import (LEVEL_PROBE_RTOL, RESIDUAL_TOL, evaluate,
-                                  inner_setup, purchase_prices,
-                                  quadratic_level_interval, welfare_of)
+from aggregame import AffinePrice, Game, LinearPrice, Player, User, quadratic_users
+from aggregame.allocation import (
+    LEVEL_PROBE_RTOL,
+    RESIDUAL_TOL,
+    evaluate,
+    inner_setup,
+    purchase_prices,
+    quadratic_level_interval,
+    welfare_of,
+)
 from aggregame.errors import InnerSolveError, SettingsError
 from aggregame.scenario import load_scenario
-from aggregame.solvers import certificate as cert_module
-from aggregame.solvers import compiled
-from aggregame.solvers.certificate import certify
-from aggregame.solvers.dynamics import solve_equilibrium
-from aggregame.solvers.native import NativeInner
+from aggregame.solvers.certify import proof
+from aggregame.solvers.certify import scan as cert_module
+from aggregame.solvers.certify.certificate import CERTIFICATE_RTOL
+from aggregame.solvers.certify.proof import rows_proved
+from aggregame.solvers.certify.scan import certify
+from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
+from aggregame.solvers.inner import compiled
+from aggregame.solvers.inner.native import NativeInner
 from aggregame.utilities import UTILITY_FAMILIES, LogUtility
 
 needs_numba = pytest.mark.skipif(not compiled.ENABLED,
@@ -53,6 +61,21 @@ def _mixed_player(alpha, rule, seed=0, n=9):
 @pytest.mark.unit
 def test_every_utility_family_has_a_kernel():
     assert set(UTILITY_FAMILIES.values()) == set(compiled.FAMILY_CODES)
+
+
+@needs_numba
+@pytest.mark.unit
+@pytest.mark.parametrize("alpha", [2.0, float("inf")])
+@pytest.mark.parametrize("one_family", [True, False])
+def test_kernels_refuse_an_unknown_family_code(alpha, one_family):
+    """A member of a family the kernels have no branch for is an error, never
+    another family's numbers (a third family read as log, say)."""
+    kernel = compiled.CompiledPlayer(_mixed_player(alpha, "floor"))
+    unknown = max(compiled.FAMILY_CODES.values()) + 1
+    kernel.codes[:] = unknown
+    kernel.family = unknown if one_family else compiled.MIXED
+    with pytest.raises(ValueError, match="unknown utility family"):
+        kernel.solve(np.array([0.0, 1.0]), np.array([0.5, 0.5]), np.zeros(2))
 
 
 @needs_numba
@@ -286,10 +309,10 @@ def test_certificate_is_not_fooled_by_a_lying_kernel(monkeypatch, kind):
     monkeypatch.setattr(compiled.CompiledPlayer, "solve",
                         _lie(kind, game, float(profile[0])))
     # The search alone, on the lying rows, would understate the regret...
-    dev, at = cert_module._search_deviations(game, 0, profile, 0.0, compiled=True)
-    raw, rel = cert_module._gain(dev, at, dev.best())
-    assert rel < honest.relative_regrets[0]
-    assert not dev.proved()
+    alone, rows = cert_module._player_regret(game, 0, profile, CERTIFICATE_RTOL,
+                                             compiled=True)
+    assert alone.relative_regret < honest.relative_regrets[0]
+    assert not rows_proved(rows)
     # ...the certificate does not: it searches again on numpy alone.
     cert = certify(game, profile)
     assert not cert.certified
@@ -306,16 +329,19 @@ def test_certificate_at_scale_reproves_a_subset_and_every_payoff(monkeypatch, ki
     game = _alone("fig4_proportional")
     profile = np.array([0.7 * float(solve_equilibrium(game).profile[0])])
     full = certify(game, profile)
-    monkeypatch.setattr(cert_module, "PROOF_ELEMENTS", 10 * game.players[0].size)
-    dev, _ = cert_module._search_deviations(game, 0, profile, 0.0, compiled=True)
-    assert 2 < len(dev._proof_rows()) < len(dev._rows)
+    monkeypatch.setattr(proof, "PROOF_ELEMENTS", 10 * game.players[0].size)
+    _, rows = cert_module._player_regret(game, 0, profile, CERTIFICATE_RTOL,
+                                         compiled=True)
+    count = len(rows.rows)
+    assert 2 < proof._checked_rows(rows, count, game.players[0].size).size < count
     subset = certify(game, profile)
     np.testing.assert_allclose(subset.relative_regrets, full.relative_regrets,
                                rtol=1e-12)
     monkeypatch.setattr(compiled.CompiledPlayer, "solve",
                         _lie(kind, game, float(profile[0])))
-    dev, _ = cert_module._search_deviations(game, 0, profile, 0.0, compiled=True)
-    assert not dev.proved()
+    _, rows = cert_module._player_regret(game, 0, profile, CERTIFICATE_RTOL,
+                                         compiled=True)
+    assert not rows_proved(rows)
 
 
 @pytest.mark.unit
@@ -403,14 +429,13 @@ def test_threaded_certificate_stops_at_the_first_error(monkeypatch):
                       for k in range(30)), LinearPrice(0.01))
     calls = []
 
-    def regret(game, j, profile):
+    def regret(game, j, profile, rtol):
         calls.append(j)
         if j == 0:
             raise InnerSolveError("player 0 failed")
         time.sleep(0.05)
-        return 0.0, 0.0, 0.0, 0.0, 1
 
-    monkeypatch.setattr(cert_module, "_player_regret", regret)
+    monkeypatch.setattr(cert_module, "player_regret", regret)
     monkeypatch.setenv("AGGREGAME_THREADS", "2")
     with pytest.raises(InnerSolveError):
         certify(game, np.ones(30))
@@ -430,8 +455,8 @@ def test_bad_thread_count_is_one_clear_error(monkeypatch, setting):
 def test_numpy_alone_gives_the_same_equilibrium():
     eq = solve_equilibrium(load_scenario("fig4_proportional").game)
     code = ("import json; from aggregame.scenario import load_scenario; "
-            "from aggregame.solvers.dynamics import solve_equilibrium; "
-            "from aggregame.solvers.native import NativeInner; "
+            "from aggregame.solvers.equilibrium.dynamics import solve_equilibrium; "
+            "from aggregame.solvers.inner.native import NativeInner; "
             "g = load_scenario('fig4_proportional').game; "
             "assert not NativeInner(g, 0).compiled; "
             "e = solve_equilibrium(g); "

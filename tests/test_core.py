@@ -9,10 +9,18 @@ import sys
 import numpy as np
 import pytest
 
-from aggregame.settings import (BACKENDS, METHODS, STRATEGIES, Backend, Method,
-                                RoundSettings, SolverSettings, Strategy)
-from aggregame.solvers.dynamics import DynamicsSettings
-from aggregame.solvers.results import Status
+from aggregame.settings import (
+    BACKENDS,
+    METHODS,
+    STRATEGIES,
+    Backend,
+    Method,
+    RoundSettings,
+    SolverSettings,
+    Strategy,
+)
+from aggregame.solvers.equilibrium.dynamics import DynamicsSettings, solve_equilibrium
+from aggregame.solvers.equilibrium.results import Status
 
 pytestmark = pytest.mark.unit
 
@@ -46,7 +54,7 @@ def test_settings_defaults_are_stated_once():
 
 
 def test_equilibrium_status_and_backend_are_enums(cournot3):
-    from aggregame.solvers.dynamics import solve_equilibrium
+    from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
 
     eq = solve_equilibrium(cournot3, settings=DynamicsSettings(max_rounds=1))
     assert eq.status is Status.ROUND_LIMIT and eq.status == "round-limit"
@@ -153,24 +161,23 @@ def test_muted_logger_mutes_then_restores_and_never_lowers(caplog):
 
 
 # -- top-level exports -----------------------------------------------------------
-def test_top_level_exports_are_lazy_and_the_real_functions():
-    """`import aggregame` loads neither the solvers nor Pyomo nor pandas; the two
-    lazy exports are the functions of their layers, and star-import finds them."""
+def test_root_package_is_the_definition_layer_and_solvers_export_their_api():
+    """`import aggregame` loads neither the solvers nor Pyomo nor pandas (the root
+    package is the game definition); the solvers package exports its entry points,
+    the very functions of their modules."""
     heavy = _fresh_python(
         "import sys, aggregame\n"
         "print(sorted(m for m in sys.modules if m.startswith("
-        "('aggregame.solvers', 'aggregame.scenario', 'pyomo', 'pandas'))))")
+        "('aggregame.solvers', 'pyomo', 'pandas'))))")
     assert heavy == "[]"
     same = _fresh_python(
-        "import aggregame\n"
+        "import aggregame, aggregame.solvers as s, aggregame.solvers.certify as c\n"
         "from aggregame.scenario import load_scenario\n"
-        "from aggregame.solvers.dynamics import solve_equilibrium\n"
-        "ns = {}\nexec('from aggregame import *', ns)\n"
+        "from aggregame.solvers.equilibrium.dynamics import solve_equilibrium\n"
+        "from aggregame.solvers.certify.scan import certify\n"
         "print(aggregame.load_scenario is load_scenario,"
-        " aggregame.solve_equilibrium is solve_equilibrium,"
-        " ns['solve_equilibrium'] is solve_equilibrium,"
-        " 'load_scenario' in dir(aggregame))")
-    assert same == "True True True True"
+        " s.solve_equilibrium is solve_equilibrium, c.certify is certify)")
+    assert same == "True True True"
 
 
 def test_top_level_api_solves_cournot_in_closed_form():
@@ -180,7 +187,7 @@ def test_top_level_api_solves_cournot_in_closed_form():
 
     a, b, c = np.array([0.2, 0.4, 0.6]), np.array([5.0, 6.0, 7.0]), 0.05
     game = ag.Game(tuple(ag.individuals(ag.quadratic_users(a, b))), ag.LinearPrice(c))
-    eq = ag.solve_equilibrium(game)
+    eq = solve_equilibrium(game)
     expected = np.linalg.solve(np.diag(2 * a + c) + c * np.ones((3, 3)), b)
     assert eq.is_equilibrium and np.all(expected > 0)
     np.testing.assert_allclose(eq.profile, expected, rtol=1e-9)

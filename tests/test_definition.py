@@ -6,9 +6,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aggregame import (AffinePrice, Fairness, FunctionPrice, Game, GameDefinitionError,
-                       LinearPrice, LogUtility, Player, QuadraticUtility, ScenarioError,
-                       quadratic_users)
+from aggregame import (
+    AffinePrice,
+    Fairness,
+    FunctionPrice,
+    Game,
+    GameDefinitionError,
+    LinearPrice,
+    LogUtility,
+    Player,
+    QuadraticUtility,
+    ScenarioError,
+    quadratic_users,
+)
 from aggregame.scenario import load_scenario
 
 pytestmark = pytest.mark.unit
@@ -155,8 +165,9 @@ def test_scenario_loads_inline_and_individual_players(tmp_path):
 @pytest.mark.parametrize("old, new, pattern", [
     ("alpha = 1", "alpha = -1", r"s\.toml: players\[0\]\.alpha: must be a number >= 0 "
                                 r"or 'inf', got -1"),
-    ("a = 0.5", "a = -0.5", r"s\.toml: players\[0\].*field 'a' must be > 0, got -0\.5"),
-    ("c = 0.01", "c = -0.01", r"s\.toml: market: .*field 'c' must be > 0"),
+    ("a = 0.5", "a = -0.5", r"s\.toml: players\[0\]\.users\[0\]\.a: must be > 0 for a "
+                            r"quadratic utility, got -0\.5"),
+    ("c = 0.01", "c = -0.01", r"s\.toml: market\.c: .*field 'c' must be > 0"),
     ('price = "linear"', 'price = "magic"', r"market\.price: must be one of"),
     ("w = 3", "w = nan", r"players\[0\]\.users\[1\]\.w: must be a number, got nan"),
     ('name = "big"', 'name = "A"', r"duplicate player name"),
@@ -171,7 +182,7 @@ def test_scenario_missing_file_and_bad_toml(tmp_path):
         load_scenario("nope")
     with pytest.raises(ScenarioError, match=r"not valid TOML"):
         load_scenario(write(tmp_path, "[market\n"))
-    with pytest.raises(ScenarioError, match=r"CSV file 'missing.csv' not found"):
+    with pytest.raises(ScenarioError, match=r"file 'missing.csv' not found"):
         load_scenario(write(tmp_path, GOOD + '[[individuals]]\nusers = "missing.csv"\n'))
 
 
@@ -183,3 +194,22 @@ def test_shipped_scenarios_all_load():
     sizes = {n: [p.size for p in load_scenario(n).game.players] for n in names}
     assert sizes["fig4.toml"] == [100, 100, 1]
     assert len(sizes["fig3.toml"]) == 400
+
+
+def test_quadratic_peak_surplus_closed_form_equals_the_bisection():
+    """The float64 check reads each member's peak surplus; the quadratic family's
+    closed form (b - p)^2 / (4 a) must agree with the generic bisection on U' = p."""
+    import numpy as np
+
+    from aggregame.allocation import quadratic_peak_surplus, surplus_peak
+
+    rng = np.random.default_rng(7)
+    p = {"a": 10 ** rng.uniform(-4, 4, 500), "b": 10 ** rng.uniform(-4, 4, 500)}
+    for price in (0.0, 0.3, 50.0):
+        xbar = QuadraticUtility.zero_surplus_consumption(price, p)
+        closed = quadratic_peak_surplus(p["b"] - price, p["a"])
+        peak = surplus_peak(lambda x, m: QuadraticUtility.dU(x, m), p, price,
+                            np.zeros_like(xbar), xbar, 200)
+        bisected = QuadraticUtility.U(peak, p) - price * peak
+        np.testing.assert_allclose(closed, bisected, rtol=1e-12, atol=0)
+        assert np.all((closed == 0) == (p["b"] <= price))

@@ -73,7 +73,7 @@ def _where(path: Path) -> str:
 def test_files_are_found():
     files = {_where(p) for p in _text_files()}
     # A guard against a scan that silently reads nothing.
-    for expected in ("README.md", "game/fairness.py", "solvers/native.py",
+    for expected in ("README.md", "game/fairness.py", "solvers/inner/native.py",
                      "data/README.md", "tests/test_docs.py", "docs/model.md"):
         assert expected in files
 

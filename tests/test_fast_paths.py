@@ -7,13 +7,24 @@ import numpy as np
 import pytest
 
 from aggregame import Game, LinearPrice, Player, PowerPrice, quadratic_users
-from aggregame.allocation import (CLOSED_FORM_ALPHAS, RESIDUAL_TOL, inner_setup,
-                                  level_interval, maxmin_residual,
-                                  quadratic_level_interval, quadratic_response,
-                                  quadratic_response_slope, surplus_peak)
-from aggregame.solvers import compiled
-from aggregame.solvers.native import NativeInner
-from aggregame.solvers.safe_allocation import lambda_allocation
+from aggregame.allocation import (
+    CHECK_HALVINGS,
+    CLOSED_FORM_ALPHAS,
+    RESIDUAL_TOL,
+    inner_setup,
+    level_interval,
+    marginal_of,
+    maxmin_residual,
+    quadratic_level_interval,
+    quadratic_response,
+    quadratic_response_slope,
+    surplus_peak,
+    utility_of,
+)
+from aggregame.solvers.inner import compiled
+from aggregame.solvers.inner.compiled.jit import jit
+from aggregame.solvers.inner.native import NativeInner
+from aggregame.solvers.inner.safe import lambda_allocation, lambda_allocations
 
 
 def _aggregator(alpha, rule="floor", n=12, seed=3, b_low=0.0):
@@ -29,12 +40,14 @@ def test_quadratic_level_interval_matches_bisection():
     rng = np.random.default_rng(0)
     price = rng.uniform(0.0, 8.0, (5, 1))
     xbar = player.zero_surplus_consumption(price[:, 0])
-    peak = surplus_peak(player, price, xbar)
+    peak = surplus_peak(marginal_of, player, price, np.zeros_like(xbar), xbar,
+                        CHECK_HALVINGS)
     a, b = player.families[0].params["a"], player.families[0].params["b"]
     top = np.where(b > price, (b - price) ** 2 / (4 * a), 0.0)
     # Levels below, near and above each member's peak, and <= 0 (no requirement).
     need = top * rng.uniform(-0.2, 1.2, top.shape)
-    lo, hi = level_interval(player, need, price, xbar, peak)
+    lo, hi = level_interval(utility_of, player, need, price, xbar, peak,
+                            CHECK_HALVINGS)
     with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 where need <= 0
         lo2, hi2, top2 = quadratic_level_interval(a, b, need, price, xbar)
     np.testing.assert_array_equal(np.isnan(lo), np.isnan(lo2))
@@ -90,8 +103,8 @@ def test_quadratic_closed_form_response_matches_bisection(alpha):
     err = np.abs(x - truth) / np.maximum(xbar, 1e-300)
     assert err.max() <= 1e-9, (err.argmax(), lam[err.argmax()], err.max())
     if compiled.ENABLED:
-        kernel = [compiled._response(*args, alpha) for args in
-                  zip(lam, q, a, 2 * a, floor, xbar)]
+        response = jit(quadratic_response)  # the kernels' compiled form
+        kernel = [response(*args, alpha) for args in zip(lam, q, a, 2 * a, floor, xbar)]
         np.testing.assert_allclose(kernel, x, rtol=1e-13, atol=1e-300)
     # dx/dlambda where the member is well inside (0, xbar) at a finite lambda.
     inside = (x > 1e-3 * xbar) & (x < (1 - 1e-3) * xbar) & np.isfinite(lam) & (lam != 0)
@@ -148,7 +161,7 @@ def test_max_min_log_members_match_safe_bisection(rule):
     Newton in nu (and per member on U' = p + nu) against the safe bisection, member
     by member, with rows batched and single, and every residual in tolerance."""
     from aggregame import LogUtility, User
-    from aggregame.solvers.safe_allocation import maxmin_allocation
+    from aggregame.solvers.inner.safe import maxmin_allocation
 
     rng = np.random.default_rng(3)
     users = [User(f"l{i}", LogUtility(w))
@@ -189,20 +202,72 @@ def test_member_newton_matches_safe_bisection(alpha):
 
 
 @pytest.mark.unit
-def test_concave_shortcut_agrees_with_the_grid(monkeypatch):
-    """One-member players skip the grid; forcing the grid gives the same regrets."""
-    import aggregame.solvers.certificate as cert
+@pytest.mark.parametrize("alpha", [0.0, 1.0, 3.0])
+def test_safe_bisection_of_many_rows_is_that_of_each_row(alpha):
+    """The safe path solves the failed rows of a batch together; each row halves
+    until its own brackets close, so the batch changes no bit of any row."""
+    player = _aggregator(alpha, rule="viable", n=9)
+    game = Game((player,), LinearPrice(0.01))
+    ys = np.linspace(0.0, 1.0, 13)[1:-1] ** 3 * game.feasible_max(0, 50.0)
+    setup = inner_setup(game, 0, ys, 50.0)
+    x, lam = lambda_allocations(player, setup.y, setup.price, setup.xbar,
+                                setup.weight, setup.floor)
+    for k, y in enumerate(ys):
+        one_x, one_lam = lambda_allocation(player, float(y), float(setup.price[k]),
+                                           setup.xbar[k], setup.weight[k],
+                                           setup.floor[k])
+        assert np.array_equal(x[k], one_x) and lam[k] == one_lam
+
+
+@pytest.mark.unit
+def test_concave_shortcut_agrees_with_the_bounds(monkeypatch):
+    """One-member players under a convex price skip the samples and the bounds
+    between them (their payoff is concave: the tangent at the maximum bounds it);
+    the general path, forced by calling the price not convex, gives the same
+    verdicts and regrets, with several times the evaluations."""
+    import aggregame.solvers.certify.scan as cert
     from aggregame import individuals
 
     rng = np.random.default_rng(7)
     users = quadratic_users(rng.uniform(0.1, 0.9, 6), rng.uniform(1.0, 10.0, 6), "c")
     game = Game(tuple(individuals(users)), PowerPrice(0.01, 1.5))
-    assert all(cert.provably_concave(game, j) for j in range(6))
+    assert game.price.convex
     for profile in (np.full(6, 1.0), rng.uniform(0.0, 3.0, 6)):
         fast = cert.certify(game, profile)
-        monkeypatch.setattr(cert, "provably_unimodal", lambda g, j: False)
+        monkeypatch.setattr(PowerPrice, "convex", False)
         slow = cert.certify(game, profile)
         monkeypatch.undo()
         assert fast.evaluations < slow.evaluations / 3
+        assert fast.verdicts == slow.verdicts
         np.testing.assert_allclose(fast.regrets, slow.regrets, rtol=1e-6, atol=1e-12)
         np.testing.assert_allclose(fast.deviations, slow.deviations, rtol=1e-6)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("seed", range(4))
+def test_one_member_players_at_once_match_one_at_a_time(seed):
+    """The one-pass certificate of one-member quadratic players (arrays over the
+    players) gives the verdicts, regrets and deviations of the per-player path, on
+    and off equilibrium, whatever the rule and alpha."""
+    from aggregame.solvers.certify import scan
+    from aggregame.solvers.certify.one_member import certify_one_members, eligible
+    from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
+
+    rng = np.random.default_rng(seed)
+    users = quadratic_users(rng.uniform(0.1, 0.9, 8), rng.uniform(0.5, 10.0, 8), "c")
+    rule = ("floor", "viable", "strict", "floor")[seed]
+    alpha = (0.0, 1.0, 2.0, float("inf"))[seed]
+    players = tuple(Player.aggregator(u.name, [u], alpha=alpha, rule=rule)
+                    for u in users)
+    game = Game(players, PowerPrice(0.01, 1.0 + 0.5 * (seed % 2)))
+    equilibrium = solve_equilibrium(game).profile
+    for profile in (equilibrium, equilibrium * rng.uniform(0.5, 1.5, 8)):
+        together = certify_one_members(game, profile, 1e-6, eligible(game))
+        for j in range(8):
+            alone, _ = scan._player_regret(game, j, profile, 1e-6, compiled=True)
+            assert together[j].verdict is alone.verdict, (j, profile)
+            assert together[j].relative_regret == pytest.approx(
+                alone.relative_regret, rel=1e-6, abs=1e-12)
+            if alone.relative_regret > 1e-9:
+                assert together[j].deviation == pytest.approx(alone.deviation,
+                                                              rel=1e-6)

@@ -5,17 +5,25 @@ import math
 import numpy as np
 import pyomo.environ as pyo
 import pytest
-
-from aggregame import (Game, GameDefinitionError, LinearPrice, LogUtility, Player,
-                       PowerPrice, QuadraticUtility, User, quadratic_users)
-from aggregame.errors import GlobalCertificateError
-from aggregame.models.joint import build_joint_best_response
-from aggregame.solvers.best_response import best_response
-from aggregame.solvers.dynamics import solve_equilibrium
-from aggregame.solvers.global_certificate import Verdict, certify_global, scip_solver
-from aggregame.solvers.native import NativeInner
 from conftest import solver_available
 
+from aggregame import (
+    Game,
+    GameDefinitionError,
+    LinearPrice,
+    LogUtility,
+    Player,
+    PowerPrice,
+    QuadraticUtility,
+    User,
+    quadratic_users,
+)
+from aggregame.errors import GlobalCertificateError
+from aggregame.models.joint import build_joint_best_response
+from aggregame.solvers.certify.global_bound import Verdict, certify_global, scip_solver
+from aggregame.solvers.equilibrium.best_response import best_response
+from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
+from aggregame.solvers.inner.native import NativeInner
 
 SCIP = solver_available(scip_solver)
 needs_scip = pytest.mark.skipif(not SCIP, reason="SCIP not installed: "

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aggregame import Game, LinearPrice, Player, quadratic_users
-from aggregame.solvers.native import NativeInner
+from aggregame.solvers.inner.native import NativeInner
 
 
 def _welfare(a, b, price, eps, alpha, x):

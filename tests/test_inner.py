@@ -6,11 +6,11 @@ import math
 import numpy as np
 import pyomo.environ as pyo
 import pytest
+from conftest import FD_RTOL, FD_STEP, needs_ipopt, one_aggregator_game
 
 from aggregame import Game, InnerSolveError, LinearPrice, Player
 from aggregame.models.aggregator import add_aggregator, build_aggregator_model
-from aggregame.solvers.native import NativeInner
-from conftest import FD_RTOL, FD_STEP, needs_ipopt, one_aggregator_game
+from aggregame.solvers.inner.native import NativeInner
 
 ALPHAS = [0, 0.5, 1, 2, "inf"]
 RULES = ["floor", "viable", "strict"]
@@ -21,7 +21,7 @@ BACKEND_ATOL = 1e-6
 
 
 def backends(game):
-    from aggregame.solvers.pyomo_inner import PyomoInner
+    from aggregame.solvers.inner.pyomo_backend import PyomoInner
 
     return {"native": NativeInner(game, 0), "pyomo": PyomoInner(game, 0)}
 
@@ -94,7 +94,7 @@ def test_total_derivative_differs_from_lambda_when_price_moves(small_users):
 @pytest.mark.solver
 def test_block_in_a_market_model_matches_standalone(small_users):
     """Two aggregators as Blocks of one model, with y_j and p the model's own Vars."""
-    from aggregame.solvers.pyomo_inner import ipopt_solver
+    from aggregame.solvers.inner.pyomo_backend import ipopt_solver
 
     half = len(small_users) // 2
     a = Player.aggregator("A", small_users[:half], alpha=1)
@@ -145,7 +145,7 @@ def test_block_refuses_to_overwrite():
 @needs_ipopt
 @pytest.mark.solver
 def test_non_optimal_ipopt_raises_and_keeps_model(small_users):
-    from aggregame.solvers.pyomo_inner import PyomoInner
+    from aggregame.solvers.inner.pyomo_backend import PyomoInner
 
     game = one_aggregator_game(small_users, 1.0)
     inner = PyomoInner(game, 0, {"max_iter": 1})
@@ -160,8 +160,30 @@ def test_non_optimal_ipopt_raises_and_keeps_model(small_users):
 
 @needs_ipopt
 @pytest.mark.solver
+@pytest.mark.parametrize("reuse_nlp", [True, False])
+def test_options_beside_a_solver_are_kept(small_users, reuse_nlp):
+    """``options`` given with ``solver=`` reach the solver with the spec's own: an
+    iteration limit of 1 ends the solve short (it raises), where the same spec
+    without it solves."""
+    from aggregame.solvers.inner.pyomo_backend import PyomoInner
+    from aggregame.solvers.solver_choice import SolverSpec
+
+    game = one_aggregator_game(small_users, 1.0)
+    spec = SolverSpec("cyipopt", {"tol": 1e-9})
+    inner = PyomoInner(game, 0, {"max_iter": 1, "tol": 1e-3}, solver=spec,
+                       reuse_nlp=reuse_nlp)
+    assert dict(inner.spec.options) == {"max_iter": 1, "tol": 1e-3}
+    with pytest.raises(InnerSolveError, match="did not reach an optimal solution"):
+        inner.solve(np.array([5.0]), OTHERS)
+    ok = PyomoInner(game, 0, solver=spec, reuse_nlp=reuse_nlp).solve(
+        np.array([5.0]), OTHERS)
+    assert ok.x.sum() == pytest.approx(5.0)
+
+
+@needs_ipopt
+@pytest.mark.solver
 def test_resolve_gives_same_answer(small_users):
-    from aggregame.solvers.pyomo_inner import PyomoInner
+    from aggregame.solvers.inner.pyomo_backend import PyomoInner
 
     inner = PyomoInner(one_aggregator_game(small_users, 2.0), 0)
     first = inner.solve(np.array([3.0, 7.0, 3.0]), OTHERS)
@@ -197,7 +219,7 @@ def test_maxmin_tiebreak_derivative_when_level_is_flat(small_users):
 
 @pytest.mark.unit
 def test_large_batches_are_chunked_without_changing_results(small_users, monkeypatch):
-    import aggregame.solvers.native as native
+    import aggregame.solvers.inner.native as native
 
     inner = NativeInner(one_aggregator_game(small_users, 1.0), 0)
     ys = np.linspace(0.0, inner.game.feasible_max(0, OTHERS), 37)
@@ -211,7 +233,7 @@ def test_large_batches_are_chunked_without_changing_results(small_users, monkeyp
 @pytest.mark.unit
 def test_price_out_points_are_capped_for_large_aggregators():
     from aggregame import quadratic_users
-    from aggregame.solvers import best_response as br
+    from aggregame.solvers.equilibrium import scan as br
 
     rng = np.random.default_rng(0)
     users = quadratic_users(rng.uniform(0.1, 0.9, 2000), rng.uniform(0, 10, 2000))

@@ -14,6 +14,10 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
+#: A study stops this soon after Ctrl-C, without waiting for its pending runs (240
+#: of ~0.1 s each). Not a speed goal: room for a loaded machine.
+PROMPT_SECONDS = 5.0
+
 #: The real CLI, with the studies' small-user count cut so runs take ~0.1 s each.
 SCRIPT = """
 import functools, sys
@@ -57,12 +61,12 @@ def _alive(proc: psutil.Process) -> bool:
         return False
 
 
-def test_ctrl_c_stops_within_two_seconds_and_keeps_finished_runs(tmp_path):
+def test_ctrl_c_stops_promptly_and_keeps_finished_runs(tmp_path):
     proc, workers = start_study(tmp_path)
     sent = time.monotonic()
     proc.send_signal(signal.SIGINT)
     code = proc.wait(timeout=10)
-    assert time.monotonic() - sent < 2.0
+    assert time.monotonic() - sent < PROMPT_SECONDS
     assert code == 130 and proc.stderr.read().strip() == "aggregame: interrupted"
     assert_clean(tmp_path, workers)
     kept = len(list((tmp_path / "fig6" / "runs").glob("*.json")))
@@ -77,7 +81,7 @@ def test_second_ctrl_c_does_not_hang(tmp_path):
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
     proc.wait(timeout=10)
-    assert time.monotonic() - sent < 2.0
+    assert time.monotonic() - sent < PROMPT_SECONDS
     assert_clean(tmp_path, workers)
 
 

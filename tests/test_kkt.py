@@ -9,20 +9,29 @@ import sys
 import numpy as np
 import pyomo.environ as pyo
 import pytest
+from conftest import needs_ipopt
+from test_equilibrium import cournot_closed_form, cournot_game, small_mixed_game
 
 from aggregame import Game, LinearPrice, Player, quadratic_users
 from aggregame.models.kkt import build_kkt_model, player_status
 from aggregame.scenario import load_scenario, scenario_from_dict
-from aggregame.solvers.compare import crosscheck, probe_uniqueness
-from aggregame.solvers.dynamics import DynamicsSettings, solve_equilibrium
-from aggregame.solvers.kkt import KKT_TOL, KKTStatus, StartKind, solve_kkt
-from conftest import needs_ipopt
-from test_equilibrium import cournot_closed_form, cournot_game, small_mixed_game
+from aggregame.solvers.compare.crosscheck import crosscheck
+from aggregame.solvers.compare.uniqueness import probe_uniqueness
+from aggregame.solvers.equilibrium.dynamics import DynamicsSettings, solve_equilibrium
+from aggregame.solvers.kkt.solve import (
+    KKT_TOL,
+    KKTSettings,
+    KKTStatus,
+    StartKind,
+    solve_kkt,
+)
 
 pytestmark = [needs_ipopt]
 
 #: The issue's agreement target between the KKT and best-response profiles.
 PROFILE_RTOL = 1e-6
+#: One start only: the multistart would report another start's end.
+ONE_START = KKTSettings(multistart=False)
 #: Two KKT solves of one game written two ways: the same Ipopt runs, so the same
 #: point to Ipopt's tolerance.
 SAME_GAME_RTOL = 1e-8
@@ -56,7 +65,7 @@ def test_stationarity_is_the_derivative_of_the_inner_welfare():
     profile = np.array([8.0, 6.0, 30.0])
     total = profile.sum()
     m, status = stacked_model(game, profile)
-    from aggregame.solvers.native import NativeInner
+    from aggregame.solvers.inner.native import NativeInner
 
     for j, player in enumerate(game.players):  # a feasible allocation of `profile`
         x = NativeInner(game, j).solve(profile[j:j + 1], total - profile[j]).x[0]
@@ -103,7 +112,7 @@ def test_the_given_start_decides_which_equilibrium(start):
     """two_equilibria has equilibria near (53.9, 53.9) and (500, 500): from each
     start the KKT solve ends where best response from the same start ends."""
     game = load_scenario("two_equilibria").game
-    kkt = solve_kkt(game, start=np.array(start), multistart=False)
+    kkt = solve_kkt(game, ONE_START, start=np.array(start))
     br = solve_equilibrium(game, settings=DynamicsSettings(start=start,
                                                            best_response="scan"))
     assert kkt.is_equilibrium and br.is_equilibrium
@@ -120,7 +129,7 @@ def test_kkt_point_that_is_not_an_equilibrium_is_reported():
     certificate; with it, the best-response warm start gives a certified
     equilibrium, and the first start stays on record."""
     game = load_scenario("two_equilibria").game
-    eq = solve_kkt(game, start=np.array([80.0, 80.0]), multistart=False)
+    eq = solve_kkt(game, ONE_START, start=np.array([80.0, 80.0]))
     assert eq.converged and not eq.certified and not eq.is_equilibrium
     assert eq.max_regret > 0.05  # relative to the payoff's range: far from 0
     assert "no equilibrium: KKT point" in eq.reason()
@@ -162,7 +171,7 @@ def test_multistart_recovers_when_the_default_start_fails():
     game = steep_alpha2_game()
     br = solve_equilibrium(game)
     assert br.is_equilibrium
-    alone = solve_kkt(game, multistart=False)
+    alone = solve_kkt(game, ONE_START)
     assert not alone.is_equilibrium
     assert alone.settings["ipopt_termination"] == "infeasible"
     eq = solve_kkt(game)
@@ -182,7 +191,7 @@ def test_multistart_recovers_when_the_default_start_fails():
 def test_a_start_near_the_equilibrium_converges_where_the_default_fails():
     game = steep_alpha2_game()
     br = solve_equilibrium(game)
-    near = solve_kkt(game, start=br.profile * 1.02, multistart=False)
+    near = solve_kkt(game, ONE_START, start=br.profile * 1.02)
     assert near.is_equilibrium and near.settings["start_kind"] == "given"
     np.testing.assert_allclose(near.profile, br.profile, rtol=PROFILE_RTOL)
 
@@ -317,6 +326,6 @@ def test_relaxation_reformulation_gives_the_same_point():
     """mpec.simple_nonlinear's relaxation and the Fischer-Burmeister smoothing are two
     routes to one KKT point."""
     game, a, b = cournot_game(n=3)
-    eq = solve_kkt(game, reformulation="relaxation")
+    eq = solve_kkt(game, KKTSettings(reformulation="relaxation"))
     assert eq.is_equilibrium and eq.status == KKTStatus.CONVERGED
     np.testing.assert_allclose(eq.profile, cournot_closed_form(a, b, 0.01), rtol=1e-6)

@@ -13,14 +13,17 @@ import numpy as np
 import pyomo.environ as pyo
 import pytest
 from pyomo.mpec import Complementarity, complements
-
-from aggregame.errors import AggregameError
-from aggregame.models.complementarity import (ModelBuildError, Reformulation,
-                                              add_fischer_burmeister,
-                                              add_reformulation)
-from aggregame.models.kkt import KKTMode, PlayerStatus, build_kkt_model, player_status
 from test_equilibrium import cournot_game, small_mixed_game
 from test_kkt import stacked_model
+
+from aggregame.errors import AggregameError
+from aggregame.models.complementarity import (
+    ModelBuildError,
+    Reformulation,
+    add_fischer_burmeister,
+    add_reformulation,
+)
+from aggregame.models.kkt import KKTMode, PlayerStatus, build_kkt_model, player_status
 
 pytestmark = pytest.mark.unit
 
@@ -125,20 +128,41 @@ def test_models_import_nothing_from_solvers():
                     reason="pathampl is installed here; this checks the refusal")
 def test_asking_for_path_without_it_is_a_clear_error():
     from aggregame import SolverUnavailableError
-    from aggregame.solvers.kkt import solve_kkt
+    from aggregame.solvers.kkt.solve import KKTSettings, solve_kkt
 
     game, _, _ = cournot_game(n=2)
     with pytest.raises(SolverUnavailableError, match="no `pathampl` executable"):
-        solve_kkt(game, solver_name="path")
+        solve_kkt(game, KKTSettings(method="path"))
 
 
-def test_unknown_reformulation_is_refused_before_any_solve():
-    from aggregame.solvers.kkt import solve_kkt
+@pytest.mark.parametrize("field, value, message", [
+    ("reformulation", "smooth",
+     r"field 'reformulation' must be one of \['fischer-burmeister', 'relaxation'\], "
+     r"got 'smooth'"),
+    ("method", "ipopt", r"field 'method' must be one of \['auto', 'reformulation', "
+                        r"'path'\], got 'ipopt'"),
+    ("seed", -1, r"field 'seed' must be an integer >= 0, got -1"),
+    ("multistart", "yes", r"field 'multistart' must be true or false, got 'yes'"),
+    ("certificate_rtol", 0.5, r"field 'certificate_rtol' must be a number in"),
+    ("solver", "gurobi", r"field 'solver' is refused: .*unknown solver 'gurobi'"),
+])
+def test_kkt_settings_refuse_a_bad_field_before_any_solve(field, value, message):
+    """Every field is checked once, when the settings are made: one SettingsError
+    naming the field and the value, before any model is built."""
+    from aggregame import SettingsError
+    from aggregame.solvers.kkt.solve import KKTSettings
 
-    game, _, _ = cournot_game(n=2)
-    with pytest.raises(ValueError, match="reformulation must be 'fischer-burmeister' "
-                                         "or 'relaxation', got 'smooth'"):
-        solve_kkt(game, reformulation="smooth", solver_name="ipopt")
+    with pytest.raises(SettingsError, match=message):
+        KKTSettings(**{field: value})
+
+
+def test_kkt_settings_take_no_solver_for_path():
+    from aggregame import SettingsError
+    from aggregame.solvers.kkt.solve import KKTSettings
+
+    with pytest.raises(SettingsError, match="field 'solver' must be unset for method "
+                                            "'path'"):
+        KKTSettings(method="path", solver="cyipopt")
 
 
 def test_maxmin_player_priced_out_entirely_under_viable_builds():

@@ -9,17 +9,26 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp
 
-from aggregame import (Fairness, Game, LinearPrice, MaxMinRule, Player, ScenarioError,
-                       UnsupportedProblemError, User, QuadraticUtility,
-                       quadratic_users)
+from aggregame import (
+    Fairness,
+    Game,
+    LinearPrice,
+    MaxMinRule,
+    Player,
+    QuadraticUtility,
+    ScenarioError,
+    UnsupportedProblemError,
+    User,
+    quadratic_users,
+)
 from aggregame.allocation import RESIDUAL_TOL, inner_setup
-from aggregame.leximin import compare, leximin_residual, levels
+from aggregame.leximin import compare, levels, leximin_residual
 from aggregame.scenario import scenario_from_dict
-from aggregame.solvers.best_response import best_response
-from aggregame.solvers.certificate import certify
-from aggregame.solvers.dynamics import solve_equilibrium
-from aggregame.solvers.leximin import batch_levels
-from aggregame.solvers.native import NativeInner
+from aggregame.solvers.certify.scan import certify
+from aggregame.solvers.equilibrium.best_response import best_response
+from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
+from aggregame.solvers.inner.leximin import batch_levels
+from aggregame.solvers.inner.native import NativeInner
 
 #: Agreement of two computations of the same level (both to ~1e-13).
 LEVEL_RTOL = 1e-9
@@ -241,16 +250,25 @@ def test_leximin_buys_less_than_total_surplus():
 
 # -- refusals, TOML and CLI ---------------------------------------------------------
 @pytest.mark.unit
-def test_pyomo_kkt_and_global_refuse_leximin():
-    from aggregame.solvers.global_certificate import certify_global
-    from aggregame.solvers.kkt import solve_kkt
-    from aggregame.solvers.pyomo_inner import PyomoInner
+def test_pyomo_and_kkt_refuse_leximin_and_global_names_the_player():
+    from aggregame.solvers.certify import certify
+    from aggregame.solvers.inner.pyomo_backend import PyomoInner
+    from aggregame.solvers.kkt.solve import solve_kkt
 
     game = two_aggregator_game()
-    for run in (lambda: PyomoInner(game, 0), lambda: solve_kkt(game),
-                lambda: certify_global(game, np.zeros(3))):
+    for run in (lambda: PyomoInner(game, 0), lambda: solve_kkt(game)):
         with pytest.raises(UnsupportedProblemError, match="does not model leximin"):
             run()
+    # SCIP bounds the smallest level only: each leximin player fails, named with the
+    # reason; the others are bounded as usual.
+    cert = certify(game, np.zeros(3), 1e-5, method="global", time_limit=5.0)
+    for player, result in zip(game.players, cert.players):
+        if player.fairness.is_leximin and player.size > 1:
+            assert result.verdict.value == "failed"
+            assert player.name in result.reason and "leximin" in result.reason
+        else:
+            assert result.verdict.value != "failed"
+    assert not cert.certified
 
 
 def scenario_doc(**defaults):
@@ -292,7 +310,7 @@ def test_cli_maxmin_flag_overrides_the_scenario(tmp_path):
     for p in doc["players"]:
         lines += ['[[players]]', f'name = "{p["name"]}"']
         for u in p["users"]:
-            lines += [f'[[players.users]]', f'name = "{u["name"]}"', f'a = {u["a"]}',
+            lines += ['[[players.users]]', f'name = "{u["name"]}"', f'a = {u["a"]}',
                       f'b = {u["b"]}']
     small.write_text("\n".join(lines) + "\n")
     base = json.loads(run_cli("solve", str(small), "--json").stdout)

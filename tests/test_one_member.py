@@ -10,14 +10,26 @@ import math
 import numpy as np
 import pytest
 
-from aggregame import (AffinePrice, Game, LinearPrice, LogUtility, Player, PowerPrice,
-                       QuadraticUtility, User)
+from aggregame import (
+    AffinePrice,
+    Game,
+    LinearPrice,
+    LogUtility,
+    Player,
+    PowerPrice,
+    QuadraticUtility,
+    User,
+)
 from aggregame.errors import GameDefinitionError
 from aggregame.one_member import OneMemberPayoff
-from aggregame.solvers.best_response import single_user_equilibrium
-from aggregame.solvers.dynamics import DynamicsSettings, make_inners, solve_equilibrium
-from aggregame.solvers.native import NativeInner
-from aggregame.solvers.results import Equilibrium
+from aggregame.solvers.equilibrium.closed_forms import single_user_equilibrium
+from aggregame.solvers.equilibrium.dynamics import (
+    DynamicsSettings,
+    make_inners,
+    solve_equilibrium,
+)
+from aggregame.solvers.equilibrium.results import Equilibrium
+from aggregame.solvers.inner.native import NativeInner
 
 #: The formula and the solver compute the same floats up to a few roundings.
 MATCH_RTOL = 1e-12

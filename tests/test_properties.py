@@ -10,20 +10,19 @@
 """
 
 import math
-from unittest import mock
 
 import numpy as np
 import pytest
+from conftest import needs_ipopt
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
+from strategies import games, purchases, social_welfare_games
 
 from aggregame.allocation import RESIDUAL_TOL, inner_setup
 from aggregame.errors import InnerSolveError
 from aggregame.leximin import with_maxmin_rule
-from aggregame.solvers.dynamics import solve_equilibrium
-from aggregame.solvers.native import NativeInner
-from conftest import needs_ipopt
-from strategies import games, purchases, social_welfare_games
+from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
+from aggregame.solvers.inner.native import NativeInner
 
 #: Batched and single solves agree to this, relative to the capacity (allocations)
 #: or to the row's payoff scale (welfare): both are solved to ~1e-13.
@@ -163,7 +162,7 @@ def test_total_surplus_maxmin_batch_equals_one_at_a_time_and_numpy(game, fractio
 @settings(max_examples=8)
 @given(game=games(max_players=2), fraction=st.floats(0.0, 1.0), data=st.data())
 def test_pyomo_batch_equals_one_at_a_time_and_native(game, fraction, data):
-    from aggregame.solvers.pyomo_inner import PyomoInner
+    from aggregame.solvers.inner.pyomo_backend import PyomoInner
 
     # The total-surplus reading of max-min: the pyomo backend does not model leximin.
     game = with_maxmin_rule(game, "total-surplus")
@@ -241,10 +240,9 @@ def test_floor_rule_payoff_is_continuous_at_price_out_points(game, fraction, dat
     sides under viable and strict): there a priced-out member keeps its term, so J
     (and the total surplus) takes the same value on either side, up to the
     payoff's slope times the gap."""
-    from aggregame.fairness import PricedOutRule
-    from aggregame.solvers.best_response import price_out_points
-
     from aggregame import Game, Player
+    from aggregame.fairness import PricedOutRule
+    from aggregame.solvers.equilibrium.scan import price_out_points
 
     j = data.draw(st.integers(0, len(game.players) - 1))
     p = game.players[j]
@@ -284,15 +282,12 @@ def test_floor_rule_payoff_is_continuous_at_price_out_points(game, fraction, dat
 @settings(max_examples=60)
 @given(game=social_welfare_games(), fraction=st.floats(0.0, 1.0), data=st.data())
 def test_social_welfare_payoff_is_concave_then_decreasing(game, fraction, data):
-    """The theorem the certificate's shortcut for alpha = 0 rests on
-    (certificate.provably_unimodal): J is concave up to its maximum and decreasing
-    after it, whatever the rule and however many members the price drives out. A
+    """A social-welfare aggregator's payoff is concave up to its maximum and
+    decreasing after it (docs/model.md, section "Quasiconcavity and the best
+    response"), whatever the rule and however many members the price drives out. A
     fine grid of each interval must show it: second differences <= 0 left of the
     best sample, first differences <= 0 right of it (both to rounding)."""
-    from aggregame.solvers.certificate import provably_unimodal
-
     j = data.draw(st.integers(0, len(game.players) - 1))
-    assert provably_unimodal(game, j)
     others = _others(game, j, fraction)
     y_max = game.feasible_max(j, others)
     if y_max <= 0:
@@ -308,48 +303,17 @@ def test_social_welfare_payoff_is_concave_then_decreasing(game, fraction, data):
 
 
 @pytest.mark.unit
-@settings(max_examples=20)
-@given(game=social_welfare_games(), data=st.data())
-def test_social_welfare_certificate_agrees_with_the_grid(game, data):
-    """The alpha = 0 shortcut (Brent's search on the whole interval) finds the same
-    deviations as the full grid-and-refine search it replaces, at random profiles
-    (regrets of any size) and at the equilibrium (certified either way)."""
-    import aggregame.solvers.certificate as cert
-
-    fractions = data.draw(st.lists(st.floats(0.0, 1.0), min_size=len(game.players),
-                                   max_size=len(game.players)))
-    caps = np.array([game.feasible_max(j, 0.0) for j in range(len(game.players))])
-    profiles = [np.array(fractions) * caps]
-    try:
-        profiles.append(solve_equilibrium(game).profile)
-    except InnerSolveError:
-        event("inner solve refused")
-    for profile in profiles:
-        fast = cert.certify(game, profile)
-        # The grid for aggregators (one-member players keep their own shortcut).
-        with mock.patch.object(cert, "provably_unimodal", cert.provably_concave):
-            slow = cert.certify(game, profile)
-        # A purchase beyond its feasible interval has J = -inf (regret inf in both).
-        finite = np.abs(fast.welfare[np.isfinite(fast.welfare)])
-        scale = float(finite.max()) if finite.size else 1.0
-        np.testing.assert_allclose(fast.regrets, slow.regrets, rtol=1e-6,
-                                   atol=1e-9 * max(scale, 1e-300))
-        assert fast.certified == slow.certified
-
-
-@pytest.mark.unit
 @settings(max_examples=30)
 @given(game=games(max_players=3), fraction=st.floats(0.0, 1.0), data=st.data())
 def test_max_min_level_is_flat_once_a_counted_member_is_priced_out(game, fraction,
                                                                    data):
-    """What lets the certificate refine a max-min payoff by its total surplus alone
-    (certificate._Deviations.level_flat_from): from the first purchase at which a
-    counted member is priced out (floor, strict), the level is the same for every
-    larger purchase; and the certificate then finds the regrets golden section
-    on the (level, total surplus) pairs finds."""
-    import aggregame.solvers.certificate as cert
+    """What lets the certificate read a max-min level as its floor, exactly, and
+    rank by total surplus alone (solvers/certify/payoffs.py, ``Payoffs.pinned``):
+    from the first purchase at which a counted member is priced out (floor,
+    strict), the level is the same for every larger purchase."""
     from aggregame import Game, Player
     from aggregame.fairness import PricedOutRule
+    from aggregame.solvers.certify.payoffs import Payoffs
 
     j = data.draw(st.integers(0, len(game.players) - 1))
     p = game.players[j]
@@ -361,10 +325,10 @@ def test_max_min_level_is_flat_once_a_counted_member_is_priced_out(game, fractio
     b = float(maxmin.marginal_at_zero.min())
     others = max(game.price.inverse(b) - fraction * game.feasible_max(
         j, game.price.inverse(b)), 0.0)
-    dev = cert._Deviations(game, j, others, maxmin=True)
+    pay = Payoffs(game, j, others)
     y_max = game.feasible_max(j, others)
     ys = np.linspace(0.0, y_max, 201)
-    flat = np.array([dev.level_flat_from(float(y)) for y in ys])
+    flat = np.array([pay.pinned(float(y)) for y in ys])
     if not flat.any():
         event("no pinned level in range")
         return
@@ -374,24 +338,9 @@ def test_max_min_level_is_flat_once_a_counted_member_is_priced_out(game, fractio
     rounding = 64 * np.finfo(float).eps * float(np.max(
         np.abs(rows.surplus) + 2 * rows.price[:, None] * rows.x))
     assert np.ptp(levels) <= 1e-12 * float(np.max(np.abs(levels))) + rounding
-    profile = np.array([0.5 * game.feasible_max(k, others) for k in
-                        range(len(game.players))])
-    profile[j] = data.draw(st.floats(0.0, 1.0)) * y_max
-    fast = cert.certify(game, profile)
-    with mock.patch.object(cert._Deviations, "level_flat_from", lambda self, y: False):
-        slow = cert.certify(game, profile)
-    # Without the theorem, pinned levels compare by their rounding (~1e-16), which
-    # moves the best deviation found and the scale; the verdicts must agree, and
-    # the gains where neither reads noise.
-    assert fast.certified == slow.certified
-    if not flat[0]:
-        # A gain below the levels' own rounding is the slow path reading noise
-        # (a random run: 1.4e-20 on levels of 1e-6, where the real gain, in total
-        # surplus, is 1.0e-4, as the fast path finds): compare the others (the
-        # fast path must find every gain the slow one finds).
-        real = slow.regrets > 1e-12 * np.abs(fast.welfare) + 1e-300
-        np.testing.assert_allclose(fast.regrets[real], slow.regrets[real], rtol=1e-3,
-                                   atol=1e-9)
+    # The certificate reads them as the floor itself.
+    pay.evaluate(ys[flat])
+    assert set(pay.rows.welfare) == {maxmin.fairness.floor}
 
 
 @pytest.mark.unit
@@ -401,11 +350,11 @@ def test_pinned_max_min_ranks_by_the_social_welfare_payoff(game, fraction, data)
     """Why the certificate treats a max-min player whose level is pinned on the
     whole interval (a counted member priced out at y = 0; floor, strict) like a
     social-welfare aggregator: every member's need is then 0, so the total surplus
-    it ranks purchases by is the alpha = 0 payoff minus n e, row by row; and the
-    shortcut finds the regrets the grid finds."""
-    import aggregame.solvers.certificate as cert
+    it ranks purchases by is the alpha = 0 payoff minus n e, row by row (the bound
+    of its total surplus is the alpha = 0 one, solvers/certify/branch.py)."""
     from aggregame import Game, Player
     from aggregame.fairness import PricedOutRule
+    from aggregame.solvers.certify.payoffs import Payoffs
 
     j = data.draw(st.integers(0, len(game.players) - 1))
     p = game.players[j]
@@ -420,8 +369,7 @@ def test_pinned_max_min_ranks_by_the_social_welfare_payoff(game, fraction, data)
     maxmin, social = with_player(math.inf), with_player(0.0)
     others = game.price.inverse(float(p.marginal_at_zero.min())) * (1 + fraction)
     y_max = maxmin.feasible_max(j, others)
-    dev = cert._Deviations(maxmin, j, others, maxmin=True)
-    assert dev.level_flat_from(0.0)
+    assert Payoffs(maxmin, j, others).pinned(0.0)
     if y_max <= 0:
         event("nothing to buy")
         return
@@ -431,12 +379,3 @@ def test_pinned_max_min_ranks_by_the_social_welfare_payoff(game, fraction, data)
     welfare = NativeInner(social, j).solve(ys, others).welfare - floor
     scale = float(np.max(np.abs(welfare))) + floor + 1e-300
     np.testing.assert_allclose(total, welfare, rtol=0, atol=1e-9 * scale)
-    profile = np.array([0.5 * maxmin.feasible_max(k, others) for k in
-                        range(len(game.players))])
-    profile[j] = data.draw(st.floats(0.0, 1.0)) * y_max
-    fast = cert.certify(maxmin, profile)
-    with mock.patch.object(cert, "_pinned_social_welfare", lambda g, k, d: False):
-        slow = cert.certify(maxmin, profile)
-    np.testing.assert_allclose(fast.regrets, slow.regrets, rtol=1e-6,
-                               atol=1e-9 * scale)
-    assert fast.certified == slow.certified

@@ -4,11 +4,12 @@ s_i >= 0 rows and both max-min phases) or against finite differences."""
 
 import numpy as np
 import pytest
+from conftest import needs_ipopt, one_aggregator_game
 
 from aggregame import Game, LinearPrice, Player, quadratic_users
-from aggregame.solvers import best_response as br
-from aggregame.solvers.native import NativeInner
-from conftest import needs_ipopt, one_aggregator_game
+from aggregame.solvers.equilibrium import best_response as br
+from aggregame.solvers.equilibrium import search
+from aggregame.solvers.inner.native import NativeInner
 
 OTHERS = 20.0  # p near 1-1.5: some of the 8 members priced out (as test_inner.py)
 #: Ipopt's tol = 1e-9 on the scaled KKT: two formulations agree to about this.
@@ -21,7 +22,7 @@ BR_RTOL = 1e-7
 
 
 def paths(game, index=0):
-    from aggregame.solvers.pyomo_inner import PyomoInner
+    from aggregame.solvers.inner.pyomo_backend import PyomoInner
 
     return PyomoInner(game, index), PyomoInner(game, index, reuse_nlp=False)
 
@@ -105,13 +106,13 @@ def test_one_member_rows_need_no_solver():
 @pytest.mark.parametrize("alpha", [1, "inf"])
 def test_sequential_search_finds_the_old_searchs_best_response(small_users, alpha,
                                                                monkeypatch):
-    from aggregame.solvers.pyomo_inner import PyomoInner
+    from aggregame.solvers.inner.pyomo_backend import PyomoInner
 
     game = one_aggregator_game(small_users, alpha)
     y_max = game.feasible_max(0, OTHERS)
     found = {}
     for sequential in (True, False):
-        monkeypatch.setattr(br, "SEQUENTIAL_SEARCH", sequential)
+        monkeypatch.setattr(search, "SEQUENTIAL_SEARCH", sequential)
         inner = PyomoInner(game, 0)
         found[sequential] = [
             br.best_response(inner, OTHERS),

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aggregame.solvers.best_response import best_response
-from aggregame.solvers.native import NativeInner
+from aggregame.solvers.equilibrium.best_response import best_response
+from aggregame.solvers.inner.native import NativeInner
 from aggregame.studies.common import Domain, aggregated, small_users
 
 
@@ -40,7 +40,8 @@ def test_probe_bracket_holds_the_maximum_of_a_quasiconcave_payoff(
     the top off)."""
     from types import SimpleNamespace
 
-    from aggregame.solvers.best_response import Candidate, _bracket
+    from aggregame.solvers.equilibrium.bisection import _bracket
+    from aggregame.solvers.equilibrium.search import Candidate
 
     def payoff(y):
         return -max(abs(y - peak) - plateau, 0.0) ** power
@@ -61,7 +62,8 @@ def test_secant_stop_never_ends_a_search_away_from_a_root(monkeypatch):
     its step was ~1e-74 wherever it stood, and the search stopped at y = 1.58 (slope
     -0.89, J = -0.17) where the root is at 0.136 (J = -9.2e-4). With the stop or
     without it (the old search) the best response must be the same."""
-    import aggregame.solvers.best_response as br
+    import aggregame.solvers.equilibrium.best_response as br
+    import aggregame.solvers.equilibrium.search as search
     from aggregame import Game, LinearPrice, Player, quadratic_users
 
     users = quadratic_users([413.81213567394684, 212.9406066117046, 6209.433036483197],
@@ -71,7 +73,7 @@ def test_secant_stop_never_ends_a_search_away_from_a_root(monkeypatch):
     others = 0.0874071880944381
     found = {}
     for flag in (True, False):
-        monkeypatch.setattr(br, "SEQUENTIAL_SEARCH", flag)
+        monkeypatch.setattr(search, "SEQUENTIAL_SEARCH", flag)
         found[flag] = br.best_response(NativeInner(game, 0), others)
     assert found[True].welfare == pytest.approx(found[False].welfare, rel=1e-9)
     assert found[True].y == pytest.approx(found[False].y, rel=1e-8)

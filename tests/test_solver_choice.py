@@ -6,13 +6,11 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-
-from aggregame import (SolverOptionError, SolverUnavailableError,
-                       UnsupportedProblemError)
-from aggregame.solvers.native import NativeInner
-from aggregame.solvers.solver_choice import (SolverName, SolverSpec,
-                                             parse_solver_options)
 from conftest import one_aggregator_game
+
+from aggregame import SolverOptionError, SolverUnavailableError, UnsupportedProblemError
+from aggregame.solvers.inner.native import NativeInner
+from aggregame.solvers.solver_choice import SolverName, SolverSpec, parse_solver_options
 
 #: Inner allocations and multipliers of every solver agree with the native backend to
 #: this (absolute; x ~ 1-10, lambda ~ 0.1-3).
@@ -81,7 +79,7 @@ def test_invalid_scip_and_highs_options_name_them():
 @needs("cyipopt")
 @pytest.mark.solver
 def test_invalid_option_through_the_backend_is_an_option_error(small_users):
-    from aggregame.solvers.dynamics import solve_equilibrium
+    from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
 
     game = one_aggregator_game(small_users, 0)
     with pytest.raises(SolverOptionError, match="'tolerance'"):
@@ -90,7 +88,7 @@ def test_invalid_option_through_the_backend_is_an_option_error(small_users):
 
 # -- every solver against the native backend ----------------------------------------
 def _compare_inner(game, name):
-    from aggregame.solvers.pyomo_inner import PyomoInner
+    from aggregame.solvers.inner.pyomo_backend import PyomoInner
 
     ys = FRACTIONS * game.feasible_max(0, OTHERS)
     native = NativeInner(game, 0).solve(ys, OTHERS)
@@ -120,7 +118,7 @@ def test_scip_inner_alpha1_agrees_with_native(small_users):
 @needs("highs")
 @pytest.mark.solver
 def test_highs_refuses_a_non_qp(small_users):
-    from aggregame.solvers.pyomo_inner import PyomoInner
+    from aggregame.solvers.inner.pyomo_backend import PyomoInner
 
     with pytest.raises(UnsupportedProblemError, match="only the alpha = 0 inner"):
         PyomoInner(one_aggregator_game(small_users, 1), 0, solver=SolverSpec("highs"))
@@ -130,13 +128,13 @@ def test_highs_refuses_a_non_qp(small_users):
 @pytest.mark.solver
 def test_kkt_with_scip_on_a_small_game_and_highs_refused():
     from aggregame.scenario import load_scenario
-    from aggregame.solvers.kkt import solve_kkt
+    from aggregame.solvers.kkt.solve import KKTSettings, solve_kkt
 
     game = load_scenario("two_equilibria").game
-    eq = solve_kkt(game, solver=SolverSpec("scip"))
+    eq = solve_kkt(game, KKTSettings(solver=SolverSpec("scip")))
     assert eq.converged and eq.certified  # regret by the native certificate
     with pytest.raises(UnsupportedProblemError, match="stacked KKT"):
-        solve_kkt(game, solver=SolverSpec("highs"))
+        solve_kkt(game, KKTSettings(solver=SolverSpec("highs")))
 
 
 # -- the compare study ---------------------------------------------------------------
@@ -184,8 +182,8 @@ def test_compare_writes_its_files_and_same_seed_same_table(tmp_path, capsys):
 @pytest.mark.solver
 def test_run_record_uses_the_native_certificate(small_users):
     from aggregame import Game, LinearPrice, Player
-    from aggregame.solvers.certificate import certify
-    from aggregame.solvers.comparison import RunStatus, run_one
+    from aggregame.solvers.certify.scan import certify
+    from aggregame.solvers.compare.timed_run import RunStatus, run_one
     from aggregame.solvers.solver_choice import Termination
 
     game = Game((Player.aggregator("A", small_users[:4], alpha=0),
@@ -196,6 +194,5 @@ def test_run_record_uses_the_native_certificate(small_users):
     assert record.build_seconds > 0 and record.solve_seconds > 0
     assert record.certificate_seconds > 0
     assert record.solver_iterations > 0  # Ipopt iterations, not rounds
-    native = [NativeInner(game, j) for j in range(2)]
     cert = certify(game, np.array(record.profile))
     assert cert.max_regret == pytest.approx(record.max_regret, abs=1e-12)

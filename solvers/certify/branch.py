@@ -1,0 +1,263 @@
+"""Branch and bound over a player's feasible interval: what lies between samples.
+
+Every interval between two neighbouring evaluated purchases gets an upper bound on the
+gain any purchase inside it could have over the profile's own (solvers/certify/
+bounds.py says why the bounds hold), in the component of the player's payoff that
+decides (the payoff itself; max-min's level, or its total surplus where the level is
+pinned; leximin's first component where the vectors can differ). An interval whose
+bound is below the target is closed; the others are split at their midpoints, all of
+them evaluated in one batch, until every interval is closed (the regret is proved
+below the target) or the budget is spent (the regret is bounded by the largest bound
+left, or not at all).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from aggregame.allocation import counted_members, member_terms
+from aggregame.solvers.certify.bounds import (
+    PriceWindow,
+    level_bound,
+    linear_bound,
+    member_sensitivity,
+)
+from aggregame.solvers.certify.payoffs import PayoffKind, Payoffs, levels_tie
+
+#: Purchases the branch and bound evaluates per player at most...
+MAX_BOUND_ROWS = 8192
+#: ...and purchases x members (a row of a large aggregator costs its members).
+MAX_BOUND_ELEMENTS = 2**26
+
+
+@dataclass(frozen=True)
+class BoundOutcome:
+    """Largest proven relative gain over the profile (inf: none proven), whether
+    every interval closed below the target, and the rows evaluated for it."""
+
+    relative_bound: float
+    closed: bool
+    rows: int
+
+
+@dataclass
+class _Reference:
+    """The profile's payoff in the quantities the bounds compare with."""
+
+    welfare: float
+    tiebreak: float
+    pinned: bool
+    count: int = 0          # leximin: members priced out (pinned at the floor)
+    lowest: float = math.nan  # leximin: smallest level of the members priced in
+
+
+def bound_regret(pay: Payoffs, target: float) -> BoundOutcome:
+    """Branch and bound on ``pay``'s rows (row 0 is the profile's purchase) until
+    every interval's relative gain bound is <= ``target`` or the budget is spent."""
+    ref = _reference(pay, 0)
+    ys = np.array(pay.rows.y)
+    order = np.unique(ys, return_index=True)[1]
+    left = order[:-1].tolist()
+    right = order[1:].tolist()
+    spent = 0
+    budget = min(MAX_BOUND_ROWS, max(16, MAX_BOUND_ELEMENTS // max(pay.player.size, 1)))
+    worst = 0.0
+    while True:
+        gains = _interval_gains(pay, ref, np.array(left), np.array(right), target)
+        closed = gains <= target
+        worst = max(worst, float(gains[closed].max(initial=0.0)))
+        open_left = [a for a, c in zip(left, closed) if not c]
+        open_right = [b for b, c in zip(right, closed) if not c]
+        if not open_left:
+            return BoundOutcome(worst, True, spent)
+        mids = np.array([0.5 * (pay.rows.y[a] + pay.rows.y[b])
+                         for a, b in zip(open_left, open_right)])
+        splittable = (mids > np.array([pay.rows.y[a] for a in open_left])) & (
+            mids < np.array([pay.rows.y[b] for b in open_right]))
+        if spent + mids.size > budget or not splittable.all():
+            rest = float(gains[~closed].max())
+            return BoundOutcome(max(worst, rest), False, spent)
+        new = pay.evaluate(mids)
+        spent += mids.size
+        left = [k for a, m in zip(open_left, new) for k in (a, m)]
+        right = [k for m, b in zip(new, open_right) for k in (m, b)]
+
+
+def _reference(pay: Payoffs, i: int) -> _Reference:
+    r = pay.rows
+    ref = _Reference(r.welfare[i], r.tiebreak[i], pay.pinned(r.y[i]))
+    if pay.kind is PayoffKind.LEXIMIN:
+        ref.count, ref.lowest = _leximin_front(pay, i)
+    return ref
+
+
+def _interval_gains(pay: Payoffs, ref: _Reference, left: np.ndarray,
+                    right: np.ndarray, target: float) -> np.ndarray:
+    """Relative gain bound of each interval [y_left, y_right] over the profile."""
+    r = pay.rows
+    a = np.array([r.y[k] for k in left])
+    b = np.array([r.y[k] for k in right])
+    window = PriceWindow.of(pay.game, pay.others, a, b)
+    if pay.kind is PayoffKind.SCALAR:
+        return _scalar_gains(pay, ref, left, a, b, window, target)
+    if pay.kind is PayoffKind.MAXMIN:
+        return _maxmin_gains(pay, ref, left, a, b, window)
+    return _leximin_gains(pay, ref, left, a, b, window)
+
+
+def _relative(gain: np.ndarray, span: float) -> np.ndarray:
+    """Gains over the payoff's scale; a gain <= 0 is 0, any gain over a scale of 0
+    (a flat payoff) infinite."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(gain <= 0, 0.0, gain / span if span > 0 else np.inf)
+    return np.where(np.isnan(rel), np.inf, rel)
+
+
+# -- alpha-fair (and every one-member player) --------------------------------------
+def _scalar_gains(pay, ref, left, a, b, window, target) -> np.ndarray:
+    r = pay.rows
+    value = np.array([r.welfare[k] for k in left])
+    lam = np.array([r.multiplier[k] for k in left])
+    width = b - a
+    span = pay.span("welfare")
+    # First order where it closes the interval; the price term where it does not.
+    upper = linear_bound(value, lam, width)
+    tight = (_relative(upper - ref.welfare, span) > target) & np.isfinite(lam)
+    if tight.any():
+        sub = PriceWindow(window.low[tight], window.high[tight], window.slope[tight])
+        sensitivity = _scalar_sensitivity(pay, lam[tight], a[tight], sub)
+        with np.errstate(invalid="ignore"):
+            slope = lam[tight] - sub.slope * sensitivity
+        upper[tight] = linear_bound(value[tight], slope, width[tight])
+    # J(a) = -inf or an infinite multiplier (y = 0 without a floor): the right end.
+    bad = ~np.isfinite(upper) & (a == 0)
+    for k in np.flatnonzero(bad):
+        upper[k] = _right_end_bound(pay, float(a[k]), float(b[k]),
+                                    float(window.low[k]))
+    return _relative(upper - ref.welfare, span)
+
+
+def _scalar_sensitivity(pay, lam, a, window) -> np.ndarray:
+    """D_lo of each interval (see bounds.py): the purchase itself where the payoff is
+    a total surplus (alpha = 0, and a one-member max-min player's level), the
+    members' envelope bound otherwise."""
+    fairness = pay.player.fairness
+    if fairness.alpha == 0 or fairness.is_maxmin:
+        return a.copy()
+    priced_out = pay.player.marginal_at_zero[None, :] <= window.low[:, None]
+    finite = np.isfinite(lam) & (lam > 0)
+    out = np.zeros(lam.size)
+    if finite.any():
+        sub = PriceWindow(window.low[finite], window.high[finite],
+                          window.slope[finite])
+        out[finite] = member_sensitivity(pay.game, pay.j, lam[finite], sub,
+                                         priced_out[finite])
+    return out
+
+
+def _right_end_bound(pay: Payoffs, a: float, b: float, price: float) -> float:
+    """V(b, p_a) where the fixed-price payoff rises at b (so on all of [a, b]), else
+    inf. One member: its payoff at x = b and price p_a; else a fixed-price solve."""
+    if pay.one_member is not None:
+        util = pay.player.members[0].utility
+        rising = float(util.dU(b, util.params())) > price
+        value = _one_member_value(pay, b, price)
+    else:
+        row = pay.inner.solve(np.array([b]), pay.others, fixed_price=price)
+        rising = bool(row.multiplier[0] >= 0)
+        value = float(row.welfare[0])
+    return value if rising and not math.isnan(value) else math.inf
+
+
+def _one_member_value(pay: Payoffs, y: float, price: float) -> float:
+    util = pay.player.members[0].utility
+    xbar = float(type(util).zero_surplus_consumption(np.array(price),
+                                                      util.params()))
+    if y > xbar:
+        return -math.inf
+    surplus = float(util.U(y, util.params())) - price * y
+    return pay.one_member.welfare(surplus, bool(pay.player.marginal_at_zero[0]
+                                                <= price))
+
+
+# -- max-min, total-surplus reading -----------------------------------------------
+def _maxmin_gains(pay, ref, left, a, b, window) -> np.ndarray:
+    r = pay.rows
+    out = np.empty(a.size)
+    span_level, span_tb = pay.span("welfare"), pay.span("tiebreak")
+    for n, (k, lo, hi) in enumerate(zip(left, a, b)):
+        width = hi - lo
+        if pay.pinned(float(lo)):
+            level_tie = ref.pinned or levels_tie(pay.pinned_level, ref.welfare)
+            if not level_tie:
+                out[n] = 0.0  # the level is the floor there, below the profile's
+                continue
+            # Pinned: the total surplus over [0, xbar] decides, a total-surplus
+            # payoff (alpha = 0): D_lo is the purchase itself.
+            slope = r.multiplier[k] - window.slope[n] * lo
+            upper = linear_bound(np.array([r.tiebreak[k]]), np.array([slope]),
+                                 np.array([width]))[0]
+            out[n] = _relative(np.array([upper - ref.tiebreak]), span_tb)[0]
+            continue
+        x, surplus, floor, counted = _row_members(pay, k)
+        upper = level_bound(pay.player, float(lo), x, surplus, _window(window, n),
+                            float(width), counted, floor)
+        out[n] = _relative(np.array([upper - ref.welfare]), span_level)[0]
+    return out
+
+
+def _row_members(pay: Payoffs, k: int):
+    """Row k's allocation, surpluses, floors and counted members."""
+    batch, i = pay.rows.source[k]
+    price = float(batch.price[i])
+    priced_out = pay.player.marginal_at_zero <= price
+    _, floor = member_terms(pay.player, priced_out[None, :])
+    counted = counted_members(pay.player, priced_out[None, :])[0]
+    return batch.x[i], batch.surplus[i], floor[0], counted
+
+
+# -- leximin ------------------------------------------------------------------------
+def _leximin_front(pay: Payoffs, k: int) -> tuple[int, float]:
+    """(members priced out and counted, smallest level of the members priced in)
+    of row k. The priced-out members sit at their floor, below every member priced
+    in (whose surplus is >= 0), so the sorted vector starts with them: the first
+    component that can differ between two rows is the smallest level of the
+    members priced in, or a count of floors."""
+    batch, i = pay.rows.source[k]
+    price = float(batch.price[i])
+    priced_out = pay.player.marginal_at_zero <= price
+    x, surplus, floor, counted = _row_members(pay, k)
+    inside = counted & ~priced_out
+    count = int(np.sum(counted & priced_out))
+    if not inside.any():
+        return count, math.inf
+    return count, float(np.min(np.where(inside, surplus + floor, np.inf)))
+
+
+def _window(window: PriceWindow, n: int) -> tuple[float, float, float]:
+    return float(window.low[n]), float(window.high[n]), float(window.slope[n])
+
+
+def _leximin_gains(pay, ref, left, a, b, window) -> np.ndarray:
+    out = np.empty(a.size)
+    pin = pay.pinned_level
+    for n, (k, lo, hi) in enumerate(zip(left, a, b)):
+        count, lowest = _leximin_front(pay, k)
+        if count > ref.count:
+            # A floor where the profile has its smallest level priced in.
+            out[n] = 0.0 if ref.lowest > pin and not levels_tie(ref.lowest, pin) \
+                else math.inf
+            continue
+        x, surplus, floor, counted = _row_members(pay, k)
+        inside = counted & ~(pay.player.marginal_at_zero <= pay.rows.price[k])
+        upper = level_bound(pay.player, float(lo), x, surplus, _window(window, n),
+                            float(hi - lo), inside, floor) if inside.any() else -np.inf
+        column = ref.count if count == ref.count else count
+        base = ref.lowest if count == ref.count else pin
+        span = pay.span(column) if column < pay.player.size \
+            else 0.0
+        out[n] = _relative(np.array([upper - base]), span)[0]
+    return out

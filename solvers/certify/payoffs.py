@@ -1,0 +1,232 @@
+"""A player's payoffs at the purchases the certificate evaluates, and how they rank.
+
+Every purchase is a row of the certificate's own inner solver (no state shared with
+the search that produced the profile; a one-member player's payoff is a formula,
+aggregame.one_member). Rows are kept with what the bounds need (the multiplier of
+sum x = y, the price) and what the proof needs (the allocations).
+
+Payoffs rank by the player's own order (docs/model.md, section "Certificate"):
+
+* ``SCALAR``: J_j (alpha < inf, and every one-member player: its payoff rises with
+  its one surplus);
+* ``MAXMIN`` (max-min, total-surplus reading): the level min_i (s_i + e_i), ties
+  broken by the total surplus;
+* ``LEXIMIN``: the sorted vector of levels, compared component by component.
+
+Two levels tie when they differ by less than LEVEL_TIE_RTOL of the levels compared
+(never of the largest level of the player: a household's level 0.01 against 2.26
+must not tie because another member's level is 2e8). A level pinned by a priced-out
+member is known exactly (its floor), so pinned levels tie exactly.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from aggregame.leximin import compare
+from aggregame.leximin import first_difference as leximin_first_difference
+from aggregame.leximin import levels as sorted_levels
+from aggregame.one_member import OneMemberPayoff
+from aggregame.players import Game
+from aggregame.solvers.inner.batch import InnerBatch
+from aggregame.solvers.inner.native import NativeInner
+
+#: Two levels closer than this, relative to the larger of the two, are equal.
+LEVEL_TIE_RTOL = 1e-12
+
+
+class PayoffKind(enum.Enum):
+    """How a player's payoffs rank (module docstring)."""
+
+    SCALAR = "scalar"
+    MAXMIN = "maxmin"
+    LEXIMIN = "leximin"
+
+    @classmethod
+    def of(cls, game: Game, j: int) -> "PayoffKind":
+        fairness = game.players[j].fairness
+        if not fairness.is_maxmin or game.players[j].size == 1:
+            return cls.SCALAR
+        return cls.LEXIMIN if fairness.is_leximin else cls.MAXMIN
+
+
+def levels_tie(a: float, b: float) -> bool:
+    """Levels equal to LEVEL_TIE_RTOL of the two compared (exactly equal pinned
+    levels, and equal infinities, tie too)."""
+    if a == b:
+        return True
+    return abs(a - b) <= LEVEL_TIE_RTOL * max(abs(a), abs(b))
+
+
+@dataclass
+class Rows:
+    """Every evaluated purchase of one player, in evaluation order (columns)."""
+
+    y: list[float] = field(default_factory=list)
+    welfare: list[float] = field(default_factory=list)
+    tiebreak: list[float] = field(default_factory=list)
+    #: lambda (alpha < inf), nu of the tie-break stage (max-min), NaN where none.
+    multiplier: list[float] = field(default_factory=list)
+    price: list[float] = field(default_factory=list)
+    #: Leximin: each row's sorted levels; else None per row.
+    vectors: list[np.ndarray | None] = field(default_factory=list)
+    #: (batch, row) of the inner solution behind each payoff (None: a formula).
+    source: list[tuple[InnerBatch, int] | None] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+class Payoffs:
+    """Payoffs of one player's purchases against the others' total ``others``."""
+
+    def __init__(self, game: Game, j: int, others: float, compiled: bool = True
+                 ) -> None:
+        self.game, self.j, self.others = game, j, others
+        self.player = game.players[j]
+        self.kind = PayoffKind.of(game, j)
+        self.one_member = OneMemberPayoff.of(game, j)
+        self.inner = None if self.one_member is not None else NativeInner(
+            game, j, compiled=compiled)
+        self.rows = Rows()
+        #: Indices of the evenly spread rows: the payoff's scale is read from them.
+        self.spread: list[int] = []
+        self.batches: list[InnerBatch] = []
+        self._medians: dict[tuple[str | int, int], float] = {}
+        # The level at which a counted priced-out member pins a max-min player, and
+        # the price from which it does (None: never, e.g. the viable rule).
+        fairness = self.player.fairness
+        self._pin_price = float(self.player.marginal_at_zero.min()) if (
+            fairness.is_maxmin and fairness.rule.counted(np.array([True]))[0]) \
+            else None
+        self.pinned_level = fairness.floor
+
+    # -- evaluation ---------------------------------------------------------------
+    def evaluate(self, ys, spread: bool = False) -> list[int]:
+        """Row indices of the payoffs at purchases ``ys`` (new rows evaluated in one
+        batch); ``spread`` marks them as the payoff's scale samples."""
+        ys = np.atleast_1d(np.asarray(ys, dtype=float))
+        if self.one_member is not None:
+            first = len(self.rows)
+            self._add_formulas(ys)
+        else:
+            first = len(self.rows)
+            batch = self.inner.solve(ys, self.others)
+            self.batches.append(batch)
+            self._add_batch(batch)
+        out = list(range(first, len(self.rows)))
+        if spread:
+            self.spread.extend(out)
+        return out
+
+    def _add_formulas(self, ys: np.ndarray) -> None:
+        point = self.one_member.batch(ys, self.others)
+        rows = self.rows
+        rows.y.extend(point.y.tolist())
+        rows.welfare.extend(point.welfare.tolist())
+        rows.tiebreak.extend(point.surplus.tolist())
+        rows.multiplier.extend(point.slope.tolist())
+        rows.price.extend(point.price.tolist())
+        rows.vectors.extend([None] * ys.size)
+        rows.source.extend([None] * ys.size)
+
+    def _add_batch(self, batch: InnerBatch) -> None:
+        rows = self.rows
+        mult = batch.tiebreak_multiplier if self.kind is PayoffKind.MAXMIN \
+            else batch.multiplier
+        vectors = None
+        if self.kind is PayoffKind.LEXIMIN:
+            vectors = sorted_levels(self.player, batch.surplus, batch.price)
+            vectors = np.where(np.isneginf(batch.welfare)[:, None], -np.inf, vectors)
+        for k in range(batch.y.size):
+            y = float(batch.y[k])
+            rows.y.append(y)
+            rows.welfare.append(self._read_level(y, float(batch.welfare[k])))
+            rows.tiebreak.append(float(batch.tiebreak[k]))
+            rows.multiplier.append(math.nan if mult is None else float(mult[k]))
+            rows.price.append(float(batch.price[k]))
+            rows.vectors.append(None if vectors is None else vectors[k])
+            rows.source.append((batch, k))
+
+    # -- the max-min level pinned by a priced-out member ------------------------
+    def pinned(self, y: float) -> bool:
+        """True when a counted member is priced out at purchase y (floor and strict
+        rules): the level is then exactly its floor, the least there is, and stays
+        so for every larger purchase (the price only rises)."""
+        return self._pin_price is not None and float(
+            self.game.price.value(self.others + y)) >= self._pin_price
+
+    def _read_level(self, y: float, welfare: float) -> float:
+        """Where the level is pinned, its exact value (the computed one differs by
+        the surpluses' rounding between purchases, which would rank them)."""
+        if self.kind is not PayoffKind.SCALAR and self.pinned(y) \
+                and math.isfinite(welfare):
+            return self.pinned_level
+        return welfare
+
+    # -- order --------------------------------------------------------------------
+    def compare(self, i: int, k: int) -> int:
+        """+1 when row i ranks above row k, -1 below, 0 tied."""
+        r = self.rows
+        wi, wk = r.welfare[i], r.welfare[k]
+        if self.kind is PayoffKind.SCALAR:
+            return (wi > wk) - (wi < wk)
+        if self.kind is PayoffKind.MAXMIN:
+            if not levels_tie(wi, wk):
+                return 1 if wi > wk else -1
+            ti, tk = r.tiebreak[i], r.tiebreak[k]
+            return (ti > tk) - (ti < tk)
+        return compare_vectors(r.vectors[i], r.vectors[k])
+
+    def best(self) -> int:
+        """Index of the best row (the first one wins ties)."""
+        if self.kind is PayoffKind.SCALAR:
+            return int(np.argmax(np.array(self.rows.welfare)))
+        best = 0
+        for i in range(1, len(self.rows)):
+            if self.compare(i, best) > 0:
+                best = i
+        return best
+
+    # -- scale --------------------------------------------------------------------
+    def column(self, name: str | int) -> list[float]:
+        """A payoff component of every row: 'welfare' (J, or max-min's level),
+        'tiebreak' (the total surplus), or k, a leximin row's k-th sorted level."""
+        if isinstance(name, str):
+            return getattr(self.rows, name)
+        return [float(v[name]) if v is not None else math.nan
+                for v in self.rows.vectors]
+
+    def span(self, name: str | int) -> float:
+        """Scale of a payoff component (``column``): best value minus the median of
+        the evenly spread rows (refinement rows crowd around the maxima and would
+        pull the median up); best minus least where they agree."""
+        column = self.column(name)
+        key = (name, len(self.spread))
+        if key not in self._medians:  # the spread rows are fixed once sampled
+            values = np.array([column[i] for i in self.spread], dtype=float)
+            values = values[np.isfinite(values)]
+            self._medians[key] = float(np.median(values)) if values.size else math.nan
+        median = self._medians[key]
+        every = np.array(column, dtype=float)
+        every = every[np.isfinite(every)]
+        if not every.size or math.isnan(median):
+            return 0.0
+        top = float(every.max())
+        robust = top - median
+        return robust if robust > 0 else top - float(every.min())
+
+
+def compare_vectors(a: np.ndarray, b: np.ndarray) -> int:
+    """Lexicographic order of two sorted level vectors, each component tied to
+    LEVEL_TIE_RTOL of the two levels compared."""
+    return compare(a, b, LEVEL_TIE_RTOL)
+
+
+def first_difference(a: np.ndarray, b: np.ndarray) -> int:
+    """Index of the first component where a and b do not tie, or -1."""
+    return leximin_first_difference(a, b, LEVEL_TIE_RTOL)
