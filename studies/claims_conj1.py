@@ -40,8 +40,9 @@ def _as_stated(df: pd.DataFrame) -> Row:
         detail = counterexample_text(row)
         if row["decision"] == Uniqueness.NOT_UNIQUE.value and len(proved) >= 2 and \
                 all(proved):
-            finding = Finding(Verdict.REFUTED, "two equilibria, each proved by SCIP's "
-                                               "global certificate")
+            finding = Finding(Verdict.REFUTED, f"the aggregate-space engine: "
+                                               f"{row['verdict']}; each equilibrium "
+                                               f"proved by SCIP's global certificate")
         else:
             finding = Finding(Verdict.UNTESTED, f"the counterexample did not "
                                                 f"reproduce: {row['evidence']}")
@@ -56,30 +57,44 @@ def _as_stated(df: pd.DataFrame) -> Row:
                       "user, no aggregator: no choice of the domain enters)")
 
 
-def _linear_class(df: pd.DataFrame) -> Row:
-    inst = df[df["family"] != COUNTER_FAMILY]
+def _counts(inst: pd.DataFrame) -> tuple[int, int, int, int]:
+    """(instances, proved unique, not unique, undecided or no equilibrium)."""
     counts = inst["decision"].value_counts()
-    n = len(inst)
     proved, multi = (int(counts.get(u.value, 0)) for u in (Uniqueness.PROVED_UNIQUE,
                                                           Uniqueness.NOT_UNIQUE))
-    undecided = n - proved - multi
-    method = ", ".join(sorted(set(inst["method"]))) or "none"
+    return len(inst), proved, multi, len(inst) - proved - multi
+
+
+def _linear_class(df: pd.DataFrame, alpha0: bool) -> Row:
+    inst = df[(df["family"] != COUNTER_FAMILY) & (df["alpha0"].astype(bool) == alpha0)]
+    n, proved, multi, undecided = _counts(inst)
+    families = ", ".join(dict.fromkeys(inst["family"])) or "none run"
+    verdicts = "; ".join(f"{k}: {v}" for k, v in
+                         inst["verdict"].value_counts().items()) or "none"
     if multi:
         finding = Finding(Verdict.REFUTED, f"{multi} instance(s) with two or more "
                                            f"certified equilibria")
     elif n and proved == n:
         finding = Finding(Verdict.SUPPORTED, f"proved unique on all {n} instances")
     else:
-        finding = Finding(Verdict.UNTESTED, f"{undecided} of {n} instances undecided: "
-                                            f"{method}")
-    return Row("conj1-linear", "Conjecture 1", "restricted to the paper's linear price "
-               "p = 0.001 Y (small instances of every study's games): the equilibrium "
-               "is unique", "instances proved unique / not unique / undecided",
-               Stat(float(proved), math.nan, n), None,
-               "refuted by one instance with two certified equilibria; supported only "
-               "if every instance is proved unique (a probe never proves it)", finding,
-               "conj1", detail=f"{proved} proved unique, {multi} not unique, "
-                               f"{undecided} undecided ({method})")
+        finding = Finding(Verdict.UNTESTED, f"{undecided} of {n} instances undecided "
+                                            f"(equilibria found, not proved to be all)")
+    which = ("users alone and social-welfare (alpha = 0) aggregators" if alpha0 else
+             "alpha > 0 and max-min aggregators")
+    key = "conj1-linear-alpha0" if alpha0 else "conj1-linear-other"
+    proofs = inst.loc[inst["decision"] == Uniqueness.PROVED_UNIQUE.value, "why"]
+    why = str(proofs.iloc[0]) if len(proofs) else ""
+    return Row(key, "Conjecture 1", f"restricted to the paper's linear price p = "
+               f"0.001 Y, {which} (small instances): the equilibrium is unique",
+               "instances proved unique / not unique / undecided by the aggregate-"
+               "space engine", Stat(float(proved), math.nan, n), None,
+               "refuted by one instance with two certified equilibria; supported "
+               "only if every instance is proved unique (an equilibrium found is not "
+               "a proof that it is the only one)", finding, "conj1",
+               detail=f"{proved} proved unique, {multi} not unique, {undecided} "
+                      f"undecided, of {n} ({families}); engine verdicts: {verdicts}"
+                      + (f"; the engine's proof on the first: {why}" if why else ""),
+               paper="text: 'supported by extensive simulation evidence'")
 
 
 def _same_end(df: pd.DataFrame) -> Row:
@@ -110,4 +125,5 @@ def _same_end(df: pd.DataFrame) -> Row:
 def claims_conj1(df: pd.DataFrame) -> list[Row]:
     if df.empty:
         return []
-    return [_as_stated(df), _linear_class(df), _same_end(df)]
+    return [_as_stated(df), _linear_class(df, alpha0=True),
+            _linear_class(df, alpha0=False), _same_end(df)]

@@ -4,21 +4,27 @@ always converges to the same equilibrium, regardless of how it is initiated".
 Two parts:
 
 * the counterexample ``data/two_equilibria.toml``: two users under a concave,
-  saturating price, which satisfies Assumption 1 as the paper states it. The probe
-  finds both equilibria; each is certified by regret (the scan) and by SCIP's global
-  certificate (a proved bound on every deviation);
+  saturating price, which satisfies Assumption 1 as the paper states it. The
+  aggregate-space engine finds both equilibria and proves there is no third; each is
+  certified by regret (the scan) and by SCIP's global certificate (a proved bound on
+  every deviation);
 * small instances of every study's games (the paper's linear price, a few members
   per aggregator, so that SCIP's certificate is cheap), each decided by
-  studies.uniqueness.decide_uniqueness (the hook for the aggregate-space engine;
-  until then a probe, labelled "not a proof") and probed by best response from
-  random starts for Sec. IV-B. Robustness variants run as in every study.
+  studies.uniqueness.decide_uniqueness (the aggregate-space engine: proved unique,
+  not unique, or undecided where it finds equilibria without proving them all) and
+  probed by best response from random starts for Sec. IV-B. The social-welfare
+  class (users alone and alpha = 0 aggregators, ``alpha0``) is the one the engine
+  decides by a theorem. Robustness variants run as in every study.
 """
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from aggregame import Game
+from aggregame.solvers.certify.certificate import Verdict
 from aggregame.solvers.certify.scan import certify
 from aggregame.studies.common import (DEFAULT, K_TOP, aggregated_players, alone_players,
                                       individual, large_K, large_user, paper_price,
@@ -110,26 +116,34 @@ def _game(params: dict) -> tuple[Game, int]:
     return game, STARTS if n >= USERS else TINY_STARTS
 
 
+def in_alpha0_class(family: str) -> bool:
+    """Whether a family's games are the linear price's social-welfare class: every
+    player a user alone or an alpha = 0 aggregator."""
+    alphas = FAMILIES[family][1] if family in FAMILIES else ("counterexample",)
+    return alphas is None or all(a == 0 for a in alphas)
+
+
 def run(params: dict) -> list[dict]:
     game, starts = _game(params)
     # The stacked KKT system and SCIP's certificate model max-min by an epigraph, the
     # minimum only: games with leximin players are probed by best response alone.
     modelled = not any(p.fairness.is_leximin for p in game.players)
     runs = probe(game, starts=starts, seed=params["seed"], kkt=modelled)
-    decision = decide_uniqueness(game, starts=starts, seed=params["seed"],
-                                 kkt=modelled, runs=runs)
-    proofs = [certify(game, c.profile, method="global", time_limit=TIME_LIMIT)
-              for c in runs.equilibria] if modelled else []
+    decision = decide_uniqueness(game)
+    proofs = [certify(game, np.asarray(y), method="global", time_limit=TIME_LIMIT)
+              for y in decision.equilibria] if modelled else []
     br = runs.runs[runs.runs["method"] == "best-response"]
     br_ok = br[br["converged"].astype(bool) & br["certified"].astype(bool)]
     return [{"run": params["run"], "domain": params["domain"],
              "family": params["family"],
              "figures": FAMILIES.get(params["family"], ("Conjecture 1",))[0],
+             "alpha0": in_alpha0_class(params["family"]),
              "players": len(game.players),
              "members": sum(p.size for p in game.players),
              "equilibria": len(decision.equilibria),
              "decision": decision.status.value, "method": decision.method,
-             "is_proof": decision.is_proof, "evidence": decision.evidence,
+             "is_proof": decision.is_proof, "verdict": decision.verdict,
+             "why": decision.why, "evidence": decision.evidence,
              "br_runs": len(br), "br_certified": len(br_ok),
              "br_clusters": int(br_ok["cluster"].nunique()),
              "profiles": json.dumps([[round(v, 6) for v in p]
@@ -147,10 +161,9 @@ def run(params: dict) -> list[dict]:
 
 
 def _worst(verdicts) -> str:
-    for worst in ("failed", "bounded", "proved"):
-        if worst in verdicts:
-            return worst
-    return verdicts[0] if verdicts else "none"
+    """The least certain of the players' verdicts (a profile is as certain as that)."""
+    return max((Verdict(v) for v in verdicts), key=lambda v: v.severity,
+               default=None).value if verdicts else "none"
 
 
 def figures(df, out) -> list[str]:
@@ -161,7 +174,7 @@ def figures(df, out) -> list[str]:
     fig, ax = figure(size=(9, 4.4))
     bottom = None
     colours = {"proved unique": "tab:green", "not unique": "tab:red",
-               "undecided": "tab:grey"}
+               "undecided": "tab:grey", "no equilibrium (proved)": "tab:purple"}
     for decision, colour in colours.items():
         if decision not in counts:
             continue

@@ -211,15 +211,21 @@ def conj1_text(df: pd.DataFrame) -> list[str]:
             "(continuous, increasing, the derivative of a convex cost) - and has two "
             "equilibria."]
     if len(counter):
-        text.append(f"Found and certified: {counterexample_text(counter.iloc[0])}. "
+        text.append(f"Found by the aggregate-space engine "
+                    f"({counter.iloc[0]['verdict']}) and certified: "
+                    f"{counterexample_text(counter.iloc[0])}. "
                     f"Conjecture 1 is therefore refuted as stated; whether it holds "
                     f"for the paper's linear price is the question below.")
     text.append("The linear-price class (the paper's own games, small instances): each "
-                "instance is decided by studies/uniqueness.decide_uniqueness, the hook "
-                "for the aggregate-space engine. Until it is plugged in, decisions "
-                "come from a probe (random starts), which finds equilibria but never "
-                "proves uniqueness: such instances count as undecided, never as "
-                "unique.")
+                "instance is decided by the aggregate-space engine "
+                "(studies/uniqueness.decide_uniqueness): every equilibrium total is a "
+                "root of Z(Y) = sum_j b_j(Y) - Y over the players' backward replies; "
+                "the engine certifies each root's profile and proves it found them "
+                "all where a theorem or a validated bound covers the players. "
+                "'Proved unique' is said only then; where it finds equilibria without "
+                "that proof the instance is undecided ('found N'), never unique. "
+                "Users alone and social-welfare (alpha = 0) aggregators are reported "
+                "apart from alpha > 0 and max-min aggregators.")
     return text
 
 

@@ -1,19 +1,21 @@
 """Is a game's equilibrium unique? One function decides it for the report.
 
-:func:`decide_uniqueness` is THE HOOK for the aggregate-space engine (issue 21): that
-engine is to prove uniqueness (or exhibit every equilibrium) from each player's
-replies to the total purchase Y (the game is aggregative: players meet only through
-the price p(Y)). Until it is plugged in, the function runs what exists - the
-multistart probe of aggregame.solvers.compare (best response with the scan strategy,
-and the stacked KKT solve where it models the game) - and its answers say so:
+:func:`decide_uniqueness` asks the aggregate-space engine
+(aggregame.solvers.equilibrium.aggregate.find_equilibria): the game is aggregative
+(players meet only through the price p(Y)), so every equilibrium total is a root of
+Z(Y) = sum_j b_j(Y) - Y, b_j a player's backward replies; the engine finds the roots,
+certifies each profile, and proves that it found them all where a theorem or a
+validated bound allows (``complete``). The decision reads:
 
-* NOT_UNIQUE when two or more distinct end points pass the regret certificate: a
-  counterexample found by sampling, each equilibrium with its evidence;
-* UNDECIDED otherwise, whatever the probe found: random starts find equilibria,
-  they never exclude one, so the probe never returns PROVED_UNIQUE.
+* PROVED_UNIQUE: one certified equilibrium and the search proved complete;
+* NOT_UNIQUE: two or more certified equilibria (two certified equilibria prove it
+  whether or not the search is complete);
+* NO_EQUILIBRIUM: none, and the search proved complete;
+* UNDECIDED: otherwise (``found N``, not proved to be all): an equilibrium found is
+  not a proof that it is the only one.
 
-Only a decision whose ``is_proof`` is True may be counted as a proof; the report
-labels every other one with its ``method``.
+:func:`probe` (random starts) stays for Sec. IV-B's claim about where best response
+ends; it never decides uniqueness.
 """
 
 from __future__ import annotations
@@ -21,23 +23,26 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-import numpy as np
-
 from aggregame import Game
 
-#: The method label of the probe's decisions.
-PROBE = "probe (random starts), not a proof"
+#: The method label of the engine's decisions.
+ENGINE = "aggregate-space engine (search over the total)"
 
 
 class Uniqueness(str, enum.Enum):
     PROVED_UNIQUE = "proved unique"
     NOT_UNIQUE = "not unique"
+    NO_EQUILIBRIUM = "no equilibrium (proved)"
     UNDECIDED = "undecided"
 
 
 @dataclass(frozen=True)
 class UniquenessDecision:
-    """A decision on uniqueness and what it rests on."""
+    """A decision on uniqueness and what it rests on.
+
+    ``is_proof``: the status is proved (complete search, or two certified
+    equilibria); ``verdict`` and ``why``: the engine's own words.
+    """
 
     status: Uniqueness
     method: str
@@ -46,6 +51,8 @@ class UniquenessDecision:
     prices: tuple[float, ...]
     regrets: tuple[float, ...]
     evidence: str
+    verdict: str = ""
+    why: str = ""
 
 
 def probe(game: Game, *, starts: int, seed: int, kkt: bool = True):
@@ -57,24 +64,26 @@ def probe(game: Game, *, starts: int, seed: int, kkt: bool = True):
     return probe_uniqueness(game, starts=starts, seed=seed, methods=methods)
 
 
-def decide_uniqueness(game: Game, *, starts: int, seed: int, kkt: bool = True,
-                      runs=None) -> UniquenessDecision:
-    """Whether ``game`` has exactly one Nash equilibrium, with the evidence.
+def decide_uniqueness(game: Game) -> UniquenessDecision:
+    """Whether ``game`` has exactly one Nash equilibrium, with the evidence (module
+    docstring): the certified equilibria the engine found, their prices and
+    certificate regrets, and its argument for completeness or why it has none."""
+    from aggregame.solvers.equilibrium.aggregate import find_equilibria
 
-    HOOK (issue 21): replace this body by the aggregate-space engine; keep the
-    signature and the result type. The placeholder probes from ``starts`` random
-    profiles (``kkt``: also the stacked KKT solve, which does not model leximin
-    players), or reads ``runs``, a probe of this game made already (:func:`probe`);
-    the engine may ignore both.
-    """
-    runs = runs if runs is not None else probe(game, starts=starts, seed=seed, kkt=kkt)
-    methods = tuple(dict.fromkeys(runs.runs["method"])) if len(runs.runs) else ()
-    found = runs.equilibria
-    profiles = tuple(tuple(float(v) for v in c.profile) for c in found)
-    prices = tuple(float(game.price.value(float(np.sum(c.profile)))) for c in found)
-    status = Uniqueness.NOT_UNIQUE if len(found) >= 2 else Uniqueness.UNDECIDED
-    evidence = (f"{len(found)} certified equilibri{'um' if len(found) == 1 else 'a'} "
-                f"and {len(runs.not_equilibria)} uncertified end point(s) from "
-                f"{len(runs.runs)} run(s) (random starts x {', '.join(methods)})")
-    return UniquenessDecision(status, PROBE, False, profiles, prices,
-                              tuple(float(c.max_regret) for c in found), evidence)
+    found = find_equilibria(game)
+    count = len(found.equilibria)
+    if count >= 2:
+        status = Uniqueness.NOT_UNIQUE
+    elif not found.complete:
+        status = Uniqueness.UNDECIDED
+    else:
+        status = Uniqueness.PROVED_UNIQUE if count == 1 else Uniqueness.NO_EQUILIBRIUM
+    is_proof = count >= 2 or found.complete
+    evidence = (f"{found.verdict()}; {len(found.rejected)} candidate(s) rejected by "
+                f"the certificate; {found.why}")
+    return UniquenessDecision(
+        status, ENGINE, is_proof,
+        tuple(tuple(float(v) for v in eq.profile) for eq in found.equilibria),
+        tuple(float(eq.price) for eq in found.equilibria),
+        tuple(float(eq.max_regret) for eq in found.equilibria), evidence,
+        found.verdict(), found.why)

@@ -184,7 +184,7 @@ def test_variants_run_only_where_their_choice_enters():
 def test_choices_said_not_to_enter_leave_the_equilibrium_alone():
     """eps and the rule do not enter social-welfare aggregators or users alone (the
     variants skip them); they do move a proportional-fair aggregator."""
-    from aggregame import solve_equilibrium
+    from aggregame.solvers import solve_equilibrium
 
     users = common.small_users(24, 3)
     domains = [common.DEFAULT, common.DEFAULT.with_(eps=0.001),
@@ -254,14 +254,19 @@ def test_a_cached_solve_is_the_fresh_solve_and_a_bad_file_is_a_miss(tmp_path,
 
 
 @pytest.mark.unit
-def test_uniqueness_hook_finds_the_counterexample_and_never_claims_a_proof():
+def test_uniqueness_decision_finds_both_equilibria_of_the_counterexample():
+    """The engine's decision on data/two_equilibria.toml: not unique, two certified
+    equilibria, checked independently (a dense grid of every deviation, and
+    Gauss-Seidel from two starts reaching each)."""
     from aggregame import load_scenario
+    from aggregame.solvers.equilibrium.dynamics import (DynamicsSettings,
+                                                        solve_equilibrium)
     from aggregame.studies.uniqueness import Uniqueness, decide_uniqueness
 
     game = load_scenario("two_equilibria").game
-    found = decide_uniqueness(game, starts=6, seed=1)
-    assert found.status is Uniqueness.NOT_UNIQUE and not found.is_proof
-    assert "not a proof" in found.method and len(found.equilibria) == 2
+    found = decide_uniqueness(game)
+    assert found.status is Uniqueness.NOT_UNIQUE and found.is_proof
+    assert len(found.equilibria) == 2 and found.verdict == "2 equilibria (proved)"
     # Each is an equilibrium by an independent check: a one-member player's payoff
     # U(y) - p(Y_-j + y) y on a dense grid beats neither purchase.
     for profile in found.equilibria:
@@ -272,6 +277,29 @@ def test_uniqueness_hook_finds_the_counterexample_and_never_claims_a_proof():
             payoff = u.b * grid - u.a * grid**2 - game.price.value(others + grid) * grid
             here = u.b * y - u.a * y**2 - game.price.value(others + y) * y
             assert payoff.max() <= here + 1e-6 * abs(here)
-    cournot = common.alone(common.small_users(5, 2))
-    once = decide_uniqueness(cournot, starts=2, seed=0, kkt=False)
-    assert once.status is Uniqueness.UNDECIDED and len(once.equilibria) == 1
+    # Best response from below and from above ends at each of them.
+    ends = [solve_equilibrium(game, "native", DynamicsSettings(
+        start=start, best_response="scan")) for start in ((0.0, 0.0), (1e3, 1e3))]
+    assert all(eq.converged and eq.certified for eq in ends)
+    for eq, profile in zip(ends, sorted(found.equilibria)):
+        np.testing.assert_allclose(eq.profile, profile, rtol=1e-6)
+
+
+@pytest.mark.unit
+def test_uniqueness_decision_proves_cournot_unique_at_its_closed_form():
+    """Users alone under p = c Y: proved unique, at the closed form of the first-order
+    conditions b - 2 a y = c (Y + y), i.e. y = (b - c Y) / (2 a + c), where every
+    user buys (asserted)."""
+    from aggregame.studies.uniqueness import Uniqueness, decide_uniqueness
+
+    users = common.small_users(5, 2)
+    found = decide_uniqueness(common.alone(users))
+    assert found.status is Uniqueness.PROVED_UNIQUE and found.is_proof
+    assert found.verdict == "unique (proved)" and len(found.equilibria) == 1
+    a = np.array([u.utility.a for u in users])
+    b = np.array([u.utility.b for u in users])
+    c = common.paper_price().c
+    total = np.sum(b / (2 * a + c)) / (1 + c * np.sum(1 / (2 * a + c)))
+    closed = (b - c * total) / (2 * a + c)
+    assert np.all(closed > 0)
+    np.testing.assert_allclose(found.equilibria[0], closed, rtol=1e-8)

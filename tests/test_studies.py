@@ -126,8 +126,12 @@ def test_conj1_refutes_the_conjecture_with_the_shipped_counterexample(tmp_path):
     assert 'id="claim-conj1-as-stated"' in section
     row = section.split('id="claim-conj1-as-stated">', 1)[1].split("</tr>", 1)[0]
     assert "<li>refuted</li>" in row and "proved" in row and "price" in row
-    linear = section.split('id="claim-conj1-linear">', 1)[1].split("</tr>", 1)[0]
-    assert "not a proof" in linear and "<li>untested</li>" in linear
+    assert "2 equilibria (proved)" in row  # the engine: both, and no third
+    # Users alone and social-welfare aggregators under the linear price: the engine
+    # proves every instance unique (its replies fall with the total).
+    linear = section.split('id="claim-conj1-linear-alpha0">', 1)[1].split("</tr>")[0]
+    assert "<li>supported</li>" in linear and "proved unique on all" in linear
+    assert 'id="claim-conj1-linear-other"' in section
 
 
 def test_the_same_seed_gives_the_same_files_bit_for_bit(tmp_path):
