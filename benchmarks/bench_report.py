@@ -47,16 +47,15 @@ def run_report(out: Path, workers: int) -> dict:
 
 def breakdown() -> dict[tuple[str, str], float]:
     """CPU seconds per (study, domain), every task run here, one at a time."""
-    import importlib
-
     from aggregame.studies import STUDIES
     from aggregame.studies.outcome import cache_folder
+    from aggregame.studies.registry import STUDY_MODULES
     from aggregame.studies.report_model import ORDER
 
     cpu: dict[tuple[str, str], float] = {}
     with tempfile.TemporaryDirectory() as cache, cache_folder(cache):
         for study in ORDER:
-            module = importlib.import_module(f"aggregame.studies.{STUDIES[study]}")
+            module = STUDY_MODULES[STUDIES[study]]
             for params in module.tasks(module.DEFAULT_RUNS, 0, "native"):
                 start = time.process_time()
                 module.run(params)
