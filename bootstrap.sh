@@ -11,6 +11,7 @@
 #      (cyipopt-wheels carries Ipopt 3.14 with MUMPS)
 #   3. Pyomo's PyNumero library, built against Debian's ASL (into ~/.pyomo/lib, or
 #      $PYOMO_CONFIG_DIR/lib), which lets Pyomo hand models to cyipopt.
+#   4. (test only) Debian's chromium, in which a test renders the studies' report.
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
@@ -49,6 +50,18 @@ debian_packages() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null \
         || die "apt-get install ${missing[*]} failed"
     [ -n "$(asl_library)" ] || die "libamplsolver-dev installed but libamplsolver.so not found"
+}
+
+browser() {
+    command -v chromium >/dev/null && { say "chromium: ok"; return; }
+    command -v apt-get >/dev/null \
+        || die "chromium not found and no apt-get here; install it with your package manager (the report's browser test needs it)"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    say "installing Debian's chromium (the report's browser test)"
+    $sudo apt-get update -qq >/dev/null || die "apt-get update failed; install chromium by hand"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null \
+        || die "apt-get install chromium failed"
 }
 
 python_env() {
@@ -106,6 +119,7 @@ case "${1:-}" in
         ;;
     test)
         setup
+        browser
         shift
         "$PY" -m pytest "$@"
         ;;

@@ -365,9 +365,8 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    import importlib
-
     from aggregame.studies import STUDIES, run_study
+    from aggregame.studies.registry import STUDY_MODULES
     from aggregame.studies.report import ORDER, write_report
 
     start = time.perf_counter()
@@ -375,7 +374,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     for name in ORDER:
         runs = args.runs
         if args.quick:
-            module = importlib.import_module(f"aggregame.studies.{STUDIES[name]}")
+            module = STUDY_MODULES[STUDIES[name]]
             # The Conjecture 1 probe is the slowest per run: one seed keeps it < 1 min.
             runs = min(runs or module.DEFAULT_RUNS, 1 if name == "conj1" else 3)
         result = run_study(name, out=args.out, runs=runs, seed=args.seed,
@@ -384,11 +383,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         studies.append(_study_doc(result))
         if not args.json:
             print(f"{name}: {result.folder} ({result.seconds:.1f} s)")
-    path = write_report(args.out, time.perf_counter() - start)
+    path = write_report(args.out, markdown=args.markdown)
+    seconds = time.perf_counter() - start
     if args.json:
-        emit(args, {"report": str(path), "studies": studies})
+        emit(args, {"report": str(path), "studies": studies, "seconds": seconds})
     else:
-        print(f"report: {path}")
+        print(f"report: {path} ({seconds:.1f} s in all)")
     return 0
 
 

@@ -207,8 +207,7 @@ def build_parser() -> Parser:
                     "(settings, versions, fingerprint). Runs in parallel; an interrupted "
                     "study resumes where it stopped; a folder holds one set of settings.")
     study.add_argument("name", help="fig3, fig4, fig5, fig6/fig7, fig8/fig9, "
-                                    "fig10/fig11, fig12/fig13, eps (floor eps "
-                                    "sensitivity) or conj1 (Conjecture 1)")
+                                    "fig10/fig11, fig12/fig13 or conj1 (Conjecture 1)")
     _study_options(study)
     report = sub.add_parser(
         "report", parents=common, help="run missing studies and write one HTML report",
@@ -218,6 +217,9 @@ def build_parser() -> Parser:
     _study_options(report)
     report.add_argument("--quick", action="store_true",
                         help="a short version: at most 3 runs per study")
+    report.add_argument("--markdown", metavar="FILE",
+                        help="also write the report in Markdown to FILE (it is always "
+                             "written to DIR/studies.md)")
     sub.add_parser("scenarios", parents=common,
                    help="list the scenario files shipped in data/")
     sub.add_parser("check", parents=common,

@@ -1,16 +1,18 @@
 """Reproductions of the paper's Section IV: the only code that writes result files.
 
-Each study is a module with ``DESCRIPTION``, ``DEFAULT_RUNS``, ``tasks(runs, seed,
-backend)``, ``run(params) -> rows`` and ``figures(table, out)``; ``run_study`` runs
-its tasks (in parallel, resumably: studies/runner.py) and writes one folder per study:
-results.csv and .parquet, the figures as PNG and SVG, and settings.json with the exact
-settings and versions. The shared choices are in studies/common.py.
+Each study is a module with ``DESCRIPTION``, ``DEFAULT_RUNS``, ``CONFIG_KEYS`` (the
+columns that name a configuration), ``tasks(runs, seed, backend)``, ``run(params) ->
+rows`` and ``figures(table, out)``; ``run_study`` runs its tasks (in parallel,
+resumably: studies/runner.py) and writes one folder per study: results.csv and
+.parquet, the figures as PNG and SVG, and settings.json with the exact settings and
+versions. Tasks cover the default domain and the robustness variants
+(studies/variants.py); the shared choices are in studies/common.py. The same seed and
+code give the same files, bit for bit: no file holds a time or a date.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import logging
 import os
@@ -27,8 +29,12 @@ LOG = logging.getLogger(__name__)
 #: make two figures of the paper from the same runs.
 STUDIES = {"fig3": "fig3", "fig4": "fig4", "fig5": "fig5", "fig6": "fig6",
            "fig7": "fig6", "fig8": "fig8", "fig9": "fig8", "fig10": "fig10",
-           "fig11": "fig10", "fig12": "fig12", "fig13": "fig12", "eps": "eps",
-           "conj1": "conj1"}
+           "fig11": "fig10", "fig12": "fig12", "fig13": "fig12", "conj1": "conj1"}
+#: Modules of studies/ whose code shapes every study's rows.
+ROW_CODE = ("common", "outcome", "variants", "stats", "uniqueness")
+#: The folder under ``out`` where solves are cached for every study of a report
+#: (studies/outcome.py).
+SOLVED = "solved"
 
 
 #: Most runs per configuration a study takes: it keeps a task and a result file per
@@ -77,15 +83,14 @@ def output_folder(out: Path | str, module_name: str = "") -> Path:
 
 def code_version(module_name: str) -> str:
     """aggregame's version and a digest of the code that computes a study's numbers
-    (game definition, models, solvers, the shared choices and the study itself)."""
+    (game definition, models, solvers, the studies' shared code and the study)."""
     import aggregame
 
-    files = []
-    for package in ("aggregame", "aggregame.models", "aggregame.solvers"):
-        folder = Path(importlib.import_module(package).__file__).parent
-        files += sorted(folder.glob("*.py"))
+    from aggregame.studies.outcome import solver_code
+
+    files = [path for _, path in solver_code()]
     here = Path(__file__).parent
-    files += [here / "common.py", here / f"{module_name}.py"]
+    files += [here / f"{name}.py" for name in (*ROW_CODE, module_name)]
     digest = hashlib.sha256()
     for path in files:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
@@ -121,14 +126,14 @@ def _bind(folder: Path, settings: dict, code: str) -> dict:
     if any((folder / "runs").glob("*.json")):
         raise AggregameError(f"{folder} holds runs without a settings.json; use "
                              f"another --out, or delete the folder to start again")
-    meta = {"settings": settings, "code": code, "fingerprint": fingerprint,
-            "seconds": 0.0}
+    meta = {"settings": settings, "code": code, "fingerprint": fingerprint}
     atomic_write_text(path, json.dumps(meta, indent=1, default=str))
     return meta
 
 
 def run_study(name: str, out: Path | str = "results", runs: int | None = None,
-              seed: int = 0, workers: int | None = None, dask_address: str | None = None,
+              seed: int = 0, workers: int | None = None,
+              dask_address: str | None = None,
               backend: str = "native", progress: bool = True,
               users: int | None = None) -> StudyResult:
     """Run (or resume) study ``name`` and write its folder under ``out``.
@@ -142,8 +147,10 @@ def run_study(name: str, out: Path | str = "results", runs: int | None = None,
     from aggregame.settings import BACKENDS
     from aggregame.studies.common import CHOICES
     from aggregame.studies.files import FolderLock, remove_stale_temps
+    from aggregame.studies.registry import STUDY_MODULES
     from aggregame.studies.runner import Task, load_rows, run_tasks, versions, \
         write_outputs
+    from aggregame.studies.variants import ROBUST_RUNS, VARIANTS
 
     if name not in STUDIES:
         raise AggregameError(f"unknown study {name!r}; studies are {list(STUDIES)}")
@@ -156,28 +163,28 @@ def run_study(name: str, out: Path | str = "results", runs: int | None = None,
         raise AggregameError(f"--backend must be one of {', '.join(BACKENDS)}, got "
                              f"{backend!r}")
     module_name = STUDIES[name]
-    module = importlib.import_module(f"aggregame.studies.{module_name}")
+    module = STUDY_MODULES[module_name]
     runs = runs or module.DEFAULT_RUNS
     folder = output_folder(out, module_name)
     params = module.tasks(runs, seed, backend)
     if users is not None:
         params = [dict(p, users=users) for p in params]
     params = [p for p in params if getattr(module, "applies", lambda p: True)(p)]
-    tasks = [Task(module_name, task_key(p), p) for p in params]
+    tasks = [Task(module.run, task_key(p), p) for p in params]
     settings = {"study": module_name, "description": module.DESCRIPTION, "runs": runs,
                 "seed": seed, "backend": backend, "users": users or "paper",
-                "tasks": len(tasks), "choices": CHOICES.describe()}
+                "tasks": len(tasks), "choices": CHOICES.describe(),
+                "robust runs": min(runs, ROBUST_RUNS),
+                "variants": {v.name: v.domain.describe() for v in VARIANTS}}
     with FolderLock(folder):
         if remove_stale_temps(folder):
             LOG.info("%s: removed temporary files of an interrupted run", folder)
         meta = _bind(folder, settings, code_version(module_name))
         start = time.perf_counter()
-        ran = run_tasks(tasks, folder / "runs", workers, dask_address, progress)
+        ran = run_tasks(tasks, folder / "runs", workers, dask_address, progress,
+                        cache=folder.parent / SOLVED)
         table = load_rows(folder / "runs", [t.key for t in tasks])
         figures = module.figures(table, folder)
+        write_outputs(folder, table, {**meta, "versions": versions()})
         seconds = time.perf_counter() - start
-        write_outputs(folder, table, {
-            **meta, "ran_now": len(ran), "versions": versions(),
-            "seconds": round(seconds, 3),
-            "written": time.strftime("%Y-%m-%d %H:%M:%S")})
     return StudyResult(module_name, folder, table, figures, seconds, len(ran))

@@ -1,6 +1,6 @@
 """Solver comparison study: every (scenario, method, backend, solver), timed alike.
 
-Each run is ``solvers.comparison.run_one`` (build, solve and certificate seconds,
+Each run is ``solvers.compare.timed_run.run_one`` (build, solve and certificate seconds,
 solver iterations, a termination enum, and "solved" judged by the one native
 certificate for every entry). The study writes into its folder:
 
@@ -104,10 +104,12 @@ def load_game(name: str, seed: int, allow_outside: bool = False,
     """A shipped scenario, a TOML path, or ``random-N`` (module docstring)."""
     match = _RANDOM.match(name)
     if match:
-        from aggregame.studies.common import aggregated, small_users
+        from aggregame.studies.common import Domain, aggregated, small_users
 
         n = int(match.group(1))
-        return aggregated(small_users(2 * n, seed), alphas=(0.0, 0.0))
+        # K = 400, as when benchmarks/results/compare.md was measured.
+        return aggregated(small_users(2 * n, seed), alphas=(0.0, 0.0),
+                          domain=Domain(large="K=400"))
     from aggregame.scenario import load_scenario
     from aggregame.solvers.market.scenario_code import read_scenario_market
 
@@ -154,7 +156,7 @@ def plan(settings: CompareSettings) -> tuple[list, list[dict[str, Any]]]:
                             params["allow_outside"] = True
                         if settings.allow_code:
                             params["allow_code"] = True
-                        tasks.append(Task("compare", _key(scenario, method, backend,
+                        tasks.append(Task(run, _key(scenario, method, backend,
                                                           solver, settings.seed, rep),
                                           params))
     return tasks, skipped

@@ -2,84 +2,92 @@
 users alone, with the large user and no aggregators, and with 2 aggregators under
 social welfare, proportional fairness and max-min; mean and spread over runs.
 
-Every configuration with the large user runs under both readings of its size
-(common.LARGE_READINGS: K = 400, and K = the sum of b/a of the run's small users).
-One priced-out rule for every bar: floor with eps (common.CHOICES). Runs of one seed
-share their small users, so configurations compare run by run (paired)."""
+Each run also records the distribution of its small users' surplus (mean, median,
+quartiles, SD, IQR, CV: stats.summary), for claims about "improving" small users.
+Runs of one seed share their small users, so configurations compare run by run
+(paired)."""
 
 from __future__ import annotations
 
-from aggregame.errors import SolverError
-from aggregame.studies.common import (LARGE_READINGS, MAXMIN_LABEL, aggregated, alone,
-                                      large_K, small_user_outcomes, small_users, solve)
-from aggregame.studies.plots import bars, figure, save
+from aggregame.studies.common import (DEFAULT, MAXMIN_LABEL, aggregated_players,
+                                      alone_players, large_K, paper_price, small_users)
+from aggregame.studies.outcome import evidence, solve_players
+from aggregame.studies.plots import bars, figure, save, title
+from aggregame.studies.stats import summary
+from aggregame.studies.variants import (DEFAULT_NAME, choices_in, domain_of,
+                                        with_variants)
 
 DESCRIPTION = "small-user surplus and consumption across market configurations"
 DEFAULT_RUNS = 50
-CONFIGS = ("small users alone", "with large user", "social welfare",
-           "proportional fairness", MAXMIN_LABEL)
+ALONE, LARGE = "small users alone", "with large user"
+CONFIGS = (ALONE, LARGE, "social welfare", "proportional fairness", MAXMIN_LABEL)
 #: alpha of each aggregated configuration.
 ALPHAS = {"social welfare": 0, "proportional fairness": 1, MAXMIN_LABEL: "inf"}
-#: The reading recorded for the configuration without a large user.
-NO_LARGE = "none"
+CONFIG_KEYS = ("config",)
+
+
+def _choices(params: dict):
+    alpha = ALPHAS.get(params["config"])
+    return choices_in(None if alpha is None else [alpha] * 2,
+                      large=params["config"] != ALONE)
 
 
 def tasks(runs: int, seed: int, backend: str) -> list[dict]:
-    out = []
-    for c in CONFIGS:
-        for large in ((NO_LARGE,) if c == "small users alone" else LARGE_READINGS):
-            out += [{"run": r, "seed": seed + r, "config": c, "large": large,
-                     "backend": backend} for r in range(runs)]
-    return out
+    base = [{"run": r, "seed": seed + r, "config": c, "backend": backend}
+            for c in CONFIGS for r in range(runs)]
+    return with_variants(base, _choices)
 
 
-def build(config: str, large: str, users):
-    if config == "small users alone":
-        return alone(users)
-    K = large_K(users, large)
-    if config == "with large user":
-        return alone(users, with_large=K)
-    return aggregated(users, [ALPHAS[config]] * 2, with_large=K)
+def build(config: str, domain, users):
+    """The players of ``config`` in ``domain``."""
+    if config == ALONE:
+        return alone_players(users)
+    if config == LARGE:
+        return alone_players(users, with_large=large_K(users, domain.large))
+    return aggregated_players(users, [ALPHAS[config]] * 2, domain)
 
 
 def run(params: dict) -> list[dict]:
     users = small_users(params.get("users", 200), params["seed"])
-    large = params.get("large", LARGE_READINGS[0])
-    base = {"run": params["run"], "config": params["config"], "large": large,
-            "K": None if large == NO_LARGE else large_K(users, large)}
-    try:
-        eq = solve(build(params["config"], large, users), params["backend"])
-    except SolverError as err:  # recorded, never averaged in
-        return [{**base, "equilibrium": False, "avg_surplus": None,
-                 "avg_consumption": None, "price": None, "reason": str(err)}]
-    x, s = small_user_outcomes(eq)
-    return [{**base, "equilibrium": True, "avg_surplus": float(s.mean()),
-             "avg_consumption": float(x.mean()), "price": eq.price, "reason": None}]
+    domain = domain_of(params["domain"])
+    outcome = solve_players(build(params["config"], domain, users), paper_price(),
+                            params["backend"])
+    x, s = outcome.small_users()
+    ok = outcome.equilibrium
+    dist = {f"s_{k}": (v if ok else None) for k, v in summary(s).items()}
+    return [{"run": params["run"], "domain": params["domain"],
+             "config": params["config"],
+             "K": None if params["config"] == ALONE else large_K(users, domain.large),
+             "avg_surplus": float(s.mean()) if ok else None,
+             "avg_consumption": float(x.mean()) if ok else None,
+             "price": outcome.price if ok else None, **dist, **evidence(outcome)}]
 
 
-def summary(df):
-    df = df.assign(label=[c if lg == NO_LARGE else f"{c}, {lg}"
-                          for c, lg in zip(df["config"], df["large"])])
+def summary_table(df):
+    """Mean and SD over runs of each configuration, with its runs without
+    equilibrium."""
     ok = df[df["equilibrium"].astype(bool)]
-    stats = ok.groupby("label", sort=False)[["avg_surplus", "avg_consumption"]].agg(
+    stats = ok.groupby("config", sort=False)[["avg_surplus", "avg_consumption"]].agg(
         ["mean", "std"])
-    stats[("runs", "")] = ok.groupby("label", sort=False).size()
+    stats[("runs", "")] = ok.groupby("config", sort=False).size()
     stats[("failed", "")] = df[~df["equilibrium"].astype(bool)].groupby(
-        "label").size().reindex(stats.index).fillna(0).astype(int)
-    order = [f"{c}, {lg}" for lg in LARGE_READINGS for c in CONFIGS]
-    return stats.reindex(["small users alone"] + [k for k in order if k in stats.index])
+        "config").size().reindex(stats.index).fillna(0).astype(int)
+    return stats.reindex([c for c in CONFIGS if c in stats.index])
 
 
 def figures(df, out) -> list[str]:
-    stats = summary(df)
+    df = df[df["domain"] == DEFAULT_NAME]
+    stats = summary_table(df)
     names = []
-    for col, fig_name, label in (("avg_surplus", "fig6", "average small-user surplus [$]"),
+    for col, fig_name, label in (("avg_surplus", "fig6",
+                                  "average small-user surplus [$]"),
                                  ("avg_consumption", "fig7",
                                   "average small-user consumption [energy units]")):
-        fig, ax = figure(size=(11, 5))
+        fig, ax = figure(size=(9, 4.8))
         labels = [f"{c}\n({n} run(s) without equilibrium)" if n else c
                   for c, n in zip(stats.index, stats["failed"])]
-        bars(ax, labels, stats[(col, "mean")], stats[(col, "std")].fillna(0),
-             label, f"200 small users, {int(stats['runs'].max())} runs (mean +- sd)")
+        bars(ax, labels, stats[(col, "mean")], stats[(col, "std")].fillna(0), label)
+        title(fig, f"{'Fig. 6' if fig_name == 'fig6' else 'Fig. 7'}: 200 small users, "
+                   f"{int(stats['runs'].max())} runs (mean +- sd)", DEFAULT.label())
         names += save(fig, out, fig_name)
     return names

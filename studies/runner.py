@@ -16,16 +16,11 @@ main process), removing the temporary file it was writing.
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import json
 import logging
 import multiprocessing
-import os
 import platform
 import signal
-import threading
-import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,95 +28,32 @@ from typing import Any, Callable, Iterable
 
 import pandas as pd
 
-from aggregame.errors import AggregameError
 from aggregame.studies.files import atomic_write, atomic_write_text, read_regular
+from aggregame.studies.worker import worker_init, write_whole
 
 LOG = logging.getLogger(__name__)
 
-#: How often a worker checks that its parent is alive (seconds).
-WATCHDOG_PERIOD = 0.2
-#: Connect timeout to a Dask scheduler (seconds): an unreachable address fails fast.
-DASK_CONNECT_TIMEOUT = 3
-
-
 @dataclass(frozen=True)
 class Task:
-    """One unit of work: ``run(params)`` of a study module, stored under ``key``."""
+    """One unit of work: ``run(params)``, a study module's entry point (pickled by
+    reference for the workers), stored under ``key``."""
 
-    study: str
+    run: Callable[[dict[str, Any]], list[dict[str, Any]]]
     key: str
     params: dict[str, Any]
 
 
-#: The temporary file this worker is writing, removed by the watchdog if the parent
-#: dies mid-write and the write does not end within WRITE_GRACE.
-_WRITING: list[Path | None] = [None]
-#: Held while a result is written; the watchdog takes it before the worker ends, so
-#: no write starts (and creates its temporary file) behind its cleanup.
-_WRITE_LOCK = threading.Lock()
-#: Seconds the watchdog waits for a result being written to be whole.
-WRITE_GRACE = 1.0
+def execute(task: Task, runs_dir: str, cache: str | None = None) -> str:
+    """Run one task and store its rows atomically (top-level: picklable for workers);
+    its solves are cached in ``cache`` (studies/outcome.py) if given."""
+    from aggregame.studies.outcome import cache_folder
 
-
-def _track(tmp: Path | None) -> None:
-    _WRITING[0] = tmp
-
-
-def execute(task: Task, runs_dir: str) -> str:
-    """Run one task and store its rows atomically (top-level: picklable for workers)."""
-    module = importlib.import_module(f"aggregame.studies.{task.study}")
-    rows = module.run(task.params)
+    with cache_folder(cache):
+        rows = task.run(task.params)
     doc = {"key": task.key, "params": task.params, "rows": rows}
-    with _WRITE_LOCK, _termination_deferred():
-        atomic_write(Path(runs_dir) / f"{task.key}.json",
-                     lambda p: p.write_text(json.dumps(doc)), on_temp=_track)
+    write_whole(Path(runs_dir) / f"{task.key}.json", json.dumps(doc))
     return task.key
 
-
-@contextlib.contextmanager
-def _termination_deferred():
-    """SIGTERM waits while a result is written, then takes its default action.
-
-    On Ctrl-C the main process terminates the pool's workers; the default action
-    had killed one between its temporary file and the rename, leaving a '.tmp' (seen
-    once runs got fast enough to be writing often). Blocking the signal in this
-    thread (the watchdog thread blocks it for good) defers it to the end of the
-    write, and nowhere else: a worker inside a long C call (SCIP) still ends at
-    once, which a Python-level handler would not.
-    """
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-def _watchdog(parent: int) -> None:
-    # SIGTERM is for the main thread, which defers it while writing a result
-    # (_termination_deferred); delivered here, it would not wait.
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-    while os.getppid() == parent:
-        time.sleep(WATCHDOG_PERIOD)
-    # The parent is gone: nobody will read this worker's results. A write under way
-    # may finish (its result is whole, and kept for a resume); none starts after.
-    # Cleaning up without the lock raced with a write that began meanwhile and
-    # created its temporary file after the cleanup (a '.tmp' left, seen under load).
-    if not _WRITE_LOCK.acquire(timeout=WRITE_GRACE):
-        tmp = _WRITING[0]
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
-    os._exit(1)
-
-
-def worker_init() -> None:
-    """Initializer of each local worker: Ctrl-C is the parent's to handle, SIGTERM
-    waits for a result being written, and the worker ends when its parent dies.
-    Its certificates run in one thread unless AGGREGAME_THREADS says otherwise: the
-    workers already share the cores."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.environ.setdefault("AGGREGAME_THREADS", "1")
-    threading.Thread(target=_watchdog, args=(os.getppid(),), daemon=True,
-                     name="aggregame-watchdog").start()
 
 
 def is_complete(path: Path, key: str) -> bool:
@@ -141,23 +73,30 @@ def is_complete(path: Path, key: str) -> bool:
 
 
 def run_tasks(tasks: Iterable[Task], runs_dir: Path, workers: int | None = None,
-              dask_address: str | None = None, progress: bool = True) -> list[str]:
+              dask_address: str | None = None, progress: bool = True,
+              cache: Path | None = None) -> list[str]:
     """Run every task whose result file is missing or broken; returns the keys it
-    ran. Workers get absolute paths, so they may run in any directory."""
+    ran. Workers get absolute paths, so they may run in any directory; ``cache`` is
+    the folder of cached solves (None: none)."""
     from tqdm import tqdm
 
-    if dask_address is not None and not dask_address.strip():
-        # "" would have run locally, silently: not what was asked.
-        raise AggregameError("--dask: an empty scheduler address; give one such as "
-                             "tcp://host:8786, or leave --dask out to run locally")
+    from aggregame.solvers.equilibrium.distributed import connect
+    from aggregame.studies.variants import schedule_rank
+
+    # A bad address ("" would run locally, silently) fails before anything runs,
+    # even when every result is there already.
+    client = connect(dask_address) if dask_address is not None else None
     runs_dir = runs_dir.resolve()
     runs_dir.mkdir(parents=True, exist_ok=True)
     todo = [t for t in tasks if not is_complete(runs_dir / f"{t.key}.json", t.key)]
+    # The order of submission only (the table keeps the tasks' order).
+    todo.sort(key=lambda t: schedule_rank(t.params))
     ran: list[str] = []
     if not todo:
+        if client is not None:
+            client.close()
         return ran
     LOG.info("%d task(s) to run in %s", len(todo), runs_dir)
-    client = _dask_client(dask_address) if dask_address is not None else None
     # disable=None: no bar when stderr is not a terminal (a log file, a pipe).
     with tqdm(total=len(todo), desc="runs", unit="run",
               disable=None if progress else True) as bar:
@@ -165,22 +104,23 @@ def run_tasks(tasks: Iterable[Task], runs_dir: Path, workers: int | None = None,
             ran.append(key)
             bar.update(1)
 
+        where = (str(runs_dir), None if cache is None else str(cache.resolve()))
         if client is not None:
-            _run_dask(todo, runs_dir, client, done)
+            _run_dask(todo, where, client, done)
         elif workers == 1:
             for task in todo:
-                done(execute(task, str(runs_dir)))
+                done(execute(task, *where))
         else:
-            _run_local(todo, runs_dir, workers, done)
+            _run_local(todo, where, workers, done)
     return ran
 
 
-def _run_local(todo: list[Task], runs_dir: Path, workers: int | None,
+def _run_local(todo: list[Task], where: tuple[str, str | None], workers: int | None,
                done: Callable[[str], None]) -> None:
     before = set(multiprocessing.active_children())
     pool = ProcessPoolExecutor(max_workers=workers, initializer=worker_init)
     try:
-        futures = [pool.submit(execute, t, str(runs_dir)) for t in todo]
+        futures = [pool.submit(execute, t, *where) for t in todo]
         for fut in as_completed(futures):
             done(fut.result())
     except BaseException:
@@ -199,26 +139,13 @@ def _run_local(todo: list[Task], runs_dir: Path, workers: int | None,
     pool.shutdown(wait=True)
 
 
-def _dask_client(address: str) -> Any:
-    """A client of the scheduler at ``address``, or one line saying why not."""
-    import dask
-    from distributed import Client
-
-    timeout = f"{DASK_CONNECT_TIMEOUT}s"
-    try:
-        with dask.config.set({"distributed.comm.timeouts.connect": timeout}):
-            return Client(address, timeout=DASK_CONNECT_TIMEOUT)
-    except (OSError, ValueError, TypeError) as err:
-        raise AggregameError(f"--dask {address}: cannot reach a Dask scheduler: "
-                             f"{' '.join(str(err).split())}") from None
-
-
-def _run_dask(todo: list[Task], runs_dir: Path, client: Any,
+def _run_dask(todo: list[Task], where: tuple[str, str | None], client: Any,
               done: Callable[[str], None]) -> None:
     from distributed import as_completed as dask_completed
 
     with client:
-        futures = client.map(execute, todo, runs_dir=str(runs_dir), pure=False)
+        futures = client.map(execute, todo, runs_dir=where[0], cache=where[1],
+                             pure=False)
         try:
             for fut in dask_completed(futures):
                 done(fut.result())

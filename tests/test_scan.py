@@ -13,12 +13,12 @@ from hypothesis import strategies as st
 
 from aggregame.solvers.equilibrium.best_response import best_response
 from aggregame.solvers.inner.native import NativeInner
-from aggregame.studies.common import aggregated, small_users
+from aggregame.studies.common import Domain, aggregated, small_users
 
 
 @pytest.mark.unit
 def test_scan_finds_a_peak_between_two_rising_samples():
-    game = aggregated(small_users(200, 9), [4.0, 4.0])
+    game = aggregated(small_users(200, 9), [4.0, 4.0], Domain(large="K=400"))
     j, others = 1, 5.76 + 199.59
     got = best_response(NativeInner(game, j), others, strategy="scan")
     ys = np.linspace(0.0, 30.0, 3001)
