@@ -235,7 +235,7 @@ def allocation_evidence(game: Game, j: int, y: np.ndarray, others_total: float,
     welfare = welfare_of(player, surplus, setup.weight, setup.floor, setup.priced_out)
     infeasible = setup.y > setup.cap * (1 + 1e-12) + 1e-300
     welfare = np.where(infeasible, -np.inf, welfare)
-    forced = forced_rows(player, setup.y, setup.cap, setup.priced_out)
+    forced = forced_rows(player, setup.y, setup.cap, setup.priced_out, setup.price)
     res = None
     if residual:
         if player.fairness.is_maxmin:

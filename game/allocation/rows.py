@@ -61,19 +61,32 @@ def allocation_error(x: np.ndarray, y: np.ndarray, xbar: np.ndarray) -> np.ndarr
     return np.maximum(np.abs(x.sum(axis=-1) - y), bounds_violation(x, xbar)) / cap
 
 
+#: A member priced in by less than this fraction of the price is priced in by
+#: rounding only (``forced_rows``): its marginal U' - p, ~1e-16 p off after rounding,
+#: cannot meet a stationarity test of 1e-6 relative to a capacity as small as its.
+UNRESOLVED_HEADROOM = 1e-8
+
+
 def forced_rows(player: Player, y: np.ndarray, cap: np.ndarray,
-                priced_out: np.ndarray) -> np.ndarray:
+                priced_out: np.ndarray, price: np.ndarray | None = None
+                ) -> np.ndarray:
     """Rows whose allocation leaves nothing to optimize: one allocation only (y <= 0;
     y at the capacity, every member at xbar_i; the solvers' own thresholds; at most
-    one member priced in, who takes all of y), or a payoff no allocation changes
-    (J = -inf once a member is priced out, where the rule says so: strict,
-    alpha >= 1). Their residual is the allocation's error alone.
+    one member priced in by more than rounding, who takes y), or a payoff no
+    allocation changes (J = -inf once a member is priced out, where the rule says
+    so: strict, alpha >= 1). Their residual is the allocation's error alone.
 
-    The lone member matters where it is barely priced in: its surplus
-    U(x) - p x is then below the rounding of either term, and a stationarity test
-    of its only possible allocation would read rounding as failure."""
+    A member priced in by less than UNRESOLVED_HEADROOM of the price (U_i'(0) - p,
+    given ``price``) has a marginal U_i' - p that rounding of p alone decides: a
+    stationarity test of its allocation would read rounding as failure, and its
+    share, at most its own capacity, is rounding on the row's scale too."""
     f = player.fairness
-    alone = (~np.asarray(priced_out, dtype=bool)).sum(axis=-1) <= 1
+    inside = ~np.asarray(priced_out, dtype=bool)
+    if price is not None:
+        reach = UNRESOLVED_HEADROOM * np.abs(np.asarray(price, dtype=float))[:, None]
+        inside = inside & (player.marginal_at_zero[None, :] - np.asarray(
+            price, dtype=float)[:, None] > reach)
+    alone = inside.sum(axis=-1) <= 1
     out = (y <= 0) | (y >= cap * (1 - 1e-14)) | alone
     if f.rule.void_when_priced_out(f):
         out = out | priced_out.any(axis=-1)

@@ -79,7 +79,8 @@ class LevelFilling:
                                    setup.priced_out, nu)
         residual = settled_residual(residual, allocation_error(x, y, xbar), welfare,
                                     y, cap,
-                                    forced_rows(player, y, cap, setup.priced_out))
+                                    forced_rows(player, y, cap, setup.priced_out,
+                                                setup.price))
         return InnerBatch(y, setup.price, x, surplus, welfare, surplus.sum(axis=1),
                           nan, nan.copy(),
                           np.where(flat & np.isfinite(nu), tie_slope, np.nan), residual,

@@ -34,6 +34,8 @@ from aggregame.allocation import (
     CHECK_HALVINGS,
     RESIDUAL_TOL,
     InnerSetup,
+    allocation_error,
+    forced_rows,
     level_interval,
     quadratic_level_interval,
     quadratic_parameters,
@@ -148,6 +150,7 @@ def solve_leximin(player: Player, setup: InnerSetup) -> InnerBatch:
                  bad.size, float(np.max(residual[bad])))
         x[bad] = progressive_filling(player, part, closed_form=False)
         residual[bad] = _residual(player, part, x[bad])
+        _split_where_forced(player, setup, x, residual)
         worst = int(np.argmax(np.nan_to_num(residual, nan=np.inf)))
         if not residual[worst] <= RESIDUAL_TOL:
             raise InnerSolveError(
@@ -164,9 +167,26 @@ def solve_leximin(player: Player, setup: InnerSetup) -> InnerBatch:
                       nan, nan.copy(), None, residual)
 
 
+def _split_where_forced(player: Player, setup: InnerSetup, x: np.ndarray,
+                        residual: np.ndarray) -> None:
+    """Rows that still fail and whose members are priced in by rounding only (or
+    one alone: ``forced_rows``) get y split in proportion to the capacities: the
+    filling's level arithmetic is rounding there, and any split within the bounds
+    is as good as another (the member alone takes all of y)."""
+    forced = forced_rows(player, setup.y, setup.cap, setup.priced_out, setup.price)
+    rows = np.flatnonzero(forced & ~(residual <= RESIDUAL_TOL) & (setup.cap > 0))
+    if rows.size:
+        share = setup.xbar[rows] / setup.cap[rows, None]
+        x[rows] = np.minimum(setup.y[rows, None] * share, setup.xbar[rows])
+        residual[rows] = _residual(player, setup.take(rows), x[rows])
+
+
 def _residual(player: Player, setup: InnerSetup, x: np.ndarray) -> np.ndarray:
     res = leximin_residual(player, setup.y, setup.price, x, setup.xbar, setup.floor,
                            setup.weight > 0)
+    # A row with one member priced in beyond rounding has one allocation.
+    forced = forced_rows(player, setup.y, setup.cap, setup.priced_out, setup.price)
+    res = np.where(forced, allocation_error(x, setup.y, setup.xbar), res)
     infeasible = setup.y > setup.cap * (1 + 1e-12) + 1e-300
     return np.where(infeasible, 0.0, res)
 

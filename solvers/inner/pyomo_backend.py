@@ -420,7 +420,7 @@ class PyomoInner:
         return settled_residual(res, allocation_error(batch.x, batch.y, setup.xbar),
                                 batch.welfare, batch.y, setup.cap,
                                 forced_rows(self.player, batch.y, setup.cap,
-                                            setup.priced_out))
+                                            setup.priced_out, setup.price))
 
 
 def residual_error(inner: PyomoInner, y: float, others_total: float,

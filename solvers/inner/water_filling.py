@@ -135,7 +135,8 @@ class LambdaFilling:
         cap = np.maximum(setup.cap, 1e-300)
         residual = settled_residual(
             np.abs(x[:, 0] - y) / cap, np.abs(x[:, 0] - y) / cap, welfare, y,
-            setup.cap, forced_rows(self.player, y, setup.cap, setup.priced_out))
+            setup.cap, forced_rows(self.player, y, setup.cap, setup.priced_out,
+                                   setup.price))
         return InnerBatch(y, setup.price, x, surplus, welfare, surplus[:, 0], lam,
                           derivative, None, residual)
 
@@ -155,7 +156,7 @@ class LambdaFilling:
                                        weight, floor)
         residual = settled_residual(
             residual, allocation_error(x, setup.y, xbar), welfare, setup.y, setup.cap,
-            forced_rows(player, setup.y, setup.cap, setup.priced_out))
+            forced_rows(player, setup.y, setup.cap, setup.priced_out, setup.price))
         return InnerBatch(setup.y, setup.price, x, surplus, welfare,
                           surplus.sum(axis=1), lam, derivative, None, residual)
 
