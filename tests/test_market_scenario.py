@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_cli import one_line, run
 
 from aggregame import Game
-from aggregame.cli import ExitCode, main
+from aggregame.cli import ExitCode
 from aggregame.errors import ScenarioError
 from aggregame.price import MeritOrderPrice
 from aggregame.scenario import load_scenario
@@ -25,19 +26,6 @@ SCENARIO = EXAMPLE / "dispatch.toml"
 C1 = (1.0, 2.0, 3.0, 4.0, 6.0)
 C2 = (0.05, 0.02, 0.1, 0.03, 0.05)
 CAP = (20.0, 40.0, 30.0, 50.0, 60.0)
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 @pytest.fixture
