@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import brentq
 
+from aggregame.errors import InnerSolveError
 from aggregame.players import Game
 from aggregame.solvers.certify.certificate import CERTIFICATE_RTOL, check_rtol
 from aggregame.solvers.certify.scan import certify, threads
@@ -388,7 +389,10 @@ def _unbeaten_on_a_grid(search: _Search, profile: np.ndarray, j: int,
     others = float(profile.sum() - profile[j])
     top = game.feasible_max(j, others)
     ys = np.append(np.linspace(0.0, top, JUMP_GRID), min(max(profile[j], 0.0), top))
-    welfare = replier.inner.solve(ys, np.full(ys.size, others)).welfare
+    try:
+        welfare = replier.inner.solve(ys, np.full(ys.size, others)).welfare
+    except InnerSolveError:
+        return True  # no verdict here: the certificate decides
     here, grid = welfare[-1], welfare[:-1]
     finite = grid[np.isfinite(grid)]
     if not math.isfinite(here) or finite.size == 0:
