@@ -345,3 +345,27 @@ def test_inner_failure_names_exact_purchase_and_price():
     message = str(caught.value)
     assert f"y = {float(ys[3])!r}" in message and f"p = {price!r}" in message
     assert "native backend's allocation" in message and "\n" not in message
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_a_member_priced_in_by_little_but_with_room_is_still_checked(alpha):
+    """A member priced in by 5e-9 of the price, with a tiny curvature, has room for
+    the whole purchase: its share is not rounding, and an allocation that gives it
+    everything (the other member, priced in by 2, gets nothing) must fail the
+    residual, not pass as 'forced'. The native solve passes it."""
+    from aggregame import quadratic_users
+    from aggregame.allocation import RESIDUAL_TOL
+    from aggregame.allocation.residual import allocation_evidence
+
+    others, y = 1.0, 0.5
+    price = others + y  # LinearPrice(1)
+    b1 = price * (1 + 5e-9)
+    users = quadratic_users([0.5, (b1 - price) / 100.0], [3.0, b1], "m")
+    game = Game((Player.aggregator("A", users, alpha=alpha),), LinearPrice(1.0))
+    good = NativeInner(game, 0).solve(np.array([y]), others)
+    assert good.residual[0] <= RESIDUAL_TOL
+    wrong = allocation_evidence(game, 0, np.array([y]), others,
+                                np.array([[0.0, y]]), np.array([0.0]))
+    assert not wrong.forced[0] and wrong.residual[0] > RESIDUAL_TOL
+    assert wrong.welfare[0] < good.welfare[0]

@@ -42,6 +42,9 @@ RESIDUAL_TOL = 1e-6
 #: A purchase within this of the capacity (relative) leaves the members surpluses
 #: below their rounding: a payoff of -inf there (viable, strict) is not a failure.
 NEAR_CAPACITY_RTOL = 1e-12
+#: Ulps of max(U', p) that the rounding of U' - p and of the multiplier's own
+#: rounding amount to, in a member's stationarity step (``optimality_residual``).
+STEP_ROUNDING_ULPS = 16.0
 #: Relative step of the level used to test that a max-min level is the largest one.
 LEVEL_PROBE_RTOL = 1e-7
 
@@ -88,9 +91,15 @@ def optimality_residual(player: Player, y: np.ndarray, price: np.ndarray,
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         step = stationarity_step(lam[:, None], x, xbar, weight, level, slope,
                                  curvature, f.alpha)
+        # What rounding alone moves the step by: U' - p is known to a few ulps of
+        # max(U', p), and the step divides it by at least |U''|. A member priced in
+        # by a few ulps has a step that is all rounding; it is not a violation.
+        rounding = STEP_ROUNDING_ULPS * np.finfo(float).eps * np.maximum(
+            np.abs(slope + p2), np.abs(p2)) / np.abs(curvature)
+        excess = np.maximum(np.abs(step) - rounding, 0.0)
     # After the clip a step is finite or NaN (no finite step): NaN counts as an
     # infinite violation (np.where: np.nan_to_num costs five array passes).
-    stationarity = np.where(np.isnan(step), np.inf, np.abs(step)).max(axis=-1)
+    stationarity = np.where(np.isnan(step), np.inf, excess).max(axis=-1)
     out = np.maximum(np.maximum(balance, bounds), stationarity) / cap
     return np.where(np.isfinite(lam), out, np.maximum(balance, bounds) / cap)
 

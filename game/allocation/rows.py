@@ -61,10 +61,10 @@ def allocation_error(x: np.ndarray, y: np.ndarray, xbar: np.ndarray) -> np.ndarr
     return np.maximum(np.abs(x.sum(axis=-1) - y), bounds_violation(x, xbar)) / cap
 
 
-#: A member priced in by less than this fraction of the price is priced in by
-#: rounding only (``forced_rows``): its marginal U' - p, ~1e-16 p off after rounding,
-#: cannot meet a stationarity test of 1e-6 relative to a capacity as small as its.
-UNRESOLVED_HEADROOM = 1e-8
+#: A member priced in by less than this fraction of the price (a few hundred ulps)
+#: is priced in by rounding only (``forced_rows``): its largest surplus,
+#: (U'(0) - p)^2 / 4|U''| for a quadratic, is below ~64 roundings of its own U.
+ROUNDING_HEADROOM = 256 * float(np.finfo(float).eps)
 
 
 def forced_rows(player: Player, y: np.ndarray, cap: np.ndarray,
@@ -72,21 +72,18 @@ def forced_rows(player: Player, y: np.ndarray, cap: np.ndarray,
                 ) -> np.ndarray:
     """Rows whose allocation leaves nothing to optimize: one allocation only (y <= 0;
     y at the capacity, every member at xbar_i; the solvers' own thresholds; at most
-    one member priced in by more than rounding, who takes y), or a payoff no
-    allocation changes (J = -inf once a member is priced out, where the rule says
-    so: strict, alpha >= 1). Their residual is the allocation's error alone.
-
-    A member priced in by less than UNRESOLVED_HEADROOM of the price (U_i'(0) - p,
-    given ``price``) has a marginal U_i' - p that rounding of p alone decides: a
-    stationarity test of its allocation would read rounding as failure, and its
-    share, at most its own capacity, is rounding on the row's scale too."""
+    one member priced in, who takes y), no member priced in beyond rounding (given
+    ``price``: U_i'(0) - p <= ROUNDING_HEADROOM p for each; every allocation's
+    payoff is then rounding), or a payoff no allocation changes (J = -inf once a
+    member is priced out, where the rule says so: strict, alpha >= 1). Their
+    residual is the allocation's error alone."""
     f = player.fairness
     inside = ~np.asarray(priced_out, dtype=bool)
-    if price is not None:
-        reach = UNRESOLVED_HEADROOM * np.abs(np.asarray(price, dtype=float))[:, None]
-        inside = inside & (player.marginal_at_zero[None, :] - np.asarray(
-            price, dtype=float)[:, None] > reach)
     alone = inside.sum(axis=-1) <= 1
+    if price is not None:
+        p = np.asarray(price, dtype=float)[:, None]
+        beyond = player.marginal_at_zero[None, :] - p > ROUNDING_HEADROOM * np.abs(p)
+        alone = alone | ~(inside & beyond).any(axis=-1)
     out = (y <= 0) | (y >= cap * (1 - 1e-14)) | alone
     if f.rule.void_when_priced_out(f):
         out = out | priced_out.any(axis=-1)

@@ -248,7 +248,13 @@ def _bracketed_root(f, lo: float, hi: float, xtol: float) -> float:
     nearer to 0 is the root to that accuracy."""
     f_lo, f_hi = f(lo), f(hi)
     if f_lo > 0 > f_hi:
-        return float(brentq(f, lo, hi, xtol=xtol, rtol=4 * np.finfo(float).eps))
+        try:
+            return float(brentq(f, lo, hi, xtol=xtol, rtol=4 * np.finfo(float).eps))
+        except ValueError:
+            # brentq read an end again with the other sign (a row near a price-out
+            # solved alone, within its rounding of F = 0): the nearer end is the
+            # root to that accuracy, as below.
+            f_lo, f_hi = f(lo), f(hi)
     return lo if abs(f_lo) <= abs(f_hi) else hi
 
 
