@@ -61,6 +61,8 @@ REPLY_JUMP = 0.05
 JUMP_BISECTIONS = 48
 #: Purchases of the grid a jump's profile must not lose to before it is certified.
 JUMP_GRID = 33
+#: Relative distance of the totals sampled on either side of a jump total.
+JUMP_SIDE = 1e-12
 #: A root this close to a jump total (relative to Y_bar) sits at it: the root
 #: search converges to a jump of Z to its own accuracy, TOTAL_RTOL.
 JUMP_SNAP = 1e-10
@@ -185,8 +187,9 @@ def find_equilibria(game: Game, certificate_rtol: float = CERTIFICATE_RTOL, *,
         if remote is None:
             _local_repliers(search)
         top = total_bound(game)
-        roots = _roots(search, top)
-        found, rejected = _certified(game, search, top, roots, rtol)
+        jumps = _jump_owners(game, top) if top > 0 else {}
+        roots = _roots(search, top, jumps)
+        found, rejected = _certified(game, search, top, roots, rtol, jumps)
         complete, why = _completeness(game, search, top, roots)
     finally:
         if pool is not None:
@@ -269,18 +272,19 @@ def _capacity_of_everyone(game: Game):
     return capacity
 
 
-def _sample_totals(game: Game, top: float) -> np.ndarray:
+def _sample_totals(top: float, jumps: dict[float, list[int]]) -> np.ndarray:
     """Totals to evaluate Z at: an even grid of [0, Y_bar], log-spaced points below,
     and both sides of every total where a reply may jump (``_jump_owners``; the
     other jumps, where a payoff with two maxima switches, ``_refine_jumps`` finds)."""
     grid = [np.linspace(0.0, top, TOTAL_SAMPLES),
             np.geomspace(top * 1e-9, top, LOG_TOTAL_SAMPLES)]
-    for point in _jump_owners(game, top):
-        grid.append(np.array([point * (1 - 1e-12), point * (1 + 1e-12)]))
+    for point in jumps:
+        grid.append(np.array(_sides(point)))
     return np.unique(np.clip(np.concatenate(grid), 0.0, top))
 
 
-def _roots(search: _Search, top: float) -> list[float]:
+def _roots(search: _Search, top: float, jumps: dict[float, list[int]]
+           ) -> list[float]:
     """The totals where Z changes sign (or is 0), each refined by Brent's method;
     with every player's reply falling, Z falls too: bisect [0, Y_bar] directly."""
     if top <= 0:
@@ -288,7 +292,7 @@ def _roots(search: _Search, top: float) -> list[float]:
     if all(search.falling):
         totals = np.array([0.0, top])
     else:
-        totals = _refine_jumps(search, _sample_totals(search.game, top), top)
+        totals = _refine_jumps(search, _sample_totals(top, jumps), top)
     values = [search.z(float(y)) for y in totals]
     roots = []
     for k, (y, z) in enumerate(zip(totals, values)):
@@ -360,13 +364,14 @@ def _bisect_sets(search: _Search, lo: float, hi: float, top: float,
 
 
 def _certified(game: Game, search: _Search, top: float, roots: list[float],
-               rtol: float) -> tuple[list[Equilibrium], list[Equilibrium]]:
+               rtol: float, jumps: dict[float, list[int]]
+               ) -> tuple[list[Equilibrium], list[Equilibrium]]:
     """Each root's profiles (one per combination of candidates), certified; and the
     profiles the jump totals add (``_jump_profiles``) that no purchase on a coarse
     grid beats for the player taking the rest (the others reply by their
     first-order conditions there), certified too."""
     profiles = [p for total in roots for p in _profiles(search.at(total), total)]
-    profiles += [p for p, j in _jump_profiles(game, search, top, roots)
+    profiles += [p for p, j in _jump_profiles(search, top, roots, jumps)
                  if _unbeaten_on_a_grid(search, p, j, rtol)]
     found, rejected = [], []
     for profile in profiles:
@@ -401,8 +406,8 @@ def _unbeaten_on_a_grid(search: _Search, profile: np.ndarray, j: int,
     return bool(finite.max() - here <= rtol * span)
 
 
-def _jump_profiles(game: Game, search: _Search, top: float, roots: list[float]
-                   ) -> list[tuple[np.ndarray, int]]:
+def _jump_profiles(search: _Search, top: float, roots: list[float],
+                   jumps: dict[float, list[int]]) -> list[tuple[np.ndarray, int]]:
     """Where a reply jumps (a price kink, or a member priced out under a rule whose
     payoff jumps there), a player's best reply can be the purchase that puts the
     total exactly at the jump: no first-order condition holds there, so Z, built
@@ -410,14 +415,18 @@ def _jump_profiles(game: Game, search: _Search, top: float, roots: list[float]
     jumps a root converged to, and, where not every reply falls (so the search
     sampled both sides of each), at every jump. Each profile comes with the player
     that takes the rest."""
-    if top <= 0:
-        return []
-    owners = _jump_owners(game, top)
+    owners = jumps
     if all(search.falling):
         owners = {total: js for total, js in owners.items()
                   if any(abs(total - r) <= JUMP_SNAP * top for r in roots)}
     return [pj for total, js in sorted(owners.items())
             for pj in _at_jump(search, total, js)]
+
+
+def _sides(total: float) -> tuple[float, float]:
+    """The totals just below and above a jump total, where the search samples Z (and
+    reads the replies back from its cache)."""
+    return total * (1 - JUMP_SIDE), total * (1 + JUMP_SIDE)
 
 
 def _jump_owners(game: Game, top: float) -> dict[float, list[int]]:
@@ -447,12 +456,12 @@ def _at_jump(search: _Search, total: float, players: list[int]
     jump and its capacity. The total is the jump's, and the sampled one just above
     it: the price computed at the jump may round below the member's threshold,
     keeping it priced in at a zero surplus."""
-    sides = [search.at(total * (1 - 1e-12)), search.at(total * (1 + 1e-12))]
+    sides = [search.at(side) for side in _sides(total)]
     profiles = []
     for j in players:
         least = min(float(side[j].candidates.min(initial=np.inf)) for side in sides)
         for rest in _profiles_of(sides[1][:j] + sides[1][j + 1:]):
-            for at in (total, total * (1 + 1e-12)):
+            for at in (total, _sides(total)[1]):
                 own = at - float(rest.sum())
                 if least <= own <= sides[1][j].capacity:
                     profiles.append((np.insert(rest, j, own), j))

@@ -89,7 +89,8 @@ class PlayerReplies:
         util = self.player.members[0].utility
         params = util.params()
         if self.quadratic:
-            return quadratic_reply(np.array([util.a]), np.array([util.b]), price, slope)
+            return quadratic_reply(np.array([util.a]), np.array([util.b]), price, slope,
+                                   cap)
 
         def f(y: float) -> float:
             return float(util.dU(y, params)) - price - slope * y
@@ -203,11 +204,11 @@ class PlayerReplies:
         return np.array(found) if found else np.zeros(1)
 
 
-def quadratic_reply(a: np.ndarray, b: np.ndarray, price: float, slope: float
-                    ) -> np.ndarray:
+def quadratic_reply(a: np.ndarray, b: np.ndarray, price: float, slope: float,
+                    cap: np.ndarray | float) -> np.ndarray:
     """The reply of one-member players with U = b y - a y^2, one per (a, b): the root
-    of F = b - 2 a y - P - S y, (b - P) / (2a + S), within [0, (b - P)^+ / a]."""
-    cap = np.maximum(b - price, 0.0) / a
+    of F = b - 2 a y - P - S y, (b - P) / (2a + S), within [0, cap], cap their
+    zero-surplus consumption (b - P)^+ / a."""
     return np.minimum(np.maximum((b - price) / (2 * a + slope), 0.0), cap)
 
 
@@ -221,6 +222,7 @@ class QuadraticSingles:
         utils = [game.players[j].members[0].utility for j in players]
         self.a = np.array([u.a for u in utils], dtype=float)
         self.b = np.array([u.b for u in utils], dtype=float)
+        self.params = {"a": self.a, "b": self.b}
 
     @staticmethod
     def eligible(game: Game, j: int) -> bool:
@@ -235,8 +237,8 @@ class QuadraticSingles:
         if not math.isfinite(price):
             return [Replies(total, price, slope, 0.0, np.zeros(1))
                     for _ in self.players]
-        cap = np.maximum(self.b - price, 0.0) / self.a
-        y = quadratic_reply(self.a, self.b, price, slope)
+        cap = QuadraticUtility.zero_surplus_consumption(price, self.params)
+        y = quadratic_reply(self.a, self.b, price, slope, cap)
         return [Replies(total, price, slope, float(c), np.array([v]))
                 for c, v in zip(cap, y)]
 
