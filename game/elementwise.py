@@ -50,7 +50,14 @@ def bracket_root(z, r, lo, hi, atol, active):
 def newton_or_bisect(z, r, slope, lo, hi, active):
     """Second half: the Newton step z - r / slope where it stays strictly inside the
     bracket, else the bracket's middle (a step outside it, or no finite step);
-    inactive roots keep z."""
+    inactive roots keep z.
+
+    A Newton step below the rounding of z (z - r / slope == z) moves one float
+    toward the root instead: the root is then within an ulp or two, and the probe's
+    sign closes the bracket. Bisecting from the bracket's far end instead took ~30
+    more steps (a purchase of 1e-6 among 10^5 members: r ~ 1e-16 is the rounding
+    of the sum, far above ROOT_RTOL * y)."""
     newton = z - r / slope
+    newton = select(newton == z, np.nextafter(z, select(r < 0, lo, hi)), newton)
     good = np.isfinite(newton) & (newton > lo) & (newton < hi)
     return select(active, select(good, newton, 0.5 * (lo + hi)), z)
