@@ -383,12 +383,14 @@ def solve_rows(codes, params, u0, alpha, w_in, e_in, w_out, e_out, void_priced_o
         p = price[r]
         cap = row_setup(codes, params, u0, p, w_in, e_in, w_out, e_out, xbar, weight,
                          floor, out, family)
-        x[:] = start
+        if not closed:  # (a closed-form response reads no start: two passes saved)
+            x[:] = start
         lam = _solve_row(codes, params, y[r], p, xbar, weight, floor, alpha, closed,
                          cap, guess, warm, x, g0, gcap, family)
         if n > 1 and 0 < y[r] < cap * (1 - 1e-14) and np.isfinite(lam):
             guess, warm = lam, True
-            start[:] = x
+            if not closed:
+                start[:] = x
         welfare[r], derivative[r], residual[r] = _finish(
             codes, params, y[r], p, slope_p[r], x, lam, xbar, weight, floor, out,
             alpha, void_priced_out, cap, s_all[r], family)
@@ -434,8 +436,9 @@ def _solve_row_at(codes, params, y, price, xbar, weight, floor, alpha, closed, c
     if y <= 0:
         x[:] = 0.0
         return lam_top
-    for i in range(n):  # starts inside each member's bounds
-        x[i] = np.minimum(np.maximum(x[i], 0.0), xbar[i])
+    if not closed:  # starts inside each member's bounds
+        for i in range(n):
+            x[i] = np.minimum(np.maximum(x[i], 0.0), xbar[i])
     return _interior(codes, params, y, price, xbar, weight, floor, alpha, closed, g0,
                      gcap, lam_top, lam_bottom, guess, warm, x, family)
 
