@@ -378,12 +378,49 @@ def test_certificate_at_scale_reproves_a_subset_and_every_payoff(monkeypatch, ki
     _, rows = cert_module._player_regret(game, 0, profile, CERTIFICATE_RTOL,
                                          compiled=True)
     count = len(rows.rows)
-    assert 2 < proof._checked_rows(rows, count, game.players[0].size).size < count
+    assert 2 < proof._checked(rows, np.arange(count)).sum() < count
     subset = certify(game, profile)
     np.testing.assert_allclose(subset.relative_regrets, full.relative_regrets,
                                rtol=1e-12)
     monkeypatch.setattr(compiled.CompiledPlayer, "solve",
                         _lie(kind, game, float(profile[0])))
+    _, rows = cert_module._player_regret(game, 0, profile, CERTIFICATE_RTOL,
+                                         compiled=True)
+    assert not rows_proved(rows)
+
+
+@needs_numba
+@pytest.mark.unit
+@pytest.mark.parametrize("alpha", [0.0, 2.0, float("inf")])
+@pytest.mark.parametrize("where", [0.7, 1.0])
+def test_certificate_in_parts_and_batches(monkeypatch, alpha, where):
+    """A large player's rows come in batches of a few rows, each half of an
+    evaluation with its own inner solver (made small here): two threads give the
+    very certificate of one, and both match the certificate of one batch per
+    evaluation to the rows' rounding, on and off equilibrium; a lying kernel is
+    still refused."""
+    from aggregame.solvers.certify import payoffs
+
+    rng = np.random.default_rng(5)
+    users = quadratic_users(rng.uniform(0.1, 0.9, 60), rng.uniform(0, 10, 60), "u")
+    extra = {"maxmin": "leximin"} if np.isinf(alpha) else {}
+    game = Game((Player.aggregator("A", users, alpha=alpha, **extra),),
+                LinearPrice(0.01))
+    profile = np.array([where * float(solve_equilibrium(game).profile[0])])
+    whole = certify(game, profile)
+    monkeypatch.setattr(payoffs, "SPLIT_MEMBERS", 10)
+    monkeypatch.setattr(payoffs, "CHUNK_ELEMENTS", 3 * 60)
+    monkeypatch.setenv("AGGREGAME_THREADS", "1")
+    one = certify(game, profile)
+    monkeypatch.setenv("AGGREGAME_THREADS", "2")
+    two = certify(game, profile)
+    assert [p.verdict for p in one.players] == [p.verdict for p in two.players] \
+        == [p.verdict for p in whole.players]
+    np.testing.assert_array_equal(one.relative_regrets, two.relative_regrets)
+    np.testing.assert_allclose(one.relative_regrets, whole.relative_regrets,
+                               rtol=1e-6, atol=1e-12)
+    monkeypatch.setattr(compiled.CompiledPlayer, "solve",
+                        _lie("payoff", game, float(profile[0])))
     _, rows = cert_module._player_regret(game, 0, profile, CERTIFICATE_RTOL,
                                          compiled=True)
     assert not rows_proved(rows)

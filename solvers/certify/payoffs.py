@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -33,10 +35,12 @@ from aggregame.leximin import levels as sorted_levels
 from aggregame.one_member import OneMemberPayoff
 from aggregame.players import Game
 from aggregame.solvers.inner.batch import InnerBatch
-from aggregame.solvers.inner.native import NativeInner
+from aggregame.solvers.inner.native import CHUNK_ELEMENTS, NativeInner
 
 #: Two levels closer than this, relative to the larger of the two, are equal.
 LEVEL_TIE_RTOL = 1e-12
+#: Members from which a player's rows are solved in two halves (``_solved``).
+SPLIT_MEMBERS = 20_000
 
 
 class PayoffKind(enum.Enum):
@@ -74,19 +78,44 @@ class Rows:
     price: list[float] = field(default_factory=list)
     #: Leximin: each row's sorted levels; else None per row.
     vectors: list[np.ndarray | None] = field(default_factory=list)
-    #: (batch, row) of the inner solution behind each payoff (None: a formula).
+    #: (batch, row) of the inner solution behind each payoff (None: a formula, or
+    #: an allocation not kept: ``Payoffs._add_batch``).
     source: list[tuple[InnerBatch, int] | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.y)
 
 
+class BatchLedger(Protocol):
+    """What takes each batch of inner solutions as it comes: ``prepare`` reads
+    the batch alone (in a worker thread, for a large player), ``record`` keeps its
+    result, in row order."""
+
+    def part(self) -> Any:
+        """What one part of an evaluation (batches one thread solves in turn)
+        shares between its ``prepare`` calls."""
+
+    def prepare(self, payoffs: "Payoffs", batch: InnerBatch, first: int,
+                part: Any) -> Any:
+        """``batch``'s rows will be rows ``first``, ``first + 1``, ... of
+        ``payoffs``."""
+
+    def record(self, prepared: Any) -> None:
+        """Keep what ``prepare`` gave."""
+
+
 class Payoffs:
     """Payoffs of one player's purchases against the others' total ``others``."""
 
-    def __init__(self, game: Game, j: int, others: float, compiled: bool = True
-                 ) -> None:
+    def __init__(self, game: Game, j: int, others: float, compiled: bool = True,
+                 ledger: BatchLedger | None = None, workers: int = 1) -> None:
         self.game, self.j, self.others = game, j, others
+        #: Threads a large player's rows run in (``_solved``).
+        self.workers = workers
+        self._second_inner: NativeInner | None = None
+        #: Told of every batch of inner solutions as it comes (the certificate's
+        #: proof of the compiled rows, solvers/certify/proof.py).
+        self.ledger = ledger
         self.player = game.players[j]
         self.kind = PayoffKind.of(game, j)
         self.one_member = OneMemberPayoff.of(game, j)
@@ -107,20 +136,61 @@ class Payoffs:
 
     # -- evaluation ---------------------------------------------------------------
     def evaluate(self, ys, spread: bool = False) -> list[int]:
-        """Row indices of the payoffs at purchases ``ys`` (new rows evaluated in one
-        batch); ``spread`` marks them as the payoff's scale samples."""
+        """Row indices of the payoffs at purchases ``ys`` (``_solved``);
+        ``spread`` marks them as the payoff's scale samples."""
         ys = np.atleast_1d(np.asarray(ys, dtype=float))
+        first = len(self.rows)
         if self.one_member is not None:
-            first = len(self.rows)
             self._add_formulas(ys)
         else:
-            first = len(self.rows)
-            batch = self.inner.solve(ys, self.others)
-            self.batches.append(batch)
-            self._add_batch(batch)
+            for batch, prepared in self._solved(ys, first):
+                self._add_batch(batch, prepared)
         out = list(range(first, len(self.rows)))
         if spread:
             self.spread.extend(out)
+        return out
+
+    def _solved(self, ys: np.ndarray, first: int) -> list[tuple[InnerBatch, Any]]:
+        """(batch, the ledger's evidence on it) of purchases ``ys``, in order, in
+        batches of at most CHUNK_ELEMENTS purchases x members. A player of
+        SPLIT_MEMBERS members or more solves each half of ``ys`` with an inner
+        solver of its own, in ``workers`` threads: the same rows however many
+        threads run them."""
+        step = max(1, CHUNK_ELEMENTS // max(self.player.size, 1))
+        if self.player.size < SPLIT_MEMBERS or ys.size < 2 * step:
+            return self._solve_part(self.inner, ys, first, step, self._part())
+        if self._second_inner is None:
+            self._second_inner = NativeInner(self.game, self.j,
+                                             compiled=self.inner.compiled)
+        half = ys.size // 2
+        parts = ((self.inner, ys[:half], first, step, self._part()),
+                 (self._second_inner, ys[half:], first + half, step, self._part()))
+        if self.workers < 2:
+            done = [self._solve_part(*part) for part in parts]
+        else:
+            with ThreadPoolExecutor(2, thread_name_prefix="aggregame-rows") as pool:
+                done = list(pool.map(lambda part: self._solve_part(*part),
+                                     parts))
+        return done[0] + done[1]
+
+    def _part(self) -> Any:
+        return None if self.ledger is None else self.ledger.part()
+
+    def _solve_part(self, inner: NativeInner, ys: np.ndarray, first: int,
+                    step: int, part: Any) -> list[tuple[InnerBatch, Any]]:
+        """``_solved`` of one part, each batch starting where the last ended
+        (``NativeInner.carry``); a batch whose allocations are not kept
+        (``_keeps``) is stripped of them once the ledger has read them."""
+        out = []
+        for k in range(0, ys.size, step):
+            batch = inner.solve(ys[k:k + step], self.others)
+            if k + step < ys.size:
+                inner.carry(batch)
+            prepared = None if self.ledger is None else self.ledger.prepare(
+                self, batch, first + k, part)
+            if not self._keeps:
+                batch = replace(batch, x=None, surplus=None)
+            out.append((batch, prepared))
         return out
 
     def _add_formulas(self, ys: np.ndarray) -> None:
@@ -134,8 +204,18 @@ class Payoffs:
         rows.vectors.extend([None] * ys.size)
         rows.source.extend([None] * ys.size)
 
-    def _add_batch(self, batch: InnerBatch) -> None:
+    @property
+    def _keeps(self) -> bool:
+        """Whether rows keep their allocations: the bounds read them (max-min,
+        leximin), or no ledger proves them as they come."""
+        return self.kind is not PayoffKind.SCALAR or self.ledger is None
+
+    def _add_batch(self, batch: InnerBatch, prepared: Any) -> None:
+        """The batch's rows, and the ledger's evidence on them."""
         rows = self.rows
+        keep = self._keeps
+        if keep:
+            self.batches.append(batch)
         mult = batch.tiebreak_multiplier if self.kind is PayoffKind.MAXMIN \
             else batch.multiplier
         vectors = None
@@ -150,7 +230,9 @@ class Payoffs:
             rows.multiplier.append(math.nan if mult is None else float(mult[k]))
             rows.price.append(float(batch.price[k]))
             rows.vectors.append(None if vectors is None else vectors[k])
-            rows.source.append((batch, k))
+            rows.source.append((batch, k) if keep else None)
+        if self.ledger is not None:
+            self.ledger.record(prepared)
 
     # -- the max-min level pinned by a priced-out member ------------------------
     def pinned(self, y: float) -> bool:

@@ -18,16 +18,20 @@ certificate whose rows came from them re-proves them with aggregame.allocation's
 * the rows' residuals are below RESIDUAL_TOL, with a finite multiplier wherever one is
   needed (max-min: no level higher by PROOF_RTOL of the level's scale is feasible;
   leximin: aggregame.leximin's residual, with the levels' largest speed
-  max_i |U_i' - p| for a multiplier): every row up to PROOF_ELEMENTS (rows x
-  members), beyond that the profile's row, the best row and rows spread evenly over
-  the rest.
+  max_i |U_i' - p| for a multiplier): every row while NOMINAL_ROWS rows stay within
+  PROOF_ELEMENTS (rows x members), beyond that every k-th row (the profile's among
+  them) and the best row.
+
+The evidence is taken batch by batch as the certificate evaluates rows
+(``RowProof``), so no player's rows are held at once: 10^6 members x 160 rows
+would be 1.3 GB of allocations.
 
 A player whose rows fail is certified again on numpy alone (solvers/certify/scan.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -42,58 +46,186 @@ from aggregame.allocation import (
 from aggregame.errors import InnerSolveError
 from aggregame.leximin import leximin_residual
 from aggregame.solvers.certify.payoffs import PayoffKind, Payoffs
+from aggregame.solvers.inner.batch import InnerBatch
 from aggregame.solvers.inner.native import NativeInner
 
 #: Payoffs recomputed by numpy agree with the rows' to this, relative to the scale.
 PROOF_RTOL = 1e-9
-#: Rows x members re-proved by numpy per player at most, and per numpy call (larger
-#: temporaries page-fault: 24 MB arrays cost more to touch than to compute).
+#: Rows x members whose residual numpy recomputes per player, for a player of
+#: NOMINAL_ROWS rows (beyond it, every k-th row: ``_checked``); and per numpy call
+#: (larger temporaries page-fault: 24 MB arrays cost more to touch than to compute).
 PROOF_ELEMENTS = 2**18
+NOMINAL_ROWS = 160
 PROOF_CHUNK = 2**16
 #: Bounds violation (over the capacity) a proved row may have: the solvers clip
 #: allocations into [0, xbar] exactly.
 PROOF_BOUNDS_RTOL = 1e-14
 
 
+@dataclass(frozen=True)
+class BatchProof:
+    """numpy's evidence on one batch of rows (``RowProof.prepare``)."""
+
+    first: int
+    compiled: bool
+    columns: dict[str, np.ndarray]
+    #: Rows whose residual has been recomputed (it may be NaN: unproved).
+    checked: np.ndarray
+    evidence: Evidence
+
+
+@dataclass
+class PartBest:
+    """The best scalar row of one part of an evaluation (``RowProof.part``): its
+    row, J and allocation, kept until the proof needs it or a better row comes."""
+
+    row: int | None = None
+    value: float = -np.inf
+    x: np.ndarray | None = None
+
+    def offer(self, row: int, value: float, x: np.ndarray) -> None:
+        """Row ``row`` (J = ``value``) replaces the kept one if it is better (the
+        first of equal rows wins, as ``Payoffs.best``)."""
+        if self.row is None or value > self.value:
+            self.row, self.value, self.x = row, value, x.copy()
+
+
+class RowProof:
+    """numpy's evidence on one player's compiled rows, taken batch by batch as the
+    certificate evaluates them (``Payoffs``' ledger): each row keeps a few numbers,
+    not its allocation, so a player of 10^6 members holds one batch at a time.
+    ``prepare`` reads nothing but the batch and its part (``part``: threads may
+    run parts at once); ``record`` keeps its result, in row order.
+
+    The residual is recomputed on the rows ``_checked`` picks as they come
+    (max-min's, whose tolerance is read from the final scale, at the end), and
+    on the best row: a scalar payoff's best allocation is kept until a better row
+    replaces it."""
+
+    def __init__(self) -> None:
+        self._batches: list[BatchProof] = []
+        #: The best scalar row of each part not yet outdone by another part's.
+        self._parts: list[PartBest] = []
+
+    def part(self) -> PartBest:
+        """A new part of the rows (a sequence of batches one thread prepares)."""
+        self._parts.append(PartBest())
+        return self._parts[-1]
+
+    def prepare(self, payoffs: Payoffs, batch: InnerBatch, first: int,
+                part: PartBest) -> BatchProof:
+        """The evidence on ``batch``, whose rows will be rows ``first``, ...;
+        its best scalar row is offered to ``part``."""
+        leximin = payoffs.kind is PayoffKind.LEXIMIN
+        field = "tiebreak_multiplier" if payoffs.kind is PayoffKind.MAXMIN \
+            else "multiplier"
+        y, x = batch.y, batch.x
+        mult = _level_speed(payoffs, y, x) if leximin else (
+            np.full(y.size, np.nan) if getattr(batch, field) is None
+            else np.asarray(getattr(batch, field), dtype=float))
+        residual = np.full(y.size, np.nan)
+        checked = np.zeros(y.size, dtype=bool)
+        if payoffs.kind is not PayoffKind.MAXMIN:
+            checked = _checked(payoffs, first + np.arange(y.size))
+            if checked.any():
+                residual[checked] = self._residual(payoffs, y[checked], x[checked],
+                                                   mult[checked])
+        columns = {"y": y, "claimed": batch.welfare, "claimed_tb": batch.tiebreak,
+                   "mult": mult, "residual": residual}
+        if payoffs.kind is PayoffKind.SCALAR:
+            k = int(np.argmax(batch.welfare))
+            part.offer(first + k, float(batch.welfare[k]), x[k:k + 1])
+        return BatchProof(first, bool(getattr(payoffs.inner, "compiled", False)),
+                          {n: np.asarray(v, dtype=float) for n, v in columns.items()},
+                          checked, _evidence(payoffs, y, x, mult, residual=False))
+
+    def record(self, proof: BatchProof) -> None:
+        """Keep ``proof`` (batches in row order), and the best part's row alone
+        (the first of equal rows wins, as ``Payoffs.best``)."""
+        self._batches.append(proof)
+        kept = [p for p in self._parts if p.row is not None]
+        if kept:
+            top = max(p.value for p in kept)
+            self._parts = [min((p for p in kept if p.value == top),
+                               key=lambda p: p.row)]
+
+    def proved(self, payoffs: Payoffs) -> bool:
+        """True when numpy proves every row (module docstring); True at once
+        when no row came from the compiled kernels."""
+        if not any(b.compiled for b in self._batches):
+            return True
+        col = {name: np.concatenate([b.columns[name] for b in self._batches])
+               for name in self._batches[0].columns}
+        ev = Evidence(*(np.concatenate([getattr(b.evidence, f.name)
+                                        for b in self._batches])
+                        if getattr(self._batches[0].evidence, f.name) is not None
+                        else None for f in fields(Evidence)))
+        residual, checked = self._late_residuals(payoffs, col)
+        if not np.all(residual[checked] <= RESIDUAL_TOL):
+            return False
+        return _consistent(payoffs, col, ev)
+
+    def _residual(self, payoffs, y, x, mult, level_step=None) -> np.ndarray:
+        if payoffs.kind is PayoffKind.LEXIMIN:
+            return _leximin_residual(payoffs, y, x)
+        return _evidence(payoffs, y, x, mult, residual=True,
+                         level_step=level_step).residual
+
+    def _late_residuals(self, payoffs: Payoffs, col: dict
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        """(residual, checked) of every row, with max-min's (its level tolerance is
+        PROOF_RTOL of the final scale) and the best row's added."""
+        residual = col["residual"].copy()
+        checked = np.concatenate([b.checked for b in self._batches])
+        best = payoffs.best()
+        if payoffs.kind is PayoffKind.MAXMIN:
+            rows = np.union1d(np.flatnonzero(_checked(payoffs,
+                                                      np.arange(residual.size))),
+                              [best])
+            step = PROOF_RTOL * payoffs.span("welfare")
+            x = np.concatenate([_allocation(payoffs, k) for k in rows])
+            residual[rows] = self._residual(payoffs, col["y"][rows], x,
+                                            col["mult"][rows], level_step=step)
+            checked[rows] = True
+        elif not checked[best]:
+            if payoffs.kind is not PayoffKind.SCALAR:
+                x = _allocation(payoffs, best)
+            elif self._parts and self._parts[0].row == best:
+                x = self._parts[0].x
+            else:  # (the best row's allocation was not kept: nothing proves it)
+                x = None
+            residual[best] = np.inf if x is None else self._residual(
+                payoffs, col["y"][[best]], x, col["mult"][[best]])[0]
+            checked[best] = True
+        return residual, checked
+
+
 def rows_proved(payoffs: Payoffs) -> bool:
     """True when numpy proves every row ``payoffs`` took from the compiled kernels
-    (module docstring); True at once for rows that did not come from them."""
-    batches = payoffs.batches
-    if not batches or not getattr(payoffs.inner, "compiled", False):
-        return True
+    (module docstring; ``payoffs.ledger`` is the RowProof that gathered them)."""
+    ledger = payoffs.ledger
+    return ledger.proved(payoffs) if isinstance(ledger, RowProof) else True
+
+
+def _consistent(payoffs: Payoffs, col: dict, ev: Evidence) -> bool:
+    """Bounds, -inf claims, payoffs and drift of every row (module docstring)."""
     maxmin = payoffs.kind is PayoffKind.MAXMIN
-    leximin = payoffs.kind is PayoffKind.LEXIMIN
-    field = "tiebreak_multiplier" if maxmin else "multiplier"
-    y = np.concatenate([b.y for b in batches])
-    x = np.concatenate([b.x for b in batches])
-    mult = _level_speed(payoffs, y, x) if leximin else np.concatenate(
-        [np.full(b.y.size, np.nan) if getattr(b, field) is None
-         else getattr(b, field) for b in batches])
-    claimed = np.concatenate([b.welfare for b in batches])
-    claimed_tb = np.concatenate([b.tiebreak for b in batches])
-    span = payoffs.span("welfare")
-    span_tb = payoffs.span("tiebreak")
-    ev = _evidence(payoffs, y, x, mult, residual=False)
-    checked = _checked_rows(payoffs, y.size, x.shape[1])
-    step = PROOF_RTOL * span if maxmin else None
-    residual = _leximin_residual(payoffs, y[checked], x[checked]) if leximin else \
-        _evidence(payoffs, y[checked], x[checked], mult[checked], residual=True,
-                  level_step=step).residual
-    if not np.all(residual <= RESIDUAL_TOL):
-        return False
     if not np.all(ev.bounds <= PROOF_BOUNDS_RTOL):
         return False
+    y = col["y"]
     if not _minus_inf_confirmed(payoffs,
                                 y[np.isneginf(ev.welfare) & ~ev.forced
                                   & ~ev.at_capacity]):
         return False
+    span, span_tb = payoffs.span("welfare"), payoffs.span("tiebreak")
+    claimed, claimed_tb = col["claimed"], col["claimed_tb"]
     lenient = ev.at_capacity
     if not _agree(claimed, ev.welfare, span, lenient) or (
             maxmin and not _agree(claimed_tb, ev.tiebreak, span_tb, lenient)):
         return False
     with np.errstate(invalid="ignore"):  # NaN multiplier: unproved (NaN > tol)
-        drift = np.where(ev.forced, 0.0, np.abs(mult) * ev.balance)
-    if leximin:
+        drift = np.where(ev.forced, 0.0, np.abs(col["mult"]) * ev.balance)
+    if payoffs.kind is PayoffKind.LEXIMIN:
         # Every sorted level moves by at most the drift: the scale it must stay
         # under is the levels' own (the smallest level may be flat, span 0).
         span = _level_scale(payoffs)
@@ -133,26 +265,19 @@ def _drift_harmless(drift, claimed, claimed_tb, span, span_tb, maxmin) -> bool:
     return bool(np.all(drift[reach] <= tol[reach]))
 
 
-def _checked_rows(payoffs: Payoffs, count: int, members: int) -> np.ndarray:
-    """Rows whose residual numpy recomputes: all of them up to PROOF_ELEMENTS,
-    else the profile's (row 0), the best one and rows spread over the rest."""
-    budget = max(PROOF_ELEMENTS // max(members, 1), 2)
-    if count <= budget:
-        return np.arange(count)
-    spread = np.linspace(0, count - 1, budget - 2).astype(int)
-    best = _batch_index(payoffs, payoffs.best())
-    return np.unique(np.concatenate([[0, best], spread]))
+def _checked(payoffs: Payoffs, rows: np.ndarray) -> np.ndarray:
+    """Which of ``rows`` (indices) get their residual recomputed: every row while
+    NOMINAL_ROWS of them stay within PROOF_ELEMENTS (rows x members), else every
+    k-th, the profile's row (0) among them."""
+    members = max(payoffs.player.size, 1)
+    stride = max(1, -(-members * NOMINAL_ROWS // PROOF_ELEMENTS))
+    return rows % stride == 0
 
 
-def _batch_index(payoffs: Payoffs, row: int) -> int:
-    """Position of ``row``'s inner solution in the concatenated batches."""
+def _allocation(payoffs: Payoffs, row: int) -> np.ndarray:
+    """Row's allocation, (1, members), from the batch kept behind it."""
     batch, k = payoffs.rows.source[row]
-    offset = 0
-    for b in payoffs.batches:
-        if b is batch:
-            return offset + k
-        offset += b.y.size
-    return 0
+    return batch.x[k:k + 1]
 
 
 def _evidence(payoffs: Payoffs, y, x, mult, residual, level_step=None) -> Evidence:

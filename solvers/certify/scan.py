@@ -51,7 +51,7 @@ from aggregame.solvers.certify.payoffs import (
     first_difference,
     levels_tie,
 )
-from aggregame.solvers.certify.proof import rows_proved
+from aggregame.solvers.certify.proof import RowProof, rows_proved
 from aggregame.solvers.market.jumps import jump_reason
 
 LOG = logging.getLogger(__name__)
@@ -117,7 +117,8 @@ def player_regret(game: Game, j: int, profile: np.ndarray, rtol: float
 def _player_regret(game: Game, j: int, profile: np.ndarray, rtol: float,
                    compiled: bool) -> tuple[PlayerRegret, Payoffs]:
     others = float(profile.sum() - profile[j])
-    pay = Payoffs(game, j, others, compiled)
+    pay = Payoffs(game, j, others, compiled, ledger=RowProof(),
+                  workers=row_workers(game))
     y = float(profile[j])
     pay.evaluate([y])
     y_max = game.feasible_max(j, others)
@@ -302,18 +303,39 @@ def threads(game: Game) -> int:
     else the usable cores (at most one per player) once the game has
     THREADED_MEMBERS members, else 1 (a small game's player takes a few ms, which
     threads would not shorten)."""
-    setting = os.environ.get("AGGREGAME_THREADS", "").strip()
-    if setting:
-        try:
-            count = int(setting)
-        except ValueError:
-            count = 0
-        if count < 1:
-            raise SettingsError(f"AGGREGAME_THREADS={setting!r}: expected a whole "
-                                "number of threads, at least 1")
+    setting = _threads_setting()
+    if setting is not None:
+        count = setting
     elif sum(p.size for p in game.players) >= THREADED_MEMBERS:
-        count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
-            else (os.cpu_count() or 1)
+        count = _cores()
     else:
         count = 1
     return max(1, min(count, len(game.players)))
+
+
+def row_workers(game: Game) -> int:
+    """Threads each player's rows may run in (a large player's two halves,
+    solvers/certify/payoffs.py): the cores, or AGGREGAME_THREADS, that the players
+    run at once (``threads``) leave."""
+    setting = _threads_setting()
+    return max(1, (_cores() if setting is None else setting) // threads(game))
+
+
+def _threads_setting() -> int | None:
+    """AGGREGAME_THREADS as a number of threads (None: not set)."""
+    setting = os.environ.get("AGGREGAME_THREADS", "").strip()
+    if not setting:
+        return None
+    try:
+        count = int(setting)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise SettingsError(f"AGGREGAME_THREADS={setting!r}: expected a whole "
+                            "number of threads, at least 1")
+    return count
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+        else (os.cpu_count() or 1)

@@ -85,6 +85,17 @@ class NativeInner:
             return self._solve_compiled(y, others_total, fixed_price)
         return self._solve_numpy(y, others_total, fixed_price)
 
+    def carry(self, batch: InnerBatch) -> None:
+        """Start the next call from ``batch``'s last row strictly above y = 0 with
+        a finite multiplier: a caller that solves a long sorted grid in chunks
+        (the certificate at 10^6 members) then starts each chunk where the last
+        one ended, as a single call would have."""
+        inside = np.flatnonzero((batch.y > 0) & np.isfinite(batch.multiplier))
+        if inside.size and batch.x.shape[1] > 1:
+            k = int(inside[-1])
+            self._warm.remember(float(batch.y[k]), float(batch.multiplier[k]),
+                                batch.x[k:k + 1].copy())
+
     def _solve_compiled(self, y: np.ndarray, others_total: float,
                         fixed_price: float | None) -> InnerBatch:
         """Rows through the compiled kernels; a row whose residual is above
