@@ -30,6 +30,7 @@ from aggregame.member_files import (
     MemberFile,
     columns_from_specs,
     read_member_file,
+    release_file_memory,
 )
 from aggregame.players import Game, Player
 from aggregame.price import PRICE_KINDS, Price
@@ -175,6 +176,8 @@ def scenario_from_dict(doc: dict[str, Any], path: Path | None = None, *,
     except Invalid as err:
         raise ScenarioError(f"{where}: {err}").at(path, err.field) from None
     solver.check_players(len(players))
+    del entries  # (with them the files read: their memory can go back)
+    release_file_memory()
     meta = doc.get("scenario", {})
     # A name taken from the file's name is shown as it is printable (the file's own
     # name, if any, was checked by the schema).

@@ -271,3 +271,30 @@ def test_one_member_players_at_once_match_one_at_a_time(seed):
             if alone.relative_regret > 1e-9:
                 assert together[j].deviation == pytest.approx(alone.deviation,
                                                               rel=1e-6)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("members, setting, expected", [
+    (19_999, "", False), (20_000, "", True), (10**6, "0", False)])
+def test_malloc_thresholds_only_for_large_players(monkeypatch, members, setting,
+                                                  expected):
+    """glibc's thresholds are set once, for a player of LARGE_MEMBERS members or
+    more, and never with AGGREGAME_MALLOC=0 (a setting of the whole process)."""
+    import platform
+
+    from aggregame.solvers.inner import malloc
+
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, name, value):
+            calls.append((name, value))
+            return 1
+
+    monkeypatch.setattr(malloc, "_DONE", [])
+    monkeypatch.setattr(malloc.ctypes, "CDLL", lambda *a, **k: FakeLibc())
+    monkeypatch.setattr(platform, "libc_ver", lambda: ("glibc", "2.36"))
+    monkeypatch.setenv("AGGREGAME_MALLOC", setting)
+    malloc.keep_freed_arrays(members)
+    malloc.keep_freed_arrays(members)
+    assert calls == (list(malloc.SETTINGS) if expected else [])

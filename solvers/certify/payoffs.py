@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import enum
 import math
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -41,6 +42,23 @@ from aggregame.solvers.inner.native import CHUNK_ELEMENTS, NativeInner
 LEVEL_TIE_RTOL = 1e-12
 #: Members from which a player's rows are solved in two halves (``_solved``).
 SPLIT_MEMBERS = 20_000
+
+
+_ROW_THREAD: list[ThreadPoolExecutor] = []
+_ROW_THREAD_LOCK = threading.Lock()
+
+
+def _row_thread() -> ThreadPoolExecutor:
+    """The one thread that solves the second half of a large player's rows, for
+    the whole process: the arrays it frees stay in its own malloc arena for the
+    next half (solvers/inner/malloc.py), where a new thread per evaluation took a
+    new arena each time, ~150 MB more at 10^6 members. The first half runs in the
+    caller's thread."""
+    with _ROW_THREAD_LOCK:
+        if not _ROW_THREAD:
+            _ROW_THREAD.append(ThreadPoolExecutor(
+                1, thread_name_prefix="aggregame-rows"))
+        return _ROW_THREAD[0]
 
 
 class PayoffKind(enum.Enum):
@@ -161,17 +179,19 @@ class Payoffs:
             return self._solve_part(self.inner, ys, first, step, self._part())
         if self._second_inner is None:
             self._second_inner = NativeInner(self.game, self.j,
-                                             compiled=self.inner.compiled)
+                                             compiled=self.inner.compiled,
+                                             like=self.inner)
         half = ys.size // 2
         parts = ((self.inner, ys[:half], first, step, self._part()),
                  (self._second_inner, ys[half:], first + half, step, self._part()))
         if self.workers < 2:
-            done = [self._solve_part(*part) for part in parts]
-        else:
-            with ThreadPoolExecutor(2, thread_name_prefix="aggregame-rows") as pool:
-                done = list(pool.map(lambda part: self._solve_part(*part),
-                                     parts))
-        return done[0] + done[1]
+            return self._solve_part(*parts[0]) + self._solve_part(*parts[1])
+        second = _row_thread().submit(self._solve_part, *parts[1])
+        try:
+            first_half = self._solve_part(*parts[0])
+        finally:
+            second_half = second.result()
+        return first_half + second_half
 
     def _part(self) -> Any:
         return None if self.ledger is None else self.ledger.part()

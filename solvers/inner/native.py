@@ -25,6 +25,7 @@ from aggregame.solvers.inner import compiled as kernels
 from aggregame.solvers.inner.batch import InnerBatch
 from aggregame.solvers.inner.level_filling import LevelFilling
 from aggregame.solvers.inner.leximin import solve_leximin
+from aggregame.solvers.inner.malloc import keep_freed_arrays
 from aggregame.solvers.inner.member_arrays import MemberArrays
 from aggregame.solvers.inner.safe import lambda_allocations, maxmin_allocation
 from aggregame.solvers.inner.water_filling import LambdaFilling, WarmPath
@@ -49,21 +50,28 @@ class NativeInner:
     #: (golden section for max-min) may batch their probes.
     batched = True
 
-    def __init__(self, game: Game, index: int, compiled: bool = True) -> None:
+    def __init__(self, game: Game, index: int, compiled: bool = True,
+                 like: "NativeInner | None" = None) -> None:
         """``compiled=False`` keeps this player on numpy even where the compiled
-        kernels could solve it (the certificate's second opinion, and tests)."""
+        kernels could solve it (the certificate's second opinion, and tests).
+        ``like``: a solver of the same player whose member arrays this one shares
+        (they are read only); its starts stay its own."""
         self.game = game
         self.index = index
         self.player = game.players[index]
         self.fairness = self.player.fairness
         self._warm = WarmPath()
-        members = MemberArrays(self.player)
+        members = MemberArrays(self.player) if like is None else like._lambda.members
         self._lambda = LambdaFilling(members, self._warm)
         self._levels = LevelFilling(members)
         #: The compiled kernels' form of the player, where they solve it (None:
         #: numpy alone: numba not installed, or a family the kernels do not know).
-        self._compiled = kernels.CompiledPlayer(self.player) if (
-            compiled and kernels.supports(self.player)) else None
+        if like is not None:
+            self._compiled = like._compiled if compiled else None
+        else:
+            self._compiled = kernels.CompiledPlayer(self.player) if (
+                compiled and kernels.supports(self.player)) else None
+        keep_freed_arrays(self.player.size)
 
     @property
     def compiled(self) -> bool:
