@@ -43,12 +43,16 @@ import os
 
 import numpy as np
 
-from aggregame.allocation import CLOSED_FORM_ALPHAS
 from aggregame.players import Player
 from aggregame.solvers.inner.compiled.jit import CACHE_DIR, ENABLED, numba
 from aggregame.solvers.inner.compiled.leximin import solve_leximin_rows
 from aggregame.solvers.inner.compiled.maxmin import solve_maxmin_rows
-from aggregame.solvers.inner.compiled.members import FAMILY_CODES, MIXED, PARAM_DTYPE
+from aggregame.solvers.inner.compiled.members import (
+    FAMILY_CODES,
+    MIXED,
+    PARAM_DTYPE,
+    closed_form_columns,
+)
 from aggregame.solvers.inner.compiled.rows import solve_rows
 
 __all__ = ["ENABLED", "FAMILY_CODES", "MIXED", "CompiledPlayer", "numba",
@@ -127,7 +131,8 @@ class CompiledPlayer:
             f.member_terms(False), f.member_terms(True))
         # J = -inf once a member is priced out, where the rule says so.
         self.void_priced_out = f.rule.void_when_priced_out(f)
-        self.closed = bool(np.all(self.codes == 0) and f.alpha in CLOSED_FORM_ALPHAS)
+        #: b and a of quadratic members in closed form (``closed_form_columns``).
+        self.closed = closed_form_columns(self.codes, self.params, f.alpha)
         #: The code every member shares, or MIXED (see MIXED).
         self.family = int(self.codes[0]) if player.size and np.all(
             self.codes == self.codes[0]) else MIXED

@@ -15,6 +15,7 @@ import numpy as np
 
 from aggregame.allocation import (
     CHECK_HALVINGS,
+    CLOSED_FORM_ALPHAS,
     HALVINGS,
     level_interval,
     marginal_response,
@@ -154,13 +155,17 @@ def member_g_and_slope(code, rec, x, price, weight, floor, alpha):
 @jit
 def allocate(codes, params, lam, price, xbar, weight, floor, alpha, closed, x):
     """Every member at multiplier ``lam`` (``x`` in: starts; out: the allocation);
-    returns (sum x, sum dx/dlambda, the latter 0 unless 0 < x_i < xbar_i)."""
-    if closed:  # alpha a constant in each loop: its branches fold away (7x at 0)
+    returns (sum x, sum dx/dlambda, the latter 0 unless 0 < x_i < xbar_i).
+    ``closed``: ``closed_form_columns`` of the player."""
+    if closed.shape[0]:  # alpha a constant in each loop: its branches fold away
         if alpha == 0:
-            return allocate_closed(params, lam, price, xbar, weight, floor, 0.0, x)
+            return allocate_closed(closed[0], closed[1], lam, price, xbar, weight,
+                                   floor, 0.0, x)
         if alpha == 0.5:
-            return allocate_closed(params, lam, price, xbar, weight, floor, 0.5, x)
-        return allocate_closed(params, lam, price, xbar, weight, floor, 1.0, x)
+            return allocate_closed(closed[0], closed[1], lam, price, xbar, weight,
+                                   floor, 0.5, x)
+        return allocate_closed(closed[0], closed[1], lam, price, xbar, weight, floor,
+                               1.0, x)
     total, slope = 0.0, 0.0
     for i in range(x.size):
         member = (codes[i], params[i])
@@ -174,18 +179,28 @@ def allocate(codes, params, lam, price, xbar, weight, floor, alpha, closed, x):
     return total, slope
 
 
+def closed_form_columns(codes: np.ndarray, params: np.ndarray, alpha: float
+                        ) -> np.ndarray:
+    """(2, members): the members' b and a as contiguous rows where every member is
+    quadratic and alpha is 0, 1/2 or 1 (x_i(lambda) in closed form), else (0, 0).
+    numba vectorizes a loop over contiguous columns, not over the fields of a
+    record array: the multiplier's steps run 6x faster so."""
+    if not (np.all(codes == 0) and alpha in CLOSED_FORM_ALPHAS):
+        return np.empty((0, 0))
+    return np.ascontiguousarray(np.stack([params["b"], params["a"]]), dtype=float)
+
+
 @jit(inline=True)
-def allocate_closed(params, lam, price, xbar, weight, floor, alpha, x):
-    """``allocate`` of quadratic members at alpha 0, 1/2 or 1 (the closed forms)."""
+def allocate_closed(b, a, lam, price, xbar, weight, floor, alpha, x):
+    """``allocate`` of quadratic members at alpha 0, 1/2 or 1 (the closed forms),
+    from their b and a."""
     total, slope = 0.0, 0.0
     for i in range(x.size):  # no branch: the loop vectorizes
-        rec = params[i]
-        q = rec["b"] - price
-        xi = quadratic_response(lam, q, rec["a"], 2 * rec["a"], floor[i], xbar[i],
-                                alpha)
+        q = b[i] - price
+        xi = quadratic_response(lam, q, a[i], 2 * a[i], floor[i], xbar[i], alpha)
         x[i] = xi
         total += xi
-        d = quadratic_response_slope(lam, xi, q, rec["a"], 2 * rec["a"], floor[i],
+        d = quadratic_response_slope(lam, xi, q, a[i], 2 * a[i], floor[i],
                                      weight[i], alpha)
         slope += select((0 < xi) & (xi < xbar[i]) & np.isfinite(d), d, 0.0)
     return total, slope

@@ -155,7 +155,7 @@ def _interior(codes, params, y, price, xbar, weight, floor, alpha, closed, g0, g
         lam = 0.0
     if lo < guess < hi:
         lam = guess
-    if not closed:
+    if not closed.shape[0]:
         joint = x.copy()
         if not warm:
             allocate(codes, params, lam, price, xbar, weight, floor, alpha, closed,
@@ -383,13 +383,13 @@ def solve_rows(codes, params, u0, alpha, w_in, e_in, w_out, e_out, void_priced_o
         p = price[r]
         cap = row_setup(codes, params, u0, p, w_in, e_in, w_out, e_out, xbar, weight,
                          floor, out, family)
-        if not closed:  # (a closed-form response reads no start: two passes saved)
+        if not closed.shape[0]:  # (a closed-form response reads no start)
             x[:] = start
         lam = _solve_row(codes, params, y[r], p, xbar, weight, floor, alpha, closed,
                          cap, guess, warm, x, g0, gcap, family)
         if n > 1 and 0 < y[r] < cap * (1 - 1e-14) and np.isfinite(lam):
             guess, warm = lam, True
-            if not closed:
+            if not closed.shape[0]:
                 start[:] = x
         welfare[r], derivative[r], residual[r] = _finish(
             codes, params, y[r], p, slope_p[r], x, lam, xbar, weight, floor, out,
@@ -436,7 +436,7 @@ def _solve_row_at(codes, params, y, price, xbar, weight, floor, alpha, closed, c
     if y <= 0:
         x[:] = 0.0
         return lam_top
-    if not closed:  # starts inside each member's bounds
+    if not closed.shape[0]:  # starts inside each member's bounds
         for i in range(n):
             x[i] = np.minimum(np.maximum(x[i], 0.0), xbar[i])
     return _interior(codes, params, y, price, xbar, weight, floor, alpha, closed, g0,
