@@ -53,6 +53,10 @@ class Price:
         """(p0, c) when p = p0 + c Y (closed forms need it), else None."""
         return None
 
+    def check_increasing(self, upto: float) -> None:
+        """Refuse (GameDefinitionError) a price that does not rise with the total
+        on [0, upto]; the built-in prices rise by construction."""
+
     def inverse(self, price: float) -> float:
         """Total purchase Y at which p(Y) = price (inf if never reached, 0 if below p(0))."""
         if price <= float(self.value(0.0)):
@@ -296,8 +300,9 @@ class FunctionPrice(Price):
     """Any increasing differentiable price given as ``value(Y, lib)`` and its derivative.
 
     Both callables receive ``lib`` (numpy or pyomo.environ) so the same formula can
-    become a Pyomo expression. Monotonicity is checked on a grid of ``check_upto``:
-    a derivative < 0 or a decreasing value there is refused at construction.
+    become a Pyomo expression. Monotonicity is checked on a grid of ``check_upto``
+    at construction, and on a grid of the game's reach by the game: a derivative
+    < 0 or a decreasing value there is refused.
     """
 
     kind = "function"
@@ -310,13 +315,24 @@ class FunctionPrice(Price):
                 "function price: fields 'value' and 'derivative' must be callables"
             )
         self._value, self._derivative, self.name = value, derivative, name
-        grid = np.linspace(0.0, check_upto, 2001)
-        values = np.asarray(value(grid, np), dtype=float)
-        slopes = np.asarray(derivative(grid, np), dtype=float)
+        self.checked_upto = 0.0
+        self.check_increasing(check_upto)
+
+    def check_increasing(self, upto: float) -> None:
+        """Refuse a price that is not finite, increasing and >= 0 on a grid of [0,
+        upto] (a game checks its own reach too: every part of the product assumes
+        a price that rises with the total)."""
+        if upto <= self.checked_upto:
+            return
+        name = self.name
+        grid = np.linspace(0.0, upto, 2001)
+        with np.errstate(all="ignore"):
+            values = np.asarray(self._value(grid, np), dtype=float)
+            slopes = np.asarray(self._derivative(grid, np), dtype=float)
         if not (np.all(np.isfinite(values)) and np.all(np.isfinite(slopes))):
             raise GameDefinitionError(
                 f"function price '{name}': value or derivative is not finite on "
-                f"[0, {check_upto}]"
+                f"[0, {upto:g}]"
             )
         if np.any(slopes < 0) or np.any(np.diff(values) < -1e-12 * np.abs(values[1:])):
             worst = float(grid[np.argmin(slopes)])
@@ -328,6 +344,7 @@ class FunctionPrice(Price):
             raise GameDefinitionError(
                 f"function price '{name}': p(0) must be >= 0, got {values[0]:g}"
             )
+        self.checked_upto = upto
 
     def value(self, total, lib=np):
         return self._value(total, lib)

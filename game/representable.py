@@ -124,6 +124,7 @@ def _check_price(game: Game, reach: float) -> None:
     capacity; NaN, -inf or an infinite price at zero purchase are overflows."""
     price = game.price
     top = reach + 1.0
+    price.check_increasing(top)
     with np.errstate(all="ignore"):
         ends = np.array([0.0, top])
         values = np.asarray(price.value(ends), dtype=float)

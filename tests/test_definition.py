@@ -85,6 +85,24 @@ def test_decreasing_price_is_refused():
         AffinePrice(-1, 1)
 
 
+def test_function_price_falling_beyond_its_own_check_is_refused_by_the_game():
+    """A price that rises on [0, 1e4] (its construction's check) but falls beyond:
+    (from 2.5e4 on): a game whose members can buy 4e4 refuses it, one that can buy
+    400 takes it."""
+    def value(y, lib):
+        return 0.01 * y - 1e-6 * np.maximum(y - 2e4, 0) ** 2
+
+    def slope(y, lib):
+        return 0.01 - 2e-6 * np.maximum(y - 2e4, 0)
+
+    price = FunctionPrice(value, slope, name="hump")
+    small = quadratic_users([0.5] * 2, [101.0] * 2)  # reach 2 b / a = 404
+    Game((Player.aggregator("A", small),), price)
+    large = quadratic_users([0.005] * 2, [101.0] * 2)  # reach 40,400
+    with pytest.raises(GameDefinitionError, match=r"price must be increasing"):
+        Game((Player.aggregator("A", large),), price)
+
+
 def test_function_price_works_with_numpy_and_pyomo():
     import pyomo.environ as pyo
 
