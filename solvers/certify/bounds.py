@@ -64,6 +64,10 @@ HOLDING_RTOLS = (1e-12, 1e-9, 1e-6, 1e-3)
 #: Halvings of the bracket [0, xbar] that find a member's surplus peak (2^-100 of
 #: the bracket is below a double's resolution of any bracket).
 PEAK_HALVINGS = 100
+#: Roundings of its two terms within which a member's surplus U(x) - p x is known
+#: (``level_bound`` reads members this close to the smallest level as holding it).
+SURPLUS_ROUNDING_ULPS = 64
+EPS = float(np.finfo(float).eps)
 #: (intervals x members) evaluated at once by ``member_sensitivity``.
 SENSITIVITY_CHUNK = 2**18
 
@@ -250,36 +254,49 @@ def level_bound(player, y: float, x: np.ndarray, surplus: np.ndarray,
     with np.errstate(all="ignore"):  # the bounds at both ends of the price window
         xbars = (player.zero_surplus_consumption(np.array([window[0]]))[0],
                  player.zero_surplus_consumption(np.array([window[1]]))[0])
+        # A surplus U(x) - p x is known to the rounding of its two terms, so two
+        # members whose levels differ by that much may both hold the level.
+        terms = np.abs(formulas.U(x[None, :])[0]) + abs(window[0]) * np.abs(x)
+    rounding = np.where(np.isfinite(terms), SURPLUS_ROUNDING_ULPS * EPS * terms, 0.0)
     best = math.inf
-    for mu, nu in _level_multipliers(level, rise, members, y):
+    for mu, nu in _level_multipliers(level, rise, members, y, rounding):
         best = min(best, _dual_level_bound(formulas, mu, nu, y, window, width,
                                            floor, xbars))
     return best
 
 
-def _level_multipliers(level, rise, members, y):
-    """Candidate (mu, nu) of the level problem at a row: the members within a
-    slack of the minimum level share mu_i = nu / s_i'(x_i), nu = 1 / sum 1 / s_i'
-    (all rising, or all falling), for slacks from the row's accuracy up; and the
-    member nearest its peak alone (nu = 0), the reading where a satiated member
-    caps the level."""
+def _level_multipliers(level, rise, members, y, rounding):
+    """Candidate (mu, nu) of the level problem at a row, for each reading of which
+    members hold the level: at a consumption accuracy rtol (relative to the
+    purchase), member i's level is known to err_i = |s_i'| rtol y plus its
+    surplus's rounding, and it may hold the smallest level when level_i - err_i
+    reaches the least level_k + err_k (a member at its peak, s_i' = 0, is known to
+    its rounding, the members beside it only to their speed). Per reading: the
+    holding members sharing mu_i = nu / s_i'(x_i), nu = 1 / sum 1 / s_i' (all
+    rising, or all falling); and the holding member nearest its peak alone
+    (nu = 0), the reading where a satiated member caps the level. Readings that
+    coincide are tried once."""
     low = float(level.min())
-    out = []
+    out, seen = [], set()
     for rtol in HOLDING_RTOLS:
-        slack = np.abs(rise) * rtol * max(y, 1e-300) + 1e-12 * abs(low)
-        holding = members & (level <= low + slack)
+        err = np.abs(rise) * rtol * max(y, 1e-300) + rounding + 1e-12 * abs(low)
+        reach = float(np.min(np.where(members, level + err, np.inf)))
+        holding = members & (level - err <= reach)
         signs = rise[holding]
-        if signs.size and (np.all(signs > 0) or np.all(signs < 0)):
+        key = holding.tobytes()
+        if key not in seen and signs.size and (np.all(signs > 0)
+                                               or np.all(signs < 0)):
             inverse = np.where(holding, 1.0 / np.where(holding, rise, 1.0), 0.0)
             nu = 1.0 / float(np.sum(inverse))
             out.append((nu * inverse, nu))
-    near = members & (level <= low + np.abs(rise) * HOLDING_RTOLS[-1] * max(y, 1e-300)
-                      + 1e-12 * abs(low))
-    if near.any():
-        k = int(np.argmin(np.where(near, np.abs(rise), np.inf)))
-        mu = np.zeros(level.size)
-        mu[k] = 1.0
-        out.append((mu, 0.0))
+        seen.add(key)
+        if holding.any():
+            k = int(np.argmin(np.where(holding, np.abs(rise), np.inf)))
+            if ("one", k) not in seen:
+                seen.add(("one", k))
+                mu = np.zeros(level.size)
+                mu[k] = 1.0
+                out.append((mu, 0.0))
     return out
 
 
