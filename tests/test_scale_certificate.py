@@ -19,13 +19,20 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from oracle import relative_regret
 
-from aggregame import Player, QuadraticUtility, User
+from aggregame import Game, LinearPrice, Player, QuadraticUtility, User, quadratic_users
 from aggregame.allocation import member_terms
 from aggregame.solvers.certify.bounds import level_bound
+from aggregame.solvers.certify.payoffs import LEVEL_TIE_RTOL, Payoffs, levels_tie
+from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
 
 #: Consumption error of a row's allocation, relative to its purchase.
 ROW_ACCURACY = 1e-13
+#: The certificate's tolerance, and what the independent scan may find above it
+#: at a proved profile (its own error).
+RTOL = 1e-6
+PROVED_SLACK = 1e-4
 
 
 def true_level(a: np.ndarray, b: np.ndarray, floor: np.ndarray, y: float,
@@ -103,3 +110,70 @@ def test_level_bound_reads_a_satiated_member_as_holding(row):
                 for z in np.linspace(y, y + width, 9))
     assert bound >= truth - 1e-12 * abs(truth)
     assert bound <= cap + 1e-9 * abs(cap)
+
+
+# -- the scale game, shrunk: 30 aggregators of 10 small users ------------------------
+def shrunk_scale_game(seed: int, reading: str) -> Game:
+    """benchmarks/bench_leximin.py's scale game with 300 members: 30 aggregators of
+    10 users, a ~ U(0.1, 0.9), b ~ U(0, 10), p = 0.2 / 300 Y."""
+    rng = np.random.default_rng(seed)
+    members = 300
+    users = quadratic_users(rng.uniform(0.1, 0.9, members),
+                            rng.uniform(0, 10, members), "s")
+    return Game(tuple(Player.aggregator(f"agg{k}", users[10 * k:10 * (k + 1)],
+                                        alpha="inf", maxmin=reading)
+                      for k in range(30)), LinearPrice(0.2 / members))
+
+
+@pytest.mark.slow
+def test_total_surplus_scale_equilibrium_is_proved():
+    """Seed 0: the rounds converge (regret ~1e-15), and aggregator 3's rows reach
+    a satiated member's cap, where its bounds need the member read as holding the
+    level. Every player is proved, and the independent scan of aggregator 3's
+    payoff finds no gain either."""
+    game = shrunk_scale_game(0, "total-surplus")
+    eq = solve_equilibrium(game)
+    assert eq.is_equilibrium, eq.certificate.summary()
+    regret, _ = relative_regret(game, 3, eq.profile, points=48)
+    assert regret <= RTOL + PROVED_SLACK
+
+
+@pytest.mark.slow
+def test_leximin_scale_dynamics_settle_on_an_equilibrium():
+    """Seed 3: a member barely priced in caps an aggregator's first level, whose
+    spread over the purchase is ~1e-7 beside the floor 0.01. The leximin search's
+    ties (1e-10 of the level) let the rounds creep along the flat first level
+    ('cycling', the end point refuted at 3e-6); staying on ties and going on from
+    the certificate's deviations settles on a profile the certificate proves."""
+    eq = solve_equilibrium(shrunk_scale_game(3, "leximin"))
+    assert eq.status.value == "converged"
+    assert eq.is_equilibrium, eq.certificate.summary()
+    # The rounds ended at a fixed point of the best responses: the last round
+    # moved nobody.
+    assert np.array_equal(eq.path[-1], eq.path[-2])
+
+
+@pytest.mark.unit
+def test_leximin_best_row_is_not_led_down_a_chain_of_ties():
+    """Rows whose first level falls by 0.6 of the tie each while the second rises:
+    each ties with its neighbour and beats it, so a running maximum ends at the
+    last row, 50 ties below the largest first level. The best row's first level
+    must tie with the largest one."""
+    game = shrunk_scale_game(3, "leximin")
+    pay = Payoffs(game, 0, 10.0)
+    top = 0.010000076814
+    step = 0.6 * LEVEL_TIE_RTOL * top
+    for k in range(50):
+        pay.rows.y.append(float(k))
+        vector = np.full(10, 1.0)
+        vector[0], vector[1] = top - k * step, 0.5 + 0.01 * k
+        pay.rows.vectors.append(vector)
+        pay.rows.welfare.append(float(vector[0]))
+    # The profile's row ties with none: the largest first level is a gain.
+    pay.rows.vectors[0] = pay.rows.vectors[0].copy()
+    pay.rows.vectors[0][0] = top - 100 * step
+    best = pay.best()
+    firsts = [float(v[0]) for v in pay.rows.vectors]
+    assert levels_tie(firsts[best], max(firsts))
+    assert all(pay.compare(i, best) <= 0 for i in range(50)
+               if levels_tie(firsts[i], max(firsts)))

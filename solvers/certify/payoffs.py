@@ -182,15 +182,42 @@ class Payoffs:
             return (ti > tk) - (ti < tk)
         return compare_vectors(r.vectors[i], r.vectors[k])
 
-    def best(self) -> int:
-        """Index of the best row (the first one wins ties)."""
+    def best(self, rows: list[int] | None = None) -> int:
+        """Index of the best row (of ``rows``, default all; the first one wins
+        ties)."""
+        rows = list(range(len(self.rows))) if rows is None else rows
         if self.kind is PayoffKind.SCALAR:
-            return int(np.argmax(np.array(self.rows.welfare)))
-        best = 0
-        for i in range(1, len(self.rows)):
+            return rows[int(np.argmax(np.array([self.rows.welfare[i]
+                                                for i in rows])))]
+        if self.kind is PayoffKind.LEXIMIN:
+            return self._leximin_best(rows)
+        best = rows[0]
+        for i in rows[1:]:
             if self.compare(i, best) > 0:
                 best = i
         return best
+
+    def _leximin_best(self, rows: list[int]) -> int:
+        """The best leximin row, component by component: keep the rows whose k-th
+        level ties with the largest k-th level among those kept. Ties are not
+        transitive, so a running maximum by ``compare`` can step down a chain of
+        ties (a first level falling by less than the tie per row while the second
+        rises) and end far below the largest first level; anchoring every tie to
+        the largest level cannot. Among rows tied in every component the first
+        wins if it is among them (a tie is no gain), else the exact maximum."""
+        vectors = [self.rows.vectors[i] for i in rows]
+        keep = list(range(len(rows)))
+        width = min(len(v) for v in vectors)
+        for k in range(width):
+            values = [float(vectors[i][k]) for i in keep]
+            top = max(values)
+            keep = [i for i, v in zip(keep, values) if levels_tie(v, top)]
+            if len(keep) == 1:
+                break
+        if keep[0] == 0:  # the first row ties with the best: it wins
+            return rows[0]
+        # Of rows tied in every component, the exact lexicographic maximum.
+        return rows[max(keep, key=lambda i: tuple(vectors[i].tolist()))]
 
     # -- scale --------------------------------------------------------------------
     def column(self, name: str | int) -> list[float]:

@@ -27,7 +27,6 @@ import logging
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
-from functools import cmp_to_key
 
 import numpy as np
 from scipy.optimize import brentq
@@ -266,10 +265,9 @@ def _refine(pay: Payoffs, y_max: float) -> None:
     lo = float(below.max()) if below.size else ys[best]
     hi = float(above.min()) if above.size else ys[best]
     xtol = max(REFINE_RTOL * y_max, 1e-300)
-    key = cmp_to_key(pay.compare)
     while hi - lo > xtol:
         rows = pay.evaluate(np.linspace(lo, hi, REFINE_POINTS))
-        top = max(range(len(rows)), key=lambda q: key(rows[q]))
+        top = rows.index(pay.best(rows))
         new_lo = pay.rows.y[rows[max(top - 1, 0)]]
         new_hi = pay.rows.y[rows[min(top + 1, len(rows) - 1)]]
         if new_hi - new_lo >= hi - lo:
