@@ -141,7 +141,10 @@ def _player_regret(game: Game, j: int, profile: np.ndarray, rtol: float,
                               "tolerance")
         return result, pay
     target = rel + 0.5 * (rtol - rel)
-    outcome = bound_regret(pay, target)
+    # A row of the bound that gains more than the tolerance refutes the profile:
+    # the intervals around it cannot close, and splitting them is wasted.
+    outcome = bound_regret(pay, target,
+                           stop=lambda new: _largest_gain(pay, new)[1] > rtol)
     raw, rel, best = found_gain(pay)  # the bound's rows may have found more
     deviation = pay.rows.y[best]
     if rel > rtol:
@@ -228,27 +231,58 @@ def _concave_one_member(pay: Payoffs, y_max: float, rtol: float) -> PlayerRegret
 
 
 def found_gain(pay: Payoffs) -> tuple[float, float, int]:
-    """(raw gain, relative gain, row) of the best row over the profile's (row 0),
-    in the component of the payoff where they differ."""
+    """(raw gain, relative gain, row): the largest gain of any row over the
+    profile's (row 0), each in the component of the payoff where it first differs
+    from the profile's, and the best row. Max-min and leximin rank with ties,
+    which are not transitive: the best row by the player's order need not gain
+    the most over the profile (a row tied with it in the first level, lower by
+    less than the tie, wins on the second), and the regret is the largest gain of
+    any deviation."""
     best = pay.best()
     rows = pay.rows
     here_j, best_j = rows.welfare[0], rows.welfare[best]
     if not math.isfinite(here_j):
         return (math.inf, math.inf, best) if math.isfinite(best_j) else (0.0, 0.0, 0)
-    if pay.compare(best, 0) <= 0:
-        return 0.0, 0.0, 0
     if pay.kind is PayoffKind.SCALAR:
-        name = "welfare"
-    elif pay.kind is PayoffKind.MAXMIN:
-        name = "tiebreak" if levels_tie(best_j, here_j) else "welfare"
-    else:
-        name = first_difference(rows.vectors[best], rows.vectors[0])
-    column = pay.column(name)
-    raw = column[best] - column[0]
-    if raw <= 0:
-        return 0.0, 0.0, 0
-    span = pay.span(name)
-    return raw, (raw / span if span > 0 else math.inf), best
+        return _largest_gain(pay, [best])
+    raw, rel, row = _largest_gain(pay, range(1, len(rows)))
+    # The deviation reported is the best purchase found (it gains at least as
+    # much in the first level, and is where the player would move).
+    return raw, rel, (best if rel > 0 and pay.compare(best, 0) > 0 else row)
+
+
+def _largest_gain(pay: Payoffs, candidates) -> tuple[float, float, int]:
+    """``found_gain`` over the rows ``candidates``."""
+    out = (0.0, 0.0, 0)
+    scales: dict = {}  # component -> (its column, its span), each read once
+    for i in candidates:
+        name = _component(pay, i)
+        if name is None:
+            continue
+        if name not in scales:
+            scales[name] = (pay.column(name), pay.span(name))
+        column, span = scales[name]
+        raw = column[i] - column[0]
+        if raw <= 0:
+            continue
+        rel = raw / span if span > 0 else math.inf
+        if rel > out[1] or (rel == out[1] and raw > out[0]):
+            out = (raw, rel, i)
+    return out
+
+
+def _component(pay: Payoffs, i: int) -> str | int | None:
+    """The component in which row i first differs from the profile's (None where
+    it does not beat it)."""
+    rows = pay.rows
+    if pay.compare(i, 0) <= 0:
+        return None
+    if pay.kind is PayoffKind.SCALAR:
+        return "welfare"
+    if pay.kind is PayoffKind.MAXMIN:
+        return "tiebreak" if levels_tie(rows.welfare[i], rows.welfare[0]) \
+            else "welfare"
+    return first_difference(rows.vectors[i], rows.vectors[0])
 
 
 def _refine(pay: Payoffs, y_max: float) -> None:

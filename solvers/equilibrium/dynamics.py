@@ -302,7 +302,7 @@ def _iterate(game: Game, inners: Sequence[InnerSolver] | None, y: np.ndarray,
 
 
 #: Times the rounds restart from the certificate's deviations at most (``_restart``).
-CERTIFICATE_RESTARTS = 3
+CERTIFICATE_RESTARTS = 6
 
 
 def _restart(game: Game, y: np.ndarray, certificate: Any) -> np.ndarray | None:
