@@ -277,26 +277,27 @@ def _level_multipliers(level, rise, members, y, rounding):
     (nu = 0), the reading where a satiated member caps the level. Readings that
     coincide are tried once."""
     low = float(level.min())
-    out, seen = [], set()
-    for rtol in HOLDING_RTOLS:
-        err = np.abs(rise) * rtol * max(y, 1e-300) + rounding + 1e-12 * abs(low)
-        reach = float(np.min(np.where(members, level + err, np.inf)))
-        holding = members & (level - err <= reach)
-        signs = rise[holding]
+    speed = np.abs(rise)
+    # Every accuracy at once: one row of err and of holding per accuracy.
+    err = (speed[None, :] * np.array(HOLDING_RTOLS)[:, None] * max(y, 1e-300)
+           + rounding[None, :] + 1e-12 * abs(low))
+    reach = np.min(np.where(members, level + err, np.inf), axis=1, keepdims=True)
+    out, alone, seen = [], set(), set()
+    for holding in members & (level - err <= reach):
         key = holding.tobytes()
-        if key not in seen and signs.size and (np.all(signs > 0)
-                                               or np.all(signs < 0)):
+        if key in seen or not holding.any():
+            continue
+        seen.add(key)
+        signs = rise[holding]
+        if np.all(signs > 0) or np.all(signs < 0):
             inverse = np.where(holding, 1.0 / np.where(holding, rise, 1.0), 0.0)
             nu = 1.0 / float(np.sum(inverse))
             out.append((nu * inverse, nu))
-        seen.add(key)
-        if holding.any():
-            k = int(np.argmin(np.where(holding, np.abs(rise), np.inf)))
-            if ("one", k) not in seen:
-                seen.add(("one", k))
-                mu = np.zeros(level.size)
-                mu[k] = 1.0
-                out.append((mu, 0.0))
+        alone.add(int(np.argmin(np.where(holding, speed, np.inf))))
+    for k in sorted(alone):
+        mu = np.zeros(level.size)
+        mu[k] = 1.0
+        out.append((mu, 0.0))
     return out
 
 

@@ -97,6 +97,7 @@ class Payoffs:
         self.spread: list[int] = []
         self.batches: list[InnerBatch] = []
         self._medians: dict[tuple[str | int, int], float] = {}
+        self._spans: dict[tuple[str | int, int, int], float] = {}
         # The level at which a counted priced-out member pins a max-min player, and
         # the price from which it does (None: never, e.g. the viable rule).
         fairness = self.player.fairness
@@ -231,7 +232,15 @@ class Payoffs:
     def span(self, name: str | int) -> float:
         """Scale of a payoff component (``column``): best value minus the median of
         the evenly spread rows (refinement rows crowd around the maxima and would
-        pull the median up); best minus least where they agree."""
+        pull the median up); best minus least where they agree. Rows are only
+        ever added, so a span is read once per count of rows (the bounds ask for
+        it per interval)."""
+        state = (name, len(self.rows), len(self.spread))
+        if state not in self._spans:
+            self._spans[state] = self._span(name)
+        return self._spans[state]
+
+    def _span(self, name: str | int) -> float:
         column = self.column(name)
         key = (name, len(self.spread))
         if key not in self._medians:  # the spread rows are fixed once sampled

@@ -59,6 +59,11 @@ LOG = logging.getLogger(__name__)
 REFINE_RTOL = 1e-10
 #: Points per step of the grid-and-shrink refinement.
 REFINE_POINTS = 17
+#: A refuted player's deviation is searched until no interval could gain more
+#: than this times the best gain found (``_search_deviation``), in at most this
+#: many branch and bounds.
+DEVIATION_SLACK = 1.01
+DEVIATION_SEARCHES = 4
 #: Members from which players are certified in threads (``threads``).
 THREADED_MEMBERS = 20_000
 
@@ -145,6 +150,8 @@ def _player_regret(game: Game, j: int, profile: np.ndarray, rtol: float,
     # the intervals around it cannot close, and splitting them is wasted.
     outcome = bound_regret(pay, target,
                            stop=lambda new: _largest_gain(pay, new)[1] > rtol)
+    if not (outcome.closed or math.isfinite(outcome.relative_bound)):
+        _search_deviation(pay)
     raw, rel, best = found_gain(pay)  # the bound's rows may have found more
     deviation = pay.rows.y[best]
     if rel > rtol:
@@ -164,6 +171,22 @@ def _player_regret(game: Game, j: int, profile: np.ndarray, rtol: float,
     result = PlayerRegret(raw, rel, deviation, welfare, bound, verdict,
                           len(pay.rows), reason)
     return result, pay
+
+
+def _search_deviation(pay: Payoffs) -> None:
+    """Branch and bound for the best deviation of a refuted player: every interval
+    that could gain more than DEVIATION_SLACK times the best gain found is split,
+    and the search starts again from each better gain (at most DEVIATION_SEARCHES
+    times). The verdict is already known; the deviation is where the dynamics move
+    the player, and one short of the best leaves a regret for the next round."""
+    for _ in range(DEVIATION_SEARCHES):
+        goal = DEVIATION_SLACK * found_gain(pay)[1]
+        if not math.isfinite(goal):
+            return
+        outcome = bound_regret(pay, goal,
+                               stop=lambda new, goal=goal: _largest_gain(pay, new)[1] > goal)
+        if outcome.closed or math.isfinite(outcome.relative_bound):
+            return
 
 
 def _void_everywhere(game: Game, j: int, others: float) -> bool:

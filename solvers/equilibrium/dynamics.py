@@ -342,7 +342,9 @@ def solve_equilibrium(game: Game, backend: str = "native",
     ``certifier(profile) -> Certificate`` replaces the certificate through ``inners``
     (the solver comparison gives every method the same one, timed apart). On the
     native backend a game of one-member quadratic players under an affine price
-    takes its best responses in closed form (strategy 'closed-form' in the path).
+    takes its best responses in closed form (strategy 'closed-form' in the path);
+    a round labelled 'certificate' moved leximin players to the better purchases
+    the certificate of a converged profile found (``_restart``).
     """
     settings = settings or DynamicsSettings()
     users = _Users.of(game) if backend == "native" else None
