@@ -258,11 +258,12 @@ def level_bound(player, y: float, x: np.ndarray, surplus: np.ndarray,
         # members whose levels differ by that much may both hold the level.
         terms = np.abs(formulas.U(x[None, :])[0]) + abs(window[0]) * np.abs(x)
     rounding = np.where(np.isfinite(terms), SURPLUS_ROUNDING_ULPS * EPS * terms, 0.0)
-    best = math.inf
-    for mu, nu in _level_multipliers(level, rise, members, y, rounding):
-        best = min(best, _dual_level_bound(formulas, mu, nu, y, window, width,
-                                           floor, xbars))
-    return best
+    candidates = _level_multipliers(level, rise, members, y, rounding)
+    if not candidates:
+        return math.inf
+    mu = np.array([c[0] for c in candidates])
+    nu = np.array([c[1] for c in candidates])
+    return _dual_level_bound(formulas, mu, nu, y, window, width, floor, xbars)
 
 
 def _level_multipliers(level, rise, members, y, rounding):
@@ -302,18 +303,21 @@ def _level_multipliers(level, rise, members, y, rounding):
 
 
 def _dual_level_bound(formulas, mu, nu, y, window, width, floor, xbars) -> float:
-    """H(p_a) + nu y + max(0, nu - p'_lo D_lo) width for one (mu, nu); ``xbars``:
-    the members' zero-surplus consumptions at p_a and p_b."""
+    """The least over candidates (rows of ``mu``, entries of ``nu``) of H(p_a) +
+    nu y + max(0, nu - p'_lo D_lo) width, each computed in full; ``xbars``: the
+    members' zero-surplus consumptions at p_a and p_b."""
     p_a, p_b, slope_lo = window
-    xbar_a, xbar_b = xbars
+    xbar_a, xbar_b = xbars[0][None, :], xbars[1][None, :]
+    nu_col = nu[:, None]
     with np.errstate(all="ignore"):
-        share = np.where(mu > 0, nu / np.where(mu > 0, mu, 1.0), 0.0)
-        x_a = formulas.at_marginal((p_a + share)[None, :], xbar_a[None, :])[0]
-        x_b = formulas.at_marginal((p_b + share)[None, :], xbar_b[None, :])[0]
-        own = mu * (formulas.U(x_a[None, :])[0] - p_a * x_a + floor) - nu * x_a
+        share = np.where(mu > 0, nu_col / np.where(mu > 0, mu, 1.0), 0.0)
+        x_a = formulas.at_marginal(p_a + share, xbar_a)
+        x_b = formulas.at_marginal(p_b + share, xbar_b)
+        own = mu * (formulas.U(x_a) - p_a * x_a + floor) - nu_col * x_a
         # Members outside the level (mu = 0) take x = 0, or xbar where nu < 0.
-        free = np.where(nu < 0, -nu * xbar_a, 0.0)
-        h_a = float(np.sum(np.where(mu > 0, own, free)))
-        sensitivity = float(np.sum(np.where(mu > 0, mu * x_b, 0.0)))
-    upper = h_a + nu * y + max(0.0, nu - slope_lo * sensitivity) * width
-    return upper if math.isfinite(upper) else math.inf
+        free = np.where(nu_col < 0, -nu_col * xbar_a, 0.0)
+        h_a = np.sum(np.where(mu > 0, own, free), axis=1)
+        sensitivity = np.sum(np.where(mu > 0, mu * x_b, 0.0), axis=1)
+        upper = h_a + nu * y + np.maximum(0.0, nu - slope_lo * sensitivity) * width
+    upper = np.where(np.isfinite(upper), upper, np.inf)
+    return float(upper.min())
