@@ -64,6 +64,10 @@ HOLDING_RTOLS = (1e-12, 1e-9, 1e-6, 1e-3)
 #: Halvings of the bracket [0, xbar] that find a member's surplus peak (2^-100 of
 #: the bracket is below a double's resolution of any bracket).
 PEAK_HALVINGS = 100
+#: Roundings of its two terms within which a member's surplus U(x) - p x is known
+#: (``level_bound`` reads members this close to the smallest level as holding it).
+SURPLUS_ROUNDING_ULPS = 64
+EPS = float(np.finfo(float).eps)
 #: (intervals x members) evaluated at once by ``member_sensitivity``.
 SENSITIVITY_CHUNK = 2**18
 
@@ -250,33 +254,48 @@ def level_bound(player, y: float, x: np.ndarray, surplus: np.ndarray,
     with np.errstate(all="ignore"):  # the bounds at both ends of the price window
         xbars = (player.zero_surplus_consumption(np.array([window[0]]))[0],
                  player.zero_surplus_consumption(np.array([window[1]]))[0])
-    best = math.inf
-    for mu, nu in _level_multipliers(level, rise, members, y):
-        best = min(best, _dual_level_bound(formulas, mu, nu, y, window, width,
-                                           floor, xbars))
-    return best
+        # A surplus U(x) - p x is known to the rounding of its two terms, so two
+        # members whose levels differ by that much may both hold the level.
+        terms = np.abs(formulas.U(x[None, :])[0]) + abs(window[0]) * np.abs(x)
+    rounding = np.where(np.isfinite(terms), SURPLUS_ROUNDING_ULPS * EPS * terms, 0.0)
+    candidates = _level_multipliers(level, rise, members, y, rounding)
+    if not candidates:
+        return math.inf
+    mu = np.array([c[0] for c in candidates])
+    nu = np.array([c[1] for c in candidates])
+    return _dual_level_bound(formulas, mu, nu, y, window, width, floor, xbars)
 
 
-def _level_multipliers(level, rise, members, y):
-    """Candidate (mu, nu) of the level problem at a row: the members within a
-    slack of the minimum level share mu_i = nu / s_i'(x_i), nu = 1 / sum 1 / s_i'
-    (all rising, or all falling), for slacks from the row's accuracy up; and the
-    member nearest its peak alone (nu = 0), the reading where a satiated member
-    caps the level."""
+def _level_multipliers(level, rise, members, y, rounding):
+    """Candidate (mu, nu) of the level problem at a row, for each reading of which
+    members hold the level: at a consumption accuracy rtol (relative to the
+    purchase), member i's level is known to err_i = |s_i'| rtol y plus its
+    surplus's rounding, and it may hold the smallest level when level_i - err_i
+    reaches the least level_k + err_k (a member at its peak, s_i' = 0, is known to
+    its rounding, the members beside it only to their speed). Per reading: the
+    holding members sharing mu_i = nu / s_i'(x_i), nu = 1 / sum 1 / s_i' (all
+    rising, or all falling); and the holding member nearest its peak alone
+    (nu = 0), the reading where a satiated member caps the level. Readings that
+    coincide are tried once."""
     low = float(level.min())
-    out = []
-    for rtol in HOLDING_RTOLS:
-        slack = np.abs(rise) * rtol * max(y, 1e-300) + 1e-12 * abs(low)
-        holding = members & (level <= low + slack)
+    speed = np.abs(rise)
+    # Every accuracy at once: one row of err and of holding per accuracy.
+    err = (speed[None, :] * np.array(HOLDING_RTOLS)[:, None] * max(y, 1e-300)
+           + rounding[None, :] + 1e-12 * abs(low))
+    reach = np.min(np.where(members, level + err, np.inf), axis=1, keepdims=True)
+    out, alone, seen = [], set(), set()
+    for holding in members & (level - err <= reach):
+        key = holding.tobytes()
+        if key in seen or not holding.any():
+            continue
+        seen.add(key)
         signs = rise[holding]
-        if signs.size and (np.all(signs > 0) or np.all(signs < 0)):
+        if np.all(signs > 0) or np.all(signs < 0):
             inverse = np.where(holding, 1.0 / np.where(holding, rise, 1.0), 0.0)
             nu = 1.0 / float(np.sum(inverse))
             out.append((nu * inverse, nu))
-    near = members & (level <= low + np.abs(rise) * HOLDING_RTOLS[-1] * max(y, 1e-300)
-                      + 1e-12 * abs(low))
-    if near.any():
-        k = int(np.argmin(np.where(near, np.abs(rise), np.inf)))
+        alone.add(int(np.argmin(np.where(holding, speed, np.inf))))
+    for k in sorted(alone):
         mu = np.zeros(level.size)
         mu[k] = 1.0
         out.append((mu, 0.0))
@@ -284,18 +303,21 @@ def _level_multipliers(level, rise, members, y):
 
 
 def _dual_level_bound(formulas, mu, nu, y, window, width, floor, xbars) -> float:
-    """H(p_a) + nu y + max(0, nu - p'_lo D_lo) width for one (mu, nu); ``xbars``:
-    the members' zero-surplus consumptions at p_a and p_b."""
+    """The least over candidates (rows of ``mu``, entries of ``nu``) of H(p_a) +
+    nu y + max(0, nu - p'_lo D_lo) width, each computed in full; ``xbars``: the
+    members' zero-surplus consumptions at p_a and p_b."""
     p_a, p_b, slope_lo = window
-    xbar_a, xbar_b = xbars
+    xbar_a, xbar_b = xbars[0][None, :], xbars[1][None, :]
+    nu_col = nu[:, None]
     with np.errstate(all="ignore"):
-        share = np.where(mu > 0, nu / np.where(mu > 0, mu, 1.0), 0.0)
-        x_a = formulas.at_marginal((p_a + share)[None, :], xbar_a[None, :])[0]
-        x_b = formulas.at_marginal((p_b + share)[None, :], xbar_b[None, :])[0]
-        own = mu * (formulas.U(x_a[None, :])[0] - p_a * x_a + floor) - nu * x_a
+        share = np.where(mu > 0, nu_col / np.where(mu > 0, mu, 1.0), 0.0)
+        x_a = formulas.at_marginal(p_a + share, xbar_a)
+        x_b = formulas.at_marginal(p_b + share, xbar_b)
+        own = mu * (formulas.U(x_a) - p_a * x_a + floor) - nu_col * x_a
         # Members outside the level (mu = 0) take x = 0, or xbar where nu < 0.
-        free = np.where(nu < 0, -nu * xbar_a, 0.0)
-        h_a = float(np.sum(np.where(mu > 0, own, free)))
-        sensitivity = float(np.sum(np.where(mu > 0, mu * x_b, 0.0)))
-    upper = h_a + nu * y + max(0.0, nu - slope_lo * sensitivity) * width
-    return upper if math.isfinite(upper) else math.inf
+        free = np.where(nu_col < 0, -nu_col * xbar_a, 0.0)
+        h_a = np.sum(np.where(mu > 0, own, free), axis=1)
+        sensitivity = np.sum(np.where(mu > 0, mu * x_b, 0.0), axis=1)
+        upper = h_a + nu * y + np.maximum(0.0, nu - slope_lo * sensitivity) * width
+    upper = np.where(np.isfinite(upper), upper, np.inf)
+    return float(upper.min())

@@ -14,6 +14,7 @@ left, or not at all).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,9 +55,12 @@ class _Reference:
     lowest: float = math.nan  # leximin: smallest level of the members priced in
 
 
-def bound_regret(pay: Payoffs, target: float) -> BoundOutcome:
+def bound_regret(pay: Payoffs, target: float,
+                 stop: Callable[[list[int]], bool] | None = None) -> BoundOutcome:
     """Branch and bound on ``pay``'s rows (row 0 is the profile's purchase) until
-    every interval's relative gain bound is <= ``target`` or the budget is spent."""
+    every interval's relative gain bound is <= ``target`` or the budget is spent,
+    or ``stop(new rows)`` says the rows just evaluated settle the verdict (no
+    bound then: relative_bound inf)."""
     ref = _reference(pay, 0)
     ys = np.array(pay.rows.y)
     order = np.unique(ys, return_index=True)[1]
@@ -82,6 +86,8 @@ def bound_regret(pay: Payoffs, target: float) -> BoundOutcome:
             return BoundOutcome(max(worst, rest), False, spent)
         new = pay.evaluate(mids)
         spent += mids.size
+        if stop is not None and stop(new):
+            return BoundOutcome(math.inf, False, spent)
         left = [k for a, m in zip(open_left, new) for k in (a, m)]
         right = [k for m, b in zip(new, open_right) for k in (m, b)]
 

@@ -144,6 +144,7 @@ class Payoffs:
         self.spread: list[int] = []
         self.batches: list[InnerBatch] = []
         self._medians: dict[tuple[str | int, int], float] = {}
+        self._spans: dict[tuple[str | int, int, int], float] = {}
         # The level at which a counted priced-out member pins a max-min player, and
         # the price from which it does (None: never, e.g. the viable rule).
         fairness = self.player.fairness
@@ -284,15 +285,42 @@ class Payoffs:
             return (ti > tk) - (ti < tk)
         return compare_vectors(r.vectors[i], r.vectors[k])
 
-    def best(self) -> int:
-        """Index of the best row (the first one wins ties)."""
+    def best(self, rows: list[int] | None = None) -> int:
+        """Index of the best row (of ``rows``, default all; the first one wins
+        ties)."""
+        rows = list(range(len(self.rows))) if rows is None else rows
         if self.kind is PayoffKind.SCALAR:
-            return int(np.argmax(np.array(self.rows.welfare)))
-        best = 0
-        for i in range(1, len(self.rows)):
+            return rows[int(np.argmax(np.array([self.rows.welfare[i]
+                                                for i in rows])))]
+        if self.kind is PayoffKind.LEXIMIN:
+            return self._leximin_best(rows)
+        best = rows[0]
+        for i in rows[1:]:
             if self.compare(i, best) > 0:
                 best = i
         return best
+
+    def _leximin_best(self, rows: list[int]) -> int:
+        """The best leximin row, component by component: keep the rows whose k-th
+        level ties with the largest k-th level among those kept. Ties are not
+        transitive, so a running maximum by ``compare`` can step down a chain of
+        ties (a first level falling by less than the tie per row while the second
+        rises) and end far below the largest first level; anchoring every tie to
+        the largest level cannot. Among rows tied in every component the first
+        wins if it is among them (a tie is no gain), else the exact maximum."""
+        vectors = [self.rows.vectors[i] for i in rows]
+        keep = list(range(len(rows)))
+        width = min(len(v) for v in vectors)
+        for k in range(width):
+            values = [float(vectors[i][k]) for i in keep]
+            top = max(values)
+            keep = [i for i, v in zip(keep, values) if levels_tie(v, top)]
+            if len(keep) == 1:
+                break
+        if keep[0] == 0:  # the first row ties with the best: it wins
+            return rows[0]
+        # Of rows tied in every component, the exact lexicographic maximum.
+        return rows[max(keep, key=lambda i: tuple(vectors[i].tolist()))]
 
     # -- scale --------------------------------------------------------------------
     def column(self, name: str | int) -> list[float]:
@@ -306,7 +334,15 @@ class Payoffs:
     def span(self, name: str | int) -> float:
         """Scale of a payoff component (``column``): best value minus the median of
         the evenly spread rows (refinement rows crowd around the maxima and would
-        pull the median up); best minus least where they agree."""
+        pull the median up); best minus least where they agree. Rows are only
+        ever added, so a span is read once per count of rows (the bounds ask for
+        it per interval)."""
+        state = (name, len(self.rows), len(self.spread))
+        if state not in self._spans:
+            self._spans[state] = self._span(name)
+        return self._spans[state]
+
+    def _span(self, name: str | int) -> float:
         column = self.column(name)
         key = (name, len(self.spread))
         if key not in self._medians:  # the spread rows are fixed once sampled

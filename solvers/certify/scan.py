@@ -27,7 +27,6 @@ import logging
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
-from functools import cmp_to_key
 
 import numpy as np
 from scipy.optimize import brentq
@@ -60,6 +59,11 @@ LOG = logging.getLogger(__name__)
 REFINE_RTOL = 1e-10
 #: Points per step of the grid-and-shrink refinement.
 REFINE_POINTS = 17
+#: A refuted player's deviation is searched until no interval could gain more
+#: than this times the best gain found (``_search_deviation``), in at most this
+#: many branch and bounds.
+DEVIATION_SLACK = 1.01
+DEVIATION_SEARCHES = 4
 #: Members from which players are certified in threads (``threads``).
 THREADED_MEMBERS = 20_000
 
@@ -143,7 +147,12 @@ def _player_regret(game: Game, j: int, profile: np.ndarray, rtol: float,
                               "tolerance")
         return result, pay
     target = rel + 0.5 * (rtol - rel)
-    outcome = bound_regret(pay, target)
+    # A row of the bound that gains more than the tolerance refutes the profile:
+    # the intervals around it cannot close, and splitting them is wasted.
+    outcome = bound_regret(pay, target,
+                           stop=lambda new: _largest_gain(pay, new)[1] > rtol)
+    if not (outcome.closed or math.isfinite(outcome.relative_bound)):
+        _search_deviation(pay)
     raw, rel, best = found_gain(pay)  # the bound's rows may have found more
     deviation = pay.rows.y[best]
     if rel > rtol:
@@ -163,6 +172,22 @@ def _player_regret(game: Game, j: int, profile: np.ndarray, rtol: float,
     result = PlayerRegret(raw, rel, deviation, welfare, bound, verdict,
                           len(pay.rows), reason)
     return result, pay
+
+
+def _search_deviation(pay: Payoffs) -> None:
+    """Branch and bound for the best deviation of a refuted player: every interval
+    that could gain more than DEVIATION_SLACK times the best gain found is split,
+    and the search starts again from each better gain (at most DEVIATION_SEARCHES
+    times). The verdict is already known; the deviation is where the dynamics move
+    the player, and one short of the best leaves a regret for the next round."""
+    for _ in range(DEVIATION_SEARCHES):
+        goal = DEVIATION_SLACK * found_gain(pay)[1]
+        if not math.isfinite(goal):
+            return
+        outcome = bound_regret(pay, goal,
+                               stop=lambda new, goal=goal: _largest_gain(pay, new)[1] > goal)
+        if outcome.closed or math.isfinite(outcome.relative_bound):
+            return
 
 
 def _void_everywhere(game: Game, j: int, others: float) -> bool:
@@ -230,27 +255,58 @@ def _concave_one_member(pay: Payoffs, y_max: float, rtol: float) -> PlayerRegret
 
 
 def found_gain(pay: Payoffs) -> tuple[float, float, int]:
-    """(raw gain, relative gain, row) of the best row over the profile's (row 0),
-    in the component of the payoff where they differ."""
+    """(raw gain, relative gain, row): the largest gain of any row over the
+    profile's (row 0), each in the component of the payoff where it first differs
+    from the profile's, and the best row. Max-min and leximin rank with ties,
+    which are not transitive: the best row by the player's order need not gain
+    the most over the profile (a row tied with it in the first level, lower by
+    less than the tie, wins on the second), and the regret is the largest gain of
+    any deviation."""
     best = pay.best()
     rows = pay.rows
     here_j, best_j = rows.welfare[0], rows.welfare[best]
     if not math.isfinite(here_j):
         return (math.inf, math.inf, best) if math.isfinite(best_j) else (0.0, 0.0, 0)
-    if pay.compare(best, 0) <= 0:
-        return 0.0, 0.0, 0
     if pay.kind is PayoffKind.SCALAR:
-        name = "welfare"
-    elif pay.kind is PayoffKind.MAXMIN:
-        name = "tiebreak" if levels_tie(best_j, here_j) else "welfare"
-    else:
-        name = first_difference(rows.vectors[best], rows.vectors[0])
-    column = pay.column(name)
-    raw = column[best] - column[0]
-    if raw <= 0:
-        return 0.0, 0.0, 0
-    span = pay.span(name)
-    return raw, (raw / span if span > 0 else math.inf), best
+        return _largest_gain(pay, [best])
+    raw, rel, row = _largest_gain(pay, range(1, len(rows)))
+    # The deviation reported is the best purchase found (it gains at least as
+    # much in the first level, and is where the player would move).
+    return raw, rel, (best if rel > 0 and pay.compare(best, 0) > 0 else row)
+
+
+def _largest_gain(pay: Payoffs, candidates) -> tuple[float, float, int]:
+    """``found_gain`` over the rows ``candidates``."""
+    out = (0.0, 0.0, 0)
+    scales: dict = {}  # component -> (its column, its span), each read once
+    for i in candidates:
+        name = _component(pay, i)
+        if name is None:
+            continue
+        if name not in scales:
+            scales[name] = (pay.column(name), pay.span(name))
+        column, span = scales[name]
+        raw = column[i] - column[0]
+        if raw <= 0:
+            continue
+        rel = raw / span if span > 0 else math.inf
+        if rel > out[1] or (rel == out[1] and raw > out[0]):
+            out = (raw, rel, i)
+    return out
+
+
+def _component(pay: Payoffs, i: int) -> str | int | None:
+    """The component in which row i first differs from the profile's (None where
+    it does not beat it)."""
+    rows = pay.rows
+    if pay.compare(i, 0) <= 0:
+        return None
+    if pay.kind is PayoffKind.SCALAR:
+        return "welfare"
+    if pay.kind is PayoffKind.MAXMIN:
+        return "tiebreak" if levels_tie(rows.welfare[i], rows.welfare[0]) \
+            else "welfare"
+    return first_difference(rows.vectors[i], rows.vectors[0])
 
 
 def _refine(pay: Payoffs, y_max: float) -> None:
@@ -267,10 +323,9 @@ def _refine(pay: Payoffs, y_max: float) -> None:
     lo = float(below.max()) if below.size else ys[best]
     hi = float(above.min()) if above.size else ys[best]
     xtol = max(REFINE_RTOL * y_max, 1e-300)
-    key = cmp_to_key(pay.compare)
     while hi - lo > xtol:
         rows = pay.evaluate(np.linspace(lo, hi, REFINE_POINTS))
-        top = max(range(len(rows)), key=lambda q: key(rows[q]))
+        top = rows.index(pay.best(rows))
         new_lo = pay.rows.y[rows[max(top - 1, 0)]]
         new_hi = pay.rows.y[rows[min(top + 1, len(rows) - 1)]]
         if new_hi - new_lo >= hi - lo:
