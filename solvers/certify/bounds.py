@@ -225,7 +225,8 @@ def _first_below(g, lam, end) -> np.ndarray:
 
 def level_bound(player, y: float, x: np.ndarray, surplus: np.ndarray,
                 window: tuple[float, float, float], width: float,
-                members: np.ndarray, floor: np.ndarray) -> float:
+                members: np.ndarray, floor: np.ndarray,
+                enough: float = -math.inf) -> float:
     """Upper bound on [y, y + width] of the max-min level of ``members`` (their
     smallest s_i + e_i, the others' consumption free), from the row at y.
 
@@ -240,7 +241,9 @@ def level_bound(player, y: float, x: np.ndarray, surplus: np.ndarray,
     Every (mu, nu) gives a valid bound, computed in full (H(p_a) is not assumed
     equal to the row's level); the row's own multipliers give a tight one. They are
     read from the members holding the level, whose set the row's rounding blurs, so
-    a few readings are tried and the least bound kept (``_level_multipliers``).
+    a few readings are tried and the least bound kept (``_level_multipliers``);
+    the first bound at or below ``enough`` ends the tries (a caller that asks only
+    whether the level can exceed ``enough``).
     """
     level = np.where(members, surplus + floor, np.inf)
     if not np.isfinite(level.min()):
@@ -254,6 +257,8 @@ def level_bound(player, y: float, x: np.ndarray, surplus: np.ndarray,
     for mu, nu in _level_multipliers(level, rise, members, y):
         best = min(best, _dual_level_bound(formulas, mu, nu, y, window, width,
                                            floor, xbars))
+        if best <= enough:
+            break
     return best
 
 
@@ -264,7 +269,6 @@ def _level_multipliers(level, rise, members, y):
     member nearest its peak alone (nu = 0), the reading where a satiated member
     caps the level."""
     low = float(level.min())
-    out = []
     for rtol in HOLDING_RTOLS:
         slack = np.abs(rise) * rtol * max(y, 1e-300) + 1e-12 * abs(low)
         holding = members & (level <= low + slack)
@@ -272,15 +276,14 @@ def _level_multipliers(level, rise, members, y):
         if signs.size and (np.all(signs > 0) or np.all(signs < 0)):
             inverse = np.where(holding, 1.0 / np.where(holding, rise, 1.0), 0.0)
             nu = 1.0 / float(np.sum(inverse))
-            out.append((nu * inverse, nu))
+            yield nu * inverse, nu
     near = members & (level <= low + np.abs(rise) * HOLDING_RTOLS[-1] * max(y, 1e-300)
                       + 1e-12 * abs(low))
     if near.any():
         k = int(np.argmin(np.where(near, np.abs(rise), np.inf)))
         mu = np.zeros(level.size)
         mu[k] = 1.0
-        out.append((mu, 0.0))
-    return out
+        yield mu, 0.0
 
 
 def _dual_level_bound(formulas, mu, nu, y, window, width, floor, xbars) -> float:
