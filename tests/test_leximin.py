@@ -32,7 +32,7 @@ from aggregame.solvers.certify.payoffs import Payoffs
 from aggregame.solvers.certify.scan import certify
 from aggregame.solvers.equilibrium.best_response import best_response
 from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
-from aggregame.solvers.inner.leximin import batch_levels
+from aggregame.solvers.inner.leximin import LexPayoff, batch_levels, best_of
 from aggregame.solvers.inner.native import NativeInner
 
 #: Agreement of two computations of the same level (both to ~1e-13).
@@ -211,6 +211,22 @@ def test_compare_is_lexicographic_with_a_tolerance():
     assert compare(a, np.array([1.0 + 1e-12, 2.5, 0.0]), 1e-9) == -1
     assert compare(a, a + 1e-12, 1e-9) == 0
     assert compare(np.array([1.0, np.inf]), np.array([1.0, np.inf]), 0.0) == 0
+
+
+@pytest.mark.unit
+@settings(max_examples=200)
+@given(st.lists(st.lists(st.sampled_from([-np.inf, 0.0, 0.01, 0.5, 0.5 + 1e-15, 2.0,
+                                          np.inf]), min_size=3, max_size=3),
+                min_size=1, max_size=12))
+def test_exact_best_is_the_first_lexicographic_maximum(rows):
+    """best_of without a tolerance (the zoom's) picks what a scan of pairwise
+    comparisons picks: the first row no other row beats, ties included."""
+    cands = [LexPayoff(float(k), np.array(r), 0.0, 0.0) for k, r in enumerate(rows)]
+    scan = 0
+    for k, c in enumerate(cands):
+        if compare(c.levels, cands[scan].levels, 0.0) > 0:
+            scan = k
+    assert best_of(cands, 0.0) == scan
 
 
 def two_aggregator_game(maxmin="leximin", n=6, c=0.02):

@@ -40,6 +40,13 @@ from aggregame.solvers.inner.leximin import (
 )
 
 
+#: Points per step of the bracketed search's zoom (7 new rows, a 4-fold shrink): a
+#: leximin row of 100 members costs ~20 us and a step ~60 us besides, so fewer
+#: points per step reach the accuracy sooner (fig4 at alpha = inf: 843 -> 609 rows
+#: in the dynamics, about a quarter faster than 17 points).
+BRACKET_ZOOM_POINTS = 9
+
+
 def zoom(evaluate, player: Player, lo: LexPayoff, hi: LexPayoff, xtol: float,
          points: int = ZOOM_POINTS) -> list[LexPayoff]:
     """Grid-and-shrink search between two evaluated purchases for the
@@ -107,7 +114,7 @@ def bracketed_search(evaluate, player: Player, y_max: float, fixed: list[float],
     if all(compare(samples[k].levels, samples[n].levels, atol) > 0
            for n in (k - 1, k + 1) if 0 <= n < len(samples)):
         lo, hi = samples[max(k - 1, 0)], samples[min(k + 1, len(samples) - 1)]
-    found = zoom(evaluate, player, lo, hi, xtol)
+    found = zoom(evaluate, player, lo, hi, xtol, BRACKET_ZOOM_POINTS)
     return ([found[best_of(found, 0.0)]] if found else []) + samples
 
 
