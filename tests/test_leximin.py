@@ -7,6 +7,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import assume, event, given, settings
+from hypothesis import strategies as st
 from scipy.special import logsumexp
 
 from aggregame import (
@@ -24,10 +26,13 @@ from aggregame import (
 from aggregame.allocation import RESIDUAL_TOL, inner_setup
 from aggregame.leximin import compare, levels, leximin_residual
 from aggregame.scenario import scenario_from_dict
+from aggregame.solvers.certify.bounds import PriceWindow
+from aggregame.solvers.certify.branch import _Fronts, _out_of_reach
+from aggregame.solvers.certify.payoffs import Payoffs
 from aggregame.solvers.certify.scan import certify
 from aggregame.solvers.equilibrium.best_response import best_response
 from aggregame.solvers.equilibrium.dynamics import solve_equilibrium
-from aggregame.solvers.inner.leximin import batch_levels
+from aggregame.solvers.inner.leximin import LexPayoff, batch_levels, best_of
 from aggregame.solvers.inner.native import NativeInner
 
 #: Agreement of two computations of the same level (both to ~1e-13).
@@ -208,6 +213,22 @@ def test_compare_is_lexicographic_with_a_tolerance():
     assert compare(np.array([1.0, np.inf]), np.array([1.0, np.inf]), 0.0) == 0
 
 
+@pytest.mark.unit
+@settings(max_examples=200)
+@given(st.lists(st.lists(st.sampled_from([-np.inf, 0.0, 0.01, 0.5, 0.5 + 1e-15, 2.0,
+                                          np.inf]), min_size=3, max_size=3),
+                min_size=1, max_size=12))
+def test_exact_best_is_the_first_lexicographic_maximum(rows):
+    """best_of without a tolerance (the zoom's) picks what a scan of pairwise
+    comparisons picks: the first row no other row beats, ties included."""
+    cands = [LexPayoff(float(k), np.array(r), 0.0, 0.0) for k, r in enumerate(rows)]
+    scan = 0
+    for k, c in enumerate(cands):
+        if compare(c.levels, cands[scan].levels, 0.0) > 0:
+            scan = k
+    assert best_of(cands, 0.0) == scan
+
+
 def two_aggregator_game(maxmin="leximin", n=6, c=0.02):
     users = users_of(21, 2 * n)
     players = tuple(Player.aggregator(f"A{k}", users[k::2], alpha="inf", maxmin=maxmin)
@@ -246,6 +267,41 @@ def test_leximin_buys_less_than_total_surplus():
     tot = solve_equilibrium(two_aggregator_game("total-surplus"))
     assert lex.certificate.certified and tot.certificate.certified
     assert lex.profile[:2].sum() < tot.profile[:2].sum()
+
+
+@pytest.mark.unit
+@settings(max_examples=60)
+@given(seed=st.integers(0, 10**6), members=st.integers(2, 12),
+       c=st.floats(0.005, 0.2), others=st.floats(0.0, 50.0),
+       start=st.floats(0.0, 0.99), width=st.floats(1e-4, 1.0),
+       rule=st.sampled_from(["floor", "viable"]))
+def test_reach_test_leaves_open_every_interval_that_reaches_the_level(
+        seed, members, c, others, start, width, rule):
+    """The certificate's reach test (solvers/certify/branch.py) closes an interval
+    only where no purchase in it lifts every member priced in at its left end to the
+    level asked: against progressive filling on 400 purchases of the interval, a
+    level just below the best one found there, or half-way to it, leaves the
+    interval open."""
+    game = Game((aggregator(users_of(seed, members), rule=rule),), LinearPrice(c))
+    y_max = game.feasible_max(0, others)
+    assume(y_max > 0)
+    a = start * y_max
+    b = min(a + width * y_max, y_max)
+    pay = Payoffs(game, 0, others)
+    front = _Fronts.of(pay, pay.evaluate([a]))
+    inside, floor = front.inside, front.floor
+    assume(inside.any())
+    batch = NativeInner(game, 0).solve(np.linspace(a, b, 400), others)
+    lowest = np.where(inside, batch.surplus + floor, np.inf).min(axis=1)
+    top = float(lowest.max())
+    window = PriceWindow.of(game, others, np.array([a]), np.array([b]))
+    for level in (top - 1e-9 * abs(top), 0.5 * (float(lowest[0]) + top)):
+        assert not _out_of_reach(pay, inside, floor, np.array([a]), np.array([b]),
+                                 window, np.array([level]))[0]
+    above = top + 0.1 * (top - float(lowest.min())) + 1e-6 * abs(top)
+    closed = _out_of_reach(pay, inside, floor, np.array([a]), np.array([b]), window,
+                           np.array([above]))[0]
+    event(f"a level above the interval's best closes it: {bool(closed)}")
 
 
 # -- refusals, TOML and CLI ---------------------------------------------------------

@@ -229,7 +229,8 @@ def _first_below(g, lam, end) -> np.ndarray:
 
 def level_bound(player, y: float, x: np.ndarray, surplus: np.ndarray,
                 window: tuple[float, float, float], width: float,
-                members: np.ndarray, floor: np.ndarray) -> float:
+                members: np.ndarray, floor: np.ndarray,
+                enough: float = -math.inf) -> float:
     """Upper bound on [y, y + width] of the max-min level of ``members`` (their
     smallest s_i + e_i, the others' consumption free), from the row at y.
 
@@ -244,7 +245,9 @@ def level_bound(player, y: float, x: np.ndarray, surplus: np.ndarray,
     Every (mu, nu) gives a valid bound, computed in full (H(p_a) is not assumed
     equal to the row's level); the row's own multipliers give a tight one. They are
     read from the members holding the level, whose set the row's rounding blurs, so
-    a few readings are tried and the least bound kept (``_level_multipliers``).
+    a few readings are tried and the least bound kept (``_level_multipliers``,
+    every reading in one array pass; ``enough``, the level a caller compares with,
+    is accepted for callers that only ask whether the level can exceed it).
     """
     level = np.where(members, surplus + floor, np.inf)
     if not np.isfinite(level.min()):

@@ -4,8 +4,9 @@ Every interval between two neighbouring evaluated purchases gets an upper bound 
 gain any purchase inside it could have over the profile's own (solvers/certify/
 bounds.py says why the bounds hold), in the component of the player's payoff that
 decides (the payoff itself; max-min's level, or its total surplus where the level is
-pinned; leximin's first component where the vectors can differ). An interval whose
-bound is below the target is closed; the others are split at their midpoints, all of
+pinned; leximin's first component where the vectors can differ, after a test that
+closes the intervals where no purchase reaches the profile's level at all). An
+interval whose bound is below the target is closed; the others are split at their midpoints, all of
 them evaluated in one batch, until every interval is closed (the regret is proved
 below the target) or the budget is spent (the regret is bounded by the largest bound
 left, or not at all).
@@ -19,7 +20,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aggregame.allocation import counted_members, member_terms
+from aggregame.allocation import (
+    counted_members,
+    member_terms,
+    quadratic_level_interval,
+    quadratic_parameters,
+)
 from aggregame.solvers.certify.bounds import (
     PriceWindow,
     level_bound,
@@ -96,7 +102,8 @@ def _reference(pay: Payoffs, i: int) -> _Reference:
     r = pay.rows
     ref = _Reference(r.welfare[i], r.tiebreak[i], pay.pinned(r.y[i]))
     if pay.kind is PayoffKind.LEXIMIN:
-        ref.count, ref.lowest = _leximin_front(pay, i)
+        front = _Fronts.of(pay, [i])
+        ref.count, ref.lowest = int(front.count[0]), float(front.lowest[0])
     return ref
 
 
@@ -229,21 +236,35 @@ def _row_members(pay: Payoffs, k: int):
 
 
 # -- leximin ------------------------------------------------------------------------
-def _leximin_front(pay: Payoffs, k: int) -> tuple[int, float]:
-    """(members priced out and counted, smallest level of the members priced in)
-    of row k. The priced-out members sit at their floor, below every member priced
-    in (whose surplus is >= 0), so the sorted vector starts with them: the first
-    component that can differ between two rows is the smallest level of the
+@dataclass(frozen=True)
+class _Fronts:
+    """What the bounds of leximin rows read, one row each: members priced out and
+    counted, the smallest level of the members priced in (inf: none), and the
+    rows' members. The priced-out members sit at their floor, below every member
+    priced in (whose surplus is >= 0), so the sorted vector starts with them: the
+    first component that can differ between two rows is the smallest level of the
     members priced in, or a count of floors."""
-    batch, i = pay.rows.source[k]
-    price = float(batch.price[i])
-    priced_out = pay.player.marginal_at_zero <= price
-    x, surplus, floor, counted = _row_members(pay, k)
-    inside = counted & ~priced_out
-    count = int(np.sum(counted & priced_out))
-    if not inside.any():
-        return count, math.inf
-    return count, float(np.min(np.where(inside, surplus + floor, np.inf)))
+
+    count: np.ndarray
+    lowest: np.ndarray
+    x: np.ndarray
+    surplus: np.ndarray
+    floor: np.ndarray
+    inside: np.ndarray
+
+    @classmethod
+    def of(cls, pay: Payoffs, rows: list[int]) -> "_Fronts":
+        source = [pay.rows.source[k] for k in rows]
+        price = np.array([pay.rows.price[k] for k in rows])
+        priced_out = pay.player.marginal_at_zero[None, :] <= price[:, None]
+        _, floor = member_terms(pay.player, priced_out)
+        counted = counted_members(pay.player, priced_out)
+        surplus = np.array([batch.surplus[i] for batch, i in source])
+        inside = counted & ~priced_out
+        return cls(np.sum(counted & priced_out, axis=1),
+                   np.where(inside, surplus + floor, np.inf).min(axis=1),
+                   np.array([batch.x[i] for batch, i in source]), surplus, floor,
+                   inside)
 
 
 def _window(window: PriceWindow, n: int) -> tuple[float, float, float]:
@@ -253,20 +274,80 @@ def _window(window: PriceWindow, n: int) -> tuple[float, float, float]:
 def _leximin_gains(pay, ref, left, a, b, window) -> np.ndarray:
     out = np.empty(a.size)
     pin = pay.pinned_level
-    for n, (k, lo, hi) in enumerate(zip(left, a, b)):
-        count, lowest = _leximin_front(pay, k)
-        if count > ref.count:
-            # A floor where the profile has its smallest level priced in.
-            out[n] = 0.0 if ref.lowest > pin and not levels_tie(ref.lowest, pin) \
-                else math.inf
-            continue
-        x, surplus, floor, counted = _row_members(pay, k)
-        inside = counted & ~(pay.player.marginal_at_zero <= pay.rows.price[k])
-        upper = level_bound(pay.player, float(lo), x, surplus, _window(window, n),
-                            float(hi - lo), inside, floor) if inside.any() else -np.inf
-        column = ref.count if count == ref.count else count
-        base = ref.lowest if count == ref.count else pin
-        span = pay.span(column) if column < pay.player.size \
-            else 0.0
-        out[n] = _relative(np.array([upper - base]), span)[0]
+    fronts = _Fronts.of(pay, list(left))
+    # The profile's component the interval compares with, and its value.
+    same = fronts.count == ref.count
+    column = np.where(same, ref.count, fronts.count)
+    base = np.where(same, ref.lowest, pin)
+    # Members priced out at the left row beyond the profile's: a floor where the
+    # profile has its smallest level priced in.
+    more = fronts.count > ref.count
+    out[more] = 0.0 if ref.lowest > pin and not levels_tie(ref.lowest, pin) \
+        else math.inf
+    reach = ~more & fronts.inside.any(axis=1)
+    out[~more & ~reach] = 0.0  # no member priced in: nothing above the floors
+    beyond = np.zeros(a.size, dtype=bool)
+    beyond[reach] = _out_of_reach(pay, fronts.inside[reach], fronts.floor[reach],
+                                  a[reach], b[reach],
+                                  PriceWindow(window.low[reach], window.high[reach],
+                                              window.slope[reach]), base[reach])
+    out[beyond] = 0.0
+    for n in np.flatnonzero(reach & ~beyond):
+        # A bound at or below ``base`` is no gain, whichever bound it is: the level
+        # bound may stop at the first such one.
+        upper = level_bound(pay.player, float(a[n]), fronts.x[n], fronts.surplus[n],
+                            _window(window, n), float(b[n] - a[n]),
+                            fronts.inside[n], fronts.floor[n], enough=float(base[n]))
+        span = pay.span(int(column[n])) if column[n] < pay.player.size else 0.0
+        out[n] = _relative(np.array([upper - base[n]]), span)[0]
     return out
+
+
+#: Relative margin by which an interval must be out of reach (``_out_of_reach``), far
+#: above the rounding of the roots and sums that decide it.
+REACH_RTOL = 1e-9
+
+
+def _out_of_reach(pay: Payoffs, inside: np.ndarray, floor: np.ndarray, a: np.ndarray,
+                  b: np.ndarray, window: PriceWindow, base: np.ndarray
+                  ) -> np.ndarray:
+    """True for each interval [a, b] on which no purchase lifts every member priced
+    in at a (``inside``, floors ``floor``) to ``base``: the first component that can
+    differ then stays below the profile's, no gain. Decided without a level bound;
+    quadratic members only.
+
+    At price q member i reaches ``base`` from r_i(q), the lower root of
+    U_i(x) - q x + e_i = base (0 where e_i >= base; none where its peak is below),
+    increasing and convex in q with slope r_i / (U_i'(r_i) - q). The members priced
+    out at a consume nothing at any higher price, so purchase y reaches ``base``
+    only if sum_i r_i(p(y)) <= y, and p(y) >= p_a + p'_lo (y - a) gives
+    sum_i r_i(p(y)) >= R + D (y - a) with R = sum_i r_i(p_a) and D = p'_lo sum_i
+    r_i'(p_a). No y in [a, b] qualifies when R - a > max(0, (1 - D) (b - a)), or when
+    a member cannot reach ``base`` even at p_a.
+    """
+    quad = quadratic_parameters(pay.player)
+    out = np.zeros(a.size, dtype=bool)
+    if quad is None or not a.size:
+        return out
+    qa, qb = quad
+    price = window.low[:, None]
+    need = base[:, None] - floor
+    xbar = pay.player.zero_surplus_consumption(window.low)
+    margin = REACH_RTOL * np.maximum(np.abs(base), np.finfo(float).tiny)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        root, _, top = quadratic_level_interval(qa, qb, need, price, xbar)
+        never = np.any(inside & (top < need - margin[:, None]), axis=1)
+        # A peak within the margin of ``base``: rounding decides, the bound must.
+        unsure = np.any(inside & np.isnan(root) & ~(top < need - margin[:, None]),
+                        axis=1)
+        r = np.where(inside & ~np.isnan(root), root, 0.0)
+        rise = qb - 2 * qa * r - price
+        slope = np.where(r > 0, np.where(rise > 0, r / rise, np.inf), 0.0)
+        total = r.sum(axis=1)
+        d = window.slope * slope.sum(axis=1)
+        room = np.where(d >= 1, 0.0, (1 - d) * (b - a))
+        far = total - a > room + REACH_RTOL * np.maximum(total, b)
+    # Members neither priced in nor out (none under the package's rules) could take
+    # part of the purchase: not decided here.
+    alone = np.all(inside | (pay.player.marginal_at_zero[None, :] <= price), axis=1)
+    return alone & (never | (~unsure & far))

@@ -51,16 +51,18 @@ def best_response(inner: InnerSolver, others_total: float, *,
         How far the player moved last round; bisection probes around ``current``
         with it to start from a narrow bracket.
     accuracy : float, optional
-        Purchase accuracy that is enough for a max-min player's golden section
-        (never finer than GOLDEN_RTOL * y_max): the dynamics ask for INEXACT_RTOL
-        of the last move while the profile still moves far. None: full precision.
+        Purchase accuracy that is enough for a max-min player's golden section or
+        leximin zoom (never finer than GOLDEN_RTOL * y_max): the dynamics ask for
+        INEXACT_RTOL of the last move while the profile still moves far. None: full
+        precision.
     """
     if strategy not in (Strategy.BISECTION, Strategy.SCAN):
         raise ValueError(f"strategy must be 'bisection' or 'scan', got {strategy!r}")
     strategy = Strategy(strategy)
     game, j = inner.game, inner.index
     if game.players[j].fairness.is_leximin:  # sorted vectors: leximin_response.py
-        return leximin_best_response(inner, others_total, strategy, current)
+        return leximin_best_response(inner, others_total, strategy, current,
+                                     step_hint, accuracy)
     s = start_search(inner, others_total, current)
     if s.y_max <= 0:
         cand = candidates(s.f([0.0]))[0]

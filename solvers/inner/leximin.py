@@ -217,11 +217,28 @@ def payoffs(player: Player, batch: InnerBatch) -> list[LexPayoff]:
 
 def best_of(cands: list[LexPayoff], atol: float) -> int:
     """Index of the lexicographically best payoff; the first one wins ties."""
+    if atol == 0.0:
+        rows = np.array([c.levels for c in cands])
+        if not np.isnan(rows).any():
+            return _exact_best(rows)
     best = 0
     for k, c in enumerate(cands):
         if compare(c.levels, cands[best].levels, atol) > 0:
             best = k
     return best
+
+
+def _exact_best(rows: np.ndarray) -> int:
+    """First row of the lexicographic maximum without tolerance, column by column:
+    exact ties are an equivalence, so the rows left after every column are the
+    maxima, and the scan of ``best_of`` would keep the first of them."""
+    left = np.arange(rows.shape[0])
+    for column in rows.T:
+        values = column[left]
+        left = left[values == values.max()]
+        if left.size == 1:
+            break
+    return int(left[0])
 
 
 def tie_tolerance(cands: list[LexPayoff]) -> float:
